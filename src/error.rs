@@ -1,0 +1,69 @@
+//! The library's error type: every failure a user can cause is one of these variants.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in convlm, each variant naming what was wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Tensor shapes or op parameters do not fit together (mismatched channels, bad groups…).
+    #[error("{op}: {msg}")]
+    Shape { op: &'static str, msg: String },
+
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but its contents are not what convlm expects (truncated, corrupted,
+    /// another family, wrong vocabulary…).
+    #[error("{}: {msg}", path.display())]
+    BadFile { path: PathBuf, msg: String },
+
+    /// A configuration value is invalid; `field` names the setting or flag.
+    #[error("invalid {field}: {msg}")]
+    Config { field: String, msg: String },
+
+    /// Training data cannot be used as given.
+    #[error("data: {0}")]
+    Data(String),
+
+    /// Tokenizer failure (unknown character, bad tokenizer file, library error).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// Training produced a NaN or infinite loss or gradient.
+    #[error("training diverged at step {step}: {what} is not finite")]
+    NonFinite { step: u64, what: String },
+
+    /// Training was interrupted (Ctrl-C) after the last checkpoint was saved.
+    #[error("interrupted at step {step}; checkpoint saved")]
+    Interrupted { step: u64 },
+}
+
+impl Error {
+    /// Shorthand for a [`Error::Shape`] error.
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Shape { op, msg: msg.into() }
+    }
+
+    /// Shorthand for an [`Error::Config`] error.
+    pub fn config(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config { field: field.into(), msg: msg.into() }
+    }
+
+    /// Shorthand for an [`Error::Io`] error.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Shorthand for an [`Error::BadFile`] error.
+    pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+}

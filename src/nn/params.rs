@@ -1,0 +1,117 @@
+//! Named parameters, in PyTorch `named_parameters()` order, with their gradients.
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// One named parameter: its value, its accumulated gradient and whether AdamW decays it.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// PyTorch state_dict name, e.g. `convs.0.weight`.
+    pub name: String,
+    pub value: Tensor,
+    /// Same shape as `value`; zeroed by [`ParamStore::zero_grad`].
+    pub grad: Tensor,
+    /// Weight decay applies (conv and linear weights with ndim ≥ 2, never embeddings, biases
+    /// or norms; see reference/models.py `adamw_groups`).
+    pub decay: bool,
+}
+
+impl Param {
+    /// A parameter with a zero gradient; `decay` follows the reference rule from the name
+    /// and rank.
+    pub fn new(name: impl Into<String>, value: Tensor) -> Self {
+        let name = name.into();
+        let decay = value.ndim() >= 2 && !name.starts_with("embedding.");
+        let grad = Tensor::zeros(value.shape().to_vec());
+        Param { name, value, grad, decay }
+    }
+}
+
+/// The ordered set of a model's parameters.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore {
+    params: Vec<Param>,
+}
+
+/// Index of a parameter inside its [`ParamStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamId(pub usize);
+
+impl ParamStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter and returns its id.
+    pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> ParamId {
+        self.params.push(Param::new(name, value));
+        ParamId(self.params.len() - 1)
+    }
+
+    /// All parameters in registration order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// All parameters, mutable (for optimizers).
+    pub fn params_mut(&mut self) -> &mut [Param] {
+        &mut self.params
+    }
+
+    /// One parameter.
+    pub fn get(&self, id: ParamId) -> &Param {
+        &self.params[id.0]
+    }
+
+    /// One parameter, mutable.
+    pub fn get_mut(&mut self, id: ParamId) -> &mut Param {
+        &mut self.params[id.0]
+    }
+
+    /// Looks a parameter up by name.
+    pub fn find(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Total number of scalar parameters.
+    pub fn numel(&self) -> usize {
+        self.params.iter().map(|p| p.value.numel()).sum()
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.grad.data_mut().fill(0.0);
+        }
+    }
+
+    /// Replaces parameter values from named tensors (a state_dict). Every parameter must be
+    /// present with the same shape and no unknown names may appear; `source` names the file
+    /// in errors.
+    pub fn load_named(&mut self, tensors: Vec<(String, Tensor)>, source: &std::path::Path) -> Result<()> {
+        let mut seen = vec![false; self.params.len()];
+        for (name, t) in tensors {
+            let Some(i) = self.params.iter().position(|p| p.name == name) else {
+                return Err(Error::bad_file(source, format!("unexpected tensor `{name}` (not a parameter of this model)")));
+            };
+            if t.shape() != self.params[i].value.shape() {
+                return Err(Error::bad_file(
+                    source,
+                    format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.shape(), self.params[i].value.shape()),
+                ));
+            }
+            self.params[i].value = t;
+            seen[i] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(Error::bad_file(source, format!("missing tensor `{}`", self.params[i].name)));
+        }
+        Ok(())
+    }
+
+    /// The parameter values as named tensors (a state_dict).
+    pub fn named_values(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! Strided f32 matrix multiply on top of the `gemm` crate.
+//!
+//! Every matrix is described by a slice plus row and column strides (in elements), so that
+//! transposes, shifted windows and per-group blocks are views, never copies.
+
+use gemm::Parallelism;
+
+/// A read-only strided matrix view into a slice.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A dense row-major (rows, cols) view starting at `data[0]`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// A strided view.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        Mat { data, rows, cols, row_stride, col_stride }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Mat { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+    }
+
+    fn check(&self) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            assert!(last < self.data.len(), "matrix view out of bounds");
+        }
+    }
+}
+
+/// Threading for one GEMM call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Par {
+    /// Single-threaded (use inside an outer parallel loop or for small products).
+    Seq,
+    /// Use the current rayon pool.
+    Pool,
+}
+
+/// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b (k, n)`, with `dst` row stride
+/// `dst_row_stride` and unit column stride.
+pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, par: Par) {
+    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst[i * dst_row_stride..i * dst_row_stride + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    a.check();
+    b.check();
+    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
+    let parallelism = match par {
+        Par::Seq => Parallelism::None,
+        Par::Pool if m * n * k >= 64 * 64 * 64 => Parallelism::Rayon(rayon::current_num_threads()),
+        Par::Pool => Parallelism::None,
+    };
+    // SAFETY: every view was bounds-checked above; dst does not alias a or b (it is a
+    // distinct &mut slice).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_plain_transposed_and_accumulated() {
+        let (m, k, n) = (7, 5, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut c = vec![0.0; m * n];
+        matmul(&mut c, n, Mat::row_major(&a, m, k), Mat::row_major(&b, k, n), false, Par::Pool);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // b given as its transpose (n, k) viewed through .t()
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        matmul(&mut c, n, Mat::row_major(&a, m, k), Mat::row_major(&bt, n, k).t(), true, Par::Seq);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - 2.0 * y).abs() < 1e-5);
+        }
+    }
+}

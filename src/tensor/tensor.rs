@@ -1,0 +1,140 @@
+//! A dense, row-major f32 tensor: a shape and a contiguous buffer.
+
+use crate::error::{Error, Result};
+use rand::Rng;
+use rand_distr_free::standard_normal;
+
+/// A dense f32 tensor in row-major (C) order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor from a shape and its row-major data; errors if the sizes disagree.
+    pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
+        let shape = shape.into();
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(
+                "tensor",
+                format!("shape {shape:?} holds {n} values but {} were given", data.len()),
+            ));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor { shape, data: vec![0.0; n] }
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor { shape, data: vec![value; n] }
+    }
+
+    /// A tensor of N(0, std²) draws from `rng`.
+    pub fn randn(shape: impl Into<Vec<usize>>, std: f32, rng: &mut impl Rng) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| standard_normal(rng) * std).collect();
+        Tensor { shape, data }
+    }
+
+    /// A tensor of U(-bound, bound) draws from `rng` (PyTorch's default layer init).
+    pub fn uniform(shape: impl Into<Vec<usize>>, bound: f32, rng: &mut impl Rng) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| rng.gen_range(-bound..=bound)).collect();
+        Tensor { shape, data }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The row-major data.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The row-major data, mutable.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Consumes the tensor, returning its data.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The same data under another shape with the same number of elements.
+    pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        Tensor::new(shape, self.data)
+    }
+
+    /// Swaps the last two axes of a tensor of rank ≥ 2 (e.g. (B, C, T) ↔ (B, T, C)).
+    pub fn transpose_last2(&self) -> Tensor {
+        let r = self.shape.len();
+        assert!(r >= 2, "transpose_last2 needs rank >= 2");
+        let (rows, cols) = (self.shape[r - 2], self.shape[r - 1]);
+        let batch = self.data.len() / (rows * cols).max(1);
+        let mut out = vec![0.0; self.data.len()];
+        for b in 0..batch {
+            let src = &self.data[b * rows * cols..(b + 1) * rows * cols];
+            let dst = &mut out[b * rows * cols..(b + 1) * rows * cols];
+            for i in 0..rows {
+                for j in 0..cols {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+        let mut shape = self.shape.clone();
+        shape.swap(r - 2, r - 1);
+        Tensor { shape, data: out }
+    }
+
+    /// Largest absolute value (0 for an empty tensor).
+    pub fn max_abs(&self) -> f32 {
+        self.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    }
+
+    /// True when every element is finite.
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+}
+
+/// A standard normal sampler (Box–Muller) so that no extra distribution crate is needed.
+mod rand_distr_free {
+    use rand::Rng;
+
+    /// One N(0, 1) draw.
+    pub fn standard_normal(rng: &mut impl Rng) -> f32 {
+        loop {
+            let u1: f64 = rng.gen();
+            let u2: f64 = rng.gen();
+            if u1 > f64::MIN_POSITIVE {
+                let r = (-2.0 * u1.ln()).sqrt();
+                return (r * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
+            }
+        }
+    }
+}
