@@ -1,7 +1,13 @@
 //! Layer 1: f32 tensors, a tape autograd over a fixed set of ops, and the CPU kernels.
 
+mod graph;
 pub mod kernels;
+mod ops;
 mod tensor;
 pub mod threads;
 
+pub use graph::{Graph, Var};
+pub use ops::activation::{sigmoid, Activation};
+pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
+pub use ops::norm::BatchStats;
 pub use tensor::Tensor;

@@ -1,0 +1,150 @@
+//! The define-by-run tape: every op appends a node holding its output value and, when any
+//! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
+
+use crate::error::{Error, Result};
+use crate::nn::{ParamId, ParamStore};
+use crate::tensor::Tensor;
+
+/// A handle to a value recorded on a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(pub(crate) usize);
+
+/// Backward rule of one recorded op.
+pub(crate) trait BackwardOp {
+    /// Accumulates the input gradients of this op given the gradient of its output.
+    fn backward(&self, out: &Tensor, grad_out: &[f32], ctx: &mut GradCtx);
+}
+
+/// What a backward rule sees: every recorded value, and lazily allocated input gradients.
+pub(crate) struct GradCtx<'a> {
+    values: &'a [Tensor],
+    grads: &'a mut [Option<Vec<f32>>],
+    requires: &'a [bool],
+}
+
+impl<'a> GradCtx<'a> {
+    /// The recorded value of `v` (borrow independent of the context).
+    pub fn value(&self, v: Var) -> &'a Tensor {
+        &self.values[v.0]
+    }
+
+    /// The gradient buffer of `v`, zero-initialised on first use; `None` when `v` needs no
+    /// gradient. Backward rules must accumulate (`+=`) into it.
+    pub fn grad(&mut self, v: Var) -> Option<&mut [f32]> {
+        if !self.requires[v.0] {
+            return None;
+        }
+        let n = self.values[v.0].numel();
+        Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
+    }
+}
+
+/// A tape of recorded ops for one forward (and backward) pass.
+pub struct Graph {
+    values: Vec<Tensor>,
+    requires: Vec<bool>,
+    ops: Vec<Option<Box<dyn BackwardOp>>>,
+    grads: Vec<Option<Vec<f32>>>,
+    params: Vec<(Var, ParamId)>,
+    training: bool,
+}
+
+impl Graph {
+    /// An empty tape; `training` selects batchnorm/dropout behaviour.
+    pub fn new(training: bool) -> Self {
+        Graph { values: Vec::new(), requires: Vec::new(), ops: Vec::new(), grads: Vec::new(), params: Vec::new(), training }
+    }
+
+    /// Whether ops run in training mode.
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// Records a constant (no gradient).
+    pub fn constant(&mut self, t: Tensor) -> Var {
+        self.push(t, false, None)
+    }
+
+    /// Records a leaf that receives a gradient (used by tests and finite-difference checks).
+    pub fn leaf(&mut self, t: Tensor) -> Var {
+        self.push(t, true, None)
+    }
+
+    /// Records a model parameter; after [`Graph::backward`], [`Graph::accumulate_param_grads`]
+    /// adds its gradient into the store.
+    pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Var {
+        let v = self.push(store.get(id).value.clone(), true, None);
+        self.params.push((v, id));
+        v
+    }
+
+    /// The value of a recorded variable.
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.values[v.0]
+    }
+
+    /// The shape of a recorded variable.
+    pub fn shape(&self, v: Var) -> &[usize] {
+        self.values[v.0].shape()
+    }
+
+    /// The gradient of `v` after [`Graph::backward`] (None if it received none).
+    pub fn grad(&self, v: Var) -> Option<&[f32]> {
+        self.grads.get(v.0).and_then(|g| g.as_deref())
+    }
+
+    /// Whether `v` carries a gradient.
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.requires[v.0]
+    }
+
+    /// Records an op output; `op` is kept only when some input needs a gradient.
+    pub(crate) fn record(&mut self, value: Tensor, inputs: &[Var], op: impl BackwardOp + 'static) -> Var {
+        let requires = inputs.iter().any(|v| self.requires[v.0]);
+        let op: Option<Box<dyn BackwardOp>> = if requires { Some(Box::new(op)) } else { None };
+        self.push(value, requires, op)
+    }
+
+    fn push(&mut self, value: Tensor, requires: bool, op: Option<Box<dyn BackwardOp>>) -> Var {
+        self.values.push(value);
+        self.requires.push(requires);
+        self.ops.push(op);
+        Var(self.values.len() - 1)
+    }
+
+    /// Back-propagates from a scalar `loss` (seed gradient 1).
+    pub fn backward(&mut self, loss: Var) -> Result<()> {
+        if self.values[loss.0].numel() != 1 {
+            return Err(Error::shape("backward", format!("loss must be a scalar, got shape {:?}", self.shape(loss))));
+        }
+        self.backward_with(loss, vec![1.0])
+    }
+
+    /// Back-propagates from `out` with an explicit output gradient `seed` (same size as `out`).
+    pub fn backward_with(&mut self, out: Var, seed: Vec<f32>) -> Result<()> {
+        if seed.len() != self.values[out.0].numel() {
+            return Err(Error::shape("backward", "seed gradient size differs from the output"));
+        }
+        self.grads = vec![None; self.values.len()];
+        self.grads[out.0] = Some(seed);
+        for i in (0..=out.0).rev() {
+            let Some(op) = self.ops[i].as_ref() else { continue };
+            let Some(grad_out) = self.grads[i].take() else { continue };
+            let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires };
+            op.backward(&self.values[i], &grad_out, &mut ctx);
+            self.grads[i] = Some(grad_out);
+        }
+        Ok(())
+    }
+
+    /// Adds the gradients of every recorded parameter into `store` (`+=`, like PyTorch).
+    pub fn accumulate_param_grads(&self, store: &mut ParamStore) {
+        for &(v, id) in &self.params {
+            if let Some(g) = self.grad(v) {
+                for (a, b) in store.get_mut(id).grad.data_mut().iter_mut().zip(g) {
+                    *a += b;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
+
+use super::{acc_zip, map_into};
+use crate::error::{Error, Result};
+use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::Tensor;
+
+/// Which pointwise activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Tanh,
+    Relu,
+    /// Exact (erf) GELU, as `torch.nn.functional.gelu`.
+    Gelu,
+    Sigmoid,
+}
+
+impl Activation {
+    /// The activation of one value.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.max(0.0),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::Sigmoid => sigmoid(x),
+        }
+    }
+
+    /// d activation / dx given the input `x` and output `y`.
+    fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+                cdf + x * pdf
+            }
+            Activation::Sigmoid => y * (1.0 - y),
+        }
+    }
+}
+
+/// The logistic function.
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+struct ActBack {
+    x: Var,
+    act: Activation,
+}
+impl BackwardOp for ActBack {
+    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let x = ctx.value(self.x).data();
+        let act = self.act;
+        if let Some(gx) = ctx.grad(self.x) {
+            let dy: Vec<f32> = x.iter().zip(out.data()).map(|(&x, &y)| act.derivative(x, y)).collect();
+            acc_zip(gx, g, &dy, |g, d| g * d);
+        }
+    }
+}
+
+struct AddBack {
+    a: Var,
+    b: Var,
+}
+impl BackwardOp for AddBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        for v in [self.a, self.b] {
+            if let Some(gv) = ctx.grad(v) {
+                gv.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+}
+
+struct MulBack {
+    a: Var,
+    b: Var,
+}
+impl BackwardOp for MulBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let (av, bv) = (ctx.value(self.a).data(), ctx.value(self.b).data());
+        if let Some(ga) = ctx.grad(self.a) {
+            acc_zip(ga, g, bv, |g, b| g * b);
+        }
+        if let Some(gb) = ctx.grad(self.b) {
+            acc_zip(gb, g, av, |g, a| g * a);
+        }
+    }
+}
+
+struct ScaleBack {
+    x: Var,
+    s: f32,
+}
+impl BackwardOp for ScaleBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        if let Some(gx) = ctx.grad(self.x) {
+            gx.iter_mut().zip(g).for_each(|(a, b)| *a += self.s * b);
+        }
+    }
+}
+
+struct GluBack {
+    x: Var,
+}
+impl BackwardOp for GluBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let x = ctx.value(self.x);
+        let two_c = *x.shape().last().unwrap_or(&0);
+        let c = two_c / 2;
+        let xd = x.data();
+        if let Some(gx) = ctx.grad(self.x) {
+            for ((grow, xrow), gout) in gx.chunks_mut(two_c).zip(xd.chunks(two_c)).zip(g.chunks(c)) {
+                for j in 0..c {
+                    let (a, s) = (xrow[j], sigmoid(xrow[c + j]));
+                    grow[j] += gout[j] * s;
+                    grow[c + j] += gout[j] * a * s * (1.0 - s);
+                }
+            }
+        }
+    }
+}
+
+impl Graph {
+    fn check_same(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
+        if self.shape(a) != self.shape(b) {
+            return Err(Error::shape(op, format!("shapes {:?} and {:?} differ", self.shape(a), self.shape(b))));
+        }
+        Ok(())
+    }
+
+    /// Pointwise activation.
+    pub fn activation(&mut self, x: Var, act: Activation) -> Var {
+        let xv = self.value(x);
+        let mut out = Tensor::zeros(xv.shape().to_vec());
+        map_into(out.data_mut(), xv.data(), |v| act.apply(v));
+        self.record(out, &[x], ActBack { x, act })
+    }
+
+    /// `tanh(x)`.
+    pub fn tanh(&mut self, x: Var) -> Var {
+        self.activation(x, Activation::Tanh)
+    }
+
+    /// `max(x, 0)`.
+    pub fn relu(&mut self, x: Var) -> Var {
+        self.activation(x, Activation::Relu)
+    }
+
+    /// Exact GELU.
+    pub fn gelu(&mut self, x: Var) -> Var {
+        self.activation(x, Activation::Gelu)
+    }
+
+    /// `1 / (1 + exp(-x))`.
+    pub fn sigmoid(&mut self, x: Var) -> Var {
+        self.activation(x, Activation::Sigmoid)
+    }
+
+    /// `a + b` (same shapes).
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.check_same("add", a, b)?;
+        let mut out = self.value(a).clone();
+        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o += b);
+        Ok(self.record(out, &[a, b], AddBack { a, b }))
+    }
+
+    /// `a * b` elementwise (same shapes).
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.check_same("mul", a, b)?;
+        let mut out = self.value(a).clone();
+        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o *= b);
+        Ok(self.record(out, &[a, b], MulBack { a, b }))
+    }
+
+    /// `s * x`.
+    pub fn scale(&mut self, x: Var, s: f32) -> Var {
+        let mut out = self.value(x).clone();
+        out.data_mut().iter_mut().for_each(|o| *o *= s);
+        self.record(out, &[x], ScaleBack { x, s })
+    }
+
+    /// Gated linear unit over the last axis: `x[..., :C] * sigmoid(x[..., C:])`.
+    ///
+    /// # Shapes
+    /// x: (..., 2C) → (..., C)
+    pub fn glu(&mut self, x: Var) -> Result<Var> {
+        let shape = self.shape(x).to_vec();
+        let two_c = *shape.last().ok_or_else(|| Error::shape("glu", "input is a scalar"))?;
+        if two_c % 2 != 0 {
+            return Err(Error::shape("glu", format!("last axis {two_c} is odd")));
+        }
+        let c = two_c / 2;
+        let mut out_shape = shape.clone();
+        *out_shape.last_mut().unwrap_or(&mut 0) = c;
+        let mut out = Tensor::zeros(out_shape);
+        for (orow, xrow) in out.data_mut().chunks_mut(c.max(1)).zip(self.value(x).data().chunks(two_c.max(1))) {
+            for j in 0..c {
+                orow[j] = xrow[j] * sigmoid(xrow[c + j]);
+            }
+        }
+        Ok(self.record(out, &[x], GluBack { x }))
+    }
+}

@@ -1,0 +1,33 @@
+//! Differentiable ops recorded on a [`Graph`](super::Graph). Each file adds methods to
+//! `Graph` for one group of ops; all activations are channels-last.
+
+pub(crate) mod activation;
+mod linear;
+pub(crate) mod loss;
+pub(crate) mod norm;
+mod shape;
+
+use rayon::prelude::*;
+
+/// Element count above which elementwise loops are split across the rayon pool.
+const PAR_THRESHOLD: usize = 1 << 15;
+
+/// `out[i] = f(a[i])`, in parallel for large inputs.
+pub(crate) fn map_into(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(4096).zip(a.par_chunks(4096)).for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
+    } else {
+        out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a));
+    }
+}
+
+/// `acc[i] += f(a[i], b[i])`, in parallel for large inputs.
+pub(crate) fn acc_zip(acc: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    if acc.len() >= PAR_THRESHOLD {
+        acc.par_chunks_mut(4096)
+            .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
+            .for_each(|(o, (a, b))| o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o += f(a, b)));
+    } else {
+        acc.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o += f(a, b));
+    }
+}

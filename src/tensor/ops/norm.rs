@@ -1,0 +1,214 @@
+//! Normalisation and regularisation: batchnorm (train/eval), layernorm, dropout.
+
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::Tensor;
+
+/// Batch statistics from a training-mode batchnorm, for the running-average update.
+#[derive(Clone, Debug)]
+pub struct BatchStats {
+    /// Per-channel mean over all rows.
+    pub mean: Vec<f32>,
+    /// Per-channel unbiased variance (n-1 denominator, as PyTorch's running_var uses).
+    pub var_unbiased: Vec<f32>,
+}
+
+/// Backward of a normalisation `y = xhat * gamma + beta`, where `xhat = (x - mean) * inv_std`
+/// and (for batch statistics) mean and inv_std depend on x over the `group` axis.
+struct NormBack {
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    xhat: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// true: statistics per channel over rows (batchnorm, train); false for eval batchnorm.
+    batch_stats: bool,
+    /// true: statistics per row over channels (layernorm).
+    per_row: bool,
+}
+
+impl BackwardOp for NormBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let c = ctx.value(self.gamma).numel();
+        let gamma = ctx.value(self.gamma).data();
+        let rows = self.xhat.len() / c.max(1);
+        if let Some(gg) = ctx.grad(self.gamma) {
+            for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
+                for j in 0..c {
+                    gg[j] += grow[j] * xrow[j];
+                }
+            }
+        }
+        if let Some(gb) = ctx.grad(self.beta) {
+            for grow in g.chunks(c) {
+                gb.iter_mut().zip(grow).for_each(|(a, b)| *a += b);
+            }
+        }
+        let Some(gx) = ctx.grad(self.x) else { return };
+        if self.per_row {
+            for ((gxrow, grow), (xrow, &istd)) in gx.chunks_mut(c).zip(g.chunks(c)).zip(self.xhat.chunks(c).zip(&self.inv_std)) {
+                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                for j in 0..c {
+                    let d = (grow[j] * gamma[j]) as f64;
+                    s1 += d;
+                    s2 += d * xrow[j] as f64;
+                }
+                let n = c as f64;
+                for j in 0..c {
+                    let d = (grow[j] * gamma[j]) as f64;
+                    gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                }
+            }
+        } else if self.batch_stats {
+            let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
+                for j in 0..c {
+                    let d = (grow[j] * gamma[j]) as f64;
+                    s1[j] += d;
+                    s2[j] += d * xrow[j] as f64;
+                }
+            }
+            let n = rows as f64;
+            for ((gxrow, grow), xrow) in gx.chunks_mut(c).zip(g.chunks(c)).zip(self.xhat.chunks(c)) {
+                for j in 0..c {
+                    let d = (grow[j] * gamma[j]) as f64;
+                    gxrow[j] += (self.inv_std[j] as f64 * (d - s1[j] / n - xrow[j] as f64 * s2[j] / n)) as f32;
+                }
+            }
+        } else {
+            for (gxrow, grow) in gx.chunks_mut(c).zip(g.chunks(c)) {
+                for j in 0..c {
+                    gxrow[j] += grow[j] * gamma[j] * self.inv_std[j];
+                }
+            }
+        }
+    }
+}
+
+struct DropoutBack {
+    x: Var,
+    mask: Vec<f32>,
+}
+impl BackwardOp for DropoutBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        if let Some(gx) = ctx.grad(self.x) {
+            for ((a, &b), &m) in gx.iter_mut().zip(g).zip(&self.mask) {
+                *a += b * m;
+            }
+        }
+    }
+}
+
+impl Graph {
+    fn norm_channels(&self, op: &'static str, x: Var, gamma: Var, beta: Var) -> Result<usize> {
+        let c = *self.shape(x).last().ok_or_else(|| Error::shape(op, "input is a scalar"))?;
+        if self.shape(gamma) != [c] || self.shape(beta) != [c] {
+            return Err(Error::shape(op, format!("weight/bias must be ({c}), got {:?} and {:?}", self.shape(gamma), self.shape(beta))));
+        }
+        Ok(c)
+    }
+
+    /// Batch normalisation over every axis but the last (channels-last `BatchNorm1d` over
+    /// batch and time). In training mode it normalises with the batch statistics and returns
+    /// them; in eval mode it uses `running` = (mean, var).
+    ///
+    /// # Shapes
+    /// x: (..., C), gamma, beta: (C) → (..., C)
+    pub fn batchnorm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32, running: (&[f32], &[f32])) -> Result<(Var, Option<BatchStats>)> {
+        let c = self.norm_channels("batchnorm", x, gamma, beta)?;
+        let xd = self.value(x).data();
+        let rows = xd.len() / c.max(1);
+        let (mean, var, stats) = if self.training() {
+            if rows < 2 {
+                return Err(Error::shape("batchnorm", "training mode needs more than one value per channel"));
+            }
+            let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for row in xd.chunks(c) {
+                for j in 0..c {
+                    s1[j] += row[j] as f64;
+                }
+            }
+            let mean: Vec<f64> = s1.iter().map(|s| s / rows as f64).collect();
+            for row in xd.chunks(c) {
+                for j in 0..c {
+                    let d = row[j] as f64 - mean[j];
+                    s2[j] += d * d;
+                }
+            }
+            let var: Vec<f64> = s2.iter().map(|s| s / rows as f64).collect();
+            let stats = BatchStats {
+                mean: mean.iter().map(|&m| m as f32).collect(),
+                var_unbiased: s2.iter().map(|s| (s / (rows - 1) as f64) as f32).collect(),
+            };
+            (mean, var, Some(stats))
+        } else {
+            if running.0.len() != c || running.1.len() != c {
+                return Err(Error::shape("batchnorm", format!("running statistics must have {c} channels")));
+            }
+            (running.0.iter().map(|&v| v as f64).collect(), running.1.iter().map(|&v| v as f64).collect(), None)
+        };
+        let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (v + eps as f64).sqrt()) as f32).collect();
+        let mut xhat = vec![0.0f32; xd.len()];
+        for (hrow, row) in xhat.chunks_mut(c).zip(xd.chunks(c)) {
+            for j in 0..c {
+                hrow[j] = ((row[j] as f64 - mean[j]) * inv_std[j] as f64) as f32;
+            }
+        }
+        let out = self.affine(&xhat, x, gamma, beta);
+        let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: self.training(), per_row: false };
+        Ok((self.record(out, &[x, gamma, beta], op), stats))
+    }
+
+    /// Layer normalisation over the last axis (PyTorch `nn.LayerNorm(C)`).
+    ///
+    /// # Shapes
+    /// x: (..., C), gamma, beta: (C) → (..., C)
+    pub fn layernorm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
+        let c = self.norm_channels("layernorm", x, gamma, beta)?;
+        let xd = self.value(x).data();
+        let mut xhat = vec![0.0f32; xd.len()];
+        let mut inv_std = Vec::with_capacity(xd.len() / c.max(1));
+        for (hrow, row) in xhat.chunks_mut(c).zip(xd.chunks(c)) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+            let istd = 1.0 / (var + eps as f64).sqrt();
+            for j in 0..c {
+                hrow[j] = ((row[j] as f64 - mean) * istd) as f32;
+            }
+            inv_std.push(istd as f32);
+        }
+        let out = self.affine(&xhat, x, gamma, beta);
+        let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: false, per_row: true };
+        Ok(self.record(out, &[x, gamma, beta], op))
+    }
+
+    fn affine(&self, xhat: &[f32], x: Var, gamma: Var, beta: Var) -> Tensor {
+        let (gd, bd) = (self.value(gamma).data(), self.value(beta).data());
+        let c = gd.len();
+        let mut out = Tensor::zeros(self.shape(x).to_vec());
+        for (orow, hrow) in out.data_mut().chunks_mut(c).zip(xhat.chunks(c)) {
+            for j in 0..c {
+                orow[j] = hrow[j] * gd[j] + bd[j];
+            }
+        }
+        out
+    }
+
+    /// Inverted dropout: in training mode zeroes each value with probability `p` and scales
+    /// the rest by `1 / (1 - p)`; the identity in eval mode.
+    pub fn dropout(&mut self, x: Var, p: f32, rng: &mut impl Rng) -> Result<Var> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::config("dropout", format!("probability {p} is not in [0, 1)")));
+        }
+        if !self.training() || p == 0.0 {
+            return Ok(x);
+        }
+        let keep = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..self.value(x).numel()).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
+        let mut out = self.value(x).clone();
+        out.data_mut().iter_mut().zip(&mask).for_each(|(o, m)| *o *= m);
+        Ok(self.record(out, &[x], DropoutBack { x, mask }))
+    }
+}

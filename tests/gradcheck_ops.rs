@@ -1,0 +1,140 @@
+//! Finite-difference gradient checks for every differentiable op that has no PyTorch golden
+//! case (the convolutions are checked against ../shared/golden/conv_ops.json instead).
+//!
+//! For each op: loss = Σ op(inputs) · R for a fixed random R; the analytic gradient of every
+//! input is compared with central differences (f64 accumulation of the loss).
+
+use convlm::tensor::{Activation, Graph, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const EPS: f32 = 1e-2;
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Runs `f` on leaves built from `inputs`, returning (loss, output size).
+fn eval<F>(f: &F, inputs: &[Tensor], training: bool, r: Option<&[f32]>) -> (Graph, Var, Vec<Var>, Vec<f32>)
+where
+    F: Fn(&mut Graph, &[Var]) -> Var,
+{
+    let mut g = Graph::new(training);
+    let leaves: Vec<Var> = inputs.iter().map(|t| g.leaf(t.clone())).collect();
+    let out = f(&mut g, &leaves);
+    let n = g.value(out).numel();
+    let r: Vec<f32> = match r {
+        Some(r) => r.to_vec(),
+        None => Tensor::randn(vec![n], 1.0, &mut rng(99)).into_data(),
+    };
+    let loss = g.weighted_sum(out, &r).expect("weights sized to output");
+    (g, loss, leaves, r)
+}
+
+fn check<F>(name: &str, inputs: Vec<Tensor>, f: F)
+where
+    F: Fn(&mut Graph, &[Var]) -> Var,
+{
+    check_mode(name, true, inputs, f)
+}
+
+fn check_mode<F>(name: &str, training: bool, inputs: Vec<Tensor>, f: F)
+where
+    F: Fn(&mut Graph, &[Var]) -> Var,
+{
+    let (mut g, loss, leaves, r) = eval(&f, &inputs, training, None);
+    g.backward(loss).expect("scalar loss");
+    let mut worst = 0.0f64;
+    for (i, input) in inputs.iter().enumerate() {
+        let analytic = g.grad(leaves[i]).map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; input.numel()]);
+        for j in 0..input.numel() {
+            let mut plus = inputs.clone();
+            plus[i].data_mut()[j] += EPS;
+            let mut minus = inputs.clone();
+            minus[i].data_mut()[j] -= EPS;
+            let lp = { let (g, l, _, _) = eval(&f, &plus, training, Some(&r)); g.value(l).data()[0] as f64 };
+            let lm = { let (g, l, _, _) = eval(&f, &minus, training, Some(&r)); g.value(l).data()[0] as f64 };
+            let numeric = (lp - lm) / (2.0 * EPS as f64);
+            let a = analytic[j] as f64;
+            let err = (a - numeric).abs() / (1e-1 + numeric.abs());
+            worst = worst.max(err);
+            assert!(err < 2e-2, "{name}: input {i} element {j}: analytic {a} vs numeric {numeric}");
+        }
+    }
+    eprintln!("{name}: worst relative error {worst:.2e}");
+}
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape.to_vec(), 1.0, &mut rng(seed))
+}
+
+#[test]
+fn activations() {
+    for (i, act) in [Activation::Tanh, Activation::Relu, Activation::Gelu, Activation::Sigmoid].into_iter().enumerate() {
+        // keep relu inputs away from the kink
+        let mut x = randn(&[2, 3, 4], i as u64);
+        x.data_mut().iter_mut().for_each(|v| if v.abs() < 0.05 { *v += 0.2 });
+        check(&format!("{act:?}"), vec![x], move |g, v| g.activation(v[0], act));
+    }
+}
+
+#[test]
+fn add_mul_scale() {
+    check("add", vec![randn(&[3, 4], 1), randn(&[3, 4], 2)], |g, v| g.add(v[0], v[1]).unwrap());
+    check("mul", vec![randn(&[3, 4], 3), randn(&[3, 4], 4)], |g, v| g.mul(v[0], v[1]).unwrap());
+    check("mul same input", vec![randn(&[5], 5)], |g, v| g.mul(v[0], v[0]).unwrap());
+    check("scale", vec![randn(&[6], 6)], |g, v| g.scale(v[0], -1.7));
+}
+
+#[test]
+fn glu() {
+    check("glu", vec![randn(&[2, 3, 6], 7)], |g, v| g.glu(v[0]).unwrap());
+}
+
+#[test]
+fn linear_with_and_without_bias() {
+    check("linear", vec![randn(&[2, 3, 4], 8), randn(&[5, 4], 9), randn(&[5], 10)], |g, v| g.linear(v[0], v[1], Some(v[2])).unwrap());
+    check("linear no bias", vec![randn(&[7, 4], 11), randn(&[3, 4], 12)], |g, v| g.linear(v[0], v[1], None).unwrap());
+}
+
+#[test]
+fn embedding() {
+    let ids = [3u32, 0, 3, 1, 2, 2];
+    check("embedding", vec![randn(&[4, 5], 13)], move |g, v| g.embedding(v[0], &ids, &[2, 3]).unwrap());
+}
+
+#[test]
+fn batchnorm_train_and_eval() {
+    let (rm, rv) = (vec![0.1, -0.2, 0.3], vec![0.5, 1.5, 2.0]);
+    check("batchnorm train", vec![randn(&[2, 5, 3], 14), randn(&[3], 15), randn(&[3], 16)], |g, v| {
+        g.batchnorm(v[0], v[1], v[2], 1e-5, (&[], &[])).unwrap().0
+    });
+    check_mode("batchnorm eval", false, vec![randn(&[2, 5, 3], 17), randn(&[3], 18), randn(&[3], 19)], move |g, v| {
+        g.batchnorm(v[0], v[1], v[2], 1e-5, (&rm, &rv)).unwrap().0
+    });
+}
+
+#[test]
+fn layernorm() {
+    check("layernorm", vec![randn(&[3, 4, 5], 20), randn(&[5], 21), randn(&[5], 22)], |g, v| g.layernorm(v[0], v[1], v[2], 1e-5).unwrap());
+}
+
+#[test]
+fn dropout_is_a_fixed_mask() {
+    check("dropout", vec![randn(&[4, 8], 23)], |g, v| g.dropout(v[0], 0.3, &mut rng(5)).unwrap());
+}
+
+#[test]
+fn shape_ops() {
+    check("pad", vec![randn(&[2, 3, 4], 24)], |g, v| g.pad(v[0], 1, 2, 1).unwrap());
+    check("slice", vec![randn(&[2, 5, 3], 25)], |g, v| g.slice(v[0], 1, 1, 4).unwrap());
+    check("concat", vec![randn(&[2, 3, 2], 26), randn(&[2, 3, 4], 27)], |g, v| g.concat(&[v[0], v[1]], 2).unwrap());
+    check("reshape", vec![randn(&[2, 6], 28)], |g, v| g.reshape(v[0], &[3, 4]).unwrap());
+    check("transpose", vec![randn(&[2, 3, 4], 29)], |g, v| g.transpose_last2(v[0]).unwrap());
+}
+
+#[test]
+fn cross_entropy_with_ignored_targets() {
+    let targets = [2i64, -1, 0, 4, -1, 1];
+    check("cross_entropy", vec![randn(&[2, 3, 5], 30)], move |g, v| g.cross_entropy(v[0], &targets).unwrap());
+}
