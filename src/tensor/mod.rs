@@ -11,3 +11,4 @@ pub use ops::activation::{sigmoid, Activation};
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
 pub use ops::norm::BatchStats;
 pub use tensor::Tensor;
+pub(crate) use ops::linear::add_bias_rows;

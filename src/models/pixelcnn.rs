@@ -1,0 +1,75 @@
+//! PixelCNN (van den Oord et al. 2016): masked 2-D convs over a token grid.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nn::{Backend, Embedding, GraphBackend, Linear, MaskedConv2d, ParamStore};
+use crate::tensor::kernels::conv2d_masked::MaskType;
+use crate::tensor::{Activation, Var};
+
+/// Configuration of the `pixelcnn` family (reference/models.py `PixelCNN`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PixelCnnConfig {
+    /// Embedding width.
+    pub n_embd: usize,
+    /// Hidden channels.
+    pub channels: usize,
+    /// Odd square kernel size.
+    pub kernel_size: usize,
+    /// Number of masked convs (mask A first, B after).
+    pub n_layers: usize,
+}
+
+impl Default for PixelCnnConfig {
+    fn default() -> Self {
+        PixelCnnConfig { n_embd: 16, channels: 32, kernel_size: 5, n_layers: 4 }
+    }
+}
+
+/// Embedding → masked convs with ReLU → linear head, over (B, H, W) grids.
+#[derive(Clone, Debug)]
+pub struct PixelCnn {
+    cfg: PixelCnnConfig,
+    embedding: Embedding,
+    convs: Vec<MaskedConv2d>,
+    head: Linear,
+}
+
+impl PixelCnn {
+    /// Registers the parameters in reference order.
+    pub fn new(cfg: &PixelCnnConfig, vocab_size: usize, store: &mut ParamStore, rng: &mut impl Rng) -> Result<Self> {
+        if cfg.kernel_size % 2 == 0 {
+            return Err(Error::config("kernel_size", format!("{} must be odd for a PixelCNN", cfg.kernel_size)));
+        }
+        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
+        let convs = (0..cfg.n_layers)
+            .map(|i| {
+                let cin = if i == 0 { cfg.n_embd } else { cfg.channels };
+                let mask = if i == 0 { MaskType::A } else { MaskType::B };
+                MaskedConv2d::new(store, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, mask, rng)
+            })
+            .collect();
+        let head_in = if cfg.n_layers == 0 { cfg.n_embd } else { cfg.channels };
+        let head = Linear::new(store, "head", head_in, vocab_size, rng);
+        Ok(PixelCnn { cfg: cfg.clone(), embedding, convs, head })
+    }
+
+    /// Logits (B, H, W, V) for a grid of the backend's shape (B, H, W).
+    pub fn forward(&self, b: &mut GraphBackend, ids: &[u32]) -> Result<Var> {
+        let mut h = b.embedding(&self.embedding, ids)?; // (B, H, W, E)
+        for conv in &self.convs {
+            let z = b.masked_conv2d(conv, h)?; // (B, H, W, C)
+            h = b.activation(&z, Activation::Relu);
+        }
+        b.linear(&self.head, &h) // (B, H, W, V)
+    }
+
+    /// Raster-order positions before the current one that can influence it: the union of
+    /// masked windows grows by k/2 rows up and k/2 columns left/right per layer.
+    pub fn receptive_field(&self) -> usize {
+        // Reported as the number of rows above (inclusive of the current row) the model sees.
+        1 + (self.cfg.kernel_size / 2) * self.cfg.n_layers
+    }
+}

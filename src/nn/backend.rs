@@ -1,0 +1,132 @@
+//! One model definition, two ways to run it: [`Backend`] is the small set of operations a
+//! model's forward uses. [`GraphBackend`] records whole sequences on the autograd tape
+//! (training, evaluation); [`StepBackend`](super::step::StepBackend) runs one position at a
+//! time with per-layer ring buffers (fast generation). Each model writes its forward once,
+//! generic over the backend.
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear, MaskedConv2d};
+use crate::nn::{ParamId, ParamStore};
+use crate::tensor::kernels::conv1d::{Conv1dSpec, Padding};
+use crate::tensor::{Activation, BatchStats, Graph, Var};
+
+/// The operations model forwards are written in. Values are channels-last.
+pub trait Backend {
+    /// A value: `(B, T, C)` on the tape, `(B, 1, C)` when stepping.
+    type Value: Clone;
+
+    /// Token embeddings of `ids` (this backend's batch and positions, row-major).
+    fn embedding(&mut self, layer: &Embedding, ids: &[u32]) -> Result<Self::Value>;
+    /// A position-wise linear layer.
+    fn linear(&mut self, layer: &Linear, x: &Self::Value) -> Result<Self::Value>;
+    /// A causal convolution over time.
+    fn causal_conv(&mut self, layer: &CausalConv1d, x: &Self::Value) -> Result<Self::Value>;
+    /// Batch normalisation (batch statistics when training, running statistics otherwise).
+    fn batchnorm(&mut self, layer: &BatchNorm1d, x: &Self::Value) -> Result<Self::Value>;
+    /// A pointwise activation.
+    fn activation(&mut self, x: &Self::Value, act: Activation) -> Self::Value;
+    /// `a + b`.
+    fn add(&mut self, a: &Self::Value, b: &Self::Value) -> Result<Self::Value>;
+    /// `a * b`.
+    fn mul(&mut self, a: &Self::Value, b: &Self::Value) -> Result<Self::Value>;
+    /// GLU over the channel axis.
+    fn glu(&mut self, x: &Self::Value) -> Result<Self::Value>;
+}
+
+/// Records a forward pass on a [`Graph`] for a batch of `(batch, len)` token sequences.
+pub struct GraphBackend<'a> {
+    pub graph: &'a mut Graph,
+    store: &'a ParamStore,
+    buffers: &'a Buffers,
+    bound: HashMap<ParamId, Var>,
+    shape: Vec<usize>,
+    /// Batch statistics of every batchnorm run in training mode, by buffer slot.
+    pub batch_stats: Vec<(usize, BatchStats)>,
+}
+
+impl<'a> GraphBackend<'a> {
+    /// A backend over `graph` for inputs of `shape` ((B, T), or (B, H, W) for grids).
+    pub fn new(graph: &'a mut Graph, store: &'a ParamStore, buffers: &'a Buffers, shape: &[usize]) -> Self {
+        GraphBackend { graph, store, buffers, bound: HashMap::new(), shape: shape.to_vec(), batch_stats: Vec::new() }
+    }
+
+    /// The tape variable of a parameter, recorded on first use.
+    pub fn param(&mut self, id: ParamId) -> Var {
+        if let Some(&v) = self.bound.get(&id) {
+            return v;
+        }
+        let v = self.graph.param(self.store, id);
+        self.bound.insert(id, v);
+        v
+    }
+
+    fn opt_param(&mut self, id: Option<ParamId>) -> Option<Var> {
+        id.map(|id| self.param(id))
+    }
+
+    /// A PixelCNN masked convolution (grids only; not part of [`Backend`] because it has no
+    /// incremental form).
+    pub fn masked_conv2d(&mut self, layer: &MaskedConv2d, x: Var) -> Result<Var> {
+        let (w, b) = (self.param(layer.weight), self.param(layer.bias));
+        self.graph.masked_conv2d(x, w, Some(b), &layer.spec)
+    }
+}
+
+impl Backend for GraphBackend<'_> {
+    type Value = Var;
+
+    fn embedding(&mut self, layer: &Embedding, ids: &[u32]) -> Result<Var> {
+        let w = self.param(layer.weight);
+        let shape = self.shape.clone();
+        self.graph.embedding(w, ids, &shape)
+    }
+
+    fn linear(&mut self, layer: &Linear, x: &Var) -> Result<Var> {
+        let w = self.param(layer.weight);
+        let b = self.opt_param(layer.bias);
+        self.graph.linear(*x, w, b)
+    }
+
+    fn causal_conv(&mut self, layer: &CausalConv1d, x: &Var) -> Result<Var> {
+        let w = self.param(layer.weight);
+        let b = self.opt_param(layer.bias);
+        let spec = Conv1dSpec {
+            in_channels: layer.in_channels,
+            out_channels: layer.out_channels,
+            kernel_size: layer.kernel_size,
+            stride: 1,
+            padding: Padding::causal(layer.kernel_size, layer.dilation),
+            dilation: layer.dilation,
+            groups: 1,
+        };
+        self.graph.conv1d(*x, w, b, &spec)
+    }
+
+    fn batchnorm(&mut self, layer: &BatchNorm1d, x: &Var) -> Result<Var> {
+        let (w, b) = (self.param(layer.weight), self.param(layer.bias));
+        let (_, mean, var) = &self.buffers.entries[layer.slot];
+        let (y, stats) = self.graph.batchnorm(*x, w, b, layer.eps, (mean.data(), var.data()))?;
+        if let Some(stats) = stats {
+            self.batch_stats.push((layer.slot, stats));
+        }
+        Ok(y)
+    }
+
+    fn activation(&mut self, x: &Var, act: Activation) -> Var {
+        self.graph.activation(*x, act)
+    }
+
+    fn add(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        self.graph.add(*a, *b)
+    }
+
+    fn mul(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        self.graph.mul(*a, *b)
+    }
+
+    fn glu(&mut self, x: &Var) -> Result<Var> {
+        self.graph.glu(*x)
+    }
+}

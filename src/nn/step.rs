@@ -1,0 +1,178 @@
+//! Incremental execution for generation (Paine et al. 2016, "Fast Wavenet Generation"): every
+//! causal conv keeps a ring buffer of its last `(kernel_size - 1) * dilation + 1` inputs, so
+//! one new position costs O(layers) instead of re-running the whole sequence.
+
+use crate::error::{Error, Result};
+use crate::nn::backend::Backend;
+use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear};
+use crate::nn::ParamStore;
+use crate::tensor::kernels::matmul::{matmul, Mat, Par};
+use crate::tensor::{sigmoid, Activation, Tensor};
+
+/// The past inputs of one causal conv for every sequence of the batch.
+#[derive(Clone, Debug)]
+struct Ring {
+    span: usize,
+    channels: usize,
+    /// (B, span, C)
+    data: Vec<f32>,
+}
+
+/// Per-layer ring buffers of a batch of sequences being generated; positions start at 0
+/// (all history zero, as the causal left padding).
+#[derive(Clone, Debug)]
+pub struct StepState {
+    batch: usize,
+    rings: Vec<Option<Ring>>,
+    /// Number of positions consumed so far.
+    pub position: usize,
+}
+
+impl StepState {
+    /// Fresh state for `batch` sequences of a model with `n_slots` causal convs.
+    pub fn new(batch: usize, n_slots: usize) -> Self {
+        StepState { batch, rings: vec![None; n_slots], position: 0 }
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+/// Runs a model forward for one position of every sequence; values are (B, 1, C).
+pub struct StepBackend<'a> {
+    store: &'a ParamStore,
+    buffers: &'a Buffers,
+    state: &'a mut StepState,
+}
+
+impl<'a> StepBackend<'a> {
+    /// A backend that advances `state` by one position.
+    pub fn new(store: &'a ParamStore, buffers: &'a Buffers, state: &'a mut StepState) -> Self {
+        StepBackend { store, buffers, state }
+    }
+
+    fn value(&self, data: Vec<f32>, channels: usize) -> Tensor {
+        Tensor::new(vec![self.state.batch, 1, channels], data).unwrap_or_default()
+    }
+}
+
+fn channels(x: &Tensor) -> usize {
+    *x.shape().last().unwrap_or(&0)
+}
+
+impl Backend for StepBackend<'_> {
+    type Value = Tensor;
+
+    fn embedding(&mut self, layer: &Embedding, ids: &[u32]) -> Result<Tensor> {
+        if ids.len() != self.state.batch {
+            return Err(Error::shape("step", format!("{} ids for a batch of {}", ids.len(), self.state.batch)));
+        }
+        let table = self.store.get(layer.weight).value.data();
+        let e = layer.n_embd;
+        let mut data = Vec::with_capacity(ids.len() * e);
+        for &id in ids {
+            if id as usize >= layer.vocab_size {
+                return Err(Error::shape("step", format!("token id {id} is outside the vocabulary of {}", layer.vocab_size)));
+            }
+            data.extend_from_slice(&table[id as usize * e..(id as usize + 1) * e]);
+        }
+        Ok(self.value(data, e))
+    }
+
+    fn linear(&mut self, layer: &Linear, x: &Tensor) -> Result<Tensor> {
+        let (n_in, n_out, b) = (layer.in_features, layer.out_features, self.state.batch);
+        if channels(x) != n_in {
+            return Err(Error::shape("step", format!("linear expects {n_in} channels, got {}", channels(x))));
+        }
+        let mut out = vec![0.0; b * n_out];
+        let w = Mat::row_major(self.store.get(layer.weight).value.data(), n_out, n_in);
+        matmul(&mut out, n_out, Mat::row_major(x.data(), b, n_in), w.t(), false, Par::Pool); // (B, Out)
+        if let Some(bias) = layer.bias {
+            crate::tensor::add_bias_rows(&mut out, self.store.get(bias).value.data());
+        }
+        Ok(self.value(out, n_out))
+    }
+
+    fn causal_conv(&mut self, layer: &CausalConv1d, x: &Tensor) -> Result<Tensor> {
+        let (cin, cout, k, d, b) = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.dilation, self.state.batch);
+        if channels(x) != cin {
+            return Err(Error::shape("step", format!("conv expects {cin} channels, got {}", channels(x))));
+        }
+        let span = layer.span();
+        let position = self.state.position;
+        let ring = self.state.rings.get_mut(layer.slot).ok_or_else(|| Error::shape("step", "conv slot out of range"))?;
+        let ring = ring.get_or_insert_with(|| Ring { span, channels: cin, data: vec![0.0; b * span * cin] });
+        let slot_of = |back: usize| (position + span * (back / span + 1) - back) % span;
+        let now = slot_of(0);
+        for (bi, row) in x.data().chunks(cin).enumerate() {
+            ring.data[(bi * span + now) * cin..(bi * span + now + 1) * cin].copy_from_slice(row);
+        }
+        let w = self.store.get(layer.weight).value.data();
+        let mut out = vec![0.0; b * cout];
+        for tap in 0..k {
+            let back = (k - 1 - tap) * d;
+            if back > position {
+                continue; // still in the zero left padding
+            }
+            let s = slot_of(back);
+            let hist = Mat::strided(&ring.data[s * cin..], b, cin, span * cin, 1); // (B, C_in)
+            let w_tap = Mat::strided(&w[tap..], cout, cin, cin * k, k); // (C_out, C_in)
+            matmul(&mut out, cout, hist, w_tap.t(), true, Par::Pool); // (B, C_out)
+        }
+        debug_assert_eq!(ring.channels, cin);
+        if let Some(bias) = layer.bias {
+            crate::tensor::add_bias_rows(&mut out, self.store.get(bias).value.data());
+        }
+        Ok(self.value(out, cout))
+    }
+
+    fn batchnorm(&mut self, layer: &BatchNorm1d, x: &Tensor) -> Result<Tensor> {
+        let (_, mean, var) = &self.buffers.entries[layer.slot];
+        let (gamma, beta) = (self.store.get(layer.weight).value.data(), self.store.get(layer.bias).value.data());
+        let c = layer.channels;
+        let mut out = x.clone();
+        for row in out.data_mut().chunks_mut(c) {
+            for j in 0..c {
+                let inv_std = 1.0 / ((var.data()[j] as f64 + layer.eps as f64).sqrt());
+                row[j] = (((row[j] - mean.data()[j]) as f64 * inv_std) as f32) * gamma[j] + beta[j];
+            }
+        }
+        Ok(out)
+    }
+
+    fn activation(&mut self, x: &Tensor, act: Activation) -> Tensor {
+        let mut out = x.clone();
+        out.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
+        out
+    }
+
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if a.shape() != b.shape() {
+            return Err(Error::shape("step", "add of different shapes"));
+        }
+        let mut out = a.clone();
+        out.data_mut().iter_mut().zip(b.data()).for_each(|(o, v)| *o += v);
+        Ok(out)
+    }
+
+    fn mul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if a.shape() != b.shape() {
+            return Err(Error::shape("step", "mul of different shapes"));
+        }
+        let mut out = a.clone();
+        out.data_mut().iter_mut().zip(b.data()).for_each(|(o, v)| *o *= v);
+        Ok(out)
+    }
+
+    fn glu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let two_c = channels(x);
+        let c = two_c / 2;
+        let mut data = Vec::with_capacity(x.numel() / 2);
+        for row in x.data().chunks(two_c.max(1)) {
+            data.extend((0..c).map(|j| row[j] * sigmoid(row[c + j])));
+        }
+        Ok(self.value(data, c))
+    }
+}

@@ -1,0 +1,119 @@
+//! Convolutions on the tape: conv1d, conv_transpose1d and PixelCNN masked conv2d, wrapping
+//! the kernels of `tensor::kernels` (channels-last activations, PyTorch weight layouts).
+
+use crate::error::{Error, Result};
+use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dSpec};
+use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
+use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
+use crate::tensor::Tensor;
+
+/// Which convolution a [`ConvBack`] differentiates.
+enum ConvKind {
+    Conv1d(Conv1dSpec),
+    Transpose1d(ConvTranspose1dSpec),
+    Masked2d(MaskedConv2dSpec),
+}
+
+struct ConvBack {
+    kind: ConvKind,
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+}
+
+impl BackwardOp for ConvBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let (x, w) = (ctx.value(self.x), ctx.value(self.w));
+        let s = x.shape();
+        // Each gradient is computed by its own kernel call so that the mutable borrows of the
+        // context never overlap; the kernels skip whatever is None.
+        let mut gx = ctx.grad(self.x).map(|g| g.to_vec());
+        let mut gw = ctx.grad(self.w).map(|g| g.to_vec());
+        let mut gb = self.b.and_then(|b| ctx.grad(b).map(|g| g.to_vec()));
+        let result = match &self.kind {
+            ConvKind::Conv1d(spec) => {
+                conv1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut())
+            }
+            ConvKind::Transpose1d(spec) => conv_transpose1d_backward(
+                spec, x.data(), s[0], s[1], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(),
+            ),
+            ConvKind::Masked2d(spec) => masked_conv2d_backward(
+                spec, x.data(), s[0], s[1], s[2], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(),
+            ),
+        };
+        // Shapes were validated in forward, so the kernels cannot fail here.
+        debug_assert!(result.is_ok(), "conv backward: {result:?}");
+        for (v, buf) in [(Some(self.x), gx), (Some(self.w), gw), (self.b, gb)] {
+            if let (Some(v), Some(buf)) = (v, buf) {
+                if let Some(dst) = ctx.grad(v) {
+                    dst.copy_from_slice(&buf);
+                }
+            }
+        }
+    }
+}
+
+impl Graph {
+    fn conv_inputs(&self, op: &'static str, x: Var, rank: usize, w: Var, w_shape: &[usize], b: Option<Var>, out_channels: usize) -> Result<Vec<usize>> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != rank {
+            return Err(Error::shape(op, format!("input must have {rank} axes (channels last), got {xs:?}")));
+        }
+        if self.shape(w) != w_shape {
+            return Err(Error::shape(op, format!("weight has shape {:?}, expected {w_shape:?}", self.shape(w))));
+        }
+        if let Some(b) = b {
+            if self.shape(b) != [out_channels] {
+                return Err(Error::shape(op, format!("bias has shape {:?}, expected [{out_channels}]", self.shape(b))));
+            }
+        }
+        Ok(xs)
+    }
+
+    fn record_conv(&mut self, out: Tensor, kind: ConvKind, x: Var, w: Var, b: Option<Var>) -> Var {
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        self.record(out, &inputs, ConvBack { kind, x, w, b })
+    }
+
+    /// 1-D convolution (PyTorch `F.conv1d`, with asymmetric padding allowed).
+    ///
+    /// # Shapes
+    /// x: (B, T, C_in), w: (C_out, C_in/groups, K), b: (C_out) → (B, T_out, C_out)
+    pub fn conv1d(&mut self, x: Var, w: Var, b: Option<Var>, spec: &Conv1dSpec) -> Result<Var> {
+        spec.validate()?;
+        let xs = self.conv_inputs("conv1d", x, 3, w, &spec.weight_shape(), b, spec.out_channels)?;
+        let t_out = spec.output_len(xs[1])?;
+        let mut out = Tensor::zeros(vec![xs[0], t_out, spec.out_channels]);
+        let bias = b.map(|b| self.value(b).data());
+        conv1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
+        Ok(self.record_conv(out, ConvKind::Conv1d(*spec), x, w, b))
+    }
+
+    /// Transposed 1-D convolution (PyTorch `F.conv_transpose1d`).
+    ///
+    /// # Shapes
+    /// x: (B, T, C_in), w: (C_in, C_out/groups, K), b: (C_out) → (B, T_out, C_out)
+    pub fn conv_transpose1d(&mut self, x: Var, w: Var, b: Option<Var>, spec: &ConvTranspose1dSpec) -> Result<Var> {
+        spec.validate()?;
+        let xs = self.conv_inputs("conv_transpose1d", x, 3, w, &spec.weight_shape(), b, spec.out_channels)?;
+        let t_out = spec.output_len(xs[1])?;
+        let mut out = Tensor::zeros(vec![xs[0], t_out, spec.out_channels]);
+        let bias = b.map(|b| self.value(b).data());
+        conv_transpose1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
+        Ok(self.record_conv(out, ConvKind::Transpose1d(*spec), x, w, b))
+    }
+
+    /// PixelCNN masked 2-D convolution, stride 1, padding (kH/2, kW/2).
+    ///
+    /// # Shapes
+    /// x: (B, H, W, C_in), w: (C_out, C_in, kH, kW), b: (C_out) → (B, H, W, C_out)
+    pub fn masked_conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: &MaskedConv2dSpec) -> Result<Var> {
+        let w_shape = [spec.out_channels, spec.in_channels, spec.kernel_h, spec.kernel_w];
+        let xs = self.conv_inputs("masked_conv2d", x, 4, w, &w_shape, b, spec.out_channels)?;
+        let mut out = Tensor::zeros(vec![xs[0], xs[1], xs[2], spec.out_channels]);
+        let bias = b.map(|b| self.value(b).data());
+        masked_conv2d_forward(spec, self.value(x).data(), xs[0], xs[1], xs[2], self.value(w).data(), bias, out.data_mut())?;
+        Ok(self.record_conv(out, ConvKind::Masked2d(*spec), x, w, b))
+    }
+}
