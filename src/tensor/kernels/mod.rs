@@ -1,4 +1,8 @@
 //! CPU kernels: plain functions over slices, forward and backward. The autograd layer
 //! (`tensor::ops`) wraps them.
 
+pub mod conv1d;
+pub mod conv2d_masked;
+pub mod conv_transpose1d;
 pub mod matmul;
+mod tap_gemm;

@@ -1,0 +1,206 @@
+//! 1-D convolution over channels-last activations: forward and backward.
+//!
+//! Output row `t` reads input rows `t*stride + k*dilation - pad_left` for the K taps `k`;
+//! each tap is one GEMM per group over a strided view of the input (see `tap_gemm`).
+
+use super::tap_gemm::{add_column_sums, check_groups, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use crate::error::{Error, Result};
+
+const OP: &str = "conv1d";
+
+/// Zero padding of the time axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Padding {
+    /// The same amount on both sides (PyTorch's `padding=p`).
+    Symmetric(usize),
+    /// Different amounts on each side (PyTorch's `F.pad(x, (left, right))` before the conv).
+    Asymmetric { left: usize, right: usize },
+}
+
+impl Padding {
+    /// Left-only padding of `dilation * (kernel_size - 1)`: output `t` sees inputs `<= t`
+    /// and the output is as long as the input (stride 1).
+    pub fn causal(kernel_size: usize, dilation: usize) -> Self {
+        Padding::Asymmetric { left: dilation * kernel_size.saturating_sub(1), right: 0 }
+    }
+
+    /// Zeros before the first time step.
+    pub fn left(&self) -> usize {
+        match *self {
+            Padding::Symmetric(p) => p,
+            Padding::Asymmetric { left, .. } => left,
+        }
+    }
+
+    /// Zeros after the last time step.
+    pub fn right(&self) -> usize {
+        match *self {
+            Padding::Symmetric(p) => p,
+            Padding::Asymmetric { right, .. } => right,
+        }
+    }
+}
+
+/// Hyper-parameters of a 1-D convolution (PyTorch `Conv1d` semantics).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv1dSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_size: usize,
+    pub stride: usize,
+    pub padding: Padding,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl Conv1dSpec {
+    /// Checks that every size is positive and that `groups` divides both channel counts.
+    pub fn validate(&self) -> Result<()> {
+        check_positive(
+            OP,
+            &[
+                ("in_channels", self.in_channels),
+                ("out_channels", self.out_channels),
+                ("kernel_size", self.kernel_size),
+                ("stride", self.stride),
+                ("dilation", self.dilation),
+                ("groups", self.groups),
+            ],
+        )?;
+        check_groups(OP, self.groups, self.in_channels, self.out_channels)
+    }
+
+    /// The weight's shape (C_out, C_in/groups, K).
+    pub fn weight_shape(&self) -> [usize; 3] {
+        [self.out_channels, self.in_channels / self.groups.max(1), self.kernel_size]
+    }
+
+    /// The output length for an input of `len` steps.
+    pub fn output_len(&self, len: usize) -> Result<usize> {
+        conv_output_len(len, self.kernel_size, self.stride, self.padding.left(), self.padding.right(), self.dilation)
+    }
+
+    /// Validates the spec and builds the tap geometry for (batch, len).
+    fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
+        self.validate()?;
+        let t_out = self.output_len(len)?;
+        let pad = self.padding.left() as isize;
+        let taps = (0..self.kernel_size).map(|k| Tap { index: k, shift: (k * self.dilation) as isize - pad }).collect();
+        Ok(TapGemm {
+            batch,
+            d_len: t_out,
+            d_ch: self.out_channels,
+            s_len: len,
+            s_ch: self.in_channels,
+            stride: self.stride,
+            groups: self.groups,
+            kernel: self.kernel_size,
+            taps,
+        })
+    }
+
+    fn weight_dims(&self) -> [(&'static str, usize); 3] {
+        let [o, i, k] = self.weight_shape();
+        [("out_channels", o), ("in_channels/groups", i), ("kernel_size", k)]
+    }
+}
+
+/// Output length of a convolution: `(L + left + right - d*(k-1) - 1) / s + 1`.
+///
+/// Errors when a size is zero or the dilated kernel is longer than the padded input.
+pub fn conv_output_len(
+    len: usize,
+    kernel_size: usize,
+    stride: usize,
+    pad_left: usize,
+    pad_right: usize,
+    dilation: usize,
+) -> Result<usize> {
+    check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
+    let padded = len.saturating_add(pad_left).saturating_add(pad_right);
+    let effective = dilation.saturating_mul(kernel_size - 1).saturating_add(1);
+    if effective > padded {
+        return Err(Error::shape(
+            OP,
+            format!("kernel (effective size d*(k-1)+1 = {effective}) is longer than the padded input ({padded})"),
+        ));
+    }
+    Ok((padded - effective) / stride + 1)
+}
+
+/// 1-D convolution forward; overwrites `out`.
+///
+/// # Shapes
+/// - x: `[batch, len, in_channels]`
+/// - weight: `[out_channels, in_channels / groups, kernel_size]`
+/// - bias: `[out_channels]`
+/// - out: `[batch, output_len(len), out_channels]`
+pub fn conv1d_forward(
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
+    let geo = spec.geometry(batch, len)?;
+    let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
+    check_len(OP, "input", x.len(), &[("batch", batch), ("length", len), ("in_channels", c_in)])?;
+    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
+    }
+    check_len(OP, "output", out.len(), &[("batch", batch), ("output length", t_out), ("out_channels", c_out)])?;
+    par_batches(out, t_out * c_out, |b, out_b, par| {
+        fill_rows(out_b, bias, c_out); // (T_out, C_out)
+        geo.d_from_s(&x[b * len * c_in..], weight, out_b, par);
+    });
+    Ok(())
+}
+
+/// 1-D convolution backward: ADDS d loss / d (x, weight, bias) into each given buffer.
+///
+/// # Shapes
+/// - x, grad_x: `[batch, len, in_channels]`
+/// - weight, grad_weight: `[out_channels, in_channels / groups, kernel_size]`
+/// - grad_out: `[batch, output_len(len), out_channels]`
+/// - grad_bias: `[out_channels]`
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward(
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
+    let geo = spec.geometry(batch, len)?;
+    let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
+    let x_dims = [("batch", batch), ("length", len), ("in_channels", c_in)];
+    check_len(OP, "input", x.len(), &x_dims)?;
+    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
+    check_len(OP, "grad_out", grad_out.len(), &[("batch", batch), ("output length", t_out), ("out_channels", c_out)])?;
+    if let Some(gx) = grad_x.as_deref() {
+        check_len(OP, "grad_x", gx.len(), &x_dims)?;
+    }
+    if let Some(gw) = grad_weight.as_deref() {
+        check_len(OP, "grad_weight", gw.len(), &spec.weight_dims())?;
+    }
+    if let Some(gb) = grad_bias.as_deref() {
+        check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
+    }
+    if let Some(gx) = grad_x {
+        par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
+    }
+    if let Some(gw) = grad_weight {
+        geo.weight_grad(grad_out, x, gw);
+    }
+    if let Some(gb) = grad_bias {
+        add_column_sums(grad_out, c_out, gb);
+    }
+    Ok(())
+}

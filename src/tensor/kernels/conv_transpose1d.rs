@@ -1,0 +1,188 @@
+//! 1-D transposed convolution over channels-last activations: forward and backward.
+//!
+//! Input row `i` scatters into output rows `i*stride + k*dilation - padding`; the op is the
+//! adjoint of conv1d, so it runs on the same tap engine with input and output swapped.
+
+use super::tap_gemm::{add_column_sums, check_groups, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use crate::error::{Error, Result};
+
+const OP: &str = "conv_transpose1d";
+
+/// Hyper-parameters of a 1-D transposed convolution (PyTorch `ConvTranspose1d` semantics).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvTranspose1dSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_size: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub output_padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl ConvTranspose1dSpec {
+    /// PyTorch's rules: positive sizes, `groups` divides both channel counts, and
+    /// `output_padding < max(stride, dilation)`.
+    pub fn validate(&self) -> Result<()> {
+        check_positive(
+            OP,
+            &[
+                ("in_channels", self.in_channels),
+                ("out_channels", self.out_channels),
+                ("kernel_size", self.kernel_size),
+                ("stride", self.stride),
+                ("dilation", self.dilation),
+                ("groups", self.groups),
+            ],
+        )?;
+        check_groups(OP, self.groups, self.in_channels, self.out_channels)?;
+        if self.output_padding >= self.stride.max(self.dilation) {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "output_padding ({}) must be smaller than stride ({}) or dilation ({})",
+                    self.output_padding, self.stride, self.dilation
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The weight's shape (C_in, C_out/groups, K).
+    pub fn weight_shape(&self) -> [usize; 3] {
+        [self.in_channels, self.out_channels / self.groups.max(1), self.kernel_size]
+    }
+
+    /// The output length for an input of `len` steps.
+    pub fn output_len(&self, len: usize) -> Result<usize> {
+        conv_transpose_output_len(len, self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation)
+    }
+
+    /// Validates the spec and builds the tap geometry (dense side = input) for (batch, len).
+    fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
+        self.validate()?;
+        let l_out = self.output_len(len)?;
+        let pad = self.padding as isize;
+        let taps = (0..self.kernel_size).map(|k| Tap { index: k, shift: (k * self.dilation) as isize - pad }).collect();
+        Ok(TapGemm {
+            batch,
+            d_len: len,
+            d_ch: self.in_channels,
+            s_len: l_out,
+            s_ch: self.out_channels,
+            stride: self.stride,
+            groups: self.groups,
+            kernel: self.kernel_size,
+            taps,
+        })
+    }
+
+    fn weight_dims(&self) -> [(&'static str, usize); 3] {
+        let [i, o, k] = self.weight_shape();
+        [("in_channels", i), ("out_channels/groups", o), ("kernel_size", k)]
+    }
+}
+
+/// Output length of a transposed convolution:
+/// `(L-1)*s - 2p + d*(k-1) + output_padding + 1`; errors when it is not positive.
+pub fn conv_transpose_output_len(
+    len: usize,
+    kernel_size: usize,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+    dilation: usize,
+) -> Result<usize> {
+    check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
+    let wide = |v: usize| v as i128;
+    let n = (wide(len) - 1) * wide(stride) - 2 * wide(padding)
+        + wide(dilation) * (wide(kernel_size) - 1)
+        + wide(output_padding)
+        + 1;
+    if n <= 0 {
+        return Err(Error::shape(
+            OP,
+            format!("output length (L-1)*s - 2p + d*(k-1) + output_padding + 1 = {n} is not positive"),
+        ));
+    }
+    usize::try_from(n).map_err(|_| Error::shape(OP, format!("output length {n} does not fit in usize")))
+}
+
+/// 1-D transposed convolution forward; overwrites `out`.
+///
+/// # Shapes
+/// - x: `[batch, len, in_channels]`
+/// - weight: `[in_channels, out_channels / groups, kernel_size]`
+/// - bias: `[out_channels]`
+/// - out: `[batch, output_len(len), out_channels]`
+pub fn conv_transpose1d_forward(
+    spec: &ConvTranspose1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
+    let geo = spec.geometry(batch, len)?;
+    let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
+    check_len(OP, "input", x.len(), &[("batch", batch), ("length", len), ("in_channels", c_in)])?;
+    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
+    }
+    check_len(OP, "output", out.len(), &[("batch", batch), ("output length", l_out), ("out_channels", c_out)])?;
+    par_batches(out, l_out * c_out, |b, out_b, par| {
+        fill_rows(out_b, bias, c_out); // (L_out, C_out)
+        geo.s_from_d(&x[b * len * c_in..], weight, out_b, par);
+    });
+    Ok(())
+}
+
+/// 1-D transposed convolution backward: ADDS d loss / d (x, weight, bias) into each given
+/// buffer.
+///
+/// # Shapes
+/// - x, grad_x: `[batch, len, in_channels]`
+/// - weight, grad_weight: `[in_channels, out_channels / groups, kernel_size]`
+/// - grad_out: `[batch, output_len(len), out_channels]`
+/// - grad_bias: `[out_channels]`
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose1d_backward(
+    spec: &ConvTranspose1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
+    let geo = spec.geometry(batch, len)?;
+    let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
+    let x_dims = [("batch", batch), ("length", len), ("in_channels", c_in)];
+    check_len(OP, "input", x.len(), &x_dims)?;
+    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
+    check_len(OP, "grad_out", grad_out.len(), &[("batch", batch), ("output length", l_out), ("out_channels", c_out)])?;
+    if let Some(gx) = grad_x.as_deref() {
+        check_len(OP, "grad_x", gx.len(), &x_dims)?;
+    }
+    if let Some(gw) = grad_weight.as_deref() {
+        check_len(OP, "grad_weight", gw.len(), &spec.weight_dims())?;
+    }
+    if let Some(gb) = grad_bias.as_deref() {
+        check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
+    }
+    if let Some(gx) = grad_x {
+        par_batches(gx, len * c_in, |b, gx_b, par| geo.d_from_s(&grad_out[b * l_out * c_out..], weight, gx_b, par));
+    }
+    if let Some(gw) = grad_weight {
+        geo.weight_grad(x, grad_out, gw);
+    }
+    if let Some(gb) = grad_bias {
+        add_column_sums(grad_out, c_out, gb);
+    }
+    Ok(())
+}
