@@ -9,21 +9,14 @@ use crate::nn::ParamStore;
 use crate::tensor::kernels::matmul::{matmul, Mat, Par};
 use crate::tensor::{sigmoid, Activation, Tensor};
 
-/// The past inputs of one causal conv for every sequence of the batch.
-#[derive(Clone, Debug)]
-struct Ring {
-    span: usize,
-    channels: usize,
-    /// (B, span, C)
-    data: Vec<f32>,
-}
-
 /// Per-layer ring buffers of a batch of sequences being generated; positions start at 0
 /// (all history zero, as the causal left padding).
 #[derive(Clone, Debug)]
 pub struct StepState {
     batch: usize,
-    rings: Vec<Option<Ring>>,
+    /// Per causal conv: its last `span` inputs of every sequence, (B, span, C_in), written
+    /// circularly at `position % span`.
+    rings: Vec<Option<Vec<f32>>>,
     /// Number of positions consumed so far.
     pub position: usize,
 }
@@ -103,11 +96,14 @@ impl Backend for StepBackend<'_> {
         let span = layer.span();
         let position = self.state.position;
         let ring = self.state.rings.get_mut(layer.slot).ok_or_else(|| Error::shape("step", "conv slot out of range"))?;
-        let ring = ring.get_or_insert_with(|| Ring { span, channels: cin, data: vec![0.0; b * span * cin] });
+        let ring = ring.get_or_insert_with(|| vec![0.0; b * span * cin]);
+        if ring.len() != b * span * cin {
+            return Err(Error::shape("step", "conv slot reused with another shape"));
+        }
         let slot_of = |back: usize| (position + span * (back / span + 1) - back) % span;
         let now = slot_of(0);
         for (bi, row) in x.data().chunks(cin).enumerate() {
-            ring.data[(bi * span + now) * cin..(bi * span + now + 1) * cin].copy_from_slice(row);
+            ring[(bi * span + now) * cin..(bi * span + now + 1) * cin].copy_from_slice(row);
         }
         let w = self.store.get(layer.weight).value.data();
         let mut out = vec![0.0; b * cout];
@@ -117,11 +113,10 @@ impl Backend for StepBackend<'_> {
                 continue; // still in the zero left padding
             }
             let s = slot_of(back);
-            let hist = Mat::strided(&ring.data[s * cin..], b, cin, span * cin, 1); // (B, C_in)
+            let hist = Mat::strided(&ring[s * cin..], b, cin, span * cin, 1); // (B, C_in)
             let w_tap = Mat::strided(&w[tap..], cout, cin, cin * k, k); // (C_out, C_in)
             matmul(&mut out, cout, hist, w_tap.t(), true, Par::Pool); // (B, C_out)
         }
-        debug_assert_eq!(ring.channels, cin);
         if let Some(bias) = layer.bias {
             crate::tensor::add_bias_rows(&mut out, self.store.get(bias).value.data());
         }
