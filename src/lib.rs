@@ -4,7 +4,9 @@
 //! `nn`, `models`, `data`, `optim`, and the run-level modules.
 
 pub mod error;
+pub mod io;
 pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use error::{Error, Result};
