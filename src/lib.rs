@@ -1,11 +1,14 @@
 //! convlm: train, evaluate and sample convolutional language models on the CPU.
 //!
 //! Layers, each depending only on those above it: [`tensor`] (tensors, autograd, kernels),
-//! `nn`, `models`, `data`, `optim`, and the run-level modules.
+//! [`nn`] (layers and backends), [`models`] (the seven families), `data` (tokenizers and
+//! datasets), [`optim`] (optimizers, schedules), and the run-level modules.
 
 pub mod error;
+pub mod io;
 pub mod models;
 pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use error::{Error, Result};

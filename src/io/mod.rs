@@ -1,0 +1,10 @@
+//! File I/O shared by every run-level module: atomic writes, safetensors tensor files and
+//! JSON files. Every write goes through [`atomic_write`].
+
+mod atomic;
+mod json;
+mod tensor_file;
+
+pub use atomic::atomic_write;
+pub use json::{read_json, write_json};
+pub use tensor_file::{load_safetensors, save_safetensors};

@@ -1,0 +1,195 @@
+//! The optimizer: per-parameter state, one update per call, and exact save/resume.
+
+use super::config::{torch_scalar, OptimizerConfig, OptimizerKind};
+use super::kernels::{adam_update, sgd_update, AdamDecay, AdamScalars, SgdScalars};
+use crate::error::{Error, Result};
+use crate::nn::ParamStore;
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// State kept for one parameter (f32, same layout as the parameter).
+#[derive(Clone, Debug)]
+struct Slot {
+    name: String,
+    shape: Vec<usize>,
+    /// Adam(W) first moment, or the SGD momentum buffer; empty when unused.
+    first: Vec<f32>,
+    /// Adam(W) second moment; empty when unused.
+    second: Vec<f32>,
+}
+
+/// SGD, Adam or AdamW over a [`ParamStore`], with PyTorch's update rules and rounding.
+///
+/// Built for one store; [`Optimizer::step`] must be given that store (same parameters in
+/// the same order). Every parameter is updated on every step (as PyTorch does for
+/// parameters whose `.grad` is a tensor, zero or not).
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    cfg: OptimizerConfig,
+    steps: u64,
+    slots: Vec<Slot>,
+}
+
+impl Optimizer {
+    /// A fresh optimizer (zero state, 0 steps) for `params`; validates `cfg` first.
+    pub fn new(cfg: &OptimizerConfig, params: &ParamStore) -> Result<Self> {
+        cfg.validate()?;
+        let (first, second) = match cfg.kind {
+            OptimizerKind::Sgd => (cfg.momentum != 0.0, false),
+            OptimizerKind::Adam | OptimizerKind::AdamW => (true, true),
+        };
+        let slots = params
+            .params()
+            .iter()
+            .map(|p| {
+                let n = p.value.numel();
+                Slot {
+                    name: p.name.clone(),
+                    shape: p.value.shape().to_vec(),
+                    first: if first { vec![0.0; n] } else { Vec::new() },
+                    second: if second { vec![0.0; n] } else { Vec::new() },
+                }
+            })
+            .collect();
+        Ok(Optimizer { cfg: cfg.clone(), steps: 0, slots })
+    }
+
+    /// The configuration this optimizer was built with.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.cfg
+    }
+
+    /// Number of updates applied so far (PyTorch's `state["step"]`).
+    pub fn steps_taken(&self) -> u64 {
+        self.steps
+    }
+
+    /// Applies one update to every parameter from its `grad`, with learning rate `lr`
+    /// (normally the schedule's value for this step).
+    ///
+    /// # Panics
+    /// If `params` is not the store this optimizer was built for (a programming error).
+    pub fn step(&mut self, params: &mut ParamStore, lr: f32) {
+        assert_eq!(params.params().len(), self.slots.len(), "optimizer used with a different parameter store");
+        self.steps += 1;
+        let lr = torch_scalar(lr);
+        let wd = torch_scalar(self.cfg.weight_decay);
+        match self.cfg.kind {
+            OptimizerKind::Sgd => {
+                let s = SgdScalars {
+                    weight_decay: wd as f32,
+                    momentum: torch_scalar(self.cfg.momentum) as f32,
+                    neg_lr: (-lr) as f32,
+                    first: self.steps == 1,
+                };
+                for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
+                    assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
+                    assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
+                    let decay = p.decay && wd != 0.0;
+                    sgd_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &s, decay);
+                }
+            }
+            OptimizerKind::Adam | OptimizerKind::AdamW => {
+                let beta1 = torch_scalar(self.cfg.betas.0);
+                let beta2 = torch_scalar(self.cfg.betas.1);
+                let t = self.steps as f64;
+                let bias_correction1 = 1.0 - beta1.powf(t);
+                let bias_correction2 = 1.0 - beta2.powf(t);
+                let step_size = lr / bias_correction1;
+                let s = AdamScalars {
+                    weight_decay: wd as f32,
+                    decay_factor: (1.0 - lr * wd) as f32,
+                    lerp_weight: (1.0 - beta1) as f32,
+                    beta2: beta2 as f32,
+                    one_minus_beta2: (1.0 - beta2) as f32,
+                    bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+                    eps: torch_scalar(self.cfg.eps) as f32,
+                    neg_step_size: (-step_size) as f32,
+                };
+                let kind = if self.cfg.kind == OptimizerKind::AdamW { AdamDecay::Decoupled } else { AdamDecay::L2 };
+                for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
+                    assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
+                    assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
+                    let decay = if p.decay && wd != 0.0 { kind } else { AdamDecay::None };
+                    adam_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &mut slot.second, &s, decay);
+                }
+            }
+        }
+    }
+
+    /// Names of the state tensors of slot `i`, paired with which buffer they are.
+    fn state_names(&self, slot: &Slot) -> Vec<(String, bool)> {
+        match self.cfg.kind {
+            OptimizerKind::Sgd if slot.first.is_empty() => Vec::new(),
+            OptimizerKind::Sgd => vec![(format!("momentum_buffer.{}", slot.name), true)],
+            OptimizerKind::Adam | OptimizerKind::AdamW => {
+                vec![(format!("exp_avg.{}", slot.name), true), (format!("exp_avg_sq.{}", slot.name), false)]
+            }
+        }
+    }
+
+    /// The optimizer state as named tensors, in parameter order: `exp_avg.<param>` and
+    /// `exp_avg_sq.<param>` for Adam(W), `momentum_buffer.<param>` for SGD with momentum,
+    /// nothing for plain SGD. Save these with the step count for an exact resume.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            for (name, first) in self.state_names(slot) {
+                let data = if first { slot.first.clone() } else { slot.second.clone() };
+                // The buffers always hold exactly `shape`'s element count.
+                let t = Tensor::new(slot.shape.clone(), data).unwrap_or_else(|_| Tensor::zeros(slot.shape.clone()));
+                out.push((name, t));
+            }
+        }
+        out
+    }
+
+    /// Restores the state saved by [`Optimizer::state_tensors`] and the step count, so that
+    /// training continues bit-for-bit as if uninterrupted. Every expected tensor must be
+    /// present once with the parameter's shape and no other may appear; errors name
+    /// `source` and the tensor. On error the optimizer is left unchanged.
+    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>, steps: u64, source: &Path) -> Result<()> {
+        let mut expected: HashMap<String, (usize, bool)> = HashMap::new();
+        let mut order = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            for (name, first) in self.state_names(slot) {
+                order.push(name.clone());
+                expected.insert(name, (i, first));
+            }
+        }
+        let mut staged: HashMap<String, Vec<f32>> = HashMap::new();
+        for (name, t) in tensors {
+            let Some(&(i, _)) = expected.get(&name) else {
+                return Err(Error::bad_file(
+                    source,
+                    format!("unexpected optimizer tensor `{name}` (not part of {:?} state for this model)", self.cfg.kind),
+                ));
+            };
+            let shape = &self.slots[i].shape;
+            if t.shape() != &shape[..] {
+                return Err(Error::bad_file(
+                    source,
+                    format!("optimizer tensor `{name}` has shape {:?}, expected {:?}", t.shape(), shape),
+                ));
+            }
+            if staged.insert(name.clone(), t.into_data()).is_some() {
+                return Err(Error::bad_file(source, format!("optimizer tensor `{name}` appears twice")));
+            }
+        }
+        if let Some(missing) = order.iter().find(|n| !staged.contains_key(*n)) {
+            return Err(Error::bad_file(source, format!("missing optimizer tensor `{missing}`")));
+        }
+        for (name, data) in staged {
+            if let Some(&(i, first)) = expected.get(&name) {
+                if first {
+                    self.slots[i].first = data;
+                } else {
+                    self.slots[i].second = data;
+                }
+            }
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
