@@ -3,6 +3,7 @@
 //! Layers, each depending only on those above it: [`tensor`] (tensors, autograd, kernels),
 //! `nn`, `models`, `data`, `optim`, and the run-level modules.
 
+pub mod data;
 pub mod error;
 pub mod nn;
 pub mod tensor;
