@@ -5,7 +5,9 @@ mod common;
 
 use common::{assert_close, ints, model_config, named, read_json, shared, tensor};
 use convlm::models::{Model, FAMILIES};
+use convlm::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use convlm::tensor::Graph;
+use serde_json::Value;
 
 /// Tolerances stated in reference/models_golden.py for an f32 implementation.
 const ATOL: f64 = 1e-4;
@@ -38,6 +40,57 @@ fn golden_forward_backward(family: &str) {
     for (name, want) in named(&doc["grads"]) {
         let p = model.params().find(&name).unwrap_or_else(|| panic!("{family}: no parameter {name}"));
         assert_close(&format!("{family} grad {name}"), p.grad.data(), want.data(), ATOL, RTOL);
+    }
+    // Continue with this model: the forward above already updated the BatchNorm running
+    // statistics once, as it did in PyTorch.
+    golden_adamw(family, &doc, model);
+}
+
+/// The file's 5 AdamW steps (decay only on ndim >= 2 non-embedding weights) from the initial
+/// parameters: the loss before each step, the final parameters and, for hierarchical, the
+/// running statistics and eval-mode logits.
+fn golden_adamw(family: &str, doc: &Value, mut model: Model) {
+    let a = &doc["adamw"];
+    let betas = a["betas"].as_array().unwrap();
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::AdamW,
+        lr: a["lr"].as_f64().unwrap() as f32,
+        momentum: 0.0,
+        betas: (betas[0].as_f64().unwrap() as f32, betas[1].as_f64().unwrap() as f32),
+        eps: a["eps"].as_f64().unwrap() as f32,
+        weight_decay: a["weight_decay"].as_f64().unwrap() as f32,
+    };
+    let mut opt = Optimizer::new(&cfg, model.params()).unwrap();
+    let (shape, x) = ints(&doc["x"]);
+    let ids: Vec<u32> = x.iter().map(|&v| v as u32).collect();
+    let (_, targets) = ints(&doc["targets"]);
+    let want: Vec<f32> = doc["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    for (step, &want_loss) in want.iter().enumerate() {
+        model.params_mut().zero_grad();
+        let mut g = Graph::new(true);
+        let logits = model.forward(&mut g, &ids, &shape).unwrap();
+        let loss = g.cross_entropy(logits, &targets).unwrap();
+        assert_close(&format!("{family} loss before AdamW step {step}"), g.value(loss).data(), &[want_loss], 1e-3, 1e-3);
+        g.backward(loss).unwrap();
+        g.accumulate_param_grads(model.params_mut());
+        opt.step(model.params_mut(), cfg.lr);
+    }
+    for (name, want) in named(&doc["final_params"]) {
+        let p = model.params().find(&name).unwrap();
+        assert_close(&format!("{family} final {name}"), p.value.data(), want.data(), ATOL, RTOL);
+    }
+    if let Some(buffers) = doc.get("final_buffers") {
+        let mine = model.buffers().named();
+        let golden = named(buffers);
+        let compared = golden.iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")).count();
+        assert_eq!(compared, mine.len(), "{family}: buffer count");
+        for (name, want) in golden.iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")) {
+            let (_, got) = mine.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no buffer {name}"));
+            assert_close(&format!("{family} buffer {name}"), got.data(), want.data(), ATOL, RTOL);
+        }
+        let mut g = Graph::new(false);
+        let logits = model.forward(&mut g, &ids, &shape).unwrap();
+        assert_close(&format!("{family} eval logits"), g.value(logits).data(), tensor(&doc["eval_logits"]).data(), ATOL, RTOL);
     }
 }
 
