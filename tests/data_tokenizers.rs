@@ -116,7 +116,7 @@ fn bad_char_tokenizer_files_name_the_source() {
 #[test]
 fn bpe_round_trip_and_save_load() {
     let corpus = shakespeare(200_000);
-    let tok = train_bpe(&[corpus.clone()], 500, Normalization::default()).unwrap();
+    let tok = train_bpe(&[corpus.as_str()], 500, Normalization::default()).unwrap();
     assert_eq!(tok.vocab_size(), 500);
     let s = tok.specials();
     for (id, name) in [s.pad, s.bos, s.eos, s.unk].iter().zip(SPECIAL_TOKEN_NAMES) {
@@ -171,7 +171,7 @@ fn bpe_normalization_is_stored_in_the_file() {
 fn bpe_bad_inputs() {
     let err = train_bpe(&[shakespeare(1000)], 100, Normalization::default()).unwrap_err().to_string();
     assert!(err.contains("vocab_size") && err.contains("at least 260"), "{err}");
-    let err = train_bpe(&["\n \n".to_string()], 300, Normalization::default()).unwrap_err().to_string();
+    let err = train_bpe(&["\n \n"], 300, Normalization::default()).unwrap_err().to_string();
     assert!(err.contains("empty corpus"), "{err}");
     let err = Tokenizer::from_json("{\"model\": 3}", Path::new("hf.json")).unwrap_err().to_string();
     assert!(err.starts_with("hf.json: not a tokenizers tokenizer.json"), "{err}");

@@ -48,7 +48,7 @@ impl Batch {
         self.batch_size == 0
     }
 
-    /// Inputs and targets of row `b`.
+    /// Inputs and targets of row `b`; panics if `b >= batch_size`.
     pub fn row(&self, b: usize) -> (&[u32], &[i64]) {
         let span = b * self.seq_len..(b + 1) * self.seq_len;
         (&self.inputs[span.clone()], &self.targets[span])

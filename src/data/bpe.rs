@@ -30,7 +30,8 @@ const BYTE_ALPHABET: usize = 256;
 ///   never as the special token, so a corpus cannot inject control tokens.
 #[derive(Debug, Clone)]
 pub struct BpeTokenizer {
-    inner: tokenizers::Tokenizer,
+    /// Boxed: the `tokenizers` struct is large and [`Tokenizer`] is passed around by value.
+    inner: Box<tokenizers::Tokenizer>,
     specials: SpecialTokens,
     /// Largest id plus one (ids of a foreign file need not be contiguous).
     vocab_size: usize,
@@ -47,7 +48,11 @@ fn hf_error(what: &str) -> impl Fn(tokenizers::Error) -> Error + '_ {
 /// Training is deterministic: the same texts and settings give the same `tokenizer.json`.
 /// The vocabulary can end up smaller than `vocab_size` when the corpus has too few distinct
 /// pairs to merge.
-pub fn train_bpe(texts: &[String], vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
+pub fn train_bpe<S: AsRef<str> + Sync>(
+    texts: &[S],
+    vocab_size: usize,
+    normalization: Normalization,
+) -> Result<Tokenizer> {
     let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
     if vocab_size < minimum {
         return Err(Error::config(
@@ -55,7 +60,7 @@ pub fn train_bpe(texts: &[String], vocab_size: usize, normalization: Normalizati
             format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
         ));
     }
-    if texts.iter().all(|t| t.trim().is_empty()) {
+    if texts.iter().all(|t| t.as_ref().trim().is_empty()) {
         return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
     }
     let model = BPE::builder()
@@ -75,7 +80,7 @@ pub fn train_bpe(texts: &[String], vocab_size: usize, normalization: Normalizati
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build();
     let mut trainer = TrainerWrapper::from(trainer);
-    let lines = texts.iter().flat_map(|t| t.split_inclusive('\n'));
+    let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
     tok.train(&mut trainer, lines).map_err(hf_error("BPE training failed"))?;
     Ok(Tokenizer::Bpe(BpeTokenizer::from_hf(tok)?))
 }
@@ -83,7 +88,7 @@ pub fn train_bpe(texts: &[String], vocab_size: usize, normalization: Normalizati
 /// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`train_bpe`].
 pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
     let text = read_corpus(path)?;
-    train_bpe(&[text], vocab_size, normalization)
+    train_bpe(&[text.as_str()], vocab_size, normalization)
 }
 
 impl BpeTokenizer {
@@ -101,7 +106,7 @@ impl BpeTokenizer {
         inner.with_truncation(None).map_err(hf_error("cannot switch truncation off"))?;
         let specials = SpecialTokens::lookup(|name| inner.token_to_id(name)).map_err(Error::Tokenizer)?;
         let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        Ok(BpeTokenizer { inner, specials, vocab_size })
+        Ok(BpeTokenizer { inner: Box::new(inner), specials, vocab_size })
     }
 
     /// Largest id plus one (special tokens included).

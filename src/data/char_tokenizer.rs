@@ -28,6 +28,19 @@ pub enum UnknownPolicy {
 
 /// A character tokenizer: ids index `vocab`, where the special tokens come first (in the order
 /// of [`SPECIAL_TOKEN_NAMES`]) followed by the corpus characters in code-point order.
+///
+/// Its `tokenizer.json`:
+///
+/// ```json
+/// {"type": "char", "version": 1,
+///  "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", ...],
+///  "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"},
+///  "normalization": {"nfkc": false, "lowercase": false, "keep_punctuation": true},
+///  "unknown": "map_to_unk"}
+/// ```
+/// A token's id is its index in `vocab`; `special_tokens` says which entries are special
+/// (by name, never by id); every other entry is exactly one character. `normalization` and
+/// `unknown` may be left out (defaults: off, `map_to_unk`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CharTokenizer {
     /// Token text by id: a special token's name or exactly one character.
@@ -39,17 +52,7 @@ pub struct CharTokenizer {
     unknown: UnknownPolicy,
 }
 
-/// The on-disk form (`tokenizer.json`) of a character tokenizer:
-///
-/// ```json
-/// {"type": "char", "version": 1,
-///  "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", ...],
-///  "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"},
-///  "normalization": {"nfkc": false, "lowercase": false, "keep_punctuation": true},
-///  "unknown": "map_to_unk"}
-/// ```
-/// A token's id is its index in `vocab`; `special_tokens` says which entries are special
-/// (by name, never by id); every other entry is exactly one character.
+/// The on-disk form of a character tokenizer (format on [`CharTokenizer`]).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CharTokenizerFile {
@@ -191,7 +194,7 @@ impl CharTokenizer {
         self.vocab.get(id as usize).cloned().unwrap_or_else(|| format!("<id {id}>"))
     }
 
-    /// The `tokenizer.json` content (format documented on [`CharTokenizerFile`]).
+    /// The `tokenizer.json` content (format on [`CharTokenizer`]).
     pub fn to_json(&self) -> Result<String> {
         let name = |id: u32| self.vocab[id as usize].clone();
         let file = CharTokenizerFile {

@@ -179,7 +179,7 @@ impl Dataset {
         let examples = &self.parts[split.index()];
         match self.kind {
             DatasetKind::Lines | DatasetKind::Grid => {
-                examples.iter().enumerate().map(|(k, _)| self.sample_row(split, k)).collect()
+                (0..examples.len()).map(|k| self.sample_row(split, k)).collect()
             }
             DatasetKind::Stream => {
                 let t = self.block_size;
