@@ -87,8 +87,13 @@ impl CharTokenizer {
             .map(|s| s.to_string())
             .chain(chars.into_iter().map(String::from))
             .collect();
-        Self::from_parts(vocab, [PAD, BOS, EOS, UNK].map(String::from), normalization, unknown)
-            .unwrap_or_else(|e| unreachable!("a fresh vocabulary is always valid: {e}"))
+        Self::from_parts(
+            vocab,
+            [PAD, BOS, EOS, UNK].map(String::from),
+            normalization,
+            unknown,
+        )
+        .unwrap_or_else(|e| unreachable!("a fresh vocabulary is always valid: {e}"))
     }
 
     /// Validates a vocabulary and builds the lookup tables.
@@ -99,7 +104,10 @@ impl CharTokenizer {
         unknown: UnknownPolicy,
     ) -> std::result::Result<Self, String> {
         if u32::try_from(vocab.len()).is_err() {
-            return Err(format!("vocabulary of {} entries is too large", vocab.len()));
+            return Err(format!(
+                "vocabulary of {} entries is too large",
+                vocab.len()
+            ));
         }
         let mut special_ids = HashMap::new();
         let mut index = HashMap::new();
@@ -113,7 +121,9 @@ impl CharTokenizer {
             }
             let mut chars = token.chars();
             let (Some(c), None) = (chars.next(), chars.next()) else {
-                return Err(format!("vocab entry {id} ({token:?}) is not a single character"));
+                return Err(format!(
+                    "vocab entry {id} ({token:?}) is not a single character"
+                ));
             };
             if index.insert(c, id).is_some() {
                 return Err(format!("character {c:?} appears twice in vocab"));
@@ -126,12 +136,22 @@ impl CharTokenizer {
                 .ok_or_else(|| format!("special token {name:?} missing from the vocabulary"))
         };
         let [pad, bos, eos, unk] = &special_names;
-        let specials =
-            SpecialTokens { pad: get(pad)?, bos: get(bos)?, eos: get(eos)?, unk: get(unk)? };
+        let specials = SpecialTokens {
+            pad: get(pad)?,
+            bos: get(bos)?,
+            eos: get(eos)?,
+            unk: get(unk)?,
+        };
         if special_ids.len() != 4 {
             return Err("the four special tokens must have four different names".into());
         }
-        Ok(CharTokenizer { vocab, index, specials, normalization, unknown })
+        Ok(CharTokenizer {
+            vocab,
+            index,
+            specials,
+            normalization,
+            unknown,
+        })
     }
 
     /// Number of ids (special tokens included).
@@ -184,14 +204,21 @@ impl CharTokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .filter(|&&id| !self.specials.contains(id))
-            .map(|&id| self.vocab.get(id as usize).map_or("\u{FFFD}", String::as_str))
+            .map(|&id| {
+                self.vocab
+                    .get(id as usize)
+                    .map_or("\u{FFFD}", String::as_str)
+            })
             .collect()
     }
 
     /// The text of one token: its character, a special token's name, or `<id N>` for an id
     /// outside the vocabulary.
     pub fn token_text(&self, id: u32) -> String {
-        self.vocab.get(id as usize).cloned().unwrap_or_else(|| format!("<id {id}>"))
+        self.vocab
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<id {id}>"))
     }
 
     /// The `tokenizer.json` content (format on [`CharTokenizer`]).
@@ -219,16 +246,27 @@ impl CharTokenizer {
         let file: CharTokenizerFile = serde_json::from_str(text)
             .map_err(|e| Error::bad_file(source, format!("not a character tokenizer: {e}")))?;
         if file.kind != CHAR_TYPE {
-            return Err(Error::bad_file(source, format!("tokenizer type {:?}, expected \"char\"", file.kind)));
+            return Err(Error::bad_file(
+                source,
+                format!("tokenizer type {:?}, expected \"char\"", file.kind),
+            ));
         }
         if file.version != FORMAT_VERSION {
             return Err(Error::bad_file(
                 source,
-                format!("character tokenizer version {} (this convlm reads {FORMAT_VERSION})", file.version),
+                format!(
+                    "character tokenizer version {} (this convlm reads {FORMAT_VERSION})",
+                    file.version
+                ),
             ));
         }
         let SpecialNames { pad, bos, eos, unk } = file.special_tokens;
-        Self::from_parts(file.vocab, [pad, bos, eos, unk], file.normalization, file.unknown)
-            .map_err(|msg| Error::bad_file(source, msg))
+        Self::from_parts(
+            file.vocab,
+            [pad, bos, eos, unk],
+            file.normalization,
+            file.unknown,
+        )
+        .map_err(|msg| Error::bad_file(source, msg))
     }
 }
