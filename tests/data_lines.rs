@@ -13,7 +13,7 @@ const NAMES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/names.t
 
 fn names() -> (String, Tokenizer) {
     let text = read_corpus(Path::new(NAMES)).unwrap();
-    let tok = Tokenizer::Char(CharTokenizer::from_corpus(
+    let tok = Tokenizer::Char(CharTokenizer::from_lines(
         &text,
         Normalization::default(),
         UnknownPolicy::Reject,
@@ -51,6 +51,7 @@ fn all_train(seed: u64) -> LineOptions {
 #[test]
 fn names_sizes_with_and_without_dedupe() {
     let (text, tok) = names();
+    assert_eq!(tok.vocab_size(), 30, "26 letters + 4 special tokens");
     let ds = Dataset::lines(&text, &tok, &LineOptions::default()).unwrap();
     assert_eq!(ds.kind(), DatasetKind::Lines);
     assert_eq!(sizes(&ds), [25_627, 3_203, 3_203]);

@@ -52,8 +52,15 @@ proptest! {
 
 #[test]
 fn names_vocab_is_26_letters_and_4_specials() {
-    let tok = char_tok(&read_corpus(Path::new(NAMES)).unwrap().replace('\n', ""));
+    let text = read_corpus(Path::new(NAMES)).unwrap();
+    let tok = Tokenizer::Char(CharTokenizer::from_lines(
+        &text,
+        Normalization::default(),
+        UnknownPolicy::MapToUnk,
+    ));
     assert_eq!(tok.vocab_size(), 30);
+    // from_corpus keeps the line break as a token (for streams).
+    assert_eq!(char_tok(&text).vocab_size(), 31);
     let s = tok.specials();
     let ids = [s.pad, s.bos, s.eos, s.unk];
     for (id, name) in ids.iter().zip(SPECIAL_TOKEN_NAMES) {

@@ -78,10 +78,33 @@ struct SpecialNames {
 }
 
 impl CharTokenizer {
-    /// Builds the vocabulary from every character of the normalized `text` (an empty text gives
-    /// a vocabulary of only the special tokens).
+    /// Builds the vocabulary from every character of the normalized `text`, line breaks
+    /// included (an empty text gives a vocabulary of only the special tokens). Use this for
+    /// stream datasets, where `\n` is a token.
     pub fn from_corpus(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
-        let chars: BTreeSet<char> = normalization.apply(text).chars().collect();
+        Self::from_chars(
+            normalization.apply(text).chars().collect(),
+            normalization,
+            unknown,
+        )
+    }
+
+    /// Builds the vocabulary from the characters of the lines of `text` (LF or CRLF), without
+    /// the line breaks. Use this for line and grid datasets, which never encode a line break:
+    /// names.txt gives 26 letters + 4 special tokens.
+    pub fn from_lines(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
+        let chars = text
+            .lines()
+            .flat_map(|line| normalization.apply(line).chars().collect::<Vec<_>>());
+        Self::from_chars(chars.collect(), normalization, unknown)
+    }
+
+    /// The special tokens followed by `chars` in code-point order.
+    fn from_chars(
+        chars: BTreeSet<char>,
+        normalization: Normalization,
+        unknown: UnknownPolicy,
+    ) -> Self {
         let vocab = SPECIAL_TOKEN_NAMES
             .iter()
             .map(|s| s.to_string())
@@ -93,7 +116,7 @@ impl CharTokenizer {
             normalization,
             unknown,
         )
-        .unwrap_or_else(|e| unreachable!("a fresh vocabulary is always valid: {e}"))
+        .unwrap_or_else(|e| unreachable!("single characters never clash with special names: {e}"))
     }
 
     /// Validates a vocabulary and builds the lookup tables.
