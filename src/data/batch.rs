@@ -37,10 +37,19 @@ impl Batch {
             debug_assert_eq!(x.len(), y.len());
             inputs.extend_from_slice(x);
             inputs.resize(inputs.len() + seq_len - x.len(), pad);
-            targets.extend(y.iter().map(|&t| if t == pad { IGNORE_INDEX } else { i64::from(t) }));
+            targets.extend(
+                y.iter()
+                    .map(|&t| if t == pad { IGNORE_INDEX } else { i64::from(t) }),
+            );
             targets.resize(targets.len() + seq_len - y.len(), IGNORE_INDEX);
         }
-        Batch { inputs, targets, batch_size: rows.len(), seq_len, grid }
+        Batch {
+            inputs,
+            targets,
+            batch_size: rows.len(),
+            seq_len,
+            grid,
+        }
     }
 
     /// Whether the batch has no rows.
@@ -48,7 +57,7 @@ impl Batch {
         self.batch_size == 0
     }
 
-    /// Inputs and targets of row `b`.
+    /// Inputs and targets of row `b`; panics if `b >= batch_size`.
     pub fn row(&self, b: usize) -> (&[u32], &[i64]) {
         let span = b * self.seq_len..(b + 1) * self.seq_len;
         (&self.inputs[span.clone()], &self.targets[span])

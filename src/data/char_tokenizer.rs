@@ -28,6 +28,19 @@ pub enum UnknownPolicy {
 
 /// A character tokenizer: ids index `vocab`, where the special tokens come first (in the order
 /// of [`SPECIAL_TOKEN_NAMES`]) followed by the corpus characters in code-point order.
+///
+/// Its `tokenizer.json`:
+///
+/// ```json
+/// {"type": "char", "version": 1,
+///  "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", ...],
+///  "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"},
+///  "normalization": {"nfkc": false, "lowercase": false, "keep_punctuation": true},
+///  "unknown": "map_to_unk"}
+/// ```
+/// A token's id is its index in `vocab`; `special_tokens` says which entries are special
+/// (by name, never by id); every other entry is exactly one character. `normalization` and
+/// `unknown` may be left out (defaults: off, `map_to_unk`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CharTokenizer {
     /// Token text by id: a special token's name or exactly one character.
@@ -39,17 +52,7 @@ pub struct CharTokenizer {
     unknown: UnknownPolicy,
 }
 
-/// The on-disk form (`tokenizer.json`) of a character tokenizer:
-///
-/// ```json
-/// {"type": "char", "version": 1,
-///  "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", ...],
-///  "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"},
-///  "normalization": {"nfkc": false, "lowercase": false, "keep_punctuation": true},
-///  "unknown": "map_to_unk"}
-/// ```
-/// A token's id is its index in `vocab`; `special_tokens` says which entries are special
-/// (by name, never by id); every other entry is exactly one character.
+/// The on-disk form of a character tokenizer (format on [`CharTokenizer`]).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CharTokenizerFile {
@@ -75,17 +78,45 @@ struct SpecialNames {
 }
 
 impl CharTokenizer {
-    /// Builds the vocabulary from every character of the normalized `text` (an empty text gives
-    /// a vocabulary of only the special tokens).
+    /// Builds the vocabulary from every character of the normalized `text`, line breaks
+    /// included (an empty text gives a vocabulary of only the special tokens). Use this for
+    /// stream datasets, where `\n` is a token.
     pub fn from_corpus(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
-        let chars: BTreeSet<char> = normalization.apply(text).chars().collect();
+        Self::from_chars(
+            normalization.apply(text).chars().collect(),
+            normalization,
+            unknown,
+        )
+    }
+
+    /// Builds the vocabulary from the characters of the lines of `text` (LF or CRLF), without
+    /// the line breaks. Use this for line and grid datasets, which never encode a line break:
+    /// names.txt gives 26 letters + 4 special tokens.
+    pub fn from_lines(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
+        let chars = text
+            .lines()
+            .flat_map(|line| normalization.apply(line).chars().collect::<Vec<_>>());
+        Self::from_chars(chars.collect(), normalization, unknown)
+    }
+
+    /// The special tokens followed by `chars` in code-point order.
+    fn from_chars(
+        chars: BTreeSet<char>,
+        normalization: Normalization,
+        unknown: UnknownPolicy,
+    ) -> Self {
         let vocab = SPECIAL_TOKEN_NAMES
             .iter()
             .map(|s| s.to_string())
             .chain(chars.into_iter().map(String::from))
             .collect();
-        Self::from_parts(vocab, [PAD, BOS, EOS, UNK].map(String::from), normalization, unknown)
-            .unwrap_or_else(|e| unreachable!("a fresh vocabulary is always valid: {e}"))
+        Self::from_parts(
+            vocab,
+            [PAD, BOS, EOS, UNK].map(String::from),
+            normalization,
+            unknown,
+        )
+        .unwrap_or_else(|e| unreachable!("single characters never clash with special names: {e}"))
     }
 
     /// Validates a vocabulary and builds the lookup tables.
@@ -96,7 +127,10 @@ impl CharTokenizer {
         unknown: UnknownPolicy,
     ) -> std::result::Result<Self, String> {
         if u32::try_from(vocab.len()).is_err() {
-            return Err(format!("vocabulary of {} entries is too large", vocab.len()));
+            return Err(format!(
+                "vocabulary of {} entries is too large",
+                vocab.len()
+            ));
         }
         let mut special_ids = HashMap::new();
         let mut index = HashMap::new();
@@ -110,7 +144,9 @@ impl CharTokenizer {
             }
             let mut chars = token.chars();
             let (Some(c), None) = (chars.next(), chars.next()) else {
-                return Err(format!("vocab entry {id} ({token:?}) is not a single character"));
+                return Err(format!(
+                    "vocab entry {id} ({token:?}) is not a single character"
+                ));
             };
             if index.insert(c, id).is_some() {
                 return Err(format!("character {c:?} appears twice in vocab"));
@@ -123,12 +159,22 @@ impl CharTokenizer {
                 .ok_or_else(|| format!("special token {name:?} missing from the vocabulary"))
         };
         let [pad, bos, eos, unk] = &special_names;
-        let specials =
-            SpecialTokens { pad: get(pad)?, bos: get(bos)?, eos: get(eos)?, unk: get(unk)? };
+        let specials = SpecialTokens {
+            pad: get(pad)?,
+            bos: get(bos)?,
+            eos: get(eos)?,
+            unk: get(unk)?,
+        };
         if special_ids.len() != 4 {
             return Err("the four special tokens must have four different names".into());
         }
-        Ok(CharTokenizer { vocab, index, specials, normalization, unknown })
+        Ok(CharTokenizer {
+            vocab,
+            index,
+            specials,
+            normalization,
+            unknown,
+        })
     }
 
     /// Number of ids (special tokens included).
@@ -181,17 +227,24 @@ impl CharTokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .filter(|&&id| !self.specials.contains(id))
-            .map(|&id| self.vocab.get(id as usize).map_or("\u{FFFD}", String::as_str))
+            .map(|&id| {
+                self.vocab
+                    .get(id as usize)
+                    .map_or("\u{FFFD}", String::as_str)
+            })
             .collect()
     }
 
     /// The text of one token: its character, a special token's name, or `<id N>` for an id
     /// outside the vocabulary.
     pub fn token_text(&self, id: u32) -> String {
-        self.vocab.get(id as usize).cloned().unwrap_or_else(|| format!("<id {id}>"))
+        self.vocab
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<id {id}>"))
     }
 
-    /// The `tokenizer.json` content (format documented on [`CharTokenizerFile`]).
+    /// The `tokenizer.json` content (format on [`CharTokenizer`]).
     pub fn to_json(&self) -> Result<String> {
         let name = |id: u32| self.vocab[id as usize].clone();
         let file = CharTokenizerFile {
@@ -216,16 +269,27 @@ impl CharTokenizer {
         let file: CharTokenizerFile = serde_json::from_str(text)
             .map_err(|e| Error::bad_file(source, format!("not a character tokenizer: {e}")))?;
         if file.kind != CHAR_TYPE {
-            return Err(Error::bad_file(source, format!("tokenizer type {:?}, expected \"char\"", file.kind)));
+            return Err(Error::bad_file(
+                source,
+                format!("tokenizer type {:?}, expected \"char\"", file.kind),
+            ));
         }
         if file.version != FORMAT_VERSION {
             return Err(Error::bad_file(
                 source,
-                format!("character tokenizer version {} (this convlm reads {FORMAT_VERSION})", file.version),
+                format!(
+                    "character tokenizer version {} (this convlm reads {FORMAT_VERSION})",
+                    file.version
+                ),
             ));
         }
         let SpecialNames { pad, bos, eos, unk } = file.special_tokens;
-        Self::from_parts(file.vocab, [pad, bos, eos, unk], file.normalization, file.unknown)
-            .map_err(|msg| Error::bad_file(source, msg))
+        Self::from_parts(
+            file.vocab,
+            [pad, bos, eos, unk],
+            file.normalization,
+            file.unknown,
+        )
+        .map_err(|msg| Error::bad_file(source, msg))
     }
 }

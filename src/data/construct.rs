@@ -20,7 +20,12 @@ fn at_line(line: usize, e: Error) -> Error {
 }
 
 /// Deals `items` to the three splits by [`Splits::assign`].
-fn deal(items: Vec<Vec<u32>>, splits: &Splits, unit: &str, seed: u64) -> Result<[Vec<Vec<u32>>; 3]> {
+fn deal(
+    items: Vec<Vec<u32>>,
+    splits: &Splits,
+    unit: &str,
+    seed: u64,
+) -> Result<[Vec<Vec<u32>>; 3]> {
     let assignment = splits.assign(items.len(), unit, seed)?;
     let mut slots: Vec<Option<Vec<u32>>> = items.into_iter().map(Some).collect();
     Ok(assignment.map(|ids| ids.into_iter().filter_map(|i| slots[i].take()).collect()))
@@ -69,7 +74,15 @@ impl Dataset {
             order.sort_unstable_by(|&a, &b| examples[a].cmp(&examples[b]));
             order
         });
-        Ok(Dataset { kind: DatasetKind::Lines, specials, tokenizer: tok.clone(), parts, block_size: 0, grid: None, index })
+        Ok(Dataset {
+            kind: DatasetKind::Lines,
+            specials,
+            tokenizer: tok.clone(),
+            parts,
+            block_size: 0,
+            grid: None,
+            index,
+        })
     }
 
     /// The whole `text` as one token stream, trained on windows of `block_size` tokens.
@@ -78,14 +91,20 @@ impl Dataset {
     /// `block_size + 1` tokens; the remainder joins the last chunk) and the chunks are dealt to
     /// the splits by `seed`, so no window mixes text of two splits. Text too short for one
     /// chunk per needed split is an [`Error::Data`] saying how many tokens are needed.
-    pub fn stream(text: &str, tok: &Tokenizer, block_size: usize, splits: &Splits, seed: u64) -> Result<Self> {
+    pub fn stream(
+        text: &str,
+        tok: &Tokenizer,
+        block_size: usize,
+        splits: &Splits,
+        seed: u64,
+    ) -> Result<Self> {
         splits.validate()?;
         if block_size == 0 {
             return Err(Error::config("block_size", "must be at least 1"));
         }
         let tokens = tok.encode(text)?;
         let min_chunk = block_size + 1;
-        let need = 1 + usize::from(splits.val > 0.0) + usize::from(splits.test > 0.0);
+        let need = splits.min_items();
         if tokens.len() < need * min_chunk {
             return Err(Error::Data(format!(
                 "the corpus has {} tokens; block_size {block_size} with splits {splits} needs at least {} \
@@ -105,14 +124,24 @@ impl Dataset {
         }
         let parts = deal(chunks, splits, "chunks", seed)?;
         let index = parts.each_ref().map(|chunks| {
-            chunks.iter().scan(0, |total, c| {
-                *total += c.len() - block_size;
-                Some(*total)
-            })
-            .collect()
+            chunks
+                .iter()
+                .scan(0, |total, c| {
+                    *total += c.len() - block_size;
+                    Some(*total)
+                })
+                .collect()
         });
         let specials = tok.specials();
-        Ok(Dataset { kind: DatasetKind::Stream, specials, tokenizer: tok.clone(), parts, block_size, grid: None, index })
+        Ok(Dataset {
+            kind: DatasetKind::Stream,
+            specials,
+            tokenizer: tok.clone(),
+            parts,
+            block_size,
+            grid: None,
+            index,
+        })
     }
 
     /// `text` laid out as rows of `width` tokens, grouped into grids of `height` rows.
@@ -122,10 +151,20 @@ impl Dataset {
     /// line is a row of `<pad>` (the line break itself is not a token). Consecutive rows form
     /// grids; the last grid is filled with `<pad>` rows, and grids with no text at all are
     /// dropped. Grids are then dealt to the splits by `seed`.
-    pub fn grid(text: &str, tok: &Tokenizer, width: usize, height: usize, splits: &Splits, seed: u64) -> Result<Self> {
+    pub fn grid(
+        text: &str,
+        tok: &Tokenizer,
+        width: usize,
+        height: usize,
+        splits: &Splits,
+        seed: u64,
+    ) -> Result<Self> {
         splits.validate()?;
         if width == 0 || height == 0 {
-            return Err(Error::config("grid", format!("width and height must be at least 1, got {width}×{height}")));
+            return Err(Error::config(
+                "grid",
+                format!("width and height must be at least 1, got {width}×{height}"),
+            ));
         }
         let pad = tok.specials().pad;
         let mut rows: Vec<Vec<u32>> = Vec::new();
@@ -150,7 +189,9 @@ impl Dataset {
             .filter(|grid| grid.iter().any(|&t| t != pad))
             .collect();
         if grids.is_empty() {
-            return Err(Error::Data("the corpus has no text to lay out in grids".into()));
+            return Err(Error::Data(
+                "the corpus has no text to lay out in grids".into(),
+            ));
         }
         let parts = deal(grids, splits, "grids", seed)?;
         let specials = tok.specials();

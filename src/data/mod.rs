@@ -16,8 +16,8 @@
 mod batch;
 mod bpe;
 mod char_tokenizer;
-mod corpus;
 mod construct;
+mod corpus;
 mod dataset;
 mod normalize;
 mod split;
@@ -67,7 +67,10 @@ impl SpecialTokens {
             (Ok(pad), Ok(bos), Ok(eos), Ok(unk)) => Ok(SpecialTokens { pad, bos, eos, unk }),
             (a, b, c, d) => {
                 let missing: Vec<&str> = [a, b, c, d].into_iter().filter_map(|r| r.err()).collect();
-                Err(format!("special token(s) {} missing from the vocabulary", missing.join(", ")))
+                Err(format!(
+                    "special token(s) {} missing from the vocabulary",
+                    missing.join(", ")
+                ))
             }
         }
     }
