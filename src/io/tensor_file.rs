@@ -7,6 +7,9 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+/// The contents of a tensor file: named tensors in file order, and the string metadata.
+pub type TensorFile = (Vec<(String, Tensor)>, HashMap<String, String>);
+
 /// Largest header the safetensors format allows.
 const MAX_HEADER: u64 = 100_000_000;
 
@@ -69,13 +72,13 @@ fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<St
 /// Never panics on bad input: a missing or unreadable file is an [`Error::Io`] naming it;
 /// a truncated, corrupted or non-safetensors file, a dtype other than F32, or a shape that
 /// disagrees with the data size is an [`Error::BadFile`] naming the file and the problem.
-pub fn load_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn load_safetensors(path: &Path) -> Result<TensorFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode(&bytes).map_err(|msg| Error::bad_file(path, msg))
 }
 
 /// Parses file contents; the error is the message to report.
-fn decode(bytes: &[u8]) -> std::result::Result<(Vec<(String, Tensor)>, HashMap<String, String>), String> {
+fn decode(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
     precheck(bytes)?;
     let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
     let data = bytes.get(8 + n..).ok_or("header extends past the end of the file")?;

@@ -7,10 +7,11 @@ use std::f64::consts::PI;
 
 /// The shape of the learning rate over training. Serialized with a `schedule` tag:
 /// `{"schedule": "cosine", "min_lr": 1e-5}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "schedule", rename_all = "lowercase")]
 pub enum Schedule {
     /// The base learning rate throughout.
+    #[default]
     Constant,
     /// `torch.optim.lr_scheduler.StepLR`: multiply by `gamma` every `step_size` steps
     /// (counted from the end of warm-up).
@@ -53,12 +54,6 @@ fn default_div_factor() -> f32 {
 }
 fn default_final_div_factor() -> f32 {
     1e4
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule::Constant
-    }
 }
 
 /// A schedule plus a linear warm-up. Serialized flat:
