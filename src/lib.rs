@@ -10,6 +10,7 @@ pub mod io;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod run;
 pub mod tensor;
 
 pub use error::{Error, Result};

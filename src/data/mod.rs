@@ -32,8 +32,9 @@ pub use normalize::Normalization;
 pub use split::{Split, Splits};
 pub use tokenizer::Tokenizer;
 
-/// Target value of positions that must not contribute to the loss (padding).
-pub const IGNORE_INDEX: i64 = -1;
+/// Target value of positions that must not contribute to the loss (padding); the same
+/// constant the loss in `tensor` ignores.
+pub use crate::tensor::IGNORE_INDEX;
 
 /// Name of the padding token in every tokenizer vocabulary.
 pub const PAD: &str = "<pad>";

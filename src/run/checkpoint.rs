@@ -1,0 +1,174 @@
+//! The run directory: what is written where, atomically, and how a run is loaded back.
+//!
+//! One checkpoint is one file: `optimizer.safetensors` holds the parameters, buffers and
+//! optimizer moments, with the step and the batch-RNG position in its metadata, so a crash
+//! at any instant leaves either the previous or the new checkpoint — never a mix.
+//! `model.safetensors` (PyTorch state_dict names, loads with `strict=True`), `best.safetensors`
+//! and `state.json` are written beside it for people and other tools.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::io::{load_safetensors, read_json, save_safetensors, write_json};
+use crate::models::Model;
+use crate::optim::Optimizer;
+use crate::run::config::RunConfig;
+
+/// File names inside a run directory.
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const BEST_FILE: &str = "best.safetensors";
+pub const CHECKPOINT_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const PLOT_FILE: &str = "loss.svg";
+
+/// Prefix of model tensors inside the checkpoint file (optimizer tensors have their own).
+const MODEL_PREFIX: &str = "model.";
+
+/// Progress of a run, saved with every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Total steps the run was asked for.
+    pub total_steps: u64,
+    /// Seed and word position of the batch RNG (ChaCha8), for an exact resume.
+    pub rng_seed: u64,
+    pub rng_word_pos: String,
+    /// Best validation loss so far and the step it was reached at.
+    pub best_val_loss: Option<f64>,
+    pub best_step: Option<u64>,
+}
+
+/// A run directory on disk.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// A handle to `root` (not created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunDir { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file inside the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Creates the directory (and parents).
+    pub fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
+    }
+
+    /// Fails with a message naming the file when a required file is missing.
+    pub fn require(&self, name: &str) -> Result<PathBuf> {
+        let p = self.file(name);
+        if !p.is_file() {
+            return Err(Error::bad_file(&p, format!("missing from run directory {} (was the run trained to its first checkpoint?)", self.root.display())));
+        }
+        Ok(p)
+    }
+
+    /// Writes config.json and tokenizer.json (once, at the start of a run).
+    pub fn save_setup(&self, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
+        write_json(&self.file(CONFIG_FILE), config)?;
+        tokenizer.save(&self.file(TOKENIZER_FILE))
+    }
+
+    /// Reads config.json.
+    pub fn load_config(&self) -> Result<RunConfig> {
+        read_json(&self.require(CONFIG_FILE)?)
+    }
+
+    /// Reads tokenizer.json.
+    pub fn load_tokenizer(&self) -> Result<Tokenizer> {
+        Tokenizer::load(&self.require(TOKENIZER_FILE)?)
+    }
+
+    /// Writes the model's state_dict to `name` (model.safetensors or best.safetensors).
+    pub fn save_weights(&self, name: &str, model: &Model, step: u64) -> Result<()> {
+        save_safetensors(&self.file(name), &model.state_dict(), Some(model_metadata(model, step)))
+    }
+
+    /// Loads weights from `name` into a model built from the run's config and tokenizer,
+    /// checking family and vocabulary size against the file's metadata.
+    pub fn load_model(&self, name: &str, config: &RunConfig, tokenizer: &Tokenizer) -> Result<Model> {
+        let path = self.require(name)?;
+        let (tensors, meta) = load_safetensors(&path)?;
+        check_metadata(&path, &meta, config, tokenizer)?;
+        let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
+        model.load_state_dict(tensors, &path)?;
+        Ok(model)
+    }
+
+    /// Writes a resumable checkpoint: model, optimizer and state in one atomic file, then
+    /// the exported model.safetensors and state.json.
+    pub fn save_checkpoint(&self, model: &Model, optimizer: &Optimizer, state: &TrainState) -> Result<()> {
+        let mut tensors: Vec<_> = model.state_dict().into_iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t)).collect();
+        tensors.extend(optimizer.state_tensors());
+        let mut meta = model_metadata(model, state.step);
+        let state_json = serde_json::to_string(state).map_err(|e| Error::config("state", e.to_string()))?;
+        meta.insert("train_state".into(), state_json);
+        meta.insert("optimizer_steps".into(), optimizer.steps_taken().to_string());
+        save_safetensors(&self.file(CHECKPOINT_FILE), &tensors, Some(meta))?;
+        self.save_weights(MODEL_FILE, model, state.step)?;
+        write_json(&self.file(STATE_FILE), state)
+    }
+
+    /// Loads the resumable checkpoint into `model` and `optimizer` and returns the state.
+    pub fn load_checkpoint(&self, model: &mut Model, optimizer: &mut Optimizer, config: &RunConfig, tokenizer: &Tokenizer) -> Result<TrainState> {
+        let path = self.require(CHECKPOINT_FILE)?;
+        let (tensors, meta) = load_safetensors(&path)?;
+        check_metadata(&path, &meta, config, tokenizer)?;
+        let state: TrainState = meta
+            .get("train_state")
+            .ok_or_else(|| Error::bad_file(&path, "no train_state in metadata"))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| Error::bad_file(&path, format!("bad train_state: {e}"))))?;
+        let steps: u64 = meta
+            .get("optimizer_steps")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::bad_file(&path, "no optimizer_steps in metadata"))?;
+        let (model_tensors, opt_tensors): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with(MODEL_PREFIX));
+        let model_tensors = model_tensors.into_iter().map(|(n, t)| (n[MODEL_PREFIX.len()..].to_string(), t)).collect();
+        model.load_state_dict(model_tensors, &path)?;
+        optimizer.load_state(opt_tensors, steps, &path)?;
+        Ok(state)
+    }
+}
+
+fn model_metadata(model: &Model, step: u64) -> HashMap<String, String> {
+    HashMap::from([
+        ("family".to_string(), model.config().family().to_string()),
+        ("vocab_size".to_string(), model.vocab_size().to_string()),
+        ("step".to_string(), step.to_string()),
+    ])
+}
+
+/// Errors (naming the file) when a weights file was written for another family or another
+/// vocabulary than the run's config and tokenizer.
+fn check_metadata(path: &Path, meta: &HashMap<String, String>, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
+    if let Some(f) = meta.get("family") {
+        if f != config.model.family() {
+            return Err(Error::bad_file(path, format!("holds a {f} model but config.json describes a {} model", config.model.family())));
+        }
+    }
+    if let Some(v) = meta.get("vocab_size") {
+        if v != &tokenizer.vocab_size().to_string() {
+            return Err(Error::bad_file(path, format!("was trained with a vocabulary of {v} tokens but tokenizer.json has {}", tokenizer.vocab_size())));
+        }
+    }
+    Ok(())
+}

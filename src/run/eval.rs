@@ -1,0 +1,52 @@
+//! Evaluation: mean cross-entropy of a model over a split, and the derived perplexity and
+//! bits per token.
+
+use serde::Serialize;
+
+use crate::data::{Batch, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::tensor::Graph;
+
+/// Loss of a model over (part of) a split.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub split: String,
+    /// Mean cross-entropy in nats per predicted token.
+    pub loss: f64,
+    pub perplexity: f64,
+    /// loss / ln 2.
+    pub bits_per_token: f64,
+    /// Predicted tokens counted.
+    pub tokens: usize,
+}
+
+/// Input shape of a batch for the model: (B, T) or (B, H, W).
+pub fn batch_shape(batch: &Batch) -> Vec<usize> {
+    match batch.grid {
+        Some((h, w)) => vec![batch.batch_size, h, w],
+        None => vec![batch.batch_size, batch.seq_len],
+    }
+}
+
+/// Mean loss over the first `max_batches` batches of `split` (0 = all), in eval mode.
+pub fn evaluate(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+    let (mut total, mut count) = (0.0f64, 0usize);
+    let limit = if max_batches == 0 { usize::MAX } else { max_batches };
+    for batch in dataset.batches(split, batch_size).take(limit) {
+        let n = batch.num_targets();
+        if n == 0 {
+            continue;
+        }
+        let mut g = Graph::new(false);
+        let logits = model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
+        let loss = g.cross_entropy(logits, &batch.targets)?;
+        total += g.value(loss).data()[0] as f64 * n as f64;
+        count += n;
+    }
+    if count == 0 {
+        return Err(Error::Data(format!("the {} split is empty: nothing to evaluate", split.name())));
+    }
+    let loss = total / count as f64;
+    Ok(EvalReport { split: split.name().to_string(), loss, perplexity: loss.exp(), bits_per_token: loss / std::f64::consts::LN_2, tokens: count })
+}

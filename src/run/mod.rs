@@ -1,0 +1,15 @@
+//! Layer 6: runs — configuration, data preparation, the training loop, evaluation,
+//! sampling and the run directory.
+
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod metrics;
+pub mod prepare;
+pub mod samples;
+pub mod trainer;
+
+pub use checkpoint::RunDir;
+pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};
+pub use eval::{evaluate, EvalReport};
+pub use trainer::{train, TrainOptions, TrainSummary, INTERRUPTED};

@@ -1,0 +1,263 @@
+//! The training loop: batches, forward, fused loss, backward, clipping, schedule, optimizer;
+//! periodic validation with samples and best-model tracking; checkpoints for exact resume;
+//! Ctrl-C and divergence handling.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::data::{Dataset, Split, Tokenizer};
+use crate::error::{Error, Result};
+use crate::generate::SamplingConfig;
+use crate::models::Model;
+use crate::optim::{clip_grad_norm, first_non_finite, grad_norm, Optimizer};
+use crate::run::checkpoint::{RunDir, TrainState, BEST_FILE, METRICS_FILE};
+use crate::run::config::RunConfig;
+use crate::run::eval::{batch_shape, evaluate};
+use crate::run::metrics::MetricsLog;
+use crate::run::prepare::{build_dataset, build_tokenizer, load_text};
+use crate::run::samples::{sample_texts, SampleRequest};
+use crate::tensor::threads::init_threads;
+use crate::tensor::Graph;
+
+/// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Offset mixed into the run seed for the batch RNG, so batches and init differ.
+const BATCH_RNG_STREAM: u64 = 0x6261_7463_6865_73;
+
+/// How to run the loop.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Continue from the run directory's checkpoint instead of starting fresh.
+    pub resume: bool,
+    /// Show a progress bar and print evaluations and samples on stderr.
+    pub verbose: bool,
+}
+
+/// The outcome of a finished run.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub final_train_loss: f64,
+    pub best_val_loss: Option<f64>,
+    pub params: usize,
+}
+
+/// Everything a run needs in memory.
+struct Session {
+    config: RunConfig,
+    tokenizer: Tokenizer,
+    dataset: Dataset,
+    model: Model,
+    optimizer: Optimizer,
+    rng: ChaCha8Rng,
+    state: TrainState,
+}
+
+/// Trains `config` into `run`, or resumes the run found there (`opts.resume`, in which case
+/// the run's own config.json is used and `config` only supplies `train.steps`).
+pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<TrainSummary> {
+    let mut s = if opts.resume { resume_session(config, run)? } else { new_session(config, run)? };
+    init_threads(s.config.train.threads);
+    let mut log = MetricsLog::open(&run.file(METRICS_FILE), s.state.step)?;
+    let progress = Progress::new(opts.verbose, s.state.step, s.state.total_steps);
+    if opts.verbose {
+        progress.println(&format!(
+            "{} model, {} parameters, receptive field {}, vocabulary {}, {} training examples; run directory {}",
+            s.config.model.family(),
+            s.model.params().numel(),
+            s.model.receptive_field(),
+            s.tokenizer.vocab_size(),
+            s.dataset.num_examples(Split::Train),
+            run.root().display()
+        ));
+    }
+    let cfg = s.config.clone();
+    let mut last_loss = f64::NAN;
+    let started = Instant::now();
+    let start_step = s.state.step;
+    let mut tokens = 0usize;
+    while s.state.step < s.state.total_steps {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
+            progress.finish();
+            return Err(Error::Interrupted { step: s.state.step });
+        }
+        let step = s.state.step;
+        let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
+        tokens += batch.num_targets();
+        s.model.params_mut().zero_grad();
+        let mut g = Graph::new(true);
+        let logits = s.model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
+        let loss_var = g.cross_entropy(logits, &batch.targets)?;
+        let loss = g.value(loss_var).data()[0] as f64;
+        if !loss.is_finite() {
+            return diverged(run, &s, step, "the loss".into());
+        }
+        g.backward(loss_var)?;
+        g.accumulate_param_grads(s.model.params_mut());
+        drop(g);
+        if let Some(name) = first_non_finite(s.model.params()) {
+            return diverged(run, &s, step, format!("the gradient of {name}"));
+        }
+        let norm = match cfg.train.clip_grad {
+            Some(max) => clip_grad_norm(s.model.params_mut(), max) as f64,
+            None => grad_norm(s.model.params()),
+        };
+        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.total_steps);
+        s.optimizer.step(s.model.params_mut(), lr);
+        s.state.step += 1;
+        last_loss = loss;
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let tok_s = tokens as f64 / elapsed;
+        log.write(&json!({"step": s.state.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s}))?;
+        progress.update(s.state.step, loss, tok_s, (s.state.step - start_step) as f64 / elapsed);
+
+        let at_eval = s.state.step % cfg.train.eval_every == 0 || s.state.step == s.state.total_steps;
+        if at_eval {
+            evaluate_and_sample(&mut s, run, &mut log, &progress, opts.verbose)?;
+        }
+        let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step % cfg.train.checkpoint_every == 0;
+        if at_eval || at_checkpoint {
+            s.state.rng_word_pos = s.rng.get_word_pos().to_string();
+            run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
+        }
+    }
+    progress.finish();
+    Ok(TrainSummary { steps: s.state.step, final_train_loss: last_loss, best_val_loss: s.state.best_val_loss, params: s.model.params().numel() })
+}
+
+/// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
+/// step and what was not finite.
+fn diverged(run: &RunDir, s: &Session, step: u64, what: String) -> Result<TrainSummary> {
+    // The parameters were last updated with finite gradients, so they are the last good
+    // state: save it unless it already contains non-finite values.
+    if s.model.params().params().iter().all(|p| p.value.all_finite()) {
+        let mut state = s.state.clone();
+        state.rng_word_pos = s.rng.get_word_pos().to_string();
+        run.save_checkpoint(&s.model, &s.optimizer, &state)?;
+    }
+    Err(Error::NonFinite { step: step + 1, what })
+}
+
+fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, progress: &Progress, verbose: bool) -> Result<()> {
+    let cfg = &s.config;
+    let val = evaluate(&mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
+    log.write(&json!({"step": s.state.step, "val_loss": val.loss}))?;
+    let best = s.state.best_val_loss.is_none_or(|b| val.loss < b);
+    if best {
+        s.state.best_val_loss = Some(val.loss);
+        s.state.best_step = Some(s.state.step);
+        run.save_weights(BEST_FILE, &s.model, s.state.step)?;
+    }
+    if verbose {
+        progress.println(&format!("step {:>6}  val loss {:.4}{}", s.state.step, val.loss, if best { "  (best, saved)" } else { "" }));
+        if cfg.train.samples > 0 && s.model.can_step() || s.model.config().is_grid() {
+            let req = SampleRequest {
+                count: cfg.train.samples,
+                prompt: None,
+                sampling: SamplingConfig { seed: cfg.seed.wrapping_add(s.state.step), max_tokens: 200, ..SamplingConfig::default() },
+            };
+            let samples = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
+            for sample in samples {
+                let tag = sample.novelty.map(|n| format!(" [{}]", serde_json::to_value(n).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())).unwrap_or_default();
+                progress.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn total_steps(config: &RunConfig, dataset: &Dataset) -> u64 {
+    match config.train.epochs {
+        Some(e) => ((e * dataset.num_examples(Split::Train) as f64 / config.train.batch_size as f64).ceil() as u64).max(1),
+        None => config.train.steps,
+    }
+}
+
+fn new_session(config: &RunConfig, run: &RunDir) -> Result<Session> {
+    config.validate()?;
+    let text = load_text(&config.data)?;
+    let tokenizer = build_tokenizer(&config.data, &text)?;
+    let dataset = build_dataset(&config.data, &text, &tokenizer, config.seed)?;
+    let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
+    let optimizer = Optimizer::new(&config.optimizer, model.params())?;
+    run.create()?;
+    run.save_setup(config, &tokenizer)?;
+    // A fresh run starts a fresh log.
+    let metrics = run.file(METRICS_FILE);
+    if metrics.exists() {
+        std::fs::remove_file(&metrics).map_err(|e| Error::io(&metrics, e))?;
+    }
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
+    let state = TrainState {
+        step: 0,
+        total_steps: total_steps(config, &dataset),
+        rng_seed: config.seed ^ BATCH_RNG_STREAM,
+        rng_word_pos: "0".into(),
+        best_val_loss: None,
+        best_step: None,
+    };
+    Ok(Session { config: config.clone(), tokenizer, dataset, model, optimizer, rng, state })
+}
+
+fn resume_session(overrides: &RunConfig, run: &RunDir) -> Result<Session> {
+    let mut config = run.load_config()?;
+    config.train.steps = overrides.train.steps.max(config.train.steps);
+    config.train.threads = overrides.train.threads.or(config.train.threads);
+    let tokenizer = run.load_tokenizer()?;
+    let text = load_text(&config.data)?;
+    let dataset = build_dataset(&config.data, &text, &tokenizer, config.seed)?;
+    let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
+    let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
+    let mut state = run.load_checkpoint(&mut model, &mut optimizer, &config, &tokenizer)?;
+    state.total_steps = state.total_steps.max(total_steps(&config, &dataset));
+    let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
+    let pos: u128 = state.rng_word_pos.parse().map_err(|_| Error::bad_file(run.file(crate::run::checkpoint::CHECKPOINT_FILE), "bad rng position"))?;
+    rng.set_word_pos(pos);
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state })
+}
+
+/// The progress bar (hidden when not verbose or not a terminal).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(verbose: bool, pos: u64, total: u64) -> Self {
+        if !verbose {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(total).with_position(pos);
+        let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        Progress { bar: Some(bar) }
+    }
+
+    fn update(&self, step: u64, loss: f64, tok_s: f64, steps_s: f64) {
+        if let Some(b) = &self.bar {
+            b.set_position(step);
+            b.set_message(format!("loss {loss:.4} | {tok_s:.0} tok/s | {steps_s:.1} steps/s"));
+        }
+    }
+
+    fn println(&self, msg: &str) {
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.println(msg),
+            _ => {
+                let _ = writeln!(std::io::stderr(), "{msg}");
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
