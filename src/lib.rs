@@ -4,6 +4,7 @@
 //! `nn`, `models`, `data`, `optim`, and the run-level modules.
 
 pub mod error;
+pub mod generate;
 pub mod models;
 pub mod nn;
 pub mod tensor;
