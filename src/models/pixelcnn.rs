@@ -40,7 +40,7 @@ pub struct PixelCnn {
 impl PixelCnn {
     /// Registers the parameters in reference order.
     pub fn new(cfg: &PixelCnnConfig, vocab_size: usize, store: &mut ParamStore, rng: &mut impl Rng) -> Result<Self> {
-        if cfg.kernel_size % 2 == 0 || cfg.kernel_size < 3 {
+        if cfg.kernel_size.is_multiple_of(2) || cfg.kernel_size < 3 {
             // k = 1 would make the mask-A layer all zeros: the model would see nothing.
             return Err(Error::config("kernel_size", format!("{} must be odd and at least 3 for a PixelCNN", cfg.kernel_size)));
         }

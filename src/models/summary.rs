@@ -88,7 +88,7 @@ pub fn summary(model: &Model, batch: usize, len: usize) -> Result<Summary> {
 
 /// Like [`summary`] for explicit token-id `shape`s ((B, T), or (B, H, W) for grids).
 pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return Err(Error::shape("summary", format!("input shape {shape:?} has an empty dimension")));
     }
     let ids = vec![0u32; shape.iter().product()];
@@ -98,7 +98,7 @@ pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
     let positions: u64 = shape.iter().map(|&d| d as u64).product();
 
     // Group parameters by layer prefix, keeping first-appearance order.
-    let mut groups: Vec<(String, Vec<(String, Vec<usize>, usize)>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<Member>)> = Vec::new();
     for p in model.params().params() {
         let (prefix, suffix) = p.name.rsplit_once('.').unwrap_or(("", p.name.as_str()));
         let entry = (suffix.to_string(), p.value.shape().to_vec(), p.value.numel());
@@ -143,12 +143,15 @@ pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
     })
 }
 
+/// One parameter of a layer: (name suffix such as `weight`, shape, number of elements).
+type Member = (String, Vec<usize>, usize);
+
 /// `1234567` → `"1,234,567"`.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
