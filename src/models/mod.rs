@@ -10,6 +10,7 @@ mod gated_cnn;
 mod hierarchical;
 mod mlp;
 mod pixelcnn;
+pub mod summary;
 mod wavenet;
 
 pub use causal_cnn::{CausalCnn, CausalCnnConfig};

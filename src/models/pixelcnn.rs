@@ -40,8 +40,13 @@ pub struct PixelCnn {
 impl PixelCnn {
     /// Registers the parameters in reference order.
     pub fn new(cfg: &PixelCnnConfig, vocab_size: usize, store: &mut ParamStore, rng: &mut impl Rng) -> Result<Self> {
-        if cfg.kernel_size % 2 == 0 {
-            return Err(Error::config("kernel_size", format!("{} must be odd for a PixelCNN", cfg.kernel_size)));
+        if cfg.kernel_size.is_multiple_of(2) || cfg.kernel_size < 3 {
+            // k = 1 would make the mask-A layer all zeros: the model would see nothing.
+            return Err(Error::config("kernel_size", format!("{} must be odd and at least 3 for a PixelCNN", cfg.kernel_size)));
+        }
+        if cfg.n_layers == 0 {
+            // Without a mask-A layer the head would read the embedding of the cell it predicts.
+            return Err(Error::config("n_layers", "a PixelCNN needs at least one masked conv (mask A hides the predicted cell)"));
         }
         let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
         let convs = (0..cfg.n_layers)
@@ -51,8 +56,7 @@ impl PixelCnn {
                 MaskedConv2d::new(store, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, mask, rng)
             })
             .collect();
-        let head_in = if cfg.n_layers == 0 { cfg.n_embd } else { cfg.channels };
-        let head = Linear::new(store, "head", head_in, vocab_size, rng);
+        let head = Linear::new(store, "head", cfg.channels, vocab_size, rng);
         Ok(PixelCnn { cfg: cfg.clone(), embedding, convs, head })
     }
 
@@ -66,10 +70,11 @@ impl PixelCnn {
         b.linear(&self.head, &h) // (B, H, W, V)
     }
 
-    /// Raster-order positions before the current one that can influence it: the union of
-    /// masked windows grows by k/2 rows up and k/2 columns left/right per layer.
+    /// Rows of context, the current row included: a prediction at (i, j) can depend on cells
+    /// of rows i - (k/2)·n_layers ..= i (each masked layer reaches k/2 rows further up), so
+    /// this is 1 + (k/2)·n_layers. On its own row it sees the (k/2)·n_layers cells to its left;
+    /// the cell itself and everything after it in raster order are invisible (mask A, then B).
     pub fn receptive_field(&self) -> usize {
-        // Reported as the number of rows above (inclusive of the current row) the model sees.
         1 + (self.cfg.kernel_size / 2) * self.cfg.n_layers
     }
 }
