@@ -186,3 +186,48 @@ impl RunConfig {
         Ok(())
     }
 }
+
+/// Applies `key=value` overrides (dotted paths into the config, e.g. `model.channels=128`,
+/// `train.batch_size=64`, `data.kind=stream`). Values parse as JSON when they can (numbers,
+/// booleans, arrays) and as strings otherwise. Errors name the key.
+pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunConfig> {
+    let mut value = serde_json::to_value(config).map_err(|e| Error::config("config", e.to_string()))?;
+    for item in overrides {
+        let (key, raw) = item.split_once('=').ok_or_else(|| Error::config("set", format!("`{item}` is not KEY=VALUE")))?;
+        let parsed: serde_json::Value = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+        let mut slot = &mut value;
+        for part in key.split('.') {
+            let obj = slot.as_object_mut().ok_or_else(|| Error::config("set", format!("`{key}`: `{part}` is not inside a section")))?;
+            slot = obj.entry(part.to_string()).or_insert(serde_json::Value::Null);
+        }
+        *slot = parsed;
+        serde_json::from_value::<RunConfig>(value.clone()).map_err(|e| Error::config("set", format!("`{item}`: {e}")))?;
+    }
+    serde_json::from_value(value).map_err(|e| Error::config("set", e.to_string()))
+}
+
+/// The named presets shipped in `configs/` (compiled in, so they work from any folder).
+pub const PRESETS: [(&str, &str); 5] = [
+    ("names-mlp", include_str!("../../configs/names-mlp.toml")),
+    ("names-dilated", include_str!("../../configs/names-dilated.toml")),
+    ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
+    ("shakespeare-cnn", include_str!("../../configs/shakespeare-cnn.toml")),
+    ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
+];
+
+/// Loads `--config`: a TOML file path, or the name of a built-in preset.
+pub fn load_preset(name_or_path: &str) -> Result<RunConfig> {
+    let path = Path::new(name_or_path);
+    if path.is_file() {
+        return RunConfig::from_toml_file(path);
+    }
+    let stem = name_or_path.trim_end_matches(".toml");
+    let stem = Path::new(stem).file_name().and_then(|s| s.to_str()).unwrap_or(stem);
+    match PRESETS.iter().find(|(n, _)| *n == stem) {
+        Some((n, text)) => toml::from_str(text).map_err(|e| Error::bad_file(format!("configs/{n}.toml"), format!("invalid preset: {e}"))),
+        None => Err(Error::config(
+            "config",
+            format!("`{name_or_path}` is neither a file nor a preset (presets: {})", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+        )),
+    }
+}

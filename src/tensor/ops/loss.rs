@@ -89,7 +89,9 @@ impl Graph {
         }
         let data = self.value(logits).data();
         let mut lse = vec![0.0f32; rows];
-        let total: f64 = lse
+        // Per-task partial sums, added in task order: the loss does not depend on how rayon
+        // schedules the tasks.
+        let partials: Vec<f64> = lse
             .par_chunks_mut(ROWS_PER_TASK)
             .zip(data.par_chunks(v * ROWS_PER_TASK))
             .enumerate()
@@ -105,7 +107,8 @@ impl Graph {
                 }
                 acc
             })
-            .sum();
+            .collect();
+        let total: f64 = partials.iter().sum();
         let out = Tensor::new(vec![], vec![(total / count as f64) as f32])?;
         Ok(self.record(out, &[logits], CrossEntropyBack { logits, targets: targets.to_vec(), lse, count }))
     }
