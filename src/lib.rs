@@ -11,6 +11,7 @@ pub mod io;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod report;
 pub mod run;
 pub mod tensor;
 
