@@ -411,8 +411,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 
 fn cmd_plot(a: PlotArgs) -> Result<()> {
     let run = RunDir::new(&a.run);
-    let _ = run;
-    bail!("plot: the report module is not merged yet")
+    let loss = convlm::report::plot_run(&run)?;
+    println!("wrote {}", loss.display());
+    let emb = convlm::report::plot_embeddings(&run)?;
+    println!("wrote {}", emb.display());
+    Ok(())
 }
 
 fn cmd_summary(a: SummaryArgs) -> Result<()> {
