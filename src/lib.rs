@@ -4,6 +4,7 @@
 //! [`nn`] (layers and backends), [`models`] (the seven families), `data` (tokenizers and
 //! datasets), [`optim`] (optimizers, schedules), and the run-level modules.
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod generate;

@@ -37,6 +37,32 @@ impl<'a> GradCtx<'a> {
         let n = self.values[v.0].numel();
         Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
     }
+
+    /// Gradient buffers of several distinct variables at once (each as [`GradCtx::grad`]:
+    /// zero-initialised on first use, `None` where no gradient is needed or the entry is
+    /// `None`), so a backward rule can hand all of them to one kernel without copies.
+    /// Returns `None` when two entries name the same variable.
+    pub fn grads_disjoint<const N: usize>(&mut self, vars: [Option<Var>; N]) -> Option<[Option<&mut [f32]>; N]> {
+        let ids: Vec<usize> = vars.iter().flatten().map(|v| v.0).collect();
+        if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
+            return None;
+        }
+        for v in vars.iter().flatten() {
+            if self.requires[v.0] && self.grads[v.0].is_none() {
+                self.grads[v.0] = Some(vec![0.0; self.values[v.0].numel()]);
+            }
+        }
+        let mut out: [Option<&mut [f32]>; N] = std::array::from_fn(|_| None);
+        for (i, slot) in self.grads.iter_mut().enumerate() {
+            if !self.requires[i] {
+                continue;
+            }
+            if let Some(k) = vars.iter().position(|v| v.map(|v| v.0) == Some(i)) {
+                out[k] = slot.as_deref_mut();
+            }
+        }
+        Some(out)
+    }
 }
 
 /// A tape of recorded ops for one forward (and backward) pass.

@@ -25,31 +25,41 @@ struct ConvBack {
 impl BackwardOp for ConvBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
-        let s = x.shape();
-        // Each gradient is computed by its own kernel call so that the mutable borrows of the
-        // context never overlap; the kernels skip whatever is None.
-        let mut gx = ctx.grad(self.x).map(|g| g.to_vec());
-        let mut gw = ctx.grad(self.w).map(|g| g.to_vec());
-        let mut gb = self.b.and_then(|b| ctx.grad(b).map(|g| g.to_vec()));
-        let result = match &self.kind {
-            ConvKind::Conv1d(spec) => {
-                conv1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut())
+        // All gradients go straight to the kernel. Only when one variable appears twice
+        // (e.g. conv(x, x)) are they computed into zeroed scratch buffers and then added.
+        let vars = [Some(self.x), Some(self.w), self.b];
+        let result = if let Some([gx, gw, gb]) = ctx.grads_disjoint(vars) {
+            self.run(x, w, g, gx, gw, gb)
+        } else {
+            let mut bufs: [Option<Vec<f32>>; 3] = [None, None, None];
+            for (buf, v) in bufs.iter_mut().zip(vars) {
+                *buf = v.and_then(|v| ctx.grad(v).map(|g| vec![0.0; g.len()]));
             }
-            ConvKind::Transpose1d(spec) => conv_transpose1d_backward(
-                spec, x.data(), s[0], s[1], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(),
-            ),
-            ConvKind::Masked2d(spec) => masked_conv2d_backward(
-                spec, x.data(), s[0], s[1], s[2], w.data(), g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(),
-            ),
+            let [gx, gw, gb] = &mut bufs;
+            let result = self.run(x, w, g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut());
+            for (v, buf) in vars.into_iter().zip(bufs) {
+                if let (Some(v), Some(buf), true) = (v, buf, result.is_ok()) {
+                    if let Some(dst) = ctx.grad(v) {
+                        dst.iter_mut().zip(&buf).for_each(|(d, b)| *d += b);
+                    }
+                }
+            }
+            result
         };
         // Shapes were validated in forward, so the kernels cannot fail here.
         debug_assert!(result.is_ok(), "conv backward: {result:?}");
-        for (v, buf) in [(Some(self.x), gx), (Some(self.w), gw), (self.b, gb)] {
-            if let (Some(v), Some(buf)) = (v, buf) {
-                if let Some(dst) = ctx.grad(v) {
-                    dst.copy_from_slice(&buf);
-                }
-            }
+    }
+}
+
+impl ConvBack {
+    /// Runs the kernel's backward, adding into whichever gradient buffers are given.
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, x: &Tensor, w: &Tensor, g: &[f32], gx: Option<&mut [f32]>, gw: Option<&mut [f32]>, gb: Option<&mut [f32]>) -> crate::error::Result<()> {
+        let s = x.shape();
+        match &self.kind {
+            ConvKind::Conv1d(spec) => conv1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
+            ConvKind::Transpose1d(spec) => conv_transpose1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
+            ConvKind::Masked2d(spec) => masked_conv2d_backward(spec, x.data(), s[0], s[1], s[2], w.data(), g, gx, gw, gb),
         }
     }
 }
