@@ -14,12 +14,8 @@ SHARED=${CONVLM_SHARED:-../shared}
 VENV=${CONVLM_TORCH_VENV:-$HOME/.cache/convlm-torch-venv}
 PY="$VENV/bin/python"
 
-cargo build --release --quiet --bins --examples
-if ./target/release/convlm bench --help 2>/dev/null | grep -q -- --workload; then
-  CONVLM=(./target/release/convlm bench)
-else
-  CONVLM=(./target/release/examples/bench)   # same flags, until the subcommand is wired
-fi
+cargo build --release --quiet --bins
+CONVLM=(./target/release/convlm bench)
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   bash "$SHARED/bench/setup_pytorch.sh" >&2
 fi

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use convlm::bench::{run_workload, BenchOptions, Workload};
 use convlm::data::{train_bpe_from_path, DatasetKind, Normalization, Split};
 use convlm::generate::{bench_generation, SamplingConfig};
 use convlm::models::{summary::summary, Model, ModelConfig};
@@ -207,8 +208,8 @@ struct ShapeArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// w1, w2 or w3 (../shared/bench/WORKLOADS.md).
-    #[arg(long)]
-    workload: Option<String>,
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
     #[arg(long, default_value_t = 10)]
     steps: usize,
     #[arg(long, default_value_t = 2)]
@@ -459,10 +460,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         let config: ModelConfig = serde_json::from_str(r#"{"family":"causal-cnn","n_embd":256,"channels":128,"kernel_size":3,"n_layers":6,"activation":"relu"}"#)?;
         let model = Model::new(&config, 5000, a.seed)?;
         let r = bench_generation(&model, a.tokens, a.seed)?;
-        println!("{}", serde_json::json!({"bench": "generate", "model": "w1", "tokens": r.tokens, "cached_tokens_per_s": r.cached_tokens_per_s, "naive_tokens_per_s": r.naive_tokens_per_s, "ratio": r.ratio}));
+        println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
-    let Some(w) = a.workload else { bail!("--workload w1|w2|w3 or --generate is required") };
-    let _ = (w, a.steps, a.warmup);
-    bail!("workload benchmarks are not built into this binary yet")
+    let Some(workload) = a.workload else { bail!("--workload w1|w2|w3 or --generate is required") };
+    let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed })?;
+    println!("{}", report.to_json_line());
+    Ok(())
 }

@@ -74,32 +74,6 @@ pub struct BenchOptions {
     pub seed: u64,
 }
 
-/// The `convlm bench` arguments, ready for `#[command(flatten)]` / a subcommand variant.
-#[derive(Clone, Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Workload of ../shared/bench/WORKLOADS.md.
-    #[arg(long, value_enum)]
-    pub workload: Workload,
-    /// Counted (timed) steps.
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// Untimed warm-up steps.
-    #[arg(long, default_value_t = 3)]
-    pub warmup: usize,
-    /// Threads (0 = CONVLM_THREADS or every core).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Seed of the parameters and of the token batch.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-impl From<BenchArgs> for BenchOptions {
-    fn from(a: BenchArgs) -> Self {
-        BenchOptions { workload: a.workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed }
-    }
-}
-
 /// Result of a run; serializes to the keys of `bench_pytorch.py` (same order) plus extras.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
