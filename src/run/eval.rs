@@ -29,11 +29,16 @@ pub fn batch_shape(batch: &Batch) -> Vec<usize> {
     }
 }
 
-/// Mean loss over the first `max_batches` batches of `split` (0 = all), in eval mode.
+/// Mean loss over `max_batches` batches spread evenly over `split` (0 = all of it), in eval
+/// mode.
 pub fn evaluate(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
     let (mut total, mut count) = (0.0f64, 0usize);
+    // A limited evaluation takes batches spread evenly over the split, not its first ones:
+    // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
+    let n_batches = dataset.num_examples(split).div_ceil(batch_size.max(1));
+    let stride = if max_batches == 0 { 1 } else { (n_batches / max_batches).max(1) };
     let limit = if max_batches == 0 { usize::MAX } else { max_batches };
-    for batch in dataset.batches(split, batch_size).take(limit) {
+    for batch in dataset.batches(split, batch_size).step_by(stride).take(limit) {
         let n = batch.num_targets();
         if n == 0 {
             continue;
