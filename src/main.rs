@@ -359,6 +359,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             eprintln!("interrupted at step {step}: checkpoint saved in {}; continue with --resume --out {}", out.display(), out.display());
             std::process::exit(130);
         }
+        Err(e @ convlm::Error::NonFinite { .. }) => {
+            // Say which checkpoint survives (state.json is written last in a checkpoint).
+            let saved = convlm::io::read_json::<convlm::run::checkpoint::TrainState>(&run.file(convlm::run::checkpoint::STATE_FILE))
+                .map(|s| format!("the last good checkpoint (step {}) is in {}", s.step, out.display()))
+                .unwrap_or_else(|_| format!("no checkpoint was saved in {}", out.display()));
+            bail!("{e}; {saved}")
+        }
         Err(e) => Err(e.into()),
     }
 }

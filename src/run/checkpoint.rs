@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::io::{load_safetensors, read_json, save_safetensors, write_json};
+use crate::io::{atomic_write, load_safetensors, read_json, save_safetensors, write_json};
 use crate::models::Model;
 use crate::optim::Optimizer;
 use crate::run::config::RunConfig;
@@ -85,7 +85,9 @@ impl RunDir {
     /// Writes config.json and tokenizer.json (once, at the start of a run).
     pub fn save_setup(&self, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
         write_json(&self.file(CONFIG_FILE), config)?;
-        tokenizer.save(&self.file(TOKENIZER_FILE))
+        // Through atomic_write (fsync + rename + directory sync) like every other file of
+        // the run directory; `Tokenizer::save` renames without syncing.
+        atomic_write(&self.file(TOKENIZER_FILE), tokenizer.to_json()?.as_bytes())
     }
 
     /// Reads config.json.
