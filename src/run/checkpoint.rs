@@ -90,9 +90,13 @@ impl RunDir {
         atomic_write(&self.file(TOKENIZER_FILE), tokenizer.to_json()?.as_bytes())
     }
 
-    /// Reads config.json.
+    /// Reads config.json and checks it as a fresh run's config is checked (a hand-edited
+    /// `eval_every: 0` or `batch_size: 0` must be an error naming the file, not a panic).
     pub fn load_config(&self) -> Result<RunConfig> {
-        read_json(&self.require(CONFIG_FILE)?)
+        let path = self.require(CONFIG_FILE)?;
+        let config: RunConfig = read_json(&path)?;
+        config.validate().map_err(|e| Error::bad_file(&path, e.to_string()))?;
+        Ok(config)
     }
 
     /// Reads tokenizer.json.
