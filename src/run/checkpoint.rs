@@ -82,6 +82,29 @@ impl RunDir {
         Ok(p)
     }
 
+    /// Deletes temporary files that a process killed in the middle of an atomic write left
+    /// behind (`.<name>.<random>.tmp`, see [`atomic_write`]); the files they were meant to
+    /// replace are intact. Called when a run resumes; returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(_) => return Ok(0),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, BEST_FILE, CHECKPOINT_FILE, STATE_FILE, METRICS_FILE, PLOT_FILE]
+                .iter()
+                .any(|f| name.starts_with(&format!(".{f}.")) && name.ends_with(".tmp"));
+            if ours && entry.path().is_file() {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Writes config.json and tokenizer.json (once, at the start of a run).
     pub fn save_setup(&self, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
         write_json(&self.file(CONFIG_FILE), config)?;

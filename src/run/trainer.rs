@@ -217,6 +217,7 @@ fn new_session(config: &RunConfig, run: &RunDir) -> Result<Session> {
 
 fn resume_session(overrides: &RunConfig, run: &RunDir) -> Result<Session> {
     let mut config = run.load_config()?;
+    run.remove_stale_temp_files()?;
     config.train.steps = overrides.train.steps.max(config.train.steps);
     config.train.threads = overrides.train.threads.or(config.train.threads);
     let tokenizer = run.load_tokenizer()?;
