@@ -320,7 +320,9 @@ fn each_required_file_missing_is_an_error_naming_it() {
     let moved = run.join("moved-names.txt");
     cfg["data"]["path"] = s(&moved).into();
     std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
-    fails_naming(&args(&resume(&run)), &moved);
+    let err = fails_naming(&args(&resume(&run)), &moved);
+    // The operating system's reason is printed once, not once per error layer.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]
