@@ -249,9 +249,23 @@ fn serde_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message
+/// already holds (convlm's I/O errors print their source themselves).
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -359,6 +373,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         Err(convlm::Error::Interrupted { step }) => {
             eprintln!("interrupted at step {step}: checkpoint saved in {}; continue with --resume --out {}", out.display(), out.display());
             std::process::exit(130);
+        }
+        Err(e @ convlm::Error::NonFinite { .. }) => {
+            // Say which checkpoint survives (state.json is written last in a checkpoint).
+            let saved = convlm::io::read_json::<convlm::run::checkpoint::TrainState>(&run.file(convlm::run::checkpoint::STATE_FILE))
+                .map(|s| format!("the last good checkpoint (step {}) is in {}", s.step, out.display()))
+                .unwrap_or_else(|_| format!("no checkpoint was saved in {}", out.display()));
+            bail!("{e}; {saved}")
         }
         Err(e) => Err(e.into()),
     }

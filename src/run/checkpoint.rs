@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::io::{load_safetensors, read_json, save_safetensors, write_json};
+use crate::io::{atomic_write, load_safetensors, read_json, save_safetensors, write_json};
 use crate::models::Model;
 use crate::optim::Optimizer;
 use crate::run::config::RunConfig;
@@ -82,15 +82,44 @@ impl RunDir {
         Ok(p)
     }
 
+    /// Deletes temporary files that a process killed in the middle of an atomic write left
+    /// behind (`.<name>.<random>.tmp`, see [`atomic_write`]); the files they were meant to
+    /// replace are intact. Called when a run resumes; returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(_) => return Ok(0),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, BEST_FILE, CHECKPOINT_FILE, STATE_FILE, METRICS_FILE, PLOT_FILE]
+                .iter()
+                .any(|f| name.starts_with(&format!(".{f}.")) && name.ends_with(".tmp"));
+            if ours && entry.path().is_file() {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Writes config.json and tokenizer.json (once, at the start of a run).
     pub fn save_setup(&self, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
         write_json(&self.file(CONFIG_FILE), config)?;
-        tokenizer.save(&self.file(TOKENIZER_FILE))
+        // Through atomic_write (fsync + rename + directory sync) like every other file of
+        // the run directory; `Tokenizer::save` renames without syncing.
+        atomic_write(&self.file(TOKENIZER_FILE), tokenizer.to_json()?.as_bytes())
     }
 
-    /// Reads config.json.
+    /// Reads config.json and checks it as a fresh run's config is checked (a hand-edited
+    /// `eval_every: 0` or `batch_size: 0` must be an error naming the file, not a panic).
     pub fn load_config(&self) -> Result<RunConfig> {
-        read_json(&self.require(CONFIG_FILE)?)
+        let path = self.require(CONFIG_FILE)?;
+        let config: RunConfig = read_json(&path)?;
+        config.validate().map_err(|e| Error::bad_file(&path, e.to_string()))?;
+        Ok(config)
     }
 
     /// Reads tokenizer.json.

@@ -35,8 +35,19 @@ impl MetricsLog {
     }
 
     /// Appends one record and flushes it.
+    ///
+    /// The record and its newline go out in one `write` call on an append-mode file, so a
+    /// kill can tear only the last line (which [`read_records`] then skips).
     pub fn write(&mut self, record: &Value) -> Result<()> {
-        writeln!(self.file, "{record}").and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+        let mut line = record.to_string();
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Forces the records written so far to disk (called before each checkpoint, so every
+    /// record a checkpoint covers survives a power loss along with it).
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 }
 

@@ -83,7 +83,12 @@ pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<Tr
     let start_step = s.state.step;
     let mut tokens = 0usize;
     while s.state.step < s.state.total_steps {
+        // The batch RNG's position before this step's batch: what a checkpoint of the
+        // `step` completed steps must record for an exact resume.
+        let rng_pos = s.rng.get_word_pos();
         if INTERRUPTED.load(Ordering::SeqCst) {
+            s.state.rng_word_pos = rng_pos.to_string();
+            log.sync()?;
             run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
             progress.finish();
             return Err(Error::Interrupted { step: s.state.step });
@@ -97,13 +102,13 @@ pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<Tr
         let loss_var = g.cross_entropy(logits, &batch.targets)?;
         let loss = g.value(loss_var).data()[0] as f64;
         if !loss.is_finite() {
-            return diverged(run, &s, step, "the loss".into());
+            return diverged(run, &s, &mut log, step, rng_pos, "the loss".into());
         }
         g.backward(loss_var)?;
         g.accumulate_param_grads(s.model.params_mut());
         drop(g);
         if let Some(name) = first_non_finite(s.model.params()) {
-            return diverged(run, &s, step, format!("the gradient of {name}"));
+            return diverged(run, &s, &mut log, step, rng_pos, format!("the gradient of {name}"));
         }
         let norm = match cfg.train.clip_grad {
             Some(max) => clip_grad_norm(s.model.params_mut(), max) as f64,
@@ -125,6 +130,8 @@ pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<Tr
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step % cfg.train.checkpoint_every == 0;
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
+            // Records up to this step reach the disk before the checkpoint that covers them.
+            log.sync()?;
             run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
         }
     }
@@ -137,13 +144,15 @@ pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<Tr
 }
 
 /// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
-/// step and what was not finite.
-fn diverged(run: &RunDir, s: &Session, step: u64, what: String) -> Result<TrainSummary> {
+/// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
+/// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
+fn diverged(run: &RunDir, s: &Session, log: &mut MetricsLog, step: u64, rng_pos: u128, what: String) -> Result<TrainSummary> {
     // The parameters were last updated with finite gradients, so they are the last good
     // state: save it unless it already contains non-finite values.
     if s.model.params().params().iter().all(|p| p.value.all_finite()) {
         let mut state = s.state.clone();
-        state.rng_word_pos = s.rng.get_word_pos().to_string();
+        state.rng_word_pos = rng_pos.to_string();
+        log.sync()?;
         run.save_checkpoint(&s.model, &s.optimizer, &state)?;
     }
     Err(Error::NonFinite { step: step + 1, what })
@@ -212,6 +221,7 @@ fn new_session(config: &RunConfig, run: &RunDir) -> Result<Session> {
 
 fn resume_session(overrides: &RunConfig, run: &RunDir) -> Result<Session> {
     let mut config = run.load_config()?;
+    run.remove_stale_temp_files()?;
     config.train.steps = overrides.train.steps.max(config.train.steps);
     config.train.threads = overrides.train.threads.or(config.train.threads);
     let tokenizer = run.load_tokenizer()?;
