@@ -89,11 +89,6 @@ impl Tokenizer {
     /// Writes [`Tokenizer::to_json`] to `path` atomically (a temporary file in the same folder,
     /// then a rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self.to_json()?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::io::atomic_write(path, self.to_json()?.as_bytes())
     }
 }

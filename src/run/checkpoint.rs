@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::io::{atomic_write, load_safetensors, read_json, save_safetensors, write_json};
+use crate::io::{load_safetensors, read_json, save_safetensors, write_json};
 use crate::models::Model;
 use crate::optim::Optimizer;
 use crate::run::config::RunConfig;
@@ -83,7 +83,7 @@ impl RunDir {
     }
 
     /// Deletes temporary files that a process killed in the middle of an atomic write left
-    /// behind (`.<name>.<random>.tmp`, see [`atomic_write`]); the files they were meant to
+    /// behind (`.<name>.<random>.tmp`, see [`crate::io::atomic_write`]); the files they were meant to
     /// replace are intact. Called when a run resumes; returns how many were removed.
     pub fn remove_stale_temp_files(&self) -> Result<usize> {
         let mut removed = 0;
@@ -108,9 +108,7 @@ impl RunDir {
     /// Writes config.json and tokenizer.json (once, at the start of a run).
     pub fn save_setup(&self, config: &RunConfig, tokenizer: &Tokenizer) -> Result<()> {
         write_json(&self.file(CONFIG_FILE), config)?;
-        // Through atomic_write (fsync + rename + directory sync) like every other file of
-        // the run directory; `Tokenizer::save` renames without syncing.
-        atomic_write(&self.file(TOKENIZER_FILE), tokenizer.to_json()?.as_bytes())
+        tokenizer.save(&self.file(TOKENIZER_FILE))
     }
 
     /// Reads config.json and checks it as a fresh run's config is checked (a hand-edited
