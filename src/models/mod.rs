@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::{Buffers, GraphBackend, ParamStore, StepBackend, StepState};
+use crate::nn::{Backend, Buffers, GraphBackend, ParamStore, StepBackend, StepState};
 use crate::tensor::{Graph, Tensor, Var};
 
 /// The family names, in the order of reference/models.py.
@@ -97,6 +97,22 @@ enum Net {
     WaveNet(WaveNet),
     GatedCnn(GatedCnn),
     PixelCnn(PixelCnn),
+}
+
+impl Net {
+    /// The forward of a sequence family on any backend (the tape or one cached step);
+    /// pixelcnn, which only runs on the tape over grids, is an error here.
+    fn forward_sequence<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+        match self {
+            Net::Mlp(m) => m.forward(b, ids),
+            Net::CausalCnn(m) => m.forward(b, ids),
+            Net::Dilated(m) => m.forward(b, ids),
+            Net::Hierarchical(m) => m.forward(b, ids),
+            Net::WaveNet(m) => m.forward(b, ids),
+            Net::GatedCnn(m) => m.forward(b, ids),
+            Net::PixelCnn(_) => Err(Error::shape("step", "pixelcnn has no incremental step; generation recomputes the grid")),
+        }
+    }
 }
 
 /// A language model of any family with its parameters and buffers.
@@ -216,20 +232,11 @@ impl Model {
         }
         let mut b = GraphBackend::new(graph, &self.params, &self.buffers, shape);
         let logits = match &self.net {
-            Net::Mlp(m) => m.forward(&mut b, ids)?,
-            Net::CausalCnn(m) => m.forward(&mut b, ids)?,
-            Net::Dilated(m) => m.forward(&mut b, ids)?,
-            Net::Hierarchical(m) => m.forward(&mut b, ids)?,
-            Net::WaveNet(m) => m.forward(&mut b, ids)?,
-            Net::GatedCnn(m) => m.forward(&mut b, ids)?,
             Net::PixelCnn(m) => m.forward(&mut b, ids)?,
+            net => net.forward_sequence(&mut b, ids)?,
         };
         let stats = std::mem::take(&mut b.batch_stats);
-        for (slot, s) in stats {
-            let momentum = match &self.config {
-                ModelConfig::Hierarchical(c) => c.bn_momentum,
-                _ => 0.1,
-            };
+        for (slot, momentum, s) in stats {
             let (_, mean, var) = &mut self.buffers.entries[slot];
             for (r, v) in mean.data_mut().iter_mut().zip(&s.mean) {
                 *r = (1.0 - momentum) * *r + momentum * v;
@@ -250,15 +257,7 @@ impl Model {
     /// incrementally from the ring buffers in `state` (eval-mode maths).
     pub fn step(&self, state: &mut StepState, ids: &[u32]) -> Result<Tensor> {
         let mut b = StepBackend::new(&self.params, &self.buffers, state);
-        let logits = match &self.net {
-            Net::Mlp(m) => m.forward(&mut b, ids)?,
-            Net::CausalCnn(m) => m.forward(&mut b, ids)?,
-            Net::Dilated(m) => m.forward(&mut b, ids)?,
-            Net::Hierarchical(m) => m.forward(&mut b, ids)?,
-            Net::WaveNet(m) => m.forward(&mut b, ids)?,
-            Net::GatedCnn(m) => m.forward(&mut b, ids)?,
-            Net::PixelCnn(_) => return Err(Error::shape("step", "pixelcnn has no incremental step; generation recomputes the grid")),
-        };
+        let logits = self.net.forward_sequence(&mut b, ids)?;
         state.position += 1;
         let batch = state.batch();
         logits.reshape(vec![batch, self.vocab_size])

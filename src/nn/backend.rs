@@ -42,8 +42,9 @@ pub struct GraphBackend<'a> {
     buffers: &'a Buffers,
     bound: HashMap<ParamId, Var>,
     shape: Vec<usize>,
-    /// Batch statistics of every batchnorm run in training mode, by buffer slot.
-    pub batch_stats: Vec<(usize, BatchStats)>,
+    /// Batch statistics of every batchnorm run in training mode: (buffer slot, the layer's
+    /// running-average momentum, statistics).
+    pub batch_stats: Vec<(usize, f32, BatchStats)>,
 }
 
 impl<'a> GraphBackend<'a> {
@@ -109,7 +110,7 @@ impl Backend for GraphBackend<'_> {
         let (_, mean, var) = &self.buffers.entries[layer.slot];
         let (y, stats) = self.graph.batchnorm(*x, w, b, layer.eps, (mean.data(), var.data()))?;
         if let Some(stats) = stats {
-            self.batch_stats.push((layer.slot, stats));
+            self.batch_stats.push((layer.slot, layer.momentum, stats));
         }
         Ok(y)
     }
