@@ -91,8 +91,14 @@ impl BackwardOp for ActBack {
         let x = ctx.value(self.x).data();
         let act = self.act;
         if let Some(gx) = ctx.grad(self.x) {
-            let dy: Vec<f32> = x.iter().zip(out.data()).map(|(&x, &y)| act.derivative(x, y)).collect();
-            acc_zip(gx, g, &dy, |g, d| g * d);
+            match act {
+                Activation::Tanh => acc_zip(gx, g, out.data(), |g, y| g * (1.0 - y * y)),
+                Activation::Relu => acc_zip(gx, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
+                _ => {
+                    let dy: Vec<f32> = x.iter().zip(out.data()).map(|(&x, &y)| act.derivative(x, y)).collect();
+                    acc_zip(gx, g, &dy, |g, d| g * d);
+                }
+            }
         }
     }
 }
@@ -172,7 +178,12 @@ impl Graph {
     pub fn activation(&mut self, x: Var, act: Activation) -> Var {
         let xv = self.value(x);
         let mut out = Tensor::zeros(xv.shape().to_vec());
-        map_into(out.data_mut(), xv.data(), |v| act.apply(v));
+        // One monomorphized (vectorizable) loop per activation, not a match per value.
+        match act {
+            Activation::Tanh => map_into(out.data_mut(), xv.data(), fast_tanh),
+            Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),
+            _ => map_into(out.data_mut(), xv.data(), |v| act.apply(v)),
+        }
         self.record(out, &[x], ActBack { x, act })
     }
 
