@@ -1,13 +1,13 @@
 //! Global allocator for the `convlm` binary: the system allocator plus a small cache of
-//! large blocks (>= 8 MiB). Training allocates the same large buffers (logits, their
+//! large blocks (>= 256 KiB). Training allocates the same large buffers (logits, their
 //! gradient, activations) every step; glibc serves those with fresh `mmap`s and unmaps them
 //! on free, so each step page-faults hundreds of MB back in. Reusing the blocks avoids that.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 
-const MIN_SIZE: usize = 8 << 20;
-const SLOTS: usize = 32;
+const MIN_SIZE: usize = 256 << 10;
+const SLOTS: usize = 256;
 const MAX_CACHED_BYTES: usize = 1 << 30;
 
 /// A cached free block: (address, size, align); address 0 marks an empty slot.
