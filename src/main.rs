@@ -1,5 +1,10 @@
 //! The `convlm` command line: clap subcommands dispatching to the library.
 
+mod big_alloc;
+
+#[global_allocator]
+static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
+
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 

@@ -4,6 +4,8 @@
 //! each tap is one GEMM per group over a strided view of the input (see `tap_gemm`).
 
 use super::tap_gemm::{add_column_sums, check_groups, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use super::matmul::Par;
+use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
 
 const OP: &str = "conv1d";
@@ -99,6 +101,11 @@ impl Conv1dSpec {
         })
     }
 
+    /// Stride 1, groups 1 and dilation 1 (or a single tap): one window GEMM per item.
+    fn windowed(&self) -> bool {
+        self.stride == 1 && self.groups == 1 && (self.dilation == 1 || self.kernel_size == 1)
+    }
+
     fn weight_dims(&self) -> [(&'static str, usize); 3] {
         let [o, i, k] = self.weight_shape();
         [("out_channels", o), ("in_channels/groups", i), ("kernel_size", k)]
@@ -152,6 +159,16 @@ pub fn conv1d_forward(
         check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
     }
     check_len(OP, "output", out.len(), &[("batch", batch), ("output length", t_out), ("out_channels", c_out)])?;
+    if spec.windowed() {
+        let k = spec.kernel_size;
+        let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
+        let wp = window_gemm::pack_forward(weight, c_out, c_in, k);
+        par_batches(out, t_out * c_out, |b, out_b, par| {
+            fill_rows(out_b, bias, c_out);
+            win.apply(&x[b * len * c_in..(b + 1) * len * c_in], &wp, c_out, out_b, par);
+        });
+        return Ok(());
+    }
     par_batches(out, t_out * c_out, |b, out_b, par| {
         fill_rows(out_b, bias, c_out); // (T_out, C_out)
         geo.d_from_s(&x[b * len * c_in..], weight, out_b, par);
@@ -192,6 +209,25 @@ pub fn conv1d_backward(
     }
     if let Some(gb) = grad_bias.as_deref() {
         check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
+    }
+    if spec.windowed() {
+        let k = spec.kernel_size;
+        let pl = spec.padding.left() as isize;
+        if let Some(gx) = grad_x {
+            let win = Windows { src_len: t_out, ch: c_out, k, offset: pl - (k as isize - 1), rows: len };
+            let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
+            par_batches(gx, len * c_in, |b, gx_b, par: Par| {
+                win.apply(&grad_out[b * t_out * c_out..(b + 1) * t_out * c_out], &wp, c_in, gx_b, par);
+            });
+        }
+        if let Some(gw) = grad_weight {
+            let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
+            window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);
+        }
+        if let Some(gb) = grad_bias {
+            add_column_sums(grad_out, c_out, gb);
+        }
+        return Ok(());
     }
     if let Some(gx) = grad_x {
         par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));

@@ -6,3 +6,4 @@ pub mod conv2d_masked;
 pub mod conv_transpose1d;
 pub mod matmul;
 mod tap_gemm;
+mod window_gemm;

@@ -1,0 +1,93 @@
+//! Global allocator for the `convlm` binary: the system allocator plus a small cache of
+//! large blocks (>= 256 KiB). Training allocates the same large buffers (logits, their
+//! gradient, activations) every step; glibc serves those with fresh `mmap`s and unmaps them
+//! on free, so each step page-faults hundreds of MB back in. Reusing the blocks avoids that.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+
+const MIN_SIZE: usize = 256 << 10;
+const SLOTS: usize = 256;
+const MAX_CACHED_BYTES: usize = 1 << 30;
+
+/// A cached free block: (address, size, align); address 0 marks an empty slot.
+struct Cache {
+    slots: [(usize, usize, usize); SLOTS],
+    bytes: usize,
+}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache { slots: [(0, 0, 0); SLOTS], bytes: 0 });
+
+pub struct CachingAlloc;
+
+impl CachingAlloc {
+    fn take(layout: Layout) -> *mut u8 {
+        let Ok(mut c) = CACHE.lock() else { return std::ptr::null_mut() };
+        for slot in c.slots.iter_mut() {
+            if slot.0 != 0 && slot.1 == layout.size() && slot.2 == layout.align() {
+                let p = slot.0;
+                *slot = (0, 0, 0);
+                c.bytes -= layout.size();
+                return p as *mut u8;
+            }
+        }
+        std::ptr::null_mut()
+    }
+
+    /// Keeps the block; false when the cache is full.
+    fn keep(ptr: *mut u8, layout: Layout) -> bool {
+        let Ok(mut c) = CACHE.lock() else { return false };
+        if c.bytes + layout.size() > MAX_CACHED_BYTES {
+            return false;
+        }
+        if let Some(slot) = c.slots.iter_mut().find(|s| s.0 == 0) {
+            *slot = (ptr as usize, layout.size(), layout.align());
+            c.bytes += layout.size();
+            return true;
+        }
+        false
+    }
+}
+
+unsafe impl GlobalAlloc for CachingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= MIN_SIZE {
+            let p = Self::take(layout);
+            if !p.is_null() {
+                return p;
+            }
+        }
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= MIN_SIZE {
+            let p = Self::take(layout);
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0, layout.size());
+                return p;
+            }
+        }
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() >= MIN_SIZE && Self::keep(ptr, layout) {
+            return;
+        }
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() < MIN_SIZE && new_size < MIN_SIZE {
+            return System.realloc(ptr, layout, new_size);
+        }
+        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        let p = self.alloc(new_layout);
+        if !p.is_null() {
+            std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+            self.dealloc(ptr, layout);
+        }
+        p
+    }
+}

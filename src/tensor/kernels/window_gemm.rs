@@ -1,0 +1,146 @@
+//! Fast path of conv1d for stride 1, groups 1 and dilation 1 (or kernel size 1): the K taps
+//! of one output row read K consecutive, channels-last input rows, i.e. ONE contiguous
+//! window of K·C values. The whole convolution is then a single GEMM per batch item with
+//! inner dimension K·C over an overlapping-rows view of the input (row stride C) — no
+//! im2col copy. Only the few rows whose window touches padding are built explicitly.
+
+use super::matmul::{matmul, Mat, Par};
+use rayon::prelude::*;
+
+/// Window geometry: destination row `r` reads source rows `r + offset .. r + offset + k`.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    pub src_len: usize,
+    pub ch: usize,
+    pub k: usize,
+    pub offset: isize,
+    pub rows: usize,
+}
+
+impl Windows {
+    /// The destination rows `lo..hi` whose whole window lies inside the source.
+    pub fn interior(&self) -> (usize, usize) {
+        let lo = (-self.offset).max(0) as usize;
+        let hi = (self.src_len as isize - self.k as isize - self.offset + 1).clamp(0, self.rows as isize) as usize;
+        let lo = lo.min(self.rows);
+        (lo, hi.max(lo))
+    }
+
+    /// The view of the interior windows (hi - lo, k·ch) over `src` (one item).
+    pub fn interior_view<'a>(&self, src: &'a [f32]) -> Option<(usize, Mat<'a>)> {
+        let (lo, hi) = self.interior();
+        (hi > lo).then(|| {
+            let start = (lo as isize + self.offset) as usize * self.ch;
+            (lo, Mat::strided(&src[start..], hi - lo, self.k * self.ch, self.ch, 1))
+        })
+    }
+
+    /// Explicit windows (with zero padding) of destination rows `r0..r1`, row-major.
+    pub fn explicit(&self, src: &[f32], r0: usize, r1: usize) -> Vec<f32> {
+        let w = self.k * self.ch;
+        let mut out = vec![0.0f32; (r1 - r0) * w];
+        for (r, row) in (r0..r1).zip(out.chunks_exact_mut(w)) {
+            for j in 0..self.k {
+                let s = r as isize + self.offset + j as isize;
+                if s >= 0 && (s as usize) < self.src_len {
+                    let s = s as usize;
+                    row[j * self.ch..(j + 1) * self.ch].copy_from_slice(&src[s * self.ch..(s + 1) * self.ch]);
+                }
+            }
+        }
+        out
+    }
+
+    /// The boundary row ranges (outside the interior).
+    pub fn boundary(&self) -> [(usize, usize); 2] {
+        let (lo, hi) = self.interior();
+        [(0, lo), (hi, self.rows)]
+    }
+
+    /// `dst (rows, n) += windows(src) · wp (k·ch, n)`; `dst` has row stride `n`.
+    pub fn apply(&self, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], par: Par) {
+        let kc = self.k * self.ch;
+        let b = Mat::row_major(wp, kc, n);
+        if let Some((lo, a)) = self.interior_view(src) {
+            matmul(&mut dst[lo * n..], n, a, b, true, par);
+        }
+        for (r0, r1) in self.boundary() {
+            if r1 > r0 {
+                let win = self.explicit(src, r0, r1);
+                matmul(&mut dst[r0 * n..], n, Mat::row_major(&win, r1 - r0, kc), b, true, Par::Seq);
+            }
+        }
+    }
+}
+
+/// Packs a conv weight (C_out, C_in, K) into (K·C_in, C_out) with row `j·C_in + i`,
+/// column `o` = w[o, i, j] (the forward weight).
+pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
+    let mut p = vec![0.0f32; k * c_in * c_out];
+    // p[(j*c_in + i) * c_out + o] = w[(o*c_in + i)*k + j]
+    p.par_chunks_mut(c_in * c_out).enumerate().for_each(|(j, pj)| {
+        for o in 0..c_out {
+            let wo = &w[o * c_in * k..(o + 1) * c_in * k];
+            for i in 0..c_in {
+                pj[i * c_out + o] = wo[i * k + j];
+            }
+        }
+    });
+    p
+}
+
+/// (k·C_out, C_in) with row `j·C_out + o` = w[o, :, K-1-j].
+pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
+    let mut p = vec![0.0f32; k * c_out * c_in];
+    p.par_chunks_mut(c_out * c_in).enumerate().for_each(|(j, pj)| {
+        let tap = k - 1 - j;
+        for (o, row) in pj.chunks_exact_mut(c_in).enumerate() {
+            let wo = &w[o * c_in * k..(o + 1) * c_in * k];
+            for (i, v) in row.iter_mut().enumerate() {
+                *v = wo[i * k + tap];
+            }
+        }
+    });
+    p
+}
+
+/// `gw` (C_out, C_in, K) += Σ_b go_bᵀ · windows(x_b), with go (B, rows, C_out) and x
+/// (B, src_len, C_in). Threads split the output channels.
+pub fn weight_grad(geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f32], gw: &mut [f32]) {
+    let (c_in, k) = (geo.ch, geo.k);
+    let kc = k * c_in;
+    if c_out == 0 || kc == 0 {
+        return;
+    }
+    let pieces = rayon::current_num_threads().max(1);
+    let per = c_out.div_ceil(pieces);
+    let item_go = geo.rows * c_out;
+    let item_x = geo.src_len * c_in;
+    gw.par_chunks_mut(per * kc).enumerate().for_each(|(p, gw_p)| {
+        let o0 = p * per;
+        let rows = gw_p.len() / kc;
+        let mut acc = vec![0.0f32; rows * kc]; // (rows, k·c_in) in (tap, channel) order
+        for b in 0..batch {
+            let go_b = &go[b * item_go..];
+            let x_b = &x[b * item_x..(b + 1) * item_x];
+            if let Some((lo, win)) = geo.interior_view(x_b) {
+                let a = Mat::strided(&go_b[lo * c_out + o0..], win.rows, rows, c_out, 1).t();
+                matmul(&mut acc, kc, a, win, true, Par::Seq);
+            }
+            for (r0, r1) in geo.boundary() {
+                if r1 > r0 {
+                    let win = geo.explicit(x_b, r0, r1);
+                    let a = Mat::strided(&go_b[r0 * c_out + o0..], r1 - r0, rows, c_out, 1).t();
+                    matmul(&mut acc, kc, a, Mat::row_major(&win, r1 - r0, kc), true, Par::Seq);
+                }
+            }
+        }
+        for (g_o, a_o) in gw_p.chunks_exact_mut(kc).zip(acc.chunks_exact(kc)) {
+            for j in 0..k {
+                for i in 0..c_in {
+                    g_o[i * k + j] += a_o[j * c_in + i];
+                }
+            }
+        }
+    });
+}
