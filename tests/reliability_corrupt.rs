@@ -187,8 +187,11 @@ fn a_corrupted_checkpoint_stops_resume_with_an_error_naming_it() {
     let ckpt = run.join("optimizer.safetensors");
     let good = std::fs::read(&ckpt).unwrap();
     let h = header_len(&good);
+    // Overwrite a header byte with a quote; start a third of the way in and skip bytes that
+    // already are quotes (overwriting a quote with a quote would change nothing).
     let mut flipped = good.clone();
-    flipped[8 + h / 3] = b'"';
+    let pos = (8 + h / 3..8 + h).find(|&i| good[i] != b'"').unwrap();
+    flipped[pos] = b'"';
     let mut no_state = good.clone();
     let header = String::from_utf8(good[8..8 + h].to_vec()).unwrap();
     let renamed = header.replacen("train_state", "train_stat_", 1);
