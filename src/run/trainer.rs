@@ -115,7 +115,20 @@ pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<Tr
             None => grad_norm(s.model.params()),
         };
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.total_steps);
+        // An update can overflow even from finite gradients (a huge learning rate, L2 decay
+        // of already huge weights): keep the pre-update state so a divergence can still save
+        // the last good checkpoint (a copy of the values and optimizer moments per step).
+        let before = (s.model.params().params().iter().map(|p| p.value.clone()).collect::<Vec<_>>(), s.optimizer.clone());
         s.optimizer.step(s.model.params_mut(), lr);
+        if let Some(bad) = s.model.params().params().iter().find(|p| !p.value.all_finite()).map(|p| p.name.clone()) {
+            let (values, optimizer) = before;
+            for (p, v) in s.model.params_mut().params_mut().iter_mut().zip(values) {
+                p.value = v;
+            }
+            s.optimizer = optimizer;
+            return diverged(run, &s, &mut log, step, rng_pos, format!("parameter {bad} after the update"));
+        }
+        drop(before);
         s.state.step += 1;
         last_loss = loss;
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
