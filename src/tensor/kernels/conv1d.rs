@@ -3,7 +3,7 @@
 //! Output row `t` reads input rows `t*stride + k*dilation - pad_left` for the K taps `k`;
 //! each tap is one GEMM per group over a strided view of the input (see `tap_gemm`).
 
-use super::tap_gemm::{add_column_sums, check_groups, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use super::matmul::Par;
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
@@ -106,6 +106,16 @@ impl Conv1dSpec {
         self.stride == 1 && self.groups == 1 && (self.dilation == 1 || self.kernel_size == 1)
     }
 
+    /// Buffer shapes for (batch, len) with `t_out` output positions.
+    fn dims(&self, batch: usize, len: usize, t_out: usize) -> ConvDims {
+        ConvDims {
+            x: vec![("batch", batch), ("length", len), ("in_channels", self.in_channels)],
+            weight: self.weight_dims().to_vec(),
+            out: vec![("batch", batch), ("output length", t_out), ("out_channels", self.out_channels)],
+            out_channels: self.out_channels,
+        }
+    }
+
     fn weight_dims(&self) -> [(&'static str, usize); 3] {
         let [o, i, k] = self.weight_shape();
         [("out_channels", o), ("in_channels/groups", i), ("kernel_size", k)]
@@ -153,12 +163,7 @@ pub fn conv1d_forward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
-    check_len(OP, "input", x.len(), &[("batch", batch), ("length", len), ("in_channels", c_in)])?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
-    }
-    check_len(OP, "output", out.len(), &[("batch", batch), ("output length", t_out), ("out_channels", c_out)])?;
+    spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, out)?;
     if spec.windowed() {
         let k = spec.kernel_size;
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
@@ -197,19 +202,7 @@ pub fn conv1d_backward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
-    let x_dims = [("batch", batch), ("length", len), ("in_channels", c_in)];
-    check_len(OP, "input", x.len(), &x_dims)?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    check_len(OP, "grad_out", grad_out.len(), &[("batch", batch), ("output length", t_out), ("out_channels", c_out)])?;
-    if let Some(gx) = grad_x.as_deref() {
-        check_len(OP, "grad_x", gx.len(), &x_dims)?;
-    }
-    if let Some(gw) = grad_weight.as_deref() {
-        check_len(OP, "grad_weight", gw.len(), &spec.weight_dims())?;
-    }
-    if let Some(gb) = grad_bias.as_deref() {
-        check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
-    }
+    spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
     if spec.windowed() {
         let k = spec.kernel_size;
         let pl = spec.padding.left() as isize;
@@ -224,16 +217,13 @@ pub fn conv1d_backward(
             let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
             window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);
         }
-        if let Some(gb) = grad_bias {
-            add_column_sums(grad_out, c_out, gb);
+    } else {
+        if let Some(gx) = grad_x {
+            par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
         }
-        return Ok(());
-    }
-    if let Some(gx) = grad_x {
-        par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
-    }
-    if let Some(gw) = grad_weight {
-        geo.weight_grad(grad_out, x, gw);
+        if let Some(gw) = grad_weight {
+            geo.weight_grad(grad_out, x, gw);
+        }
     }
     if let Some(gb) = grad_bias {
         add_column_sums(grad_out, c_out, gb);

@@ -5,7 +5,7 @@
 //! vertical padding is handled by the tap engine's row clipping. Only taps the mask keeps
 //! are computed, so masked weights never contribute and get no gradient.
 
-use super::tap_gemm::{add_column_sums, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use super::tap_gemm::{add_column_sums, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use crate::error::{Error, Result};
 
 const OP: &str = "masked_conv2d";
@@ -54,6 +54,16 @@ impl MaskedConv2dSpec {
     /// The weight's shape (C_out, C_in, kH, kW).
     pub fn weight_shape(&self) -> [usize; 4] {
         [self.out_channels, self.in_channels, self.kernel_h, self.kernel_w]
+    }
+
+    /// Buffer shapes for a (batch, height, width) grid.
+    fn dims(&self, batch: usize, height: usize, width: usize) -> ConvDims {
+        ConvDims {
+            x: vec![("batch", batch), ("height", height), ("width", width), ("in_channels", self.in_channels)],
+            weight: self.weight_dims().to_vec(),
+            out: vec![("batch", batch), ("height", height), ("width", width), ("out_channels", self.out_channels)],
+            out_channels: self.out_channels,
+        }
     }
 
     fn weight_dims(&self) -> [(&'static str, usize); 4] {
@@ -140,12 +150,7 @@ pub fn masked_conv2d_forward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, height, width)?;
     let (c_in, c_out, wp, pw) = (spec.in_channels, spec.out_channels, spec.padded_width(width), spec.kernel_w / 2);
-    check_len(OP, "input", x.len(), &[("batch", batch), ("height", height), ("width", width), ("in_channels", c_in)])?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
-    }
-    check_len(OP, "output", out.len(), &[("batch", batch), ("height", height), ("width", width), ("out_channels", c_out)])?;
+    spec.dims(batch, height, width).check_forward(OP, x, weight, bias, out)?;
     let image_in = height * width * c_in;
     par_batches(out, height * width * c_out, |b, out_b, par| {
         let xp = widen(&x[b * image_in..(b + 1) * image_in], height, width, c_in, pw, wp); // (H, Wp, C_in)
@@ -182,20 +187,7 @@ pub fn masked_conv2d_backward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, height, width)?;
     let (c_in, c_out, wp, pw) = (spec.in_channels, spec.out_channels, spec.padded_width(width), spec.kernel_w / 2);
-    let x_dims = [("batch", batch), ("height", height), ("width", width), ("in_channels", c_in)];
-    check_len(OP, "input", x.len(), &x_dims)?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    let out_dims = [("batch", batch), ("height", height), ("width", width), ("out_channels", c_out)];
-    check_len(OP, "grad_out", grad_out.len(), &out_dims)?;
-    if let Some(gx) = grad_x.as_deref() {
-        check_len(OP, "grad_x", gx.len(), &x_dims)?;
-    }
-    if let Some(gw) = grad_weight.as_deref() {
-        check_len(OP, "grad_weight", gw.len(), &spec.weight_dims())?;
-    }
-    if let Some(gb) = grad_bias.as_deref() {
-        check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
-    }
+    spec.dims(batch, height, width).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
     // grad_out in the padded layout; its extra columns stay zero so they add nothing.
     let gop = widen(grad_out, batch * height, width, c_out, 0, wp); // (B, H, Wp, C_out)
     if let Some(gx) = grad_x {

@@ -3,7 +3,7 @@
 //! Input row `i` scatters into output rows `i*stride + k*dilation - padding`; the op is the
 //! adjoint of conv1d, so it runs on the same tap engine with input and output swapped.
 
-use super::tap_gemm::{add_column_sums, check_groups, check_len, check_positive, fill_rows, par_batches, Tap, TapGemm};
+use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use crate::error::{Error, Result};
 
 const OP: &str = "conv_transpose1d";
@@ -78,6 +78,16 @@ impl ConvTranspose1dSpec {
         })
     }
 
+    /// Buffer shapes for (batch, len) with `l_out` output positions.
+    fn dims(&self, batch: usize, len: usize, l_out: usize) -> ConvDims {
+        ConvDims {
+            x: vec![("batch", batch), ("length", len), ("in_channels", self.in_channels)],
+            weight: self.weight_dims().to_vec(),
+            out: vec![("batch", batch), ("output length", l_out), ("out_channels", self.out_channels)],
+            out_channels: self.out_channels,
+        }
+    }
+
     fn weight_dims(&self) -> [(&'static str, usize); 3] {
         let [i, o, k] = self.weight_shape();
         [("in_channels", i), ("out_channels/groups", o), ("kernel_size", k)]
@@ -127,12 +137,7 @@ pub fn conv_transpose1d_forward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
-    check_len(OP, "input", x.len(), &[("batch", batch), ("length", len), ("in_channels", c_in)])?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), &[("out_channels", c_out)])?;
-    }
-    check_len(OP, "output", out.len(), &[("batch", batch), ("output length", l_out), ("out_channels", c_out)])?;
+    spec.dims(batch, len, l_out).check_forward(OP, x, weight, bias, out)?;
     par_batches(out, l_out * c_out, |b, out_b, par| {
         fill_rows(out_b, bias, c_out); // (L_out, C_out)
         geo.s_from_d(&x[b * len * c_in..], weight, out_b, par);
@@ -162,19 +167,7 @@ pub fn conv_transpose1d_backward(
 ) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
-    let x_dims = [("batch", batch), ("length", len), ("in_channels", c_in)];
-    check_len(OP, "input", x.len(), &x_dims)?;
-    check_len(OP, "weight", weight.len(), &spec.weight_dims())?;
-    check_len(OP, "grad_out", grad_out.len(), &[("batch", batch), ("output length", l_out), ("out_channels", c_out)])?;
-    if let Some(gx) = grad_x.as_deref() {
-        check_len(OP, "grad_x", gx.len(), &x_dims)?;
-    }
-    if let Some(gw) = grad_weight.as_deref() {
-        check_len(OP, "grad_weight", gw.len(), &spec.weight_dims())?;
-    }
-    if let Some(gb) = grad_bias.as_deref() {
-        check_len(OP, "grad_bias", gb.len(), &[("out_channels", c_out)])?;
-    }
+    spec.dims(batch, len, l_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
     if let Some(gx) = grad_x {
         par_batches(gx, len * c_in, |b, gx_b, par| geo.d_from_s(&grad_out[b * l_out * c_out..], weight, gx_b, par));
     }

@@ -197,6 +197,55 @@ pub fn check_len(op: &'static str, what: &str, got: usize, dims: &[(&str, usize)
     Err(Error::shape(op, format!("{what} holds {got} values but ({}) needs {want}", named.join(", "))))
 }
 
+/// Shapes of a convolution's three operands, for the buffer-length checks shared by every
+/// kernel: input `x`, weight, and output (the gradient of the output in backward).
+pub struct ConvDims {
+    pub x: Vec<(&'static str, usize)>,
+    pub weight: Vec<(&'static str, usize)>,
+    pub out: Vec<(&'static str, usize)>,
+    pub out_channels: usize,
+}
+
+impl ConvDims {
+    /// Checks the forward buffers: input, weight, optional bias and output.
+    pub fn check_forward(&self, op: &'static str, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
+        check_len(op, "input", x.len(), &self.x)?;
+        check_len(op, "weight", weight.len(), &self.weight)?;
+        if let Some(b) = bias {
+            check_len(op, "bias", b.len(), &[("out_channels", self.out_channels)])?;
+        }
+        check_len(op, "output", out.len(), &self.out)
+    }
+
+    /// Checks the backward buffers: input, weight, output gradient and each requested
+    /// gradient.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_backward(
+        &self,
+        op: &'static str,
+        x: &[f32],
+        weight: &[f32],
+        grad_out: &[f32],
+        grad_x: Option<&[f32]>,
+        grad_weight: Option<&[f32]>,
+        grad_bias: Option<&[f32]>,
+    ) -> Result<()> {
+        check_len(op, "input", x.len(), &self.x)?;
+        check_len(op, "weight", weight.len(), &self.weight)?;
+        check_len(op, "grad_out", grad_out.len(), &self.out)?;
+        if let Some(gx) = grad_x {
+            check_len(op, "grad_x", gx.len(), &self.x)?;
+        }
+        if let Some(gw) = grad_weight {
+            check_len(op, "grad_weight", gw.len(), &self.weight)?;
+        }
+        if let Some(gb) = grad_bias {
+            check_len(op, "grad_bias", gb.len(), &[("out_channels", self.out_channels)])?;
+        }
+        Ok(())
+    }
+}
+
 /// Errors naming the first parameter that is zero.
 pub fn check_positive(op: &'static str, params: &[(&str, usize)]) -> Result<()> {
     match params.iter().find(|(_, v)| *v == 0) {
