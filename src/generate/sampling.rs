@@ -4,6 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::tensor::ops::loss::exp_nonpos;
 
 /// How tokens are drawn from the model's next-token distribution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,15 +89,15 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
         let _: f64 = rng.gen();
         return argmax(logits);
     }
-    let inv_t = 1.0 / cfg.temperature.max(f32::MIN_POSITIVE) as f64;
-    let weight = |v: f32| if v.is_nan() { 0.0 } else { ((v as f64 - max as f64) * inv_t).exp() };
+    let inv_t = 1.0 / cfg.temperature.max(f32::MIN_POSITIVE);
+    let weights = softmax_weights(logits, max, inv_t);
     let u: f64 = rng.gen();
     if cfg.top_k.is_none() && cfg.top_p.is_none() {
         // Full distribution: no ordering needed, walk the ids in order.
-        let total: f64 = logits.iter().map(|&v| weight(v)).sum();
-        return walk(logits.iter().enumerate().map(|(i, &v)| (i as u32, weight(v))), u * total).unwrap_or_else(|| argmax(logits));
+        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        return walk(weights.iter().enumerate().map(|(i, &w)| (i as u32, w as f64)), u * total).unwrap_or_else(|| argmax(logits));
     }
-    let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&i| weight(logits[i as usize]) > 0.0).collect();
+    let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&i| weights[i as usize] > 0.0).collect();
     let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
     if let Some(k) = cfg.top_k {
         if k < order.len() {
@@ -105,7 +106,7 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
         }
     }
     order.sort_unstable_by(by_logit);
-    let weights: Vec<f64> = order.iter().map(|&i| weight(logits[i as usize])).collect();
+    let weights: Vec<f64> = order.iter().map(|&i| weights[i as usize] as f64).collect();
     let mut total: f64 = weights.iter().sum();
     if let Some(p) = cfg.top_p {
         let need = p as f64 * total;
@@ -122,6 +123,19 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
         total = weights[..keep].iter().sum();
     }
     walk(order.iter().copied().zip(weights.iter().copied()), u * total).unwrap_or_else(|| argmax(logits))
+}
+
+/// Unnormalised probabilities `exp((logit - max) / temperature)`, exactly 0 for `-inf` (banned)
+/// and NaN logits. One branch-free pass with the loss's polynomial `exp` (relative error
+/// ~1e-7): at a 5000-token vocabulary, libm's `exp` took longer than a cached model step.
+fn softmax_weights(logits: &[f32], max: f32, inv_t: f32) -> Vec<f32> {
+    logits
+        .iter()
+        .map(|&v| {
+            let w = exp_nonpos((v - max) * inv_t);
+            if v > f32::NEG_INFINITY { w } else { 0.0 } // false for -inf and NaN
+        })
+        .collect()
 }
 
 /// The first candidate at which the running sum of weights exceeds `target`; when rounding

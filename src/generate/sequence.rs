@@ -18,6 +18,13 @@ use crate::tensor::Graph;
 /// finished when it samples `stop` or reaches `max_tokens` new tokens, while the others go on.
 /// Returns the generated tokens only (no prompt, no stop token).
 pub fn generate(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+    // The loop runs on a pool worker, so a layer split over the pool keeps one half on this
+    // thread instead of handing both halves to sleeping workers and waiting (the W1 head is
+    // split once per token; the hand-off cost as much as the layer itself).
+    rayon::scope(|_| generate_in_pool(model, req))
+}
+
+fn generate_in_pool(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
     let mut run = Lockstep::new(model, req)?;
     let mut state = model.new_state(req.prompts.len());
     let vocab = model.vocab_size();

@@ -2,6 +2,7 @@
 //! two backends a model forward runs on.
 
 pub mod backend;
+mod gemv;
 pub mod layers;
 pub mod params;
 pub mod step;

@@ -2,10 +2,9 @@
 //! causal conv keeps a ring buffer of its last `(kernel_size - 1) * dilation + 1` inputs, so
 //! one new position costs O(layers) instead of re-running the whole sequence.
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::nn::backend::Backend;
+use crate::nn::gemv::gemv_rows;
 use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear};
 use crate::nn::ParamStore;
 use crate::tensor::kernels::matmul::{matmul, Mat, Par};
@@ -51,39 +50,6 @@ impl<'a> StepBackend<'a> {
     fn value(&self, data: Vec<f32>, channels: usize) -> Tensor {
         Tensor::new(vec![self.state.batch, 1, channels], data).unwrap_or_default()
     }
-}
-
-/// Dot product with 16 independent accumulators (vectorises without fast-math). On CPUs
-/// with AVX2 the same loop is compiled with 8-wide vectors; the additions happen in the
-/// same order per accumulator, so both paths give identical results.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { dot_avx2(a, b) };
-        }
-    }
-    dot_portable(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_portable(a, b)
-}
-
-#[inline(always)]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn channels(x: &Tensor) -> usize {
@@ -160,18 +126,11 @@ impl Backend for StepBackend<'_> {
                 }
             }
         }
-        // out[b, o] = <w[o, :], taps[b, :]>: one pass over contiguous weight rows. gemm's GEMV
-        // path (m = 1) measured 5x slower than this on the W1 head (5000 x 384).
-        // Large layers split their output rows over the pool; every row is one dot product
-        // whatever the split, so results do not depend on the thread count.
+        // out[b, o] = <w[o, :], taps[b, :]>: one pass over contiguous weight rows per sequence.
+        // (gemm's GEMV path, m = 1, measured 5x slower than this on the W1 head, 5000 x 384.)
         let mut out = vec![0.0; b * cout];
-        let rows_per_task = if cout * ck >= 1 << 16 { cout.div_ceil(rayon::current_num_threads()).max(1) } else { cout };
         for (o_row, t) in out.chunks_mut(cout).zip(taps.chunks(ck)) {
-            o_row.par_chunks_mut(rows_per_task).zip(w.par_chunks(rows_per_task * ck)).for_each(|(o_part, w_part)| {
-                for (o, w_row) in o_part.iter_mut().zip(w_part.chunks_exact(ck)) {
-                    *o = dot(w_row, t);
-                }
-            });
+            gemv_rows(w, t, o_row);
         }
         if let Some(bias) = layer.bias {
             crate::tensor::add_bias_rows(&mut out, self.store.get(bias).value.data());

@@ -2,7 +2,7 @@
 
 mod graph;
 pub mod kernels;
-mod ops;
+pub(crate) mod ops;
 mod tensor;
 pub mod threads;
 

@@ -23,7 +23,7 @@ fn log_sum_exp(row: &[f32]) -> f32 {
 /// polynomial: relative error ~1e-7, branch-free so the row loops vectorize. Results below
 /// e^-87 are flushed towards 2^-126 (negligible next to the row's largest term, 1).
 #[inline(always)]
-fn exp_nonpos(x: f32) -> f32 {
+pub(crate) fn exp_nonpos(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
