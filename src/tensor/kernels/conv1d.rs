@@ -4,7 +4,8 @@
 //! each tap is one GEMM per group over a strided view of the input (see `tap_gemm`).
 
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
-use super::matmul::Par;
+use super::im2col::{self, Columns};
+use super::matmul::{matmul, Mat, Par};
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
 
@@ -106,6 +107,22 @@ impl Conv1dSpec {
         self.stride == 1 && self.groups == 1 && (self.dilation == 1 || self.kernel_size == 1)
     }
 
+    /// The batch-wide columns geometry when this conv should use it (groups 1, columns
+    /// no bigger than [`im2col::MAX_COLS`]).
+    fn columns(&self, batch: usize, len: usize, t_out: usize) -> Option<Columns> {
+        let cols = Columns {
+            batch,
+            len,
+            c_in: self.in_channels,
+            t_out,
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            dilation: self.dilation,
+            pad_left: self.padding.left(),
+        };
+        (self.groups == 1 && cols.numel() <= im2col::MAX_COLS).then_some(cols)
+    }
+
     /// Buffer shapes for (batch, len) with `t_out` output positions.
     fn dims(&self, batch: usize, len: usize, t_out: usize) -> ConvDims {
         ConvDims {
@@ -168,10 +185,16 @@ pub fn conv1d_forward(
         let k = spec.kernel_size;
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
         let wp = window_gemm::pack_forward(weight, c_out, c_in, k);
-        par_batches(out, t_out * c_out, |b, out_b, par| {
-            fill_rows(out_b, bias, c_out);
-            win.apply(&x[b * len * c_in..(b + 1) * len * c_in], &wp, c_out, out_b, par);
-        });
+        par_batches(out, t_out * c_out, |_, out_b, _| fill_rows(out_b, bias, c_out));
+        window_gemm::apply_batch(&win, batch, x, &wp, c_out, out);
+        return Ok(());
+    }
+    if let Some(cols) = spec.columns(batch, len, t_out) {
+        let wp = window_gemm::pack_forward(weight, c_out, c_in, spec.kernel_size); // (K·C_in, C_out)
+        let x_cols = cols.gather(x); // (B·T_out, K·C_in)
+        par_batches(out, t_out * c_out, |_, out_b, _| fill_rows(out_b, bias, c_out));
+        let kc = cols.width();
+        matmul(out, c_out, Mat::row_major(&x_cols, batch * t_out, kc), Mat::row_major(&wp, kc, c_out), true, Par::Pool);
         return Ok(());
     }
     par_batches(out, t_out * c_out, |b, out_b, par| {
@@ -203,25 +226,40 @@ pub fn conv1d_backward(
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
-    if spec.windowed() {
-        let k = spec.kernel_size;
-        let pl = spec.padding.left() as isize;
-        if let Some(gx) = grad_x {
+    let (k, pl) = (spec.kernel_size, spec.padding.left() as isize);
+    let columns = spec.columns(batch, len, t_out);
+    if let Some(gx) = grad_x {
+        if spec.windowed() {
             let win = Windows { src_len: t_out, ch: c_out, k, offset: pl - (k as isize - 1), rows: len };
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
-            par_batches(gx, len * c_in, |b, gx_b, par: Par| {
-                win.apply(&grad_out[b * t_out * c_out..(b + 1) * t_out * c_out], &wp, c_in, gx_b, par);
-            });
-        }
-        if let Some(gw) = grad_weight {
-            let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
-            window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);
-        }
-    } else {
-        if let Some(gx) = grad_x {
+            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx);
+        } else if let Some(cols) = columns {
+            let wp = window_gemm::pack_forward(weight, c_out, c_in, k); // (K·C_in, C_out)
+            let kc = cols.width();
+            let mut g_cols = vec![0.0f32; batch * t_out * kc]; // (B·T_out, K·C_in)
+            let go = Mat::row_major(grad_out, batch * t_out, c_out);
+            matmul(&mut g_cols, kc, go, Mat::row_major(&wp, kc, c_out).t(), false, Par::Pool);
+            cols.scatter_add(&g_cols, gx);
+        } else {
             par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
         }
-        if let Some(gw) = grad_weight {
+    }
+    if let Some(gw) = grad_weight {
+        // Windowed convs read their windows in place; materialising them only pays for
+        // small layers, where the per-item GEMM calls cost more than the copy.
+        let small = |c: &Columns| !spec.windowed() || c.numel() <= im2col::SMALL_COLS;
+        if let Some(cols) = columns.filter(small) {
+            // One GEMM over the whole batch: (C_out, B·T_out) · (B·T_out, K·C_in).
+            let kc = cols.width();
+            let x_cols = cols.gather(x);
+            let mut acc = vec![0.0f32; c_out * kc];
+            let go_t = Mat::row_major(grad_out, batch * t_out, c_out).t();
+            matmul(&mut acc, kc, go_t, Mat::row_major(&x_cols, batch * t_out, kc), false, Par::Pool);
+            im2col::add_tap_major(&acc, c_in, k, gw);
+        } else if spec.windowed() {
+            let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
+            window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);
+        } else {
             geo.weight_grad(grad_out, x, gw);
         }
     }

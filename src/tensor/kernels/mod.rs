@@ -4,6 +4,7 @@
 pub mod conv1d;
 pub mod conv2d_masked;
 pub mod conv_transpose1d;
+mod im2col;
 pub mod matmul;
 mod tap_gemm;
 mod window_gemm;

@@ -73,6 +73,54 @@ impl Windows {
     }
 }
 
+/// Largest batch-wide window view (B·rows·k·ch values) that [`apply_batch`] runs as one GEMM.
+const BATCH_WIDE_MAX: usize = 1 << 20;
+
+/// `dst (batch, rows, n) += windows(src_b) · wp (k·ch, n)` for every item `b` of a batch.
+///
+/// When every item has as many destination rows as source rows, destination row `b·rows + r`
+/// reads source rows from `b·src_len + r + offset` on: one strided view covers the interior
+/// windows of the whole batch, so it is ONE GEMM (the weight is packed once, not once per
+/// item). The view's rows that straddle two items are the boundary rows; they are saved
+/// before the GEMM, restored after it and recomputed from explicit windows.
+pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32]) {
+    let (src_item, dst_item) = (geo.src_len * geo.ch, geo.rows * n);
+    let (lo, hi) = geo.interior();
+    // Large items are already big GEMMs, which the batch loop runs one per thread.
+    let small = batch * geo.rows * geo.k * geo.ch <= BATCH_WIDE_MAX;
+    if batch < 2 || geo.rows != geo.src_len || hi <= lo || !small {
+        super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
+            geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
+        });
+        return;
+    }
+    let kc = geo.k * geo.ch;
+    let boundary: Vec<(usize, usize)> =
+        (0..batch).flat_map(|b| geo.boundary().map(|(r0, r1)| (b * geo.rows + r0, b * geo.rows + r1))).filter(|(r0, r1)| r1 > r0).collect();
+    let saved: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| dst[r0 * n..r1 * n].iter().copied()).collect();
+    let (first, last) = (lo, (batch - 1) * geo.rows + hi);
+    let start = (first as isize + geo.offset) as usize * geo.ch;
+    let view = Mat::strided(&src[start..], last - first, kc, geo.ch, 1);
+    matmul(&mut dst[first * n..], n, view, Mat::row_major(wp, kc, n), true, Par::Pool);
+    // All boundary rows of the batch in one product, then written back over the view's rows.
+    let windows: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| boundary_windows(geo, src, r0, r1)).collect();
+    let mut fixed = saved;
+    matmul(&mut fixed, n, Mat::row_major(&windows, windows.len() / kc, kc), Mat::row_major(wp, kc, n), true, Par::Pool);
+    let mut rows = fixed.chunks_exact(n);
+    for &(r0, r1) in &boundary {
+        for (d, f) in dst[r0 * n..r1 * n].chunks_exact_mut(n).zip(&mut rows) {
+            d.copy_from_slice(f);
+        }
+    }
+}
+
+/// Explicit windows of the flat (batch-wide) destination rows `r0..r1`, all in one item.
+fn boundary_windows(geo: &Windows, src: &[f32], r0: usize, r1: usize) -> Vec<f32> {
+    let b = r0 / geo.rows;
+    let item = &src[b * geo.src_len * geo.ch..(b + 1) * geo.src_len * geo.ch];
+    geo.explicit(item, r0 - b * geo.rows, r1 - b * geo.rows)
+}
+
 /// Packs a conv weight (C_out, C_in, K) into (K·C_in, C_out) with row `j·C_in + i`,
 /// column `o` = w[o, i, j] (the forward weight).
 pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
@@ -106,6 +154,10 @@ pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32>
 
 /// `gw` (C_out, C_in, K) += Σ_b go_bᵀ · windows(x_b), with go (B, rows, C_out) and x
 /// (B, src_len, C_in). Threads split the output channels.
+///
+/// Items stay separate GEMMs here: a batch-wide view would add the straddling windows and
+/// subtract them again, which leaves rounding noise where the true gradient is exactly 0
+/// (and Adam turns such noise into full-size steps).
 pub fn weight_grad(geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f32], gw: &mut [f32]) {
     let (c_in, k) = (geo.ch, geo.k);
     let kc = k * c_in;

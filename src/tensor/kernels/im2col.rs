@@ -1,0 +1,128 @@
+//! Batch-wide "columns" of a groups-1 conv1d: row `b·T_out + t` holds the K input rows that
+//! output `t` of item `b` reads, `cols[., j·C_in + i] = x[b, t·stride + j·dilation - pad, i]`
+//! (zero where that falls in the padding).
+//!
+//! Small convolutions (W2's dilated stack: 24 steps, 32 items) spend more time in the
+//! per-item, per-tap GEMM calls (each re-packing its operands) than in arithmetic. Copying
+//! the windows once makes the whole layer ONE GEMM with inner dimension K·C_in, and the
+//! explicit zeros keep the padding exact (no cross-item terms to subtract). Used when the
+//! columns are small; large strided/dilated convs keep the copy-free tap GEMMs.
+
+use rayon::prelude::*;
+
+/// Columns bigger than this (in f32 values) are not materialised (64 MiB).
+pub const MAX_COLS: usize = 16 << 20;
+
+/// Up to this size (4 MiB) the columns are worth building even where the windows could be
+/// read in place (stride 1, dilation 1).
+pub const SMALL_COLS: usize = 1 << 20;
+
+/// The window geometry of one conv1d call.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    pub batch: usize,
+    pub len: usize,
+    pub c_in: usize,
+    pub t_out: usize,
+    pub kernel_size: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub pad_left: usize,
+}
+
+impl Columns {
+    /// Width of one row: K·C_in.
+    pub fn width(&self) -> usize {
+        self.kernel_size * self.c_in
+    }
+
+    /// Number of values of the whole matrix (B·T_out, K·C_in).
+    pub fn numel(&self) -> usize {
+        self.batch * self.t_out * self.width()
+    }
+
+    /// Input row of output row `t`, tap `j`, or None in the padding.
+    fn source(&self, t: usize, j: usize) -> Option<usize> {
+        let s = (t * self.stride + j * self.dilation) as isize - self.pad_left as isize;
+        (s >= 0 && (s as usize) < self.len).then_some(s as usize)
+    }
+
+    /// The columns of `x` (B, len, C_in): (B·T_out, K·C_in).
+    pub fn gather(&self, x: &[f32]) -> Vec<f32> {
+        let (w, c) = (self.width(), self.c_in);
+        let mut cols = vec![0.0f32; self.numel()];
+        cols.par_chunks_mut((self.t_out * w).max(1)).enumerate().for_each(|(b, cols_b)| {
+            let x_b = &x[b * self.len * c..(b + 1) * self.len * c];
+            for (t, row) in cols_b.chunks_exact_mut(w).enumerate() {
+                for j in 0..self.kernel_size {
+                    if let Some(s) = self.source(t, j) {
+                        row[j * c..(j + 1) * c].copy_from_slice(&x_b[s * c..(s + 1) * c]);
+                    }
+                }
+            }
+        });
+        cols
+    }
+
+    /// `gx` (B, len, C_in) += the columns' gradient `gcols` (B·T_out, K·C_in) folded back.
+    pub fn scatter_add(&self, gcols: &[f32], gx: &mut [f32]) {
+        let (w, c) = (self.width(), self.c_in);
+        gx.par_chunks_mut((self.len * c).max(1)).enumerate().for_each(|(b, gx_b)| {
+            let g_b = &gcols[b * self.t_out * w..(b + 1) * self.t_out * w];
+            // Taps in ascending order per output row, rows in ascending order: a fixed order.
+            for (t, row) in g_b.chunks_exact(w).enumerate() {
+                for j in 0..self.kernel_size {
+                    if let Some(s) = self.source(t, j) {
+                        gx_b[s * c..(s + 1) * c].iter_mut().zip(&row[j * c..(j + 1) * c]).for_each(|(g, v)| *g += v);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `gw` (C_out, C_in, K) += `acc` (C_out, K·C_in) whose columns are in (tap, channel) order.
+pub fn add_tap_major(acc: &[f32], c_in: usize, kernel_size: usize, gw: &mut [f32]) {
+    let w = c_in * kernel_size;
+    gw.par_chunks_mut(w.max(1)).zip(acc.par_chunks(w.max(1))).for_each(|(g_o, a_o)| {
+        for j in 0..kernel_size {
+            for i in 0..c_in {
+                g_o[i * kernel_size + j] += a_o[j * c_in + i];
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> Columns {
+        Columns { batch: 2, len: 5, c_in: 2, t_out: 3, kernel_size: 2, stride: 2, dilation: 2, pad_left: 1 }
+    }
+
+    #[test]
+    fn gather_places_every_tap_and_zero_padding() {
+        let g = geometry();
+        let x: Vec<f32> = (0..g.batch * g.len * g.c_in).map(|v| v as f32 + 1.0).collect();
+        let cols = g.gather(&x);
+        // item 0, t = 0: taps at rows -1 (padding) and 1; t = 2: rows 3 and 5 (padding).
+        assert_eq!(&cols[0..4], &[0.0, 0.0, 3.0, 4.0]);
+        assert_eq!(&cols[8..12], &[7.0, 8.0, 0.0, 0.0]);
+        // item 1, t = 1: rows 1 and 3 of item 1 (values start at 11).
+        assert_eq!(&cols[(3 + 1) * 4..(3 + 2) * 4], &[13.0, 14.0, 17.0, 18.0]);
+    }
+
+    #[test]
+    fn scatter_add_is_the_adjoint_of_gather() {
+        // <gather(x), y> == <x, scatter_add(y)> for arbitrary x, y.
+        let g = geometry();
+        let x: Vec<f32> = (0..g.batch * g.len * g.c_in).map(|v| (v as f32 * 0.7).sin()).collect();
+        let y: Vec<f32> = (0..g.numel()).map(|v| (v as f32 * 0.3).cos()).collect();
+        let lhs: f32 = g.gather(&x).iter().zip(&y).map(|(a, b)| a * b).sum();
+        let mut gx = vec![0.0; x.len()];
+        g.scatter_add(&y, &mut gx);
+        let rhs: f32 = x.iter().zip(&gx).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() < 1e-5, "{lhs} vs {rhs}");
+    }
+}
