@@ -38,6 +38,20 @@ impl<'a> GradCtx<'a> {
         Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
     }
 
+    /// Adds `buf` (one op's whole contribution, same size as `v`) into the gradient of `v`;
+    /// when `v` has no gradient yet, `buf` becomes it with no zeroing or copy. Does nothing
+    /// when `v` needs no gradient.
+    pub fn add_grad(&mut self, v: Var, buf: Vec<f32>) {
+        if !self.requires[v.0] {
+            return;
+        }
+        debug_assert_eq!(buf.len(), self.values[v.0].numel());
+        match &mut self.grads[v.0] {
+            Some(g) => g.iter_mut().zip(&buf).for_each(|(a, b)| *a += b),
+            slot => *slot = Some(buf),
+        }
+    }
+
     /// Gradient buffers of several distinct variables at once (each as [`GradCtx::grad`]:
     /// zero-initialised on first use, `None` where no gradient is needed or the entry is
     /// `None`), so a backward rule can hand all of them to one kernel without copies.

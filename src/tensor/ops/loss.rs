@@ -1,5 +1,7 @@
 //! Reductions and the fused log-softmax + cross-entropy loss.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -77,6 +79,51 @@ fn row_grad_lanes(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
     }
 }
 
+/// Writes `out[i] = softmax(row)[i] * weight` and returns the row's log-sum-exp: one read of
+/// the row, the exponentials written once, then scaled while the row is still in cache.
+#[inline(always)]
+fn row_probs_lanes(out: &mut [f32], row: &[f32], weight: f32) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    if !max.is_finite() {
+        let lse = log_sum_exp(row); // all -inf, or inf/NaN present: the exact path's semantics
+        out.iter_mut().zip(row).for_each(|(o, &x)| *o = (x - lse).exp() * weight);
+        return lse;
+    }
+    let mut s = [0.0f32; LANES];
+    let (mut oc, rc) = (out.chunks_exact_mut(LANES), row.chunks_exact(LANES));
+    let tail_in = rc.remainder();
+    for (o, c) in (&mut oc).zip(rc) {
+        for j in 0..LANES {
+            o[j] = exp_nonpos(c[j] - max);
+            s[j] += o[j];
+        }
+    }
+    let mut sum: f32 = s.iter().sum();
+    for (o, &x) in oc.into_remainder().iter_mut().zip(tail_in) {
+        *o = exp_nonpos(x - max);
+        sum += *o;
+    }
+    let scale = weight / sum;
+    out.iter_mut().for_each(|o| *o *= scale);
+    max + sum.ln()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_probs_avx2(out: &mut [f32], row: &[f32], weight: f32) -> f32 {
+    row_probs_lanes(out, row, weight)
+}
+
+fn row_probs(out: &mut [f32], row: &[f32], weight: f32, avx2: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `has_avx2` checked the CPU features at run time.
+        return unsafe { row_probs_avx2(out, row, weight) };
+    }
+    let _ = avx2;
+    row_probs_lanes(out, row, weight)
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -125,13 +172,35 @@ struct CrossEntropyBack {
     targets: Vec<i64>,
     lse: Vec<f32>,
     count: usize,
+    /// `softmax(logits) / count` (zero rows for ignored targets), computed in the forward
+    /// pass while each row was in cache; consumed by the first backward.
+    probs: RefCell<Option<Vec<f32>>>,
 }
 impl BackwardOp for CrossEntropyBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
         let logits = ctx.value(self.logits);
         let v = *logits.shape().last().unwrap_or(&1);
         let scale = g[0] / self.count as f32;
-        let (targets, lse) = (&self.targets, &self.lse);
+        let targets = &self.targets;
+        let subtract_targets = |gl: &mut [f32]| {
+            for (row, &t) in gl.chunks_mut(v).zip(targets) {
+                if t != IGNORE_INDEX {
+                    row[t as usize] -= scale;
+                }
+            }
+        };
+        if let Some(mut probs) = self.probs.borrow_mut().take() {
+            if g[0] != 1.0 {
+                probs.par_chunks_mut(v * ROWS_PER_TASK).for_each(|c| c.iter_mut().for_each(|p| *p *= g[0]));
+            }
+            // Usually the logits have no gradient yet and the buffer simply becomes it.
+            ctx.add_grad(self.logits, probs);
+            if let Some(gl) = ctx.grad(self.logits) {
+                subtract_targets(gl);
+            }
+            return;
+        }
+        let lse = &self.lse;
         let avx2 = has_avx2();
         if let Some(gl) = ctx.grad(self.logits) {
             gl.par_chunks_mut(v * ROWS_PER_TASK)
@@ -169,8 +238,9 @@ impl BackwardOp for SumBack {
 
 impl Graph {
     /// Mean cross-entropy of `logits` against `targets`, ignoring targets equal to
-    /// [`IGNORE_INDEX`]. Log-softmax, the loss and (in backward) its gradient are fused: the
-    /// probabilities are never stored.
+    /// [`IGNORE_INDEX`]. Log-softmax, the loss and its gradient are fused: when the logits
+    /// need a gradient, the forward pass writes `softmax / count` into what becomes the
+    /// gradient buffer, and backward only subtracts at the targets.
     ///
     /// # Shapes
     /// logits: (..., V), targets: (...) → scalar
@@ -191,28 +261,42 @@ impl Graph {
         let data = self.value(logits).data();
         let avx2 = has_avx2();
         let mut lse = vec![0.0f32; rows];
+        // With a gradient to come, the probabilities are written now, while each row is read
+        // anyway; backward then only subtracts at the targets.
+        let weight = 1.0 / count as f32;
+        let mut probs = self.requires_grad(logits).then(|| vec![0.0f32; rows * v]);
+        let mut prob_chunks: Vec<Option<&mut [f32]>> = match probs.as_mut() {
+            Some(p) => p.chunks_mut(v * ROWS_PER_TASK).map(Some).collect(),
+            None => (0..rows.div_ceil(ROWS_PER_TASK)).map(|_| None).collect(),
+        };
         // Per-task partial sums, added in task order: the loss does not depend on how rayon
         // schedules the tasks.
         let partials: Vec<f64> = lse
             .par_chunks_mut(ROWS_PER_TASK)
             .zip(data.par_chunks(v * ROWS_PER_TASK))
+            .zip(prob_chunks.par_iter_mut())
             .enumerate()
-            .map(|(task, (lse, lrows))| {
+            .map(|(task, ((lse, lrows), probs))| {
                 let mut acc = 0.0f64;
                 for (r, (l, row)) in lse.iter_mut().zip(lrows.chunks(v)).enumerate() {
                     let t = targets[task * ROWS_PER_TASK + r];
                     if t == IGNORE_INDEX {
                         continue;
                     }
-                    *l = row_lse(row, avx2);
+                    *l = match probs.as_deref_mut() {
+                        Some(p) => row_probs(&mut p[r * v..(r + 1) * v], row, weight, avx2),
+                        None => row_lse(row, avx2),
+                    };
                     acc += (*l - row[t as usize]) as f64;
                 }
                 acc
             })
             .collect();
+        drop(prob_chunks);
         let total: f64 = partials.iter().sum();
         let out = Tensor::new(vec![], vec![(total / count as f64) as f32])?;
-        Ok(self.record(out, &[logits], CrossEntropyBack { logits, targets: targets.to_vec(), lse, count }))
+        let back = CrossEntropyBack { logits, targets: targets.to_vec(), lse, count, probs: RefCell::new(probs) };
+        Ok(self.record(out, &[logits], back))
     }
 
     /// Sum of all elements.
@@ -255,6 +339,41 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp_nonpos(0.0), 1.0);
         assert!(exp_nonpos(-1000.0) < 1e-37);
+    }
+
+    /// The gradient from the forward pass's stored probabilities equals the recomputed one,
+    /// scales with the seed, and a second backward (which recomputes) accumulates the same.
+    #[test]
+    fn stored_probabilities_give_the_recomputed_gradient() {
+        let (rows, v) = (5, 7);
+        let logits: Vec<f32> = (0..rows * v).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.3).collect();
+        let targets = [3i64, IGNORE_INDEX, 0, 6, 2];
+        let count = 4.0f32;
+        let mut want = vec![0.0f32; rows * v];
+        for (r, &t) in targets.iter().enumerate() {
+            if t == IGNORE_INDEX {
+                continue;
+            }
+            let row = &logits[r * v..(r + 1) * v];
+            let l = log_sum_exp(row);
+            for j in 0..v {
+                want[r * v + j] = ((row[j] - l).exp() - (j as i64 == t) as u8 as f32) / count;
+            }
+        }
+        for seed in [1.0f32, 2.5] {
+            let mut g = Graph::new(true);
+            let x = g.leaf(Tensor::new(vec![rows, v], logits.clone()).unwrap());
+            let loss = g.cross_entropy(x, &targets).unwrap();
+            g.backward_with(loss, vec![seed]).unwrap();
+            let got = g.grad(x).unwrap().to_vec();
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - seed * b).abs() < 1e-6, "seed {seed}: {a} vs {}", seed * b);
+            }
+            g.backward_with(loss, vec![seed]).unwrap(); // probabilities consumed: recomputes
+            for (a, b) in g.grad(x).unwrap().iter().zip(&want) {
+                assert!((a - seed * b).abs() < 1e-6, "second backward, seed {seed}");
+            }
+        }
     }
 
     #[test]
