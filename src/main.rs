@@ -223,7 +223,7 @@ struct BenchArgs {
     threads: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Time cached vs naive generation of --tokens tokens with the W1 model.
+    /// Time cached (median of 5 runs) vs naive generation of --tokens tokens with the W1 model.
     #[arg(long)]
     generate: bool,
     #[arg(long, default_value_t = 1000)]
