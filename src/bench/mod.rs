@@ -297,32 +297,8 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
     let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr, weight_decay: 0.0, ..OptimizerConfig::default() };
     let mut opt = Optimizer::new(&cfg, &model.store)?;
 
-    let mut times = Vec::with_capacity(opts.steps);
-    let mut losses = Vec::with_capacity(opts.steps);
-    let mut first_step_ms = 0.0;
-    let verbose = std::env::var_os("CONVLM_BENCH_VERBOSE").is_some();
-    for i in 0..opts.warmup + opts.steps {
-        let t0 = Instant::now();
-        model.store.zero_grad();
-        let mut g = Graph::new(true);
-        let loss = model.loss(&mut g, &tokens, &targets, batch, len)?;
-        g.backward(loss)?;
-        g.accumulate_param_grads(&mut model.store);
-        opt.step(&mut model.store, lr);
-        let lv = g.value(loss).data()[0] as f64;
-        drop(g);
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        if i == 0 {
-            first_step_ms = ms;
-        }
-        if verbose {
-            eprintln!("{} {i:4} loss {lv:.5} {ms:9.2} ms", if i < opts.warmup { "warm" } else { "step" });
-        }
-        if i >= opts.warmup {
-            times.push(ms);
-            losses.push(lv);
-        }
-    }
+    // The steps run on a pool worker, as in training (see `threads::on_pool`).
+    let (times, losses, first_step_ms) = threads::on_pool(|| time_steps(opts, &mut model, &mut opt, &tokens, &targets))?;
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
@@ -350,6 +326,40 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         gflop_per_step,
         gflops,
     })
+}
+
+/// Runs the warm-up and counted steps; returns (counted step times in ms, their losses, the
+/// first step's time).
+fn time_steps(opts: &BenchOptions, model: &mut BenchModel, opt: &mut Optimizer, tokens: &[u32], targets: &[i64]) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let (_, batch, len, _) = opts.workload.dims();
+    let lr = opt.config().lr;
+    let mut times = Vec::with_capacity(opts.steps);
+    let mut losses = Vec::with_capacity(opts.steps);
+    let mut first_step_ms = 0.0;
+    let verbose = std::env::var_os("CONVLM_BENCH_VERBOSE").is_some();
+    for i in 0..opts.warmup + opts.steps {
+        let t0 = Instant::now();
+        model.store.zero_grad();
+        let mut g = Graph::new(true);
+        let loss = model.loss(&mut g, tokens, targets, batch, len)?;
+        g.backward(loss)?;
+        g.accumulate_param_grads(&mut model.store);
+        opt.step(&mut model.store, lr);
+        let lv = g.value(loss).data()[0] as f64;
+        drop(g);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if i == 0 {
+            first_step_ms = ms;
+        }
+        if verbose {
+            eprintln!("{} {i:4} loss {lv:.5} {ms:9.2} ms", if i < opts.warmup { "warm" } else { "step" });
+        }
+        if i >= opts.warmup {
+            times.push(ms);
+            losses.push(lv);
+        }
+    }
+    Ok((times, losses, first_step_ms))
 }
 
 #[cfg(test)]

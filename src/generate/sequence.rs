@@ -18,10 +18,9 @@ use crate::tensor::Graph;
 /// finished when it samples `stop` or reaches `max_tokens` new tokens, while the others go on.
 /// Returns the generated tokens only (no prompt, no stop token).
 pub fn generate(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
-    // The loop runs on a pool worker, so a layer split over the pool keeps one half on this
-    // thread instead of handing both halves to sleeping workers and waiting (the W1 head is
-    // split once per token; the hand-off cost as much as the layer itself).
-    rayon::scope(|_| generate_in_pool(model, req))
+    // On a pool worker a layer split over the pool keeps one half on this thread instead of
+    // handing both halves to sleeping workers (the W1 head is split once per token).
+    crate::tensor::threads::on_pool(|| generate_in_pool(model, req))
 }
 
 fn generate_in_pool(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {

@@ -32,6 +32,10 @@ pub fn batch_shape(batch: &Batch) -> Vec<usize> {
 /// Mean loss over `max_batches` batches spread evenly over `split` (0 = all of it), in eval
 /// mode.
 pub fn evaluate(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+    crate::tensor::threads::on_pool(|| evaluate_on_pool(model, dataset, split, batch_size, max_batches))
+}
+
+fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
     let (mut total, mut count) = (0.0f64, 0usize);
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.

@@ -21,7 +21,7 @@ use crate::run::eval::{batch_shape, evaluate};
 use crate::run::metrics::MetricsLog;
 use crate::run::prepare::{build_dataset, build_tokenizer, load_text};
 use crate::run::samples::{sample_texts, SampleRequest};
-use crate::tensor::threads::init_threads;
+use crate::tensor::threads::{init_threads, on_pool};
 use crate::tensor::Graph;
 
 /// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
@@ -62,8 +62,13 @@ struct Session {
 /// Trains `config` into `run`, or resumes the run found there (`opts.resume`, in which case
 /// the run's own config.json is used and `config` only supplies `train.steps`).
 pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<TrainSummary> {
-    let mut s = if opts.resume { resume_session(config, run)? } else { new_session(config, run)? };
+    let s = if opts.resume { resume_session(config, run)? } else { new_session(config, run)? };
     init_threads(s.config.train.threads);
+    on_pool(|| train_session(s, run, opts))
+}
+
+/// The training loop of an opened session (runs on a pool worker, see [`on_pool`]).
+fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<TrainSummary> {
     let mut log = MetricsLog::open(&run.file(METRICS_FILE), s.state.step)?;
     let progress = Progress::new(opts.verbose, s.state.step, s.state.total_steps);
     if opts.verbose {
