@@ -1,7 +1,11 @@
 //! 1-D convolution over channels-last activations: forward and backward.
 //!
-//! Output row `t` reads input rows `t*stride + k*dilation - pad_left` for the K taps `k`;
-//! each tap is one GEMM per group over a strided view of the input (see `tap_gemm`).
+//! Output row `t` reads input rows `t*stride + k*dilation - pad_left` for the K taps `k`.
+//! Three GEMM layouts, chosen by shape and size:
+//! - stride 1, dilation 1, groups 1: one GEMM with inner dimension K·C_in over overlapping
+//!   windows read in place (`window_gemm`), batch-wide when the layer is small;
+//! - other groups-1 convs whose columns are small: explicit batch-wide columns (`im2col`);
+//! - everything else: one GEMM per tap and group over strided views (`tap_gemm`).
 
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use super::im2col::{self, Columns};
