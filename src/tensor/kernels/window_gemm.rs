@@ -126,21 +126,29 @@ fn boundary_windows(geo: &Windows, src: &[f32], r0: usize, r1: usize) -> Vec<f32
 pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
     let mut p = vec![0.0f32; k * c_in * c_out];
     // p[(j*c_in + i) * c_out + o] = w[(o*c_in + i)*k + j]
-    p.par_chunks_mut(c_in * c_out).enumerate().for_each(|(j, pj)| {
+    let tap = |(j, pj): (usize, &mut [f32])| {
         for o in 0..c_out {
             let wo = &w[o * c_in * k..(o + 1) * c_in * k];
             for i in 0..c_in {
                 pj[i * c_out + o] = wo[i * k + j];
             }
         }
-    });
+    };
+    if p.len() < PAR_PACK_MIN {
+        p.chunks_mut(c_in * c_out).enumerate().for_each(tap);
+    } else {
+        p.par_chunks_mut(c_in * c_out).enumerate().for_each(tap);
+    }
     p
 }
+
+/// Weights smaller than this (values) are packed on the calling thread.
+const PAR_PACK_MIN: usize = 1 << 17;
 
 /// (k·C_out, C_in) with row `j·C_out + o` = w[o, :, K-1-j].
 pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
     let mut p = vec![0.0f32; k * c_out * c_in];
-    p.par_chunks_mut(c_out * c_in).enumerate().for_each(|(j, pj)| {
+    let tap_rows = |(j, pj): (usize, &mut [f32])| {
         let tap = k - 1 - j;
         for (o, row) in pj.chunks_exact_mut(c_in).enumerate() {
             let wo = &w[o * c_in * k..(o + 1) * c_in * k];
@@ -148,7 +156,12 @@ pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32>
                 *v = wo[i * k + tap];
             }
         }
-    });
+    };
+    if p.len() < PAR_PACK_MIN {
+        p.chunks_mut(c_out * c_in).enumerate().for_each(tap_rows);
+    } else {
+        p.par_chunks_mut(c_out * c_in).enumerate().for_each(tap_rows);
+    }
     p
 }
 
