@@ -13,8 +13,10 @@ use rayon::prelude::*;
 /// Columns bigger than this (in f32 values) are not materialised (64 MiB).
 pub const MAX_COLS: usize = 16 << 20;
 
-/// Up to this size (4 MiB) the columns are worth building even where the windows could be
-/// read in place (stride 1, dilation 1).
+/// A layer whose batch-wide windows hold at most this many values (4 MiB) is "small": its
+/// per-item GEMM calls cost more than one batch-wide GEMM, so its columns are worth building
+/// even where the windows could be read in place, and `window_gemm::apply_batch` runs it as
+/// one GEMM. Larger layers are big GEMMs per item already.
 pub const SMALL_COLS: usize = 1 << 20;
 
 /// The window geometry of one conv1d call.
@@ -81,10 +83,11 @@ impl Columns {
     }
 }
 
-/// `gw` (C_out, C_in, K) += `acc` (C_out, K·C_in) whose columns are in (tap, channel) order.
+/// `gw` (rows, C_in, K) += `acc` (rows, K·C_in) whose columns are in (tap, channel) order:
+/// the weight-gradient layout of every GEMM over windows or columns.
 pub fn add_tap_major(acc: &[f32], c_in: usize, kernel_size: usize, gw: &mut [f32]) {
-    let w = c_in * kernel_size;
-    gw.par_chunks_mut(w.max(1)).zip(acc.par_chunks(w.max(1))).for_each(|(g_o, a_o)| {
+    let w = (c_in * kernel_size).max(1);
+    gw.par_chunks_mut(w).zip(acc.par_chunks(w)).for_each(|(g_o, a_o)| {
         for j in 0..kernel_size {
             for i in 0..c_in {
                 g_o[i * kernel_size + j] += a_o[j * c_in + i];

@@ -73,9 +73,6 @@ impl Windows {
     }
 }
 
-/// Largest batch-wide window view (B·rows·k·ch values) that [`apply_batch`] runs as one GEMM.
-const BATCH_WIDE_MAX: usize = 1 << 20;
-
 /// `dst (batch, rows, n) += windows(src_b) · wp (k·ch, n)` for every item `b` of a batch.
 ///
 /// When every item has as many destination rows as source rows, destination row `b·rows + r`
@@ -87,7 +84,7 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let (src_item, dst_item) = (geo.src_len * geo.ch, geo.rows * n);
     let (lo, hi) = geo.interior();
     // Large items are already big GEMMs, which the batch loop runs one per thread.
-    let small = batch * geo.rows * geo.k * geo.ch <= BATCH_WIDE_MAX;
+    let small = batch * geo.rows * geo.k * geo.ch <= super::im2col::SMALL_COLS;
     if batch < 2 || geo.rows != geo.src_len || hi <= lo || !small {
         super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
             geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
@@ -200,12 +197,6 @@ pub fn weight_grad(geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f
                 }
             }
         }
-        for (g_o, a_o) in gw_p.chunks_exact_mut(kc).zip(acc.chunks_exact(kc)) {
-            for j in 0..k {
-                for i in 0..c_in {
-                    g_o[i * k + j] += a_o[j * c_in + i];
-                }
-            }
-        }
+        super::im2col::add_tap_major(&acc, c_in, k, gw_p);
     });
 }
