@@ -129,12 +129,7 @@ impl Conv1dSpec {
 
     /// Buffer shapes for (batch, len) with `t_out` output positions.
     fn dims(&self, batch: usize, len: usize, t_out: usize) -> ConvDims {
-        ConvDims {
-            x: vec![("batch", batch), ("length", len), ("in_channels", self.in_channels)],
-            weight: self.weight_dims().to_vec(),
-            out: vec![("batch", batch), ("output length", t_out), ("out_channels", self.out_channels)],
-            out_channels: self.out_channels,
-        }
+        ConvDims::sequence(batch, len, t_out, self.in_channels, self.out_channels, self.weight_dims())
     }
 
     fn weight_dims(&self) -> [(&'static str, usize); 3] {

@@ -80,12 +80,7 @@ impl ConvTranspose1dSpec {
 
     /// Buffer shapes for (batch, len) with `l_out` output positions.
     fn dims(&self, batch: usize, len: usize, l_out: usize) -> ConvDims {
-        ConvDims {
-            x: vec![("batch", batch), ("length", len), ("in_channels", self.in_channels)],
-            weight: self.weight_dims().to_vec(),
-            out: vec![("batch", batch), ("output length", l_out), ("out_channels", self.out_channels)],
-            out_channels: self.out_channels,
-        }
+        ConvDims::sequence(batch, len, l_out, self.in_channels, self.out_channels, self.weight_dims())
     }
 
     fn weight_dims(&self) -> [(&'static str, usize); 3] {

@@ -207,6 +207,17 @@ pub struct ConvDims {
 }
 
 impl ConvDims {
+    /// The shapes of a 1-D convolution (conv1d or conv_transpose1d): input (batch, len,
+    /// in_channels), output (batch, out_len, out_channels) and the named weight dims.
+    pub fn sequence(batch: usize, len: usize, out_len: usize, in_channels: usize, out_channels: usize, weight: [(&'static str, usize); 3]) -> Self {
+        ConvDims {
+            x: vec![("batch", batch), ("length", len), ("in_channels", in_channels)],
+            weight: weight.to_vec(),
+            out: vec![("batch", batch), ("output length", out_len), ("out_channels", out_channels)],
+            out_channels,
+        }
+    }
+
     /// Checks the forward buffers: input, weight, optional bias and output.
     pub fn check_forward(&self, op: &'static str, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
         check_len(op, "input", x.len(), &self.x)?;
