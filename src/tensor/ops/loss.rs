@@ -261,10 +261,11 @@ impl Graph {
         let data = self.value(logits).data();
         let avx2 = has_avx2();
         let mut lse = vec![0.0f32; rows];
-        // With a gradient to come, the probabilities are written now, while each row is read
-        // anyway; backward then only subtracts at the targets.
+        // In a training graph a backward pass follows, so the probabilities are written now,
+        // while each row is read anyway; backward then only subtracts at the targets. Eval
+        // graphs (which still record parameters) skip the buffer; a backward there recomputes.
         let weight = 1.0 / count as f32;
-        let mut probs = self.requires_grad(logits).then(|| vec![0.0f32; rows * v]);
+        let mut probs = (self.training() && self.requires_grad(logits)).then(|| vec![0.0f32; rows * v]);
         let mut prob_chunks: Vec<Option<&mut [f32]>> = match probs.as_mut() {
             Some(p) => p.chunks_mut(v * ROWS_PER_TASK).map(Some).collect(),
             None => (0..rows.div_ceil(ROWS_PER_TASK)).map(|_| None).collect(),
@@ -341,8 +342,8 @@ mod tests {
         assert!(exp_nonpos(-1000.0) < 1e-37);
     }
 
-    /// The gradient from the forward pass's stored probabilities equals the recomputed one,
-    /// scales with the seed, and a second backward (which recomputes) accumulates the same.
+    /// The gradient from the forward pass's stored probabilities (training graph) equals the
+    /// recomputed one (second backward, eval graph), and both scale with the seed.
     #[test]
     fn stored_probabilities_give_the_recomputed_gradient() {
         let (rows, v) = (5, 7);
@@ -360,14 +361,14 @@ mod tests {
                 want[r * v + j] = ((row[j] - l).exp() - (j as i64 == t) as u8 as f32) / count;
             }
         }
-        for seed in [1.0f32, 2.5] {
-            let mut g = Graph::new(true);
+        for (seed, training) in [(1.0f32, true), (2.5, true), (1.0, false)] {
+            let mut g = Graph::new(training);
             let x = g.leaf(Tensor::new(vec![rows, v], logits.clone()).unwrap());
             let loss = g.cross_entropy(x, &targets).unwrap();
             g.backward_with(loss, vec![seed]).unwrap();
             let got = g.grad(x).unwrap().to_vec();
             for (a, b) in got.iter().zip(&want) {
-                assert!((a - seed * b).abs() < 1e-6, "seed {seed}: {a} vs {}", seed * b);
+                assert!((a - seed * b).abs() < 1e-6, "seed {seed}, training {training}: {a} vs {}", seed * b);
             }
             g.backward_with(loss, vec![seed]).unwrap(); // probabilities consumed: recomputes
             for (a, b) in g.grad(x).unwrap().iter().zip(&want) {
