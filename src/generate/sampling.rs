@@ -106,13 +106,13 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
         }
     }
     order.sort_unstable_by(by_logit);
-    let weights: Vec<f64> = order.iter().map(|&i| weights[i as usize] as f64).collect();
-    let mut total: f64 = weights.iter().sum();
+    let ordered: Vec<f64> = order.iter().map(|&i| weights[i as usize] as f64).collect();
+    let mut total: f64 = ordered.iter().sum();
     if let Some(p) = cfg.top_p {
         let need = p as f64 * total;
         let mut acc = 0.0;
-        let mut keep = weights.len();
-        for (n, w) in weights.iter().enumerate() {
+        let mut keep = ordered.len();
+        for (n, w) in ordered.iter().enumerate() {
             acc += w;
             if acc >= need {
                 keep = n + 1;
@@ -120,9 +120,9 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
             }
         }
         order.truncate(keep);
-        total = weights[..keep].iter().sum();
+        total = ordered[..keep].iter().sum();
     }
-    walk(order.iter().copied().zip(weights.iter().copied()), u * total).unwrap_or_else(|| argmax(logits))
+    walk(order.iter().copied().zip(ordered.iter().copied()), u * total).unwrap_or_else(|| argmax(logits))
 }
 
 /// Unnormalised probabilities `exp((logit - max) / temperature)`, exactly 0 for `-inf` (banned)
