@@ -3,8 +3,9 @@
 //! Output row `t` reads input rows `t*stride + k*dilation - pad_left` for the K taps `k`.
 //! Three GEMM layouts, chosen by shape and size:
 //! - stride 1, dilation 1, groups 1: one GEMM with inner dimension K·C_in over overlapping
-//!   windows read in place (`window_gemm`), batch-wide when the layer is small;
-//! - other groups-1 convs whose columns are small: explicit batch-wide columns (`im2col`);
+//!   windows read in place (`window_gemm`), one GEMM over the whole batch; its weight
+//!   gradient reads explicit batch-wide columns (`im2col`);
+//! - other groups-1 convs whose columns fit in `im2col::MAX_COLS`: explicit columns;
 //! - everything else: one GEMM per tap and group over strided views (`tap_gemm`).
 
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
@@ -244,10 +245,9 @@ pub fn conv1d_backward(
         }
     }
     if let Some(gw) = grad_weight {
-        // Windowed convs read their windows in place; materialising them only pays for
-        // small layers, where the per-item GEMM calls cost more than the copy.
-        let small = |c: &Columns| !spec.windowed() || c.numel() <= im2col::SMALL_COLS;
-        if let Some(cols) = columns.filter(small) {
+        // Even windowed convs, whose windows could be read in place, materialise them here:
+        // a per-item weight gradient would re-pack both operands once per item.
+        if let Some(cols) = columns {
             // One GEMM over the whole batch: (C_out, B·T_out) · (B·T_out, K·C_in).
             let kc = cols.width();
             let x_cols = cols.gather(x);

@@ -5,19 +5,15 @@
 //! Small convolutions (W2's dilated stack: 24 steps, 32 items) spend more time in the
 //! per-item, per-tap GEMM calls (each re-packing its operands) than in arithmetic. Copying
 //! the windows once makes the whole layer ONE GEMM with inner dimension K·C_in, and the
-//! explicit zeros keep the padding exact (no cross-item terms to subtract). Used when the
-//! columns are small; large strided/dilated convs keep the copy-free tap GEMMs.
+//! explicit zeros keep the padding exact (no cross-item terms to subtract). For large layers
+//! too the copy is cheap next to the GEMM, and one batch-wide GEMM packs the weight once
+//! instead of once per item (W1's head weight gradient: 16 items, 7.7 MB each time). Used
+//! whenever the columns fit in [`MAX_COLS`]; larger convs keep the copy-free tap GEMMs.
 
 use rayon::prelude::*;
 
 /// Columns bigger than this (in f32 values) are not materialised (64 MiB).
 pub const MAX_COLS: usize = 16 << 20;
-
-/// A layer whose batch-wide windows hold at most this many values (4 MiB) is "small": its
-/// per-item GEMM calls cost more than one batch-wide GEMM, so its columns are worth building
-/// even where the windows could be read in place, and `window_gemm::apply_batch` runs it as
-/// one GEMM. Larger layers are big GEMMs per item already.
-pub const SMALL_COLS: usize = 1 << 20;
 
 /// The window geometry of one conv1d call.
 #[derive(Clone, Copy, Debug)]

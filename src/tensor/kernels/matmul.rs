@@ -1,4 +1,5 @@
-//! Strided f32 matrix multiply on top of the `gemm` crate.
+//! Strided f32 matrix multiply: the crate's own AVX2 + FMA kernel (`sgemm`) where the CPU
+//! has it, the `gemm` crate elsewhere.
 //!
 //! Every matrix is described by a slice plus row and column strides (in elements), so that
 //! transposes, shifted windows and per-group blocks are views, never copies.
@@ -67,11 +68,17 @@ pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate
     a.check();
     b.check();
     assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
-    let parallelism = match par {
-        Par::Seq => Parallelism::None,
-        Par::Pool if m * n * k >= 64 * 64 * 64 => Parallelism::Rayon(rayon::current_num_threads()),
-        Par::Pool => Parallelism::None,
+    let threads = match par {
+        Par::Pool if m * n * k >= 64 * 64 * 64 => rayon::current_num_threads(),
+        _ => 1,
     };
+    #[cfg(target_arch = "x86_64")]
+    if super::sgemm::available() {
+        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
+        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, accumulate, threads) };
+        return;
+    }
+    let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: every view was bounds-checked above; dst does not alias a or b (it is a
     // distinct &mut slice).
     unsafe {

@@ -6,5 +6,7 @@ pub mod conv2d_masked;
 pub mod conv_transpose1d;
 mod im2col;
 pub mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod tap_gemm;
 mod window_gemm;

@@ -83,9 +83,7 @@ impl Windows {
 pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32]) {
     let (src_item, dst_item) = (geo.src_len * geo.ch, geo.rows * n);
     let (lo, hi) = geo.interior();
-    // Large items are already big GEMMs, which the batch loop runs one per thread.
-    let small = batch * geo.rows * geo.k * geo.ch <= super::im2col::SMALL_COLS;
-    if batch < 2 || geo.rows != geo.src_len || hi <= lo || !small {
+    if batch < 2 || geo.rows != geo.src_len || hi <= lo {
         super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
             geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
         });
