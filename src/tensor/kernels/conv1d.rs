@@ -10,7 +10,7 @@
 
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use super::im2col::{self, Columns};
-use super::matmul::{matmul, Mat, Par};
+use super::matmul::{matmul, matmul_init, Init, Mat, Par};
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
 
@@ -185,16 +185,16 @@ pub fn conv1d_forward(
         let k = spec.kernel_size;
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
         let wp = window_gemm::pack_forward(weight, c_out, c_in, k);
-        par_batches(out, t_out * c_out, |_, out_b, _| fill_rows(out_b, bias, c_out));
-        window_gemm::apply_batch(&win, batch, x, &wp, c_out, out);
+        let init = bias.map_or(Init::Zero, Init::Rows);
+        window_gemm::apply_batch(&win, batch, x, &wp, c_out, out, init);
         return Ok(());
     }
     if let Some(cols) = spec.columns(batch, len, t_out) {
         let wp = window_gemm::pack_forward(weight, c_out, c_in, spec.kernel_size); // (K·C_in, C_out)
         let x_cols = cols.gather(x); // (B·T_out, K·C_in)
-        par_batches(out, t_out * c_out, |_, out_b, _| fill_rows(out_b, bias, c_out));
         let kc = cols.width();
-        matmul(out, c_out, Mat::row_major(&x_cols, batch * t_out, kc), Mat::row_major(&wp, kc, c_out), true, Par::Pool);
+        let init = bias.map_or(Init::Zero, Init::Rows);
+        matmul_init(out, c_out, Mat::row_major(&x_cols, batch * t_out, kc), Mat::row_major(&wp, kc, c_out), init, Par::Pool);
         return Ok(());
     }
     par_batches(out, t_out * c_out, |b, out_b, par| {
@@ -232,7 +232,7 @@ pub fn conv1d_backward(
         if spec.windowed() {
             let win = Windows { src_len: t_out, ch: c_out, k, offset: pl - (k as isize - 1), rows: len };
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
-            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx);
+            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, Init::Accumulate);
         } else if let Some(cols) = columns {
             let wp = window_gemm::pack_forward(weight, c_out, c_in, k); // (K·C_in, C_out)
             let kc = cols.width();

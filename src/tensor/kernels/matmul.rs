@@ -49,25 +49,46 @@ pub enum Par {
     Pool,
 }
 
+/// What a product's output starts from before `a · b` is added.
+#[derive(Clone, Copy, Debug)]
+pub enum Init<'a> {
+    /// Zero: the output is overwritten.
+    Zero,
+    /// The output's current values.
+    Accumulate,
+    /// Every row starts as this vector (length n): a bias, without filling the output first.
+    Rows(&'a [f32]),
+}
+
 /// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b (k, n)`, with `dst` row stride
 /// `dst_row_stride` and unit column stride.
 pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, par: Par) {
+    let init = if accumulate { Init::Accumulate } else { Init::Zero };
+    matmul_init(dst, dst_row_stride, a, b, init, par);
+}
+
+/// `dst (m, n) = start + a (m, k) · b (k, n)` with `start` given by `init`.
+pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
     }
+    if let Init::Rows(r) = init {
+        assert_eq!(r.len(), n, "matmul start row length");
+    }
+    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
+    let rows = |dst: &mut [f32]| (0..m).map(|i| i * dst_row_stride).for_each(|s| match init {
+        Init::Zero => dst[s..s + n].fill(0.0),
+        Init::Rows(r) => dst[s..s + n].copy_from_slice(r),
+        Init::Accumulate => {}
+    });
     if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                dst[i * dst_row_stride..i * dst_row_stride + n].fill(0.0);
-            }
-        }
+        rows(dst);
         return;
     }
     a.check();
     b.check();
-    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
     let threads = match par {
         Par::Pool if m * n * k >= 64 * 64 * 64 => rayon::current_num_threads(),
         _ => 1,
@@ -75,9 +96,18 @@ pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate
     #[cfg(target_arch = "x86_64")]
     if super::sgemm::available() {
         // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
-        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, accumulate, threads) };
+        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads) };
         return;
     }
+    // The `gemm` crate only accumulates or overwrites: start rows are written first.
+    let accumulate = match init {
+        Init::Zero => false,
+        Init::Accumulate => true,
+        Init::Rows(_) => {
+            rows(dst);
+            true
+        }
+    };
     let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: every view was bounds-checked above; dst does not alias a or b (it is a
     // distinct &mut slice).

@@ -11,7 +11,7 @@
 //! Every output element is reduced over k in the same order (blocks of [`KC`], ascending)
 //! however the work is split between threads, so results do not depend on the thread count.
 
-use super::matmul::Mat;
+use super::matmul::{Init, Mat};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
@@ -45,19 +45,19 @@ struct Out {
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b (k, n)`, splitting the output into
+/// `dst (m, n) = start + a (m, k) · b (k, n)` where `init` says what `start` is, splitting the output into
 /// `threads` disjoint blocks along its longer side.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`available`]); the views must be in bounds and
 /// `dst` must hold `(m - 1) * dst_row_stride + n` elements (the caller, `matmul`, checks
 /// both).
-pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, threads: usize) {
+pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
     let (m, n) = (a.rows, b.cols);
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: dst_row_stride };
     let threads = threads.max(1);
     if threads == 1 {
-        gemm_block(out, a, b, 0..m, 0..n, accumulate);
+        gemm_block(out, a, b, 0..m, 0..n, init);
         return;
     }
     let split_rows = m >= n;
@@ -68,23 +68,23 @@ pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accum
         // SAFETY: pieces cover disjoint rows (or columns) of `dst`.
         unsafe {
             if split_rows {
-                gemm_block(out, a, b, range, 0..n, accumulate);
+                gemm_block(out, a, b, range, 0..n, init);
             } else {
-                gemm_block(out, a, b, 0..m, range, accumulate);
+                gemm_block(out, a, b, 0..m, range, init);
             }
         }
     });
 }
 
 /// One thread's block of the output: rows `rows`, columns `cols`.
-unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, accumulate: bool) {
+unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, init: Init) {
     PACK_BUFFERS.with(|cell| {
         let mut buffers = cell.borrow_mut();
         let (ap, bp) = &mut *buffers;
         let kc = KC.min(a.cols);
         ap.resize(ap.len().max(MC.min(rows.len().next_multiple_of(MR)) * kc + A_SLACK), 0.0);
         bp.resize(bp.len().max(NC.min(cols.len().next_multiple_of(NR)) * kc), 0.0);
-        gemm_block_with(out, a, b, rows, cols, accumulate, ap, bp);
+        gemm_block_with(out, a, b, rows, cols, init, ap, bp);
     });
 }
 
@@ -102,7 +102,7 @@ unsafe fn gemm_block_with(
     b: Mat,
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
-    accumulate: bool,
+    init: Init,
     ap: &mut [f32],
     bp: &mut [f32],
 ) {
@@ -114,7 +114,12 @@ unsafe fn gemm_block_with(
         let nc = NC.min(cols.end - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            let add = accumulate || pc > 0;
+            let add = matches!(init, Init::Accumulate) || pc > 0;
+            // The bias row, when the first block of k starts from it rather than from zero.
+            let start = match init {
+                Init::Rows(bias) if pc == 0 => Some(bias),
+                _ => None,
+            };
             if !direct_b {
                 pack_b(&b, pc, kc, jc, nc, bp);
             }
@@ -136,14 +141,16 @@ unsafe fn gemm_block_with(
                         let c = out.ptr.add((ic + ir) * out.row_stride + jc + jr);
                         let a_strip = ap.as_ptr().add(ir * kc);
                         if mr == MR && nr == NR {
-                            kernel_6x16(kc, a_strip, b_strip, b_rs, c, out.row_stride, add);
+                            let row0 = start.map_or(std::ptr::null(), |r| r.as_ptr().add(jc + jr));
+                            kernel_6x16(kc, a_strip, b_strip, b_rs, c, out.row_stride, add, row0);
                         } else {
                             let mut tile = [0.0f32; MR * NR];
-                            kernel_6x16(kc, a_strip, b_strip, b_rs, tile.as_mut_ptr(), NR, false);
+                            kernel_6x16(kc, a_strip, b_strip, b_rs, tile.as_mut_ptr(), NR, false, std::ptr::null());
                             for i in 0..mr {
                                 for j in 0..nr {
                                     let dst = c.add(i * out.row_stride + j);
-                                    *dst = if add { *dst + tile[i * NR + j] } else { tile[i * NR + j] };
+                                    let base = if add { *dst } else { start.map_or(0.0, |r| r[jc + jr + j]) };
+                                    *dst = base + tile[i * NR + j];
                                 }
                             }
                         }
@@ -271,18 +278,21 @@ unsafe fn pack_rows_6(rows: [*const f32; MR], kc: usize, strip: *mut f32) {
     }
 }
 
-/// `c (6, 16) = (add ? c : 0) + a_strip (kc, 6)ᵀ · b_strip (kc, 16)`; `b_strip` has row
+/// `c (6, 16) = (add ? c : row0 or 0) + a_strip (kc, 6)ᵀ · b_strip (kc, 16)`, where a
+/// non-null `row0` points to 16 values every row starts from; `b_strip` has row
 /// stride `b_rs` (NR when packed), `c` has row stride `rs`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn kernel_6x16(kc: usize, mut a: *const f32, mut b: *const f32, b_rs: usize, c: *mut f32, rs: usize, add: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_6x16(kc: usize, mut a: *const f32, mut b: *const f32, b_rs: usize, c: *mut f32, rs: usize, add: bool, row0: *const f32) {
     // The C tile is usually not in cache (the outputs are megabytes): start fetching its
     // 6 x 2 lines now, so the stores at the end do not stall. Worth ~20% on W1's head.
     for i in 0..MR {
         _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs) as *const i8);
         _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs + NR - 1) as *const i8);
     }
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let start = if row0.is_null() { [_mm256_setzero_ps(); 2] } else { [_mm256_loadu_ps(row0), _mm256_loadu_ps(row0.add(8))] };
+    let mut acc = [start; MR];
     for _ in 0..kc {
         let b0 = _mm256_loadu_ps(b);
         let b1 = _mm256_loadu_ps(b.add(8));
@@ -339,14 +349,20 @@ mod tests {
             for a in a_views {
                 for b in b_views {
                     let want = naive(&a, &b);
-                    for (threads, accumulate) in [(1, false), (2, false), (3, true)] {
-                        let start = if accumulate { 0.5 } else { f32::NAN };
-                        let mut c = vec![start; m * n];
-                        unsafe { gemm(&mut c, n, a, b, accumulate, threads) };
+                    let bias = values(n, 7);
+                    for (threads, init) in [(1, Init::Zero), (2, Init::Zero), (3, Init::Accumulate), (2, Init::Rows(&bias))] {
+                        // NaN where the output must be overwritten, 0.5 where it is added to.
+                        let before = if matches!(init, Init::Accumulate) { 0.5 } else { f32::NAN };
+                        let mut c = vec![before; m * n];
+                        unsafe { gemm(&mut c, n, a, b, init, threads) };
                         for (idx, (got, w)) in c.iter().zip(&want).enumerate() {
-                            let w = if accumulate { w + 0.5 } else { *w };
+                            let w = match init {
+                                Init::Zero => *w,
+                                Init::Accumulate => w + 0.5,
+                                Init::Rows(r) => w + r[idx % n] as f64,
+                            };
                             let tol = 1e-5 * (k as f64).sqrt() * (1.0 + w.abs());
-                            assert!((*got as f64 - w).abs() <= tol, "({m},{k},{n}) t{threads} acc {accumulate} [{idx}]: {got} vs {w}");
+                            assert!((*got as f64 - w).abs() <= tol, "({m},{k},{n}) t{threads} {init:?} [{idx}]: {got} vs {w}");
                         }
                     }
                 }
@@ -363,7 +379,7 @@ mod tests {
         let (ad, bd) = (values(m * k, 3), values(k * n, 4));
         let run = |threads| {
             let mut c = vec![0.0; m * n];
-            unsafe { gemm(&mut c, n, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), false, threads) };
+            unsafe { gemm(&mut c, n, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), Init::Zero, threads) };
             c
         };
         let one = run(1);
@@ -381,7 +397,7 @@ mod tests {
         let (m, k, n, rs) = (8, 5, 7, 9);
         let (ad, bd) = (values(m * k, 5), values(k * n, 6));
         let mut c = vec![-7.0f32; (m - 1) * rs + n];
-        unsafe { gemm(&mut c, rs, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), false, 2) };
+        unsafe { gemm(&mut c, rs, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), Init::Rows(&values(n, 8)), 2) };
         for i in 0..m - 1 {
             assert!(c[i * rs + n..(i + 1) * rs].iter().all(|&v| v == -7.0), "row {i} gap written");
         }

@@ -4,7 +4,7 @@
 //! inner dimension K·C over an overlapping-rows view of the input (row stride C) — no
 //! im2col copy. Only the few rows whose window touches padding are built explicitly.
 
-use super::matmul::{matmul, Mat, Par};
+use super::matmul::{matmul, matmul_init, Init, Mat, Par};
 use rayon::prelude::*;
 
 /// Window geometry: destination row `r` reads source rows `r + offset .. r + offset + k`.
@@ -73,18 +73,20 @@ impl Windows {
     }
 }
 
-/// `dst (batch, rows, n) += windows(src_b) · wp (k·ch, n)` for every item `b` of a batch.
+/// `dst (batch, rows, n) = start + windows(src_b) · wp (k·ch, n)` for every item `b` of a
+/// batch, where `init` says what `start` is (the bias, zero, or dst itself).
 ///
 /// When every item has as many destination rows as source rows, destination row `b·rows + r`
 /// reads source rows from `b·src_len + r + offset` on: one strided view covers the interior
 /// windows of the whole batch, so it is ONE GEMM (the weight is packed once, not once per
-/// item). The view's rows that straddle two items are the boundary rows; they are saved
-/// before the GEMM, restored after it and recomputed from explicit windows.
-pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32]) {
+/// item). The view's rows that straddle two items are the boundary rows; they are computed
+/// apart from explicit windows and written over what the big GEMM left there.
+pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], init: Init) {
     let (src_item, dst_item) = (geo.src_len * geo.ch, geo.rows * n);
     let (lo, hi) = geo.interior();
     if batch < 2 || geo.rows != geo.src_len || hi <= lo {
         super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
+            start_rows(dst_b, n, init);
             geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
         });
         return;
@@ -92,20 +94,44 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let kc = geo.k * geo.ch;
     let boundary: Vec<(usize, usize)> =
         (0..batch).flat_map(|b| geo.boundary().map(|(r0, r1)| (b * geo.rows + r0, b * geo.rows + r1))).filter(|(r0, r1)| r1 > r0).collect();
-    let saved: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| dst[r0 * n..r1 * n].iter().copied()).collect();
+    // The boundary rows' starting values: dst's own when accumulating (the big GEMM below
+    // overwrites them with cross-item sums).
+    let mut fixed: Vec<f32> = match init {
+        Init::Accumulate => boundary.iter().flat_map(|&(r0, r1)| dst[r0 * n..r1 * n].iter().copied()).collect(),
+        _ => Vec::new(),
+    };
     let (first, last) = (lo, (batch - 1) * geo.rows + hi);
     let start = (first as isize + geo.offset) as usize * geo.ch;
     let view = Mat::strided(&src[start..], last - first, kc, geo.ch, 1);
-    matmul(&mut dst[first * n..], n, view, Mat::row_major(wp, kc, n), true, Par::Pool);
-    // All boundary rows of the batch in one product, then written back over the view's rows.
+    let wm = Mat::row_major(wp, kc, n);
+    // Rows before `first` and after `last` are boundary rows too: nothing else writes them.
+    matmul_init(&mut dst[first * n..], n, view, wm, init, Par::Pool);
+    // All boundary rows of the batch in one product, then written over the view's rows.
     let windows: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| boundary_windows(geo, src, r0, r1)).collect();
-    let mut fixed = saved;
-    matmul(&mut fixed, n, Mat::row_major(&windows, windows.len() / kc, kc), Mat::row_major(wp, kc, n), true, Par::Pool);
+    let n_rows = windows.len() / kc;
+    let fixed_init = match init {
+        Init::Accumulate => Init::Accumulate,
+        other => {
+            fixed = vec![0.0; n_rows * n];
+            other
+        }
+    };
+    matmul_init(&mut fixed, n, Mat::row_major(&windows, n_rows, kc), wm, fixed_init, Par::Pool);
     let mut rows = fixed.chunks_exact(n);
     for &(r0, r1) in &boundary {
         for (d, f) in dst[r0 * n..r1 * n].chunks_exact_mut(n).zip(&mut rows) {
             d.copy_from_slice(f);
         }
+    }
+}
+
+/// Sets every row of `dst` (rows, n) to its starting value for `init` (no-op when
+/// accumulating).
+fn start_rows(dst: &mut [f32], n: usize, init: Init) {
+    match init {
+        Init::Zero => dst.fill(0.0),
+        Init::Rows(r) => dst.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(r)),
+        Init::Accumulate => {}
     }
 }
 
