@@ -234,11 +234,11 @@ pub fn conv1d_backward(
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
             window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, Init::Accumulate);
         } else if let Some(cols) = columns {
-            let wp = window_gemm::pack_forward(weight, c_out, c_in, k); // (K·C_in, C_out)
             let kc = cols.width();
+            let wt = im2col::tap_major(weight, c_in, k); // (C_out, K·C_in)
             let mut g_cols = vec![0.0f32; batch * t_out * kc]; // (B·T_out, K·C_in)
             let go = Mat::row_major(grad_out, batch * t_out, c_out);
-            matmul(&mut g_cols, kc, go, Mat::row_major(&wp, kc, c_out).t(), false, Par::Pool);
+            matmul(&mut g_cols, kc, go, Mat::row_major(&wt, c_out, kc), false, Par::Pool);
             cols.scatter_add(&g_cols, gx);
         } else {
             par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));

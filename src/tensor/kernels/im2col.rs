@@ -92,9 +92,37 @@ pub fn add_tap_major(acc: &[f32], c_in: usize, kernel_size: usize, gw: &mut [f32
     });
 }
 
+/// The weight (rows, C_in, K) with each row's columns in (tap, channel) order: (rows, K·C_in),
+/// row-major. As the unit-stride B of `columns · weightᵀ` products it packs with plain copies,
+/// where a transposed view of [`super::window_gemm::pack_forward`] needs a strided gather.
+pub fn tap_major(w: &[f32], c_in: usize, kernel_size: usize) -> Vec<f32> {
+    let width = (c_in * kernel_size).max(1);
+    let mut out = vec![0.0f32; w.len()];
+    for (o_row, w_row) in out.chunks_exact_mut(width).zip(w.chunks_exact(width)) {
+        for (i, taps) in w_row.chunks_exact(kernel_size).enumerate() {
+            for (j, &v) in taps.iter().enumerate() {
+                o_row[j * c_in + i] = v;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tap_major_is_undone_by_add_tap_major() {
+        let (rows, c_in, k) = (3, 4, 2);
+        let w: Vec<f32> = (0..rows * c_in * k).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let t = tap_major(&w, c_in, k);
+        // Row 0, tap 1, channel 2 sits at column 1·C_in + 2 and came from w[0, 2, 1].
+        assert_eq!(t[c_in + 2], w[2 * k + 1]);
+        let mut back = vec![0.0f32; w.len()];
+        add_tap_major(&t, c_in, k, &mut back);
+        assert_eq!(back, w);
+    }
 
     fn geometry() -> Columns {
         Columns { batch: 2, len: 5, c_in: 2, t_out: 3, kernel_size: 2, stride: 2, dilation: 2, pad_left: 1 }
