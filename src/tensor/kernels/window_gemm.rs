@@ -147,11 +147,18 @@ fn boundary_windows(geo: &Windows, src: &[f32], r0: usize, r1: usize) -> Vec<f32
 pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
     let mut p = vec![0.0f32; k * c_in * c_out];
     // p[(j*c_in + i) * c_out + o] = w[(o*c_in + i)*k + j]
+    // A transpose per tap, in 16 x 16 tiles so that both the reads and the writes stay
+    // within a few cache lines (the plain loop wrote with stride C_out: 3% of W2's step).
+    const TILE: usize = 16;
     let tap = |(j, pj): (usize, &mut [f32])| {
-        for o in 0..c_out {
-            let wo = &w[o * c_in * k..(o + 1) * c_in * k];
-            for i in 0..c_in {
-                pj[i * c_out + o] = wo[i * k + j];
+        for o0 in (0..c_out).step_by(TILE) {
+            for i0 in (0..c_in).step_by(TILE) {
+                for o in o0..(o0 + TILE).min(c_out) {
+                    let wo = &w[o * c_in * k..(o + 1) * c_in * k];
+                    for i in i0..(i0 + TILE).min(c_in) {
+                        pj[i * c_out + o] = wo[i * k + j];
+                    }
+                }
             }
         }
     };
