@@ -13,14 +13,16 @@ fn rand_vec(n: usize, rng: &mut impl Rng) -> Vec<f32> {
     (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
 
-fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usize, c_out: usize, k: usize, dilation: usize) {
+/// `padding` None: causal (output as long as the input); Some(p): symmetric p.
+#[allow(clippy::too_many_arguments)]
+fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usize, c_out: usize, k: usize, dilation: usize, padding: Option<usize>) {
     threads::init_threads(None);
     let spec = Conv1dSpec {
         in_channels: c_in,
         out_channels: c_out,
         kernel_size: k,
         stride: 1,
-        padding: Padding::causal(k, dilation),
+        padding: padding.map_or(Padding::causal(k, dilation), Padding::Symmetric),
         dilation,
         groups: 1,
     };
@@ -28,10 +30,11 @@ fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usiz
     let x = rand_vec(batch * len * c_in, &mut rng);
     let w = rand_vec(c_out * c_in * k, &mut rng);
     let b = rand_vec(c_out, &mut rng);
-    let go = rand_vec(batch * len * c_out, &mut rng);
-    let mut out = vec![0.0; batch * len * c_out];
+    let go = rand_vec(batch * spec.output_len(len).unwrap() * c_out, &mut rng);
+    let t_out = spec.output_len(len).unwrap();
+    let mut out = vec![0.0; batch * t_out * c_out];
     let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; c_out]);
-    let flop = 2 * batch * len * c_in * c_out * k;
+    let flop = 2 * batch * t_out * c_in * c_out * k;
     let mut g = c.benchmark_group(name);
     g.sample_size(10);
     g.throughput(Throughput::Elements(flop as u64));
@@ -48,10 +51,11 @@ fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usiz
 }
 
 fn convs(c: &mut Criterion) {
-    conv_case(c, "conv1d_w1_hidden_16x256_128to128_k3", 16, 256, 128, 128, 3, 1);
-    conv_case(c, "conv1d_w1_head_16x256_128to5000_k3", 16, 256, 128, 5000, 3, 1);
-    conv_case(c, "conv1d_w2_32x24_128to128_k2_d4", 32, 24, 128, 128, 2, 4);
-    conv_case(c, "conv1d_w2_head_32x24_128to28_k1", 32, 24, 128, 28, 1, 1);
+    conv_case(c, "conv1d_w1_first_16x258_256to128_k3_unpadded", 16, 258, 256, 128, 3, 1, Some(0));
+    conv_case(c, "conv1d_w1_hidden_16x256_128to128_k3", 16, 256, 128, 128, 3, 1, None);
+    conv_case(c, "conv1d_w1_head_16x256_128to5000_k3", 16, 256, 128, 5000, 3, 1, None);
+    conv_case(c, "conv1d_w2_32x24_128to128_k2_d4", 32, 24, 128, 128, 2, 4, None);
+    conv_case(c, "conv1d_w2_head_32x24_128to28_k1", 32, 24, 128, 28, 1, 1, None);
 }
 
 fn cross_entropy(c: &mut Criterion) {
