@@ -4,6 +4,7 @@ mod graph;
 pub mod kernels;
 pub(crate) mod ops;
 mod tensor;
+pub(crate) use tensor::zeroed;
 pub mod threads;
 
 pub use graph::{Graph, Var};

@@ -47,8 +47,10 @@ struct Out {
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `dst (m, n) = start + a (m, k) · b (k, n)` where `init` says what `start` is, splitting the output into
-/// `threads` disjoint blocks along its longer side.
+/// `dst (m, n) = start + a (m, k) · b (k, n)` where `init` says what `start` is, on `threads`
+/// threads. Tall, shallow products share one packed B panel and hand out blocks of MC rows
+/// to whichever thread is free (a fixed half each left one thread idle whenever the machine
+/// slowed the other); the rest split the output into `threads` blocks along its longer side.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`available`]); the views must be in bounds and
@@ -60,6 +62,12 @@ pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     let threads = threads.max(1);
     if threads == 1 {
         gemm_block(out, a, b, 0..m, 0..n, init);
+        return;
+    }
+    // The shared panel costs two fork-joins per block of k; deep products (W1's head
+    // gradients, k in the thousands) measured faster with a fixed split.
+    if m >= 2 * MC * threads && a.cols <= 2 * KC {
+        gemm_shared(out, a, b, init);
         return;
     }
     let split_rows = m >= n;
@@ -128,37 +136,115 @@ unsafe fn gemm_block_with(
             for ic in rows.clone().step_by(MC) {
                 let mc = MC.min(rows.end - ic);
                 pack_a(&a, ic, mc, pc, kc, ap);
+                if !direct_b {
+                    packed_block(out, ap.as_ptr(), bp.as_ptr(), ic, mc, jc, nc, kc, add, start);
+                    continue;
+                }
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let (b_strip, b_rs) = if direct_b && nr == NR {
+                    let (b_strip, b_rs) = if nr == NR {
                         (b.data.as_ptr().add(pc * b.row_stride + jc + jr), b.row_stride)
-                    } else if direct_b {
+                    } else {
                         pack_b(&b, pc, kc, jc + jr, nr, bp);
                         (bp.as_ptr(), NR)
-                    } else {
-                        (bp.as_ptr().add(jr * kc), NR)
                     };
-                    for ir in (0..mc).step_by(MR) {
-                        let mr = MR.min(mc - ir);
-                        let c = out.ptr.add((ic + ir) * out.row_stride + jc + jr);
-                        let a_strip = ap.as_ptr().add(ir * kc);
-                        if mr == MR && nr == NR {
-                            let row0 = start.map_or(std::ptr::null(), |r| r.as_ptr().add(jc + jr));
-                            kernel_6x16(kc, a_strip, b_strip, b_rs, c, out.row_stride, add, row0);
-                        } else {
-                            let mut tile = [0.0f32; MR * NR];
-                            kernel_6x16(kc, a_strip, b_strip, b_rs, tile.as_mut_ptr(), NR, false, std::ptr::null());
-                            for i in 0..mr {
-                                for j in 0..nr {
-                                    let dst = c.add(i * out.row_stride + j);
-                                    let base = if add { *dst } else { start.map_or(0.0, |r| r[jc + jr + j]) };
-                                    *dst = base + tile[i * NR + j];
-                                }
-                            }
-                        }
-                    }
+                    strip_tiles(out, ap.as_ptr(), b_strip, b_rs, ic, mc, jc + jr, nr, kc, add, start);
                 }
             }
+        }
+    }
+}
+
+/// Output rows `ic..ic + mc`, columns `jc..jc + nc` from a packed A block and a packed B
+/// panel (strips of NR columns, `kc * NR` values apart).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn packed_block(out: Out, ap: *const f32, bp: *const f32, ic: usize, mc: usize, jc: usize, nc: usize, kc: usize, add: bool, start: Option<&[f32]>) {
+    for jr in (0..nc).step_by(NR) {
+        strip_tiles(out, ap, bp.add(jr * kc), NR, ic, mc, jc + jr, NR.min(nc - jr), kc, add, start);
+    }
+}
+
+/// The MR-row tiles of rows `ic..ic + mc` against one B strip (columns `col..col + nr`,
+/// row stride `b_rs`): the micro-kernel straight into C, or through a scratch tile at edges.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn strip_tiles(out: Out, ap: *const f32, b_strip: *const f32, b_rs: usize, ic: usize, mc: usize, col: usize, nr: usize, kc: usize, add: bool, start: Option<&[f32]>) {
+    for ir in (0..mc).step_by(MR) {
+        let mr = MR.min(mc - ir);
+        let c = out.ptr.add((ic + ir) * out.row_stride + col);
+        let a_strip = ap.add(ir * kc);
+        if mr == MR && nr == NR {
+            let row0 = start.map_or(std::ptr::null(), |r| r.as_ptr().add(col));
+            kernel_6x16(kc, a_strip, b_strip, b_rs, c, out.row_stride, add, row0);
+        } else {
+            let mut tile = [0.0f32; MR * NR];
+            kernel_6x16(kc, a_strip, b_strip, b_rs, tile.as_mut_ptr(), NR, false, std::ptr::null());
+            for i in 0..mr {
+                for j in 0..nr {
+                    let dst = c.add(i * out.row_stride + j);
+                    let base = if add { *dst } else { start.map_or(0.0, |r| r[col + j]) };
+                    *dst = base + tile[i * NR + j];
+                }
+            }
+        }
+    }
+}
+
+/// A packed B panel shared by the threads of one product (read-only while they use it).
+#[derive(Clone, Copy)]
+struct Panel(*const f32);
+// SAFETY: the panel is fully written before the parallel loop starts and only read in it.
+unsafe impl Send for Panel {}
+unsafe impl Sync for Panel {}
+
+/// The shared B panel buffer, kept between calls; a product that finds it in use (two tall
+/// products at once) allocates its own.
+static SHARED_PANEL: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
+
+/// Tall products (see [`gemm`]): per block of B, the threads pack its strips together, then
+/// take blocks of MC rows of A as they become free. Every output value is still reduced in
+/// the same order, block of k by block of k.
+unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let panel_len = NC.min(n.next_multiple_of(NR)) * KC.min(k);
+    let mut guard = SHARED_PANEL.try_lock().ok();
+    let mut own = Vec::new();
+    let bp: &mut Vec<f32> = match guard.as_deref_mut() {
+        Some(v) => v,
+        None => &mut own,
+    };
+    if bp.len() < panel_len {
+        bp.resize(panel_len, 0.0);
+    }
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let add = matches!(init, Init::Accumulate) || pc > 0;
+            let start = match init {
+                Init::Rows(bias) if pc == 0 => Some(bias),
+                _ => None,
+            };
+            bp[..nc.div_ceil(NR) * NR * kc].par_chunks_mut(kc * NR).enumerate().for_each(|(s, strip)| {
+                // SAFETY: AVX2/FMA checked by the caller; the strip holds kc * NR values.
+                unsafe { pack_b(&b, pc, kc, jc + s * NR, NR.min(nc - s * NR), strip) }
+            });
+            let panel = Panel(bp.as_ptr());
+            (0..m.div_ceil(MC)).into_par_iter().for_each(|block| {
+                let (ic, panel) = (block * MC, panel);
+                let mc = MC.min(m - ic);
+                PACK_BUFFERS.with(|cell| {
+                    let ap = &mut cell.borrow_mut().0;
+                    ap.resize(ap.len().max(MC * KC.min(k) + A_SLACK), 0.0);
+                    // SAFETY: blocks write disjoint rows of `out`; the panel is read-only here.
+                    unsafe {
+                        pack_a(&a, ic, mc, pc, kc, ap);
+                        packed_block(out, ap.as_ptr(), panel.0, ic, mc, jc, nc, kc, add, start);
+                    }
+                });
+            });
         }
     }
 }
@@ -387,6 +473,33 @@ mod tests {
         let one = run(1);
         for t in [2, 3, 4] {
             assert!(run(t).iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits()), "threads {t}");
+        }
+    }
+
+    #[test]
+    fn tall_products_share_the_b_panel_and_match_the_reference_at_any_thread_count() {
+        if !available() {
+            return;
+        }
+        // m >= 2·MC·threads for 2 and 3 threads takes the shared-panel path; k spans two
+        // blocks of KC, n ends in a partial strip, and B is read through a transposed view.
+        let (m, k, n) = (700, 2 * KC - 5, 37);
+        let (ad, bd, bias) = (values(m * k, 9), values(n * k, 10), values(n, 11));
+        let (a, b) = (Mat::row_major(&ad, m, k), Mat::row_major(&bd, n, k).t());
+        let want = naive(&a, &b);
+        let run = |threads, init| {
+            let mut c = vec![f32::NAN; m * n];
+            unsafe { gemm(&mut c, n, a, b, init, threads) };
+            c
+        };
+        let one = run(1, Init::Rows(&bias));
+        for (idx, (got, w)) in one.iter().zip(&want).enumerate() {
+            let w = w + bias[idx % n] as f64;
+            assert!((*got as f64 - w).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + w.abs()), "[{idx}]: {got} vs {w}");
+        }
+        for threads in [2, 3] {
+            let c = run(threads, Init::Rows(&bias));
+            assert!(c.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits()), "threads {threads}");
         }
     }
 
