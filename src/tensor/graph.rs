@@ -179,11 +179,13 @@ impl Graph {
 
     /// Adds the gradients of every recorded parameter into `store` (`+=`, like PyTorch).
     pub fn accumulate_param_grads(&self, store: &mut ParamStore) {
+        use rayon::prelude::*;
+        // Values per parallel task: W1's 1.3M-value embedding took ~2 ms on one thread.
+        const CHUNK: usize = 1 << 16;
         for &(v, id) in &self.params {
             if let Some(g) = self.grad(v) {
-                for (a, b) in store.get_mut(id).grad.data_mut().iter_mut().zip(g) {
-                    *a += b;
-                }
+                let dst = store.get_mut(id).grad.data_mut();
+                dst.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(a, b)| *a += b));
             }
         }
     }
