@@ -99,18 +99,24 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
         unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads) };
         return;
     }
-    // The `gemm` crate only accumulates or overwrites: start rows are written first.
+    crate_gemm(dst, dst_row_stride, a, b, init, threads);
+}
+
+/// The `gemm` crate's product (CPUs without AVX2 + FMA). It only accumulates or overwrites,
+/// so start rows are written first. The caller has bounds-checked every view.
+fn crate_gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let accumulate = match init {
         Init::Zero => false,
         Init::Accumulate => true,
-        Init::Rows(_) => {
-            rows(dst);
+        Init::Rows(r) => {
+            (0..m).for_each(|i| dst[i * dst_row_stride..i * dst_row_stride + n].copy_from_slice(r));
             true
         }
     };
     let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-    // SAFETY: every view was bounds-checked above; dst does not alias a or b (it is a
-    // distinct &mut slice).
+    // SAFETY: every view was bounds-checked by `matmul_init`; dst does not alias a or b (it
+    // is a distinct &mut slice).
     unsafe {
         gemm::gemm(
             m,
@@ -148,6 +154,27 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn crate_fallback_matches_naive_for_every_start() {
+        let (m, k, n) = (9, 7, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 - 2.0).collect();
+        let want = naive(&a, &b, m, k, n);
+        for (threads, init) in [(1, Init::Zero), (2, Init::Accumulate), (2, Init::Rows(&bias))] {
+            let mut c = vec![1.0f32; m * n];
+            crate_gemm(&mut c, n, Mat::row_major(&a, m, k), Mat::row_major(&b, k, n), init, threads);
+            for (idx, (x, y)) in c.iter().zip(&want).enumerate() {
+                let start = match init {
+                    Init::Zero => 0.0,
+                    Init::Accumulate => 1.0,
+                    Init::Rows(r) => r[idx % n],
+                };
+                assert!((x - (y + start)).abs() < 1e-5, "{init:?} [{idx}]: {x} vs {}", y + start);
+            }
+        }
     }
 
     #[test]

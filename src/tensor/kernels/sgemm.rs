@@ -284,7 +284,7 @@ unsafe fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [
 unsafe fn pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [f32]) {
     let base = a.data.as_ptr();
     let row = |i: usize| base.add((ic + i) * a.row_stride + pc * a.col_stride);
-    if a.row_stride == 1 && mc % MR == 0 {
+    if a.row_stride == 1 && mc.is_multiple_of(MR) {
         // A transposed view: step p's values of all mc rows are contiguous. One pass over
         // the kc source rows (each read once, front to back) fills every strip.
         for p in 0..kc {
@@ -300,7 +300,7 @@ unsafe fn pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [
         let strip = ap.as_mut_ptr().add(s * kc * MR);
         let row = |i: usize| row(ir + i);
         if mr == MR && a.col_stride == 1 {
-            pack_rows_6(std::array::from_fn(|i| row(i)), kc, strip);
+            pack_rows_6(std::array::from_fn(row), kc, strip);
         } else if mr == MR && a.row_stride == 1 {
             for p in 0..kc {
                 std::ptr::copy_nonoverlapping(row(0).add(p * a.col_stride), strip.add(p * MR), MR);
