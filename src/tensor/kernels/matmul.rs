@@ -60,6 +60,23 @@ pub enum Init<'a> {
     Rows(&'a [f32]),
 }
 
+impl Init<'_> {
+    /// Writes the starting values into the `m` rows of `n` values of `dst`, `row_stride`
+    /// apart (nothing when accumulating): for products that cannot start from them.
+    pub fn fill(self, dst: &mut [f32], m: usize, n: usize, row_stride: usize) {
+        if let Init::Accumulate = self {
+            return;
+        }
+        for i in 0..m {
+            let row = &mut dst[i * row_stride..i * row_stride + n];
+            match self {
+                Init::Rows(r) => row.copy_from_slice(r),
+                _ => row.fill(0.0),
+            }
+        }
+    }
+}
+
 /// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b (k, n)`, with `dst` row stride
 /// `dst_row_stride` and unit column stride.
 pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, par: Par) {
@@ -78,13 +95,8 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
         assert_eq!(r.len(), n, "matmul start row length");
     }
     assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
-    let rows = |dst: &mut [f32]| (0..m).map(|i| i * dst_row_stride).for_each(|s| match init {
-        Init::Zero => dst[s..s + n].fill(0.0),
-        Init::Rows(r) => dst[s..s + n].copy_from_slice(r),
-        Init::Accumulate => {}
-    });
     if k == 0 {
-        rows(dst);
+        init.fill(dst, m, n, dst_row_stride);
         return;
     }
     a.check();
@@ -109,8 +121,8 @@ fn crate_gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init
     let accumulate = match init {
         Init::Zero => false,
         Init::Accumulate => true,
-        Init::Rows(r) => {
-            (0..m).for_each(|i| dst[i * dst_row_stride..i * dst_row_stride + n].copy_from_slice(r));
+        Init::Rows(_) => {
+            init.fill(dst, m, n, dst_row_stride);
             true
         }
     };

@@ -3,9 +3,10 @@
 //! the arithmetic (12 accumulators, 2 loads and 6 broadcasts per step of k).
 //!
 //! On this project's AMD Zen 3 machines (FMA peak ~98 GFLOP/s per core) the `gemm` crate
-//! reached ~60 GFLOP/s per core on W1's head GEMMs and this one ~70: the micro-kernel alone
-//! runs at ~90% of peak, and prefetching the C tile (megabytes of output that are not in
-//! cache) is what lifts the whole GEMM past the crate. The conv GEMMs of the benchmark
+//! reached ~60 GFLOP/s per core on W1's head GEMMs and this one 65–90, depending on how
+//! busy the shared machine is: the micro-kernel alone runs at ~90% of peak, and prefetching
+//! the C tile (megabytes of output that are not in cache) is what lifts the whole GEMM past
+//! the crate. The conv GEMMs of the benchmark
 //! workloads are all (m, k, n) with k in the hundreds, which this layout suits.
 //!
 //! Every output element is reduced over k in the same order (blocks of [`KC`], ascending)
@@ -98,6 +99,16 @@ unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, col
     });
 }
 
+/// How the block of k starting at `pc` meets C: whether the kernel adds to what C holds,
+/// and the bias row it starts from instead of zero (first block only).
+fn block_start(init: Init<'_>, pc: usize) -> (bool, Option<&[f32]>) {
+    match init {
+        Init::Rows(bias) if pc == 0 => (false, Some(bias)),
+        Init::Zero | Init::Rows(_) => (pc > 0, None),
+        Init::Accumulate => (true, None),
+    }
+}
+
 thread_local! {
     /// Per-thread packing buffers (A block, B panel), kept between calls: allocating and
     /// zeroing them per call cost more than packing for the small per-item GEMMs.
@@ -124,12 +135,7 @@ unsafe fn gemm_block_with(
         let nc = NC.min(cols.end - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            let add = matches!(init, Init::Accumulate) || pc > 0;
-            // The bias row, when the first block of k starts from it rather than from zero.
-            let start = match init {
-                Init::Rows(bias) if pc == 0 => Some(bias),
-                _ => None,
-            };
+            let (add, start) = block_start(init, pc);
             if !direct_b {
                 pack_b(&b, pc, kc, jc, nc, bp);
             }
@@ -222,11 +228,7 @@ unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            let add = matches!(init, Init::Accumulate) || pc > 0;
-            let start = match init {
-                Init::Rows(bias) if pc == 0 => Some(bias),
-                _ => None,
-            };
+            let (add, start) = block_start(init, pc);
             bp[..nc.div_ceil(NR) * NR * kc].par_chunks_mut(kc * NR).enumerate().for_each(|(s, strip)| {
                 // SAFETY: AVX2/FMA checked by the caller; the strip holds kc * NR values.
                 unsafe { pack_b(&b, pc, kc, jc + s * NR, NR.min(nc - s * NR), strip) }

@@ -86,7 +86,7 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let (lo, hi) = geo.interior();
     if batch < 2 || geo.rows != geo.src_len || hi <= lo {
         super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
-            start_rows(dst_b, n, init);
+            init.fill(dst_b, geo.rows, n, n);
             geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
         });
         return;
@@ -94,11 +94,14 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let kc = geo.k * geo.ch;
     let boundary: Vec<(usize, usize)> =
         (0..batch).flat_map(|b| geo.boundary().map(|(r0, r1)| (b * geo.rows + r0, b * geo.rows + r1))).filter(|(r0, r1)| r1 > r0).collect();
-    // The boundary rows' starting values: dst's own when accumulating (the big GEMM below
-    // overwrites them with cross-item sums).
+    // All boundary rows of the batch in one product, from their own starting values: dst's
+    // (saved before the big GEMM below overwrites them with cross-item sums) when
+    // accumulating, otherwise whatever `init` writes.
+    let windows: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| boundary_windows(geo, src, r0, r1)).collect();
+    let n_rows = windows.len() / kc;
     let mut fixed: Vec<f32> = match init {
         Init::Accumulate => boundary.iter().flat_map(|&(r0, r1)| dst[r0 * n..r1 * n].iter().copied()).collect(),
-        _ => Vec::new(),
+        _ => vec![0.0; n_rows * n],
     };
     let (first, last) = (lo, (batch - 1) * geo.rows + hi);
     let start = (first as isize + geo.offset) as usize * geo.ch;
@@ -106,32 +109,13 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let wm = Mat::row_major(wp, kc, n);
     // Rows before `first` and after `last` are boundary rows too: nothing else writes them.
     matmul_init(&mut dst[first * n..], n, view, wm, init, Par::Pool);
-    // All boundary rows of the batch in one product, then written over the view's rows.
-    let windows: Vec<f32> = boundary.iter().flat_map(|&(r0, r1)| boundary_windows(geo, src, r0, r1)).collect();
-    let n_rows = windows.len() / kc;
-    let fixed_init = match init {
-        Init::Accumulate => Init::Accumulate,
-        other => {
-            fixed = vec![0.0; n_rows * n];
-            other
-        }
-    };
-    matmul_init(&mut fixed, n, Mat::row_major(&windows, n_rows, kc), wm, fixed_init, Par::Pool);
+    matmul_init(&mut fixed, n, Mat::row_major(&windows, n_rows, kc), wm, init, Par::Pool);
+    // The boundary rows are written over what the big GEMM left there.
     let mut rows = fixed.chunks_exact(n);
     for &(r0, r1) in &boundary {
         for (d, f) in dst[r0 * n..r1 * n].chunks_exact_mut(n).zip(&mut rows) {
             d.copy_from_slice(f);
         }
-    }
-}
-
-/// Sets every row of `dst` (rows, n) to its starting value for `init` (no-op when
-/// accumulating).
-fn start_rows(dst: &mut [f32], n: usize, init: Init) {
-    match init {
-        Init::Zero => dst.fill(0.0),
-        Init::Rows(r) => dst.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(r)),
-        Init::Accumulate => {}
     }
 }
 
