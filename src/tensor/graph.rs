@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::nn::{ParamId, ParamStore};
-use crate::tensor::{zeroed, Tensor};
+use crate::tensor::Tensor;
 
 /// A handle to a value recorded on a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl<'a> GradCtx<'a> {
             return None;
         }
         let n = self.values[v.0].numel();
-        Some(self.grads[v.0].get_or_insert_with(|| zeroed(n)).as_mut_slice())
+        Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
     }
 
     /// Adds `buf` (one op's whole contribution, same size as `v`) into the gradient of `v`;
@@ -63,7 +63,7 @@ impl<'a> GradCtx<'a> {
         }
         for v in vars.iter().flatten() {
             if self.requires[v.0] && self.grads[v.0].is_none() {
-                self.grads[v.0] = Some(zeroed(self.values[v.0].numel()));
+                self.grads[v.0] = Some(vec![0.0; self.values[v.0].numel()]);
             }
         }
         let mut out: [Option<&mut [f32]>; N] = std::array::from_fn(|_| None);

@@ -4,7 +4,6 @@ mod graph;
 pub mod kernels;
 pub(crate) mod ops;
 mod tensor;
-pub(crate) use tensor::zeroed;
 pub mod threads;
 
 pub use graph::{Graph, Var};

@@ -29,7 +29,7 @@ impl Tensor {
     pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
         let shape = shape.into();
         let n = shape.iter().product();
-        Tensor { shape, data: zeroed(n) }
+        Tensor { shape, data: vec![0.0; n] }
     }
 
     /// A tensor filled with `value`.
@@ -137,26 +137,4 @@ mod rand_distr_free {
             }
         }
     }
-}
-
-/// Values from which [`zeroed`] splits the zeroing between the pool's threads (4 MiB).
-const PAR_ZERO_MIN: usize = 1 << 20;
-
-/// `vec![0.0; n]`, zeroed by all pool threads when large. Big blocks come back from the
-/// binary's block cache and must be cleared by hand: one thread clearing W1's 82 MB logits
-/// left the other idle for several milliseconds every step.
-pub(crate) fn zeroed(n: usize) -> Vec<f32> {
-    if n < PAR_ZERO_MIN {
-        return vec![0.0; n];
-    }
-    let mut v: Vec<f32> = Vec::with_capacity(n);
-    let chunk = n.div_ceil(rayon::current_num_threads().max(1));
-    rayon::iter::ParallelIterator::for_each(rayon::slice::ParallelSliceMut::par_chunks_mut(&mut v.spare_capacity_mut()[..n], chunk), |c| {
-        c.iter_mut().for_each(|x| {
-            x.write(0.0);
-        })
-    });
-    // SAFETY: the chunks cover the first n values of the capacity and each was written.
-    unsafe { v.set_len(n) };
-    v
 }

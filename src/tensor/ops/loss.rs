@@ -265,7 +265,7 @@ impl Graph {
         // while each row is read anyway; backward then only subtracts at the targets. Eval
         // graphs (which still record parameters) skip the buffer; a backward there recomputes.
         let weight = 1.0 / count as f32;
-        let mut probs = (self.training() && self.requires_grad(logits)).then(|| crate::tensor::zeroed(rows * v));
+        let mut probs = (self.training() && self.requires_grad(logits)).then(|| vec![0.0f32; rows * v]);
         let mut prob_chunks: Vec<Option<&mut [f32]>> = match probs.as_mut() {
             Some(p) => p.chunks_mut(v * ROWS_PER_TASK).map(Some).collect(),
             None => (0..rows.div_ceil(ROWS_PER_TASK)).map(|_| None).collect(),
