@@ -30,8 +30,8 @@ fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usiz
     let x = rand_vec(batch * len * c_in, &mut rng);
     let w = rand_vec(c_out * c_in * k, &mut rng);
     let b = rand_vec(c_out, &mut rng);
-    let go = rand_vec(batch * spec.output_len(len).unwrap() * c_out, &mut rng);
     let t_out = spec.output_len(len).unwrap();
+    let go = rand_vec(batch * t_out * c_out, &mut rng);
     let mut out = vec![0.0; batch * t_out * c_out];
     let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; c_out]);
     let flop = 2 * batch * t_out * c_in * c_out * k;
