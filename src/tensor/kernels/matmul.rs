@@ -5,6 +5,7 @@
 //! transposes, shifted windows and per-group blocks are views, never copies.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// A read-only strided matrix view into a slice.
 #[derive(Clone, Copy, Debug)]
@@ -101,10 +102,7 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     }
     a.check();
     b.check();
-    let threads = match par {
-        Par::Pool if m * n * k >= 64 * 64 * 64 => rayon::current_num_threads(),
-        _ => 1,
-    };
+    let threads = threads_for(par, m, k, n);
     #[cfg(target_arch = "x86_64")]
     if super::sgemm::available() {
         // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
@@ -112,6 +110,46 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
         return;
     }
     crate_gemm(dst, dst_row_stride, a, b, init, threads);
+}
+
+/// Rows per block handed to the epilogue of [`matmul_then`].
+pub const EPILOGUE_ROWS: usize = 96;
+
+/// `dst (m, n) = start + a (m, k) · b (k, n)` (`dst` row-major, row stride n), then
+/// `epilogue(block, rows)` once on each block of [`EPILOGUE_ROWS`] rows (the last may be
+/// shorter) with its final values: rows `block * EPILOGUE_ROWS ..` as a (rows, n) slice.
+///
+/// Where the CPU allows, each block's epilogue runs as soon as the block is computed, while
+/// its values are still in cache: a loss over the logits then costs no extra pass over
+/// memory. Blocks may run in any order and on any thread.
+pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(dst.len(), m * n, "matmul_then destination size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::sgemm::available() && k > 0 && super::sgemm::fuses_epilogue(k) {
+        a.check();
+        b.check();
+        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
+        unsafe { super::sgemm::gemm_then(dst, a, b, init, threads_for(par, m, k, n), epilogue) };
+        return;
+    }
+    matmul_init(dst, n, a, b, init, par);
+    match par {
+        Par::Pool => dst.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+        Par::Seq => dst.chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+    }
+}
+
+/// Threads for one product: the pool's, unless `par` says otherwise or it is too small.
+fn threads_for(par: Par, m: usize, k: usize, n: usize) -> usize {
+    match par {
+        Par::Pool if m * n * k >= 64 * 64 * 64 => rayon::current_num_threads(),
+        _ => 1,
+    }
 }
 
 /// The `gemm` crate's product (CPUs without AVX2 + FMA). It only accumulates or overwrites,
@@ -205,6 +243,36 @@ mod tests {
         matmul(&mut c, n, Mat::row_major(&a, m, k), Mat::row_major(&bt, n, k).t(), true, Par::Seq);
         for (x, y) in c.iter().zip(&want) {
             assert!((x - 2.0 * y).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn matmul_then_hands_every_block_its_final_rows_once_and_keeps_the_epilogues_writes() {
+        use std::sync::Mutex;
+        // k = 40 is finished in cache, k = 500 after the whole product; m = 250 ends in a
+        // partial block; both thread settings.
+        for (m, k, n) in [(250, 40, 37), (250, 500, 37), (5, 3, 2)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
+            let (am, bm) = (Mat::row_major(&a, m, k), Mat::row_major(&b, k, n));
+            let mut want = vec![0.0f32; m * n];
+            matmul_init(&mut want, n, am, bm, Init::Rows(&bias), Par::Seq);
+            for par in [Par::Seq, Par::Pool] {
+                let seen = Mutex::new(vec![0usize; m.div_ceil(EPILOGUE_ROWS)]);
+                let mut c = vec![f32::NAN; m * n];
+                matmul_then(&mut c, am, bm, Init::Rows(&bias), par, &|block, rows| {
+                    let r0 = block * EPILOGUE_ROWS;
+                    assert_eq!(rows.len(), EPILOGUE_ROWS.min(m - r0) * n, "block {block} size");
+                    for (i, (x, w)) in rows.iter().zip(&want[r0 * n..]).enumerate() {
+                        assert!((x - w).abs() <= 1e-4 * (1.0 + w.abs()), "({m},{k},{n}) block {block} [{i}]: {x} vs {w}");
+                    }
+                    rows.iter_mut().for_each(|x| *x = -*x);
+                    seen.lock().unwrap()[block] += 1;
+                });
+                assert!(seen.into_inner().unwrap().iter().all(|&s| s == 1), "({m},{k},{n}) {par:?}: a block ran twice or never");
+                assert!(c.iter().zip(&want).all(|(x, w)| (x + w).abs() <= 1e-4 * (1.0 + w.abs())), "epilogue writes lost");
+            }
         }
     }
 }

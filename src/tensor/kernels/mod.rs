@@ -8,5 +8,6 @@ mod im2col;
 pub mod matmul;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
+pub mod softmax;
 mod tap_gemm;
 mod window_gemm;

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::kernels::softmax::{has_avx2, log_sum_exp, row_grad, row_lse, softmax_in_place};
 use crate::tensor::Tensor;
 
 /// Target value that the loss ignores (padding positions).
@@ -13,159 +14,6 @@ pub const IGNORE_INDEX: i64 = -1;
 
 /// Rows per parallel task in the loss kernels.
 const ROWS_PER_TASK: usize = 16;
-
-/// Log-sum-exp of one row of logits (exact libm `exp`; used outside the hot loss).
-fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-    max + sum.ln()
-}
-
-/// `exp(x)` for `x <= 0` (inputs are `logit - max` or `logit - lse`), Cephes' `expf`
-/// polynomial: relative error ~1e-7, branch-free so the row loops vectorize. Results below
-/// e^-87 are flushed towards 2^-126 (negligible next to the row's largest term, 1).
-#[inline(always)]
-pub(crate) fn exp_nonpos(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
-    let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits((((n as i32) + 127) << 23) as u32)
-}
-
-const LANES: usize = 8;
-
-/// Log-sum-exp of one row with the fast exp (8 independent lanes, vectorizable).
-#[inline(always)]
-fn row_lse_lanes(row: &[f32]) -> f32 {
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    let mut m = [f32::NEG_INFINITY; LANES];
-    for c in chunks.clone() {
-        for j in 0..LANES {
-            m[j] = if c[j] > m[j] { c[j] } else { m[j] };
-        }
-    }
-    let mut max = tail.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
-    max = m.iter().fold(max, |a, &v| if v > a { v } else { a });
-    if !max.is_finite() {
-        return log_sum_exp(row); // all -inf, or inf/NaN present: the exact path's semantics
-    }
-    let mut s = [0.0f32; LANES];
-    for c in chunks {
-        for j in 0..LANES {
-            s[j] += exp_nonpos(c[j] - max);
-        }
-    }
-    let sum: f32 = s.iter().sum::<f32>() + tail.iter().map(|&v| exp_nonpos(v - max)).sum::<f32>();
-    max + sum.ln()
-}
-
-/// `grow += scale * exp(lrow - lse)` with the fast exp.
-#[inline(always)]
-fn row_grad_lanes(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
-    for (gv, &x) in grow.iter_mut().zip(lrow) {
-        *gv += scale * exp_nonpos(x - lse);
-    }
-}
-
-/// Writes `out[i] = softmax(row)[i] * weight` and returns the row's log-sum-exp: one read of
-/// the row, the exponentials written once, then scaled while the row is still in cache.
-#[inline(always)]
-fn row_probs_lanes(out: &mut [f32], row: &[f32], weight: f32) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
-    if !max.is_finite() {
-        let lse = log_sum_exp(row); // all -inf, or inf/NaN present: the exact path's semantics
-        out.iter_mut().zip(row).for_each(|(o, &x)| *o = (x - lse).exp() * weight);
-        return lse;
-    }
-    let mut s = [0.0f32; LANES];
-    let (mut oc, rc) = (out.chunks_exact_mut(LANES), row.chunks_exact(LANES));
-    let tail_in = rc.remainder();
-    for (o, c) in (&mut oc).zip(rc) {
-        for j in 0..LANES {
-            o[j] = exp_nonpos(c[j] - max);
-            s[j] += o[j];
-        }
-    }
-    let mut sum: f32 = s.iter().sum();
-    for (o, &x) in oc.into_remainder().iter_mut().zip(tail_in) {
-        *o = exp_nonpos(x - max);
-        sum += *o;
-    }
-    let scale = weight / sum;
-    out.iter_mut().for_each(|o| *o *= scale);
-    max + sum.ln()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_probs_avx2(out: &mut [f32], row: &[f32], weight: f32) -> f32 {
-    row_probs_lanes(out, row, weight)
-}
-
-fn row_probs(out: &mut [f32], row: &[f32], weight: f32, avx2: bool) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
-        return unsafe { row_probs_avx2(out, row, weight) };
-    }
-    let _ = avx2;
-    row_probs_lanes(out, row, weight)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_lse_avx2(row: &[f32]) -> f32 {
-    row_lse_lanes(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_grad_avx2(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
-    row_grad_lanes(grow, lrow, lse, scale)
-}
-
-fn row_lse(row: &[f32], avx2: bool) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
-        return unsafe { row_lse_avx2(row) };
-    }
-    let _ = avx2;
-    row_lse_lanes(row)
-}
-
-fn row_grad(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32, avx2: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
-        return unsafe { row_grad_avx2(grow, lrow, lse, scale) };
-    }
-    let _ = avx2;
-    row_grad_lanes(grow, lrow, lse, scale)
-}
 
 struct CrossEntropyBack {
     logits: Var,
@@ -285,7 +133,11 @@ impl Graph {
                         continue;
                     }
                     *l = match probs.as_deref_mut() {
-                        Some(p) => row_probs(&mut p[r * v..(r + 1) * v], row, weight, avx2),
+                        Some(p) => {
+                            let out = &mut p[r * v..(r + 1) * v];
+                            out.copy_from_slice(row);
+                            softmax_in_place(out, weight, avx2)
+                        }
                         None => row_lse(row, avx2),
                     };
                     acc += (*l - row[t as usize]) as f64;
@@ -329,19 +181,6 @@ pub fn log_softmax_row(row: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fast_exp_matches_libm() {
-        let mut worst = 0.0f32;
-        for i in 0..=200_000 {
-            let x = -87.0 * i as f32 / 200_000.0;
-            let (a, b) = (exp_nonpos(x), x.exp());
-            worst = worst.max(((a - b) / b).abs());
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!(exp_nonpos(0.0), 1.0);
-        assert!(exp_nonpos(-1000.0) < 1e-37);
-    }
-
     /// The gradient from the forward pass's stored probabilities (training graph) equals the
     /// recomputed one (second backward, eval graph), and both scale with the seed.
     #[test]
@@ -375,17 +214,5 @@ mod tests {
                 assert!((a - seed * b).abs() < 1e-6, "second backward, seed {seed}");
             }
         }
-    }
-
-    #[test]
-    fn fast_row_lse_matches_exact() {
-        for n in [1usize, 7, 8, 9, 100, 5000] {
-            let row: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.21).collect();
-            for avx2 in [false, has_avx2()] {
-                let (a, b) = (row_lse(&row, avx2), log_sum_exp(&row));
-                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "n={n}: {a} vs {b}");
-            }
-        }
-        assert_eq!(row_lse(&[f32::NEG_INFINITY, 0.0], true), 0.0);
     }
 }

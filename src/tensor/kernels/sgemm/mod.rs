@@ -17,7 +17,7 @@ mod pack;
 #[cfg(test)]
 mod tests;
 
-use super::matmul::{Init, Mat};
+use super::matmul::{Init, Mat, EPILOGUE_ROWS};
 use micro::{packed_block, strip_tiles, Out};
 use pack::{pack_a, pack_b, A_SLACK};
 use rayon::prelude::*;
@@ -168,45 +168,113 @@ unsafe impl Sync for Panel {}
 /// products at once) allocates its own.
 static SHARED_PANEL: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
 
-/// Tall products (see [`gemm`]): per block of B, the threads pack its strips together, then
-/// take blocks of MC rows of A as they become free. Every output value is still reduced in
-/// the same order, block of k by block of k.
-unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    let panel_len = NC.min(n.next_multiple_of(NR)) * KC.min(k);
+/// Runs `f` with a shared panel buffer of at least `len` values.
+fn with_shared_panel<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut guard = SHARED_PANEL.try_lock().ok();
     let mut own = Vec::new();
     let bp: &mut Vec<f32> = match guard.as_deref_mut() {
         Some(v) => v,
         None => &mut own,
     };
-    if bp.len() < panel_len {
-        bp.resize(panel_len, 0.0);
+    if bp.len() < len {
+        bp.resize(len, 0.0);
     }
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let (add, start) = block_start(init, pc);
-            bp[..nc.div_ceil(NR) * NR * kc].par_chunks_mut(kc * NR).enumerate().for_each(|(s, strip)| {
-                // SAFETY: AVX2/FMA checked by the caller; the strip holds kc * NR values.
-                unsafe { pack_b(&b, pc, kc, jc + s * NR, NR.min(nc - s * NR), strip) }
-            });
-            let panel = Panel(bp.as_ptr());
-            (0..m.div_ceil(MC)).into_par_iter().for_each(|block| {
-                let (ic, panel) = (block * MC, panel);
-                let mc = MC.min(m - ic);
-                PACK_BUFFERS.with(|cell| {
-                    let ap = &mut cell.borrow_mut().0;
-                    ap.resize(ap.len().max(MC * KC.min(k) + A_SLACK), 0.0);
-                    // SAFETY: blocks write disjoint rows of `out`; the panel is read-only here.
-                    unsafe {
-                        pack_a(&a, ic, mc, pc, kc, ap);
-                        packed_block(out, ap.as_ptr(), panel.0, ic, mc, jc, nc, kc, add, start);
-                    }
-                });
-            });
-        }
+    f(bp)
+}
+
+/// Packs `b[pc .. pc + kc, jc .. jc + nc]` into `bp` as [`pack_b`] does, one strip per task
+/// when `parallel`.
+unsafe fn pack_panel(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [f32], parallel: bool) {
+    let pack = |(s, strip): (usize, &mut [f32])| {
+        // SAFETY: AVX2/FMA checked by the caller; the strip holds kc * NR values.
+        unsafe { pack_b(b, pc, kc, jc + s * NR, NR.min(nc - s * NR), strip) }
+    };
+    let strips = &mut bp[..nc.div_ceil(NR) * NR * kc];
+    if parallel {
+        strips.par_chunks_mut(kc * NR).enumerate().for_each(pack);
+    } else {
+        strips.chunks_mut(kc * NR).enumerate().for_each(pack);
     }
 }
 
+/// Output rows `ic..ic + mc`, columns `jc..jc + nc`, block of k `pc..pc + kc`, from a packed
+/// B panel: packs the rows of A into this thread's buffer and runs the micro-kernel.
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block(out: Out, a: &Mat, panel: Panel, ic: usize, mc: usize, jc: usize, nc: usize, pc: usize, kc: usize, add: bool, start: Option<&[f32]>) {
+    PACK_BUFFERS.with(|cell| {
+        let ap = &mut cell.borrow_mut().0;
+        ap.resize(ap.len().max(mc.next_multiple_of(MR) * kc + A_SLACK), 0.0);
+        // SAFETY: callers give each block disjoint rows of `out`; the panel is read-only.
+        unsafe {
+            pack_a(a, ic, mc, pc, kc, ap);
+            packed_block(out, ap.as_ptr(), panel.0, ic, mc, jc, nc, kc, add, start);
+        }
+    });
+}
+
+/// Tall products (see [`gemm`]): per block of B, the threads pack its strips together, then
+/// take blocks of MC rows of A as they become free. Every output value is still reduced in
+/// the same order, block of k by block of k.
+unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    with_shared_panel(NC.min(n.next_multiple_of(NR)) * KC.min(k), |bp| {
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let (add, start) = block_start(init, pc);
+                // SAFETY: AVX2/FMA checked by the caller.
+                unsafe { pack_panel(&b, pc, kc, jc, nc, bp, true) };
+                let panel = Panel(bp.as_ptr());
+                (0..m.div_ceil(MC)).into_par_iter().for_each(|block| {
+                    let ic = block * MC;
+                    // SAFETY: blocks write disjoint rows of `out`.
+                    unsafe { row_block(out, &a, panel, ic, MC.min(m - ic), jc, nc, pc, kc, add, start) };
+                });
+            }
+        }
+    });
+}
+
+/// Whether [`gemm_then`] takes products with inner dimension `k` (one block of k).
+pub fn fuses_epilogue(k: usize) -> bool {
+    k <= KC
+}
+
+/// `dst (m, n) = start + a (m, k) · b (k, n)` (`dst` row stride n), then
+/// `epilogue(block, rows)` on each block of [`EPILOGUE_ROWS`] rows, on the thread that
+/// computed it and as soon as its values are final, while they are still in cache.
+///
+/// One packed panel holds all of B, so each block of rows is finished in one pass.
+///
+/// # Safety
+/// As [`gemm`], with `dst` holding `m * n` values and `k` ≤ [`KC`] ([`fuses_epilogue`]).
+pub unsafe fn gemm_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, threads: usize, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let rows = EPILOGUE_ROWS;
+    let parallel = threads > 1;
+    debug_assert!(fuses_epilogue(k), "gemm_then: k = {k} > KC");
+    let out = Out { ptr: dst.as_mut_ptr(), row_stride: n };
+    let finish = |block: usize| {
+        let out = out; // the whole view (Sync), not just its pointer field
+        // SAFETY: blocks cover disjoint rows of `dst`.
+        let block_rows = unsafe { std::slice::from_raw_parts_mut(out.ptr.add(block * rows * n), rows.min(m - block * rows) * n) };
+        epilogue(block, block_rows);
+    };
+    let (add, start) = block_start(init, 0);
+    with_shared_panel(n.next_multiple_of(NR) * k, |bp| {
+        pack_panel(&b, 0, k, 0, n, bp, parallel);
+        let panel = Panel(bp.as_ptr());
+        let run = |block: usize| {
+            let ic = block * rows;
+            // SAFETY: blocks write disjoint rows of `out`.
+            unsafe { row_block(out, &a, panel, ic, rows.min(m - ic), 0, n, 0, k, add, start) };
+            finish(block);
+        };
+        if parallel {
+            (0..m.div_ceil(rows)).into_par_iter().for_each(run);
+        } else {
+            (0..m.div_ceil(rows)).for_each(run);
+        }
+    });
+}
