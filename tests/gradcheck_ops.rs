@@ -138,3 +138,13 @@ fn cross_entropy_with_ignored_targets() {
     let targets = [2i64, -1, 0, 4, -1, 1];
     check("cross_entropy", vec![randn(&[2, 3, 5], 30)], move |g, v| g.cross_entropy(v[0], &targets).unwrap());
 }
+
+#[test]
+fn conv1d_cross_entropy_fused_head() {
+    use convlm::tensor::kernels::conv1d::{Conv1dSpec, Padding};
+    // Causal K = 3 head over (B=2, T=4, C_in=3) into V = 5, with ignored targets.
+    let spec = Conv1dSpec { in_channels: 3, out_channels: 5, kernel_size: 3, stride: 1, padding: Padding::causal(3, 1), dilation: 1, groups: 1 };
+    let targets = [2i64, -1, 0, 4, 1, 3, -1, 0];
+    let inputs = vec![randn(&[2, 4, 3], 31), randn(&[5, 3, 3], 32), randn(&[5], 33)];
+    check("conv1d_cross_entropy", inputs, move |g, v| g.conv1d_cross_entropy(v[0], v[1], Some(v[2]), &spec, &targets).unwrap());
+}

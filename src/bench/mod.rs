@@ -253,12 +253,16 @@ impl BenchModel {
         (ids, row_len)
     }
 
-    /// Forward pass to the loss (mean cross-entropy against `tokens`) on `g`.
+    /// Forward pass to the loss (mean cross-entropy against `tokens`) on `g`. The output
+    /// conv and the loss run fused ([`Graph::conv1d_cross_entropy`]).
     pub fn loss(&self, g: &mut Graph, tokens: &[u32], targets: &[i64], batch: usize, len: usize) -> Result<Var> {
         let (ids, row_len) = self.input_ids(tokens, batch, len);
         let table = g.param(&self.store, self.embedding);
         let mut h = g.embedding(table, &ids, &[batch, row_len])?;
-        for (layer, act) in &self.layers {
+        let Some(((head, _), hidden)) = self.layers.split_last() else {
+            return Err(Error::config("workload", "model has no layers"));
+        };
+        for (layer, act) in hidden {
             h = layer.forward(g, &self.store, h)?;
             h = match act {
                 Act::None => h,
@@ -266,7 +270,16 @@ impl BenchModel {
                 Act::Tanh => g.tanh(h),
             };
         }
-        g.cross_entropy(h, targets)
+        match &head.kind {
+            ConvSpec::Conv(spec) => {
+                let (w, b) = (g.param(&self.store, head.w), g.param(&self.store, head.b));
+                g.conv1d_cross_entropy(h, w, Some(b), spec, targets)
+            }
+            ConvSpec::Transpose(_) => {
+                let logits = head.forward(g, &self.store, h)?;
+                g.cross_entropy(logits, targets)
+            }
+        }
     }
 }
 

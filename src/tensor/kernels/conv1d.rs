@@ -10,7 +10,7 @@
 
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use super::im2col::{self, Columns};
-use super::matmul::{matmul, matmul_init, Init, Mat, Par};
+use super::matmul::{matmul_init, Init, Mat, Par};
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
 
@@ -114,7 +114,7 @@ impl Conv1dSpec {
 
     /// The batch-wide columns geometry when this conv should use it (groups 1, columns
     /// no bigger than [`im2col::MAX_COLS`]).
-    fn columns(&self, batch: usize, len: usize, t_out: usize) -> Option<Columns> {
+    pub(super) fn columns(&self, batch: usize, len: usize, t_out: usize) -> Option<Columns> {
         let cols = Columns {
             batch,
             len,
@@ -129,7 +129,7 @@ impl Conv1dSpec {
     }
 
     /// Buffer shapes for (batch, len) with `t_out` output positions.
-    fn dims(&self, batch: usize, len: usize, t_out: usize) -> ConvDims {
+    pub(super) fn dims(&self, batch: usize, len: usize, t_out: usize) -> ConvDims {
         ConvDims::sequence(batch, len, t_out, self.in_channels, self.out_channels, self.weight_dims())
     }
 
@@ -234,12 +234,7 @@ pub fn conv1d_backward(
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
             window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, Init::Accumulate);
         } else if let Some(cols) = columns {
-            let kc = cols.width();
-            let wt = im2col::tap_major(weight, c_in, k); // (C_out, K·C_in)
-            let mut g_cols = vec![0.0f32; batch * t_out * kc]; // (B·T_out, K·C_in)
-            let go = Mat::row_major(grad_out, batch * t_out, c_out);
-            matmul(&mut g_cols, kc, go, Mat::row_major(&wt, c_out, kc), false, Par::Pool);
-            cols.scatter_add(&g_cols, gx);
+            cols.grad_input(weight, c_out, grad_out, 1.0, gx);
         } else {
             par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
         }
@@ -248,13 +243,7 @@ pub fn conv1d_backward(
         // Even windowed convs, whose windows could be read in place, materialise them here:
         // a per-item weight gradient would re-pack both operands once per item.
         if let Some(cols) = columns {
-            // One GEMM over the whole batch: (C_out, B·T_out) · (B·T_out, K·C_in).
-            let kc = cols.width();
-            let x_cols = cols.gather(x);
-            let mut acc = vec![0.0f32; c_out * kc];
-            let go_t = Mat::row_major(grad_out, batch * t_out, c_out).t();
-            matmul(&mut acc, kc, go_t, Mat::row_major(&x_cols, batch * t_out, kc), false, Par::Pool);
-            im2col::add_tap_major(&acc, c_in, k, gw);
+            cols.grad_weight(&cols.gather(x), c_out, grad_out, 1.0, gw);
         } else if spec.windowed() {
             let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
             window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);

@@ -10,6 +10,7 @@
 //! instead of once per item (W1's head weight gradient: 16 items, 7.7 MB each time). Used
 //! whenever the columns fit in [`MAX_COLS`]; larger convs keep the copy-free tap GEMMs.
 
+use super::matmul::{matmul, Mat, Par};
 use rayon::prelude::*;
 
 /// Columns bigger than this (in f32 values) are not materialised (64 MiB).
@@ -62,6 +63,30 @@ impl Columns {
         cols
     }
 
+    /// `gx` (B, len, C_in) += scale · the input gradient of a conv with weight (C_out, C_in, K),
+    /// given its output gradient `grad_out` (B·T_out, C_out): one GEMM into columns
+    /// (B·T_out, C_out) · (C_out, K·C_in), folded back with [`Columns::scatter_add`].
+    pub fn grad_input(&self, weight: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gx: &mut [f32]) {
+        let (rows, w) = (self.batch * self.t_out, self.width());
+        let wt = tap_major(weight, self.c_in, self.kernel_size); // (C_out, K·C_in)
+        let mut g_cols = vec![0.0f32; rows * w]; // (B·T_out, K·C_in)
+        matmul(&mut g_cols, w, Mat::row_major(grad_out, rows, c_out), Mat::row_major(&wt, c_out, w), false, Par::Pool);
+        scale_values(&mut g_cols, scale);
+        self.scatter_add(&g_cols, gx);
+    }
+
+    /// `gw` (C_out, C_in, K) += scale · grad_outᵀ · x_cols: the weight gradient from the output
+    /// gradient (B·T_out, C_out) and the input's columns ([`Columns::gather`]), one GEMM over
+    /// the whole batch.
+    pub fn grad_weight(&self, x_cols: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gw: &mut [f32]) {
+        let (rows, w) = (self.batch * self.t_out, self.width());
+        let mut acc = vec![0.0f32; c_out * w]; // (C_out, K·C_in)
+        let go_t = Mat::row_major(grad_out, rows, c_out).t();
+        matmul(&mut acc, w, go_t, Mat::row_major(x_cols, rows, w), false, Par::Pool);
+        scale_values(&mut acc, scale);
+        add_tap_major(&acc, self.c_in, self.kernel_size, gw);
+    }
+
     /// `gx` (B, len, C_in) += the columns' gradient `gcols` (B·T_out, K·C_in) folded back.
     pub fn scatter_add(&self, gcols: &[f32], gx: &mut [f32]) {
         let (w, c) = (self.width(), self.c_in);
@@ -76,6 +101,13 @@ impl Columns {
                 }
             }
         });
+    }
+}
+
+/// `v *= scale` unless scale is 1.
+fn scale_values(v: &mut [f32], scale: f32) {
+    if scale != 1.0 {
+        v.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|x| *x *= scale));
     }
 }
 

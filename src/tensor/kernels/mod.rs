@@ -2,6 +2,7 @@
 //! (`tensor::ops`) wraps them.
 
 pub mod conv1d;
+pub mod conv1d_loss;
 pub mod conv2d_masked;
 pub mod conv_transpose1d;
 mod im2col;

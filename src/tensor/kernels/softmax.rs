@@ -31,6 +31,26 @@ pub fn exp_nonpos(x: f32) -> f32 {
     y * f32::from_bits((((n as i32) + 127) << 23) as u32)
 }
 
+use crate::error::{Error, Result};
+
+/// Target value that the loss ignores (padding positions).
+pub const IGNORE_INDEX: i64 = -1;
+
+/// Checks one target per row of logits, each in `0..vocab_size` or [`IGNORE_INDEX`], and
+/// returns how many count (at least one).
+pub fn count_targets(op: &'static str, targets: &[i64], rows: usize, vocab_size: usize) -> Result<usize> {
+    if targets.len() != rows {
+        return Err(Error::shape(op, format!("{} targets for {rows} rows of logits", targets.len())));
+    }
+    if let Some(&bad) = targets.iter().find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= vocab_size)) {
+        return Err(Error::shape(op, format!("target {bad} is outside the vocabulary of {vocab_size}")));
+    }
+    match targets.iter().filter(|&&t| t != IGNORE_INDEX).count() {
+        0 => Err(Error::shape(op, "every target is ignored")),
+        count => Ok(count),
+    }
+}
+
 const LANES: usize = 8;
 
 /// Log-sum-exp of one row with the fast exp (8 independent lanes, vectorizable).

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dSpec};
+use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy, HeadGrad};
 use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
 use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
 use crate::tensor::Tensor;
@@ -25,29 +26,63 @@ struct ConvBack {
 impl BackwardOp for ConvBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
-        // All gradients go straight to the kernel. Only when one variable appears twice
-        // (e.g. conv(x, x)) are they computed into zeroed scratch buffers and then added.
-        let vars = [Some(self.x), Some(self.w), self.b];
-        let result = if let Some([gx, gw, gb]) = ctx.grads_disjoint(vars) {
-            self.run(x, w, g, gx, gw, gb)
-        } else {
-            let mut bufs: [Option<Vec<f32>>; 3] = [None, None, None];
-            for (buf, v) in bufs.iter_mut().zip(vars) {
-                *buf = v.and_then(|v| ctx.grad(v).map(|g| vec![0.0; g.len()]));
-            }
-            let [gx, gw, gb] = &mut bufs;
-            let result = self.run(x, w, g, gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut());
-            for (v, buf) in vars.into_iter().zip(bufs) {
-                if let (Some(v), Some(buf), true) = (v, buf, result.is_ok()) {
-                    if let Some(dst) = ctx.grad(v) {
-                        dst.iter_mut().zip(&buf).for_each(|(d, b)| *d += b);
-                    }
-                }
-            }
-            result
-        };
+        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| self.run(x, w, g, gx, gw, gb));
         // Shapes were validated in forward, so the kernels cannot fail here.
         debug_assert!(result.is_ok(), "conv backward: {result:?}");
+    }
+}
+
+/// The gradient buffers of (x, w, b) as one kernel call wants them: the graph's own, or,
+/// when one variable appears twice (e.g. conv(x, x)), zeroed scratch buffers that are then
+/// added in.
+type GradBuf<'a> = Option<&'a mut [f32]>;
+fn with_grads(ctx: &mut GradCtx, vars: [Option<Var>; 3], f: impl FnOnce(GradBuf, GradBuf, GradBuf) -> Result<()>) -> Result<()> {
+    if let Some([gx, gw, gb]) = ctx.grads_disjoint(vars) {
+        return f(gx, gw, gb);
+    }
+    let mut bufs: [Option<Vec<f32>>; 3] = [None, None, None];
+    for (buf, v) in bufs.iter_mut().zip(vars) {
+        *buf = v.and_then(|v| ctx.grad(v).map(|g| vec![0.0; g.len()]));
+    }
+    let [gx, gw, gb] = &mut bufs;
+    f(gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut())?;
+    for (v, buf) in vars.into_iter().zip(bufs) {
+        if let (Some(v), Some(buf)) = (v, buf) {
+            if let Some(dst) = ctx.grad(v) {
+                dst.iter_mut().zip(&buf).for_each(|(d, b)| *d += b);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Backward of [`Graph::conv1d_cross_entropy`].
+struct HeadBack {
+    spec: Conv1dSpec,
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+    targets: Vec<i64>,
+    /// Kept from forward in training graphs; recomputed by a backward through an eval graph.
+    grad: Option<HeadGrad>,
+}
+
+impl BackwardOp for HeadBack {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+        let (x, w) = (ctx.value(self.x), ctx.value(self.w));
+        let recomputed;
+        let grad = match &self.grad {
+            Some(grad) => Ok(grad),
+            None => {
+                let bias = self.b.map(|b| ctx.value(b).data());
+                let s = x.shape();
+                recomputed = conv1d_cross_entropy(&self.spec, x.data(), s[0], s[1], w.data(), bias, &self.targets, true);
+                recomputed.as_ref().map_err(|e| e.to_string()).and_then(|head| head.grad.as_ref().ok_or_else(|| "no gradient state".to_string()))
+            }
+        };
+        // Shapes and targets were validated in forward, so neither step can fail here.
+        let result = grad.map(|grad| with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| grad.backward(w.data(), g[0], gx, gw, gb)));
+        debug_assert!(matches!(result, Ok(Ok(()))), "conv1d_cross_entropy backward: {result:?}");
     }
 }
 
@@ -98,6 +133,32 @@ impl Graph {
         let bias = b.map(|b| self.value(b).data());
         conv1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
         Ok(self.record_conv(out, ConvKind::Conv1d(*spec), x, w, b))
+    }
+
+    /// Mean cross-entropy of `conv1d(x, w, b)` over its channels against `targets`: the
+    /// same value and gradients as [`Graph::conv1d`] then [`Graph::cross_entropy`], but the
+    /// logits are turned into the loss and its gradient block by block as the GEMM makes
+    /// them, and never kept (see `kernels::conv1d_loss`). Convs that kernel does not take
+    /// (groups > 1, very large columns) run as that composition.
+    ///
+    /// # Shapes
+    /// x: (B, T, C_in), w: (V, C_in, K), b: (V), targets: (B·T_out) → scalar
+    pub fn conv1d_cross_entropy(&mut self, x: Var, w: Var, b: Option<Var>, spec: &Conv1dSpec, targets: &[i64]) -> Result<Var> {
+        spec.validate()?;
+        let xs = self.conv_inputs("conv1d_cross_entropy", x, 3, w, &spec.weight_shape(), b, spec.out_channels)?;
+        if !conv1d_loss::fuses(spec, xs[0], xs[1]) {
+            let logits = self.conv1d(x, w, b, spec)?;
+            return self.cross_entropy(logits, targets);
+        }
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        // As in `cross_entropy`, eval graphs keep no gradient state; a backward recomputes it.
+        let with_grad = self.training() && inputs.iter().any(|&v| self.requires_grad(v));
+        let bias = b.map(|b| self.value(b).data());
+        let (xd, wd) = (self.value(x).data(), self.value(w).data());
+        let head = conv1d_cross_entropy(spec, xd, xs[0], xs[1], wd, bias, targets, with_grad)?;
+        let out = Tensor::new(vec![], vec![head.loss])?;
+        let back = HeadBack { spec: *spec, x, w, b, targets: targets.to_vec(), grad: head.grad };
+        Ok(self.record(out, &inputs, back))
     }
 
     /// Transposed 1-D convolution (PyTorch `F.conv_transpose1d`).

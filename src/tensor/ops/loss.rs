@@ -6,11 +6,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::softmax::{has_avx2, log_sum_exp, row_grad, row_lse, softmax_in_place};
+use crate::tensor::kernels::softmax::{count_targets, has_avx2, log_sum_exp, row_grad, row_lse, softmax_in_place};
 use crate::tensor::Tensor;
 
-/// Target value that the loss ignores (padding positions).
-pub const IGNORE_INDEX: i64 = -1;
+pub use crate::tensor::kernels::softmax::IGNORE_INDEX;
 
 /// Rows per parallel task in the loss kernels.
 const ROWS_PER_TASK: usize = 16;
@@ -96,16 +95,7 @@ impl Graph {
         let shape = self.shape(logits).to_vec();
         let v = *shape.last().ok_or_else(|| Error::shape("cross_entropy", "logits are a scalar"))?;
         let rows = self.value(logits).numel() / v.max(1);
-        if targets.len() != rows {
-            return Err(Error::shape("cross_entropy", format!("{} targets for {rows} rows of logits", targets.len())));
-        }
-        if let Some(&bad) = targets.iter().find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v)) {
-            return Err(Error::shape("cross_entropy", format!("target {bad} is outside the vocabulary of {v}")));
-        }
-        let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
-        if count == 0 {
-            return Err(Error::shape("cross_entropy", "every target is ignored"));
-        }
+        let count = count_targets("cross_entropy", targets, rows, v)?;
         let data = self.value(logits).data();
         let avx2 = has_avx2();
         let mut lse = vec![0.0f32; rows];
