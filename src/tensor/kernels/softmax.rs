@@ -2,6 +2,8 @@
 //! the softmax gradient, with a branch-free `exp` so the row loops vectorize (built for AVX2
 //! + FMA where the CPU has them).
 
+use crate::error::{Error, Result};
+
 /// Log-sum-exp of one row of logits (exact libm `exp`; used outside the hot loss).
 pub fn log_sum_exp(row: &[f32]) -> f32 {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -19,7 +21,8 @@ pub fn exp_nonpos(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND; // ROUND + n, with the integer n in its low mantissa bits
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -28,10 +31,11 @@ pub fn exp_nonpos(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits((((n as i32) + 127) << 23) as u32)
+    // 2^n from n's bits, in integer lanes (an `as i32` conversion would not vectorize).
+    let biased = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    y * f32::from_bits(biased << 23)
 }
 
-use crate::error::{Error, Result};
 
 /// Target value that the loss ignores (padding positions).
 pub const IGNORE_INDEX: i64 = -1;
@@ -53,19 +57,27 @@ pub fn count_targets(op: &'static str, targets: &[i64], rows: usize, vocab_size:
 
 const LANES: usize = 8;
 
-/// Log-sum-exp of one row with the fast exp (8 independent lanes, vectorizable).
+/// The largest value of a row, NaNs skipped (8 independent lanes, vectorizable).
 #[inline(always)]
-fn row_lse_lanes(row: &[f32]) -> f32 {
+fn row_max_lanes(row: &[f32]) -> f32 {
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();
     let mut m = [f32::NEG_INFINITY; LANES];
-    for c in chunks.clone() {
+    for c in chunks {
         for j in 0..LANES {
             m[j] = if c[j] > m[j] { c[j] } else { m[j] };
         }
     }
-    let mut max = tail.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
-    max = m.iter().fold(max, |a, &v| if v > a { v } else { a });
+    let max = tail.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    m.iter().fold(max, |a, &v| if v > a { v } else { a })
+}
+
+/// Log-sum-exp of one row with the fast exp (8 independent lanes, vectorizable).
+#[inline(always)]
+fn row_lse_lanes(row: &[f32]) -> f32 {
+    let max = row_max_lanes(row);
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
     if !max.is_finite() {
         return log_sum_exp(row); // all -inf, or inf/NaN present: the exact path's semantics
     }
@@ -91,7 +103,7 @@ fn row_grad_lanes(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
 /// the row, the exponentials written in place, then scaled while the row is in cache.
 #[inline(always)]
 fn softmax_lanes(row: &mut [f32], weight: f32) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    let max = row_max_lanes(row);
     if !max.is_finite() {
         let lse = log_sum_exp(row); // all -inf, or inf/NaN present: the exact path's semantics
         row.iter_mut().for_each(|x| *x = (*x - lse).exp() * weight);
