@@ -130,13 +130,15 @@ pub fn add_tap_major(acc: &[f32], c_in: usize, kernel_size: usize, gw: &mut [f32
 pub fn tap_major(w: &[f32], c_in: usize, kernel_size: usize) -> Vec<f32> {
     let width = (c_in * kernel_size).max(1);
     let mut out = vec![0.0f32; w.len()];
-    for (o_row, w_row) in out.chunks_exact_mut(width).zip(w.chunks_exact(width)) {
-        for (i, taps) in w_row.chunks_exact(kernel_size).enumerate() {
-            for (j, &v) in taps.iter().enumerate() {
-                o_row[j * c_in + i] = v;
+    out.par_chunks_mut(width * 64).zip(w.par_chunks(width * 64)).for_each(|(o_rows, w_rows)| {
+        for (o_row, w_row) in o_rows.chunks_exact_mut(width).zip(w_rows.chunks_exact(width)) {
+            for (i, taps) in w_row.chunks_exact(kernel_size).enumerate() {
+                for (j, &v) in taps.iter().enumerate() {
+                    o_row[j * c_in + i] = v;
+                }
             }
         }
-    }
+    });
     out
 }
 
