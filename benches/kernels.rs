@@ -5,6 +5,7 @@
 //!     cargo bench --bench kernels [-- filter]      (threads: CONVLM_THREADS, default all)
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use convlm::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dSpec, Padding};
+use convlm::tensor::kernels::conv1d_loss::conv1d_cross_entropy;
 use convlm::tensor::{threads, Graph, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -83,5 +84,32 @@ fn cross_entropy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, convs, cross_entropy);
+/// W1's output conv and loss fused (`conv1d_cross_entropy`): forward with the loss
+/// epilogue, then the weight, input and bias gradients.
+fn fused_head(c: &mut Criterion) {
+    threads::init_threads(None);
+    let (batch, len, c_in, v, k) = (16, 256, 128, 5000, 3);
+    let spec = Conv1dSpec { in_channels: c_in, out_channels: v, kernel_size: k, stride: 1, padding: Padding::causal(k, 1), dilation: 1, groups: 1 };
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = rand_vec(batch * len * c_in, &mut rng);
+    let w: Vec<f32> = rand_vec(v * c_in * k, &mut rng).iter().map(|v| v * 0.05).collect();
+    let b = rand_vec(v, &mut rng);
+    let targets: Vec<i64> = (0..batch * len).map(|_| rng.gen_range(0..v as i64)).collect();
+    let (mut gx, mut gw, mut gb) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()], vec![0.0f32; v]);
+    let mut g = c.benchmark_group("conv1d_cross_entropy_w1_head_16x256_128to5000_k3");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((batch * len * v) as u64)); // logits
+    g.bench_function("forward", |bench| {
+        bench.iter(|| conv1d_cross_entropy(&spec, &x, batch, len, &w, Some(&b), &targets, false).unwrap().loss)
+    });
+    g.bench_function("forward_backward", |bench| {
+        bench.iter(|| {
+            let head = conv1d_cross_entropy(&spec, &x, batch, len, &w, Some(&b), &targets, true).unwrap();
+            head.grad.map(|grad| grad.backward(&w, 1.0, Some(&mut gx), Some(&mut gw), Some(&mut gb)))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, convs, cross_entropy, fused_head);
 criterion_main!(benches);

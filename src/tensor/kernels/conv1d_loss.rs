@@ -119,7 +119,12 @@ pub fn conv1d_cross_entropy(
         loss += block.loss;
         grad_bias.iter_mut().zip(&block.grad_bias).for_each(|(a, b)| *a += b);
     }
-    let grad = with_grad.then(|| HeadGrad { cols, out_channels: v, grad_logits: logits, grad_bias, x_cols });
+    let grad = if with_grad {
+        Some(HeadGrad { cols, out_channels: v, grad_logits: logits, grad_bias, x_cols })
+    } else {
+        keep_spare(logits);
+        None
+    };
     Ok(HeadLoss { loss: (loss / count as f64) as f32, grad })
 }
 
@@ -135,9 +140,14 @@ fn reused_buffer(len: usize) -> Vec<f32> {
     buf
 }
 
+/// Keeps `buf` as the spare buffer.
+fn keep_spare(buf: Vec<f32>) {
+    *SPARE_BUFFER.lock().unwrap_or_else(PoisonError::into_inner) = buf;
+}
+
 impl Drop for HeadGrad {
     fn drop(&mut self) {
-        *SPARE_BUFFER.lock().unwrap_or_else(PoisonError::into_inner) = std::mem::take(&mut self.grad_logits);
+        keep_spare(std::mem::take(&mut self.grad_logits));
     }
 }
 
