@@ -1,7 +1,7 @@
 //! The convolution kernels against PyTorch: every case of ../shared/golden/conv_ops.json
 //! (forward output and all gradients, computed in float64), plus the error paths.
 
-use convlm::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, conv_output_len, Conv1dSpec, Padding};
+use convlm::tensor::kernels::conv1d::{conv1d_backward, conv1d_backward_hinted, conv1d_forward, conv_output_len, Conv1dSpec, Padding};
 use convlm::tensor::kernels::conv2d_masked::{
     masked_conv2d_backward, masked_conv2d_forward, pixelcnn_mask, MaskType, MaskedConv2dSpec,
 };
@@ -235,6 +235,35 @@ fn backward_accumulates_into_gradients() {
         assert!(ok, "{}: backward twice is not 2x the gradient (worst error {err:.2e})", c.name);
     }
     assert_eq!(cases.len(), CASES);
+}
+
+#[test]
+fn golden_conv1d_gradients_hold_when_grad_x_is_known_to_be_zero() {
+    let (tol, cases) = load();
+    for c in &cases {
+        let Op::Conv1d(ref s, n, l) = c.op else { continue };
+        let (mut gx, mut gw) = (vec![0.0; c.x.len()], vec![0.0; c.w.len()]);
+        let mut gb = c.grad_bias.as_ref().map(|b| vec![0.0; b.len()]);
+        conv1d_backward_hinted(s, &c.x, n, l, &c.w, &c.r, Some(&mut gx), true, Some(&mut gw), gb.as_deref_mut()).unwrap();
+        let (err, ok) = check_grads(c, &(gx, gw, gb), 1.0, &tol);
+        assert!(ok, "{}: hinted backward off by {err:.2e}", c.name);
+    }
+}
+
+#[test]
+fn a_stride_one_conv_told_grad_x_is_zero_writes_it_without_reading_it() {
+    // Causal, stride 1, groups 1: the windowed layout, whose input-gradient GEMM then starts
+    // from zero. A NaN-filled buffer must come back equal to the gradient added into zeros.
+    let spec = Conv1dSpec { in_channels: 3, out_channels: 4, kernel_size: 3, stride: 1, padding: Padding::causal(3, 1), dilation: 1, groups: 1 };
+    let (b, l) = (3, 6);
+    let x: Vec<f32> = (0..b * l * 3).map(|i| (i as f32 * 0.37).sin()).collect();
+    let w: Vec<f32> = (0..4 * 3 * 3).map(|i| (i as f32 * 0.23).cos()).collect();
+    let go: Vec<f32> = (0..b * l * 4).map(|i| (i as f32 * 0.11).sin()).collect();
+    let mut want = vec![0.0f32; x.len()];
+    conv1d_backward(&spec, &x, b, l, &w, &go, Some(&mut want), None, None).unwrap();
+    let mut got = vec![f32::NAN; x.len()];
+    conv1d_backward_hinted(&spec, &x, b, l, &w, &go, Some(&mut got), true, None, None).unwrap();
+    assert_eq!(got, want);
 }
 
 fn spec1d(c_in: usize, c_out: usize, k: usize, groups: usize) -> Conv1dSpec {

@@ -38,6 +38,13 @@ impl<'a> GradCtx<'a> {
         Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
     }
 
+    /// Whether `v` has no gradient buffer yet: the next [`GradCtx::grad`] or
+    /// [`GradCtx::grads_disjoint`] creates it zeroed, so a kernel may write it instead of
+    /// adding to it.
+    pub fn grad_is_unset(&self, v: Var) -> bool {
+        self.grads[v.0].is_none()
+    }
+
     /// Adds `buf` (one op's whole contribution, same size as `v`) into the gradient of `v`;
     /// when `v` has no gradient yet, `buf` becomes it with no zeroing or copy. Does nothing
     /// when `v` needs no gradient.

@@ -223,6 +223,25 @@ pub fn conv1d_backward(
     grad_weight: Option<&mut [f32]>,
     grad_bias: Option<&mut [f32]>,
 ) -> Result<()> {
+    conv1d_backward_hinted(spec, x, batch, len, weight, grad_out, grad_x, false, grad_weight, grad_bias)
+}
+
+/// [`conv1d_backward`], told whether `grad_x` holds only zeros (a gradient buffer just
+/// created): its GEMM then writes `grad_x` instead of reading and adding to it, which W1's
+/// hidden layers measured ~15% faster for that product.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward_hinted(
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_x_is_zero: bool,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
@@ -232,7 +251,8 @@ pub fn conv1d_backward(
         if spec.windowed() {
             let win = Windows { src_len: t_out, ch: c_out, k, offset: pl - (k as isize - 1), rows: len };
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
-            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, Init::Accumulate);
+            let init = if grad_x_is_zero { Init::Zero } else { Init::Accumulate };
+            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, init);
         } else if let Some(cols) = columns {
             cols.grad_input(weight, c_out, grad_out, 1.0, gx);
         } else {

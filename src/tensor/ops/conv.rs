@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dSpec};
+use crate::tensor::kernels::conv1d::{conv1d_backward_hinted, conv1d_forward, Conv1dSpec};
 use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy, HeadGrad};
 use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
 use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
@@ -26,7 +26,9 @@ struct ConvBack {
 impl BackwardOp for ConvBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
-        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| self.run(x, w, g, gx, gw, gb));
+        // A gradient buffer about to be created (or a scratch one) holds zeros.
+        let gx_zero = ctx.grad_is_unset(self.x) || self.w == self.x || self.b == Some(self.x);
+        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| self.run(x, w, g, gx, gx_zero, gw, gb));
         // Shapes were validated in forward, so the kernels cannot fail here.
         debug_assert!(result.is_ok(), "conv backward: {result:?}");
     }
@@ -89,10 +91,11 @@ impl BackwardOp for HeadBack {
 impl ConvBack {
     /// Runs the kernel's backward, adding into whichever gradient buffers are given.
     #[allow(clippy::too_many_arguments)]
-    fn run(&self, x: &Tensor, w: &Tensor, g: &[f32], gx: Option<&mut [f32]>, gw: Option<&mut [f32]>, gb: Option<&mut [f32]>) -> crate::error::Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, x: &Tensor, w: &Tensor, g: &[f32], gx: Option<&mut [f32]>, gx_zero: bool, gw: Option<&mut [f32]>, gb: Option<&mut [f32]>) -> crate::error::Result<()> {
         let s = x.shape();
         match &self.kind {
-            ConvKind::Conv1d(spec) => conv1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
+            ConvKind::Conv1d(spec) => conv1d_backward_hinted(spec, x.data(), s[0], s[1], w.data(), g, gx, gx_zero, gw, gb),
             ConvKind::Transpose1d(spec) => conv_transpose1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
             ConvKind::Masked2d(spec) => masked_conv2d_backward(spec, x.data(), s[0], s[1], s[2], w.data(), g, gx, gw, gb),
         }
