@@ -12,6 +12,7 @@ fn spec(c_in: usize, v: usize, kernel_size: usize, stride: usize, padding: Paddi
 }
 
 /// (loss, grad x, grad w, grad b) of one backward with upstream gradient `seed`.
+#[allow(clippy::too_many_arguments)]
 fn run(fused: bool, training: bool, spec: &Conv1dSpec, x: &Tensor, w: &Tensor, b: &Tensor, targets: &[i64], seed: f32) -> (f32, Vec<Vec<f32>>) {
     let mut g = Graph::new(training);
     let (xv, wv, bv) = (g.leaf(x.clone()), g.leaf(w.clone()), g.leaf(b.clone()));

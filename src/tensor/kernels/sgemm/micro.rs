@@ -14,6 +14,16 @@ pub(super) struct Out {
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    /// Rows `first..first + count` of a dense output (row stride = row length) as a slice.
+    ///
+    /// # Safety
+    /// The rows must be in bounds, and no other live reference may cover them.
+    pub(super) unsafe fn rows_mut<'a>(self, first: usize, count: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.ptr.add(first * self.row_stride), count * self.row_stride)
+    }
+}
+
 /// Output rows `ic..ic + mc`, columns `jc..jc + nc` from a packed A block and a packed B
 /// panel (strips of NR columns, `kc * NR` values apart).
 #[allow(clippy::too_many_arguments)]

@@ -256,9 +256,8 @@ pub unsafe fn gemm_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, threads: us
     debug_assert!(fuses_epilogue(k), "gemm_then: k = {k} > KC");
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: n };
     let finish = |block: usize| {
-        let out = out; // the whole view (Sync), not just its pointer field
-        // SAFETY: blocks cover disjoint rows of `dst`.
-        let block_rows = unsafe { std::slice::from_raw_parts_mut(out.ptr.add(block * rows * n), rows.min(m - block * rows) * n) };
+        // SAFETY: blocks cover disjoint rows of `dst`, whose row stride is n.
+        let block_rows = unsafe { out.rows_mut(block * rows, rows.min(m - block * rows)) };
         epilogue(block, block_rows);
     };
     let (add, start) = block_start(init, 0);
