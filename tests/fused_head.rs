@@ -3,6 +3,7 @@
 //! their own: the same loss and the same gradients for x, weight and bias.
 
 use convlm::tensor::kernels::conv1d::{Conv1dSpec, Padding};
+use convlm::tensor::kernels::matmul::EPILOGUE_ROWS;
 use convlm::tensor::{Graph, Tensor, IGNORE_INDEX};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,8 +51,8 @@ fn case(spec: Conv1dSpec, batch: usize, len: usize, seed: u64) {
 
 #[test]
 fn causal_head_over_several_row_blocks_matches_conv_then_loss() {
-    // 3 items x 70 steps = 210 rows: two full blocks of 96 rows and a partial one.
-    case(spec(16, 37, 3, 1, Padding::causal(3, 1), 1, 1), 3, 70, 1);
+    // 2 items x (EPILOGUE_ROWS + 9) steps: two full blocks of rows and a partial one.
+    case(spec(16, 37, 3, 1, Padding::causal(3, 1), 1, 1), 2, EPILOGUE_ROWS + 9, 1);
 }
 
 #[test]
