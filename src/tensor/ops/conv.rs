@@ -26,9 +26,7 @@ struct ConvBack {
 impl BackwardOp for ConvBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
-        // A gradient buffer about to be created (or a scratch one) holds zeros.
-        let gx_zero = ctx.grad_is_unset(self.x) || self.w == self.x || self.b == Some(self.x);
-        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| self.run(x, w, g, gx, gx_zero, gw, gb));
+        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, gx_zero| self.run(x, w, g, gx, gx_zero, gw, gb));
         // Shapes were validated in forward, so the kernels cannot fail here.
         debug_assert!(result.is_ok(), "conv backward: {result:?}");
     }
@@ -36,18 +34,20 @@ impl BackwardOp for ConvBack {
 
 /// The gradient buffers of (x, w, b) as one kernel call wants them: the graph's own, or,
 /// when one variable appears twice (e.g. conv(x, x)), zeroed scratch buffers that are then
-/// added in.
+/// added in. `f` is also told whether x's buffer holds only zeros (created for this call),
+/// so that a kernel may write it instead of adding to it.
 type GradBuf<'a> = Option<&'a mut [f32]>;
-fn with_grads(ctx: &mut GradCtx, vars: [Option<Var>; 3], f: impl FnOnce(GradBuf, GradBuf, GradBuf) -> Result<()>) -> Result<()> {
+fn with_grads(ctx: &mut GradCtx, vars: [Option<Var>; 3], f: impl FnOnce(GradBuf, GradBuf, GradBuf, bool) -> Result<()>) -> Result<()> {
+    let x_unset = vars[0].is_some_and(|x| ctx.grad_is_unset(x));
     if let Some([gx, gw, gb]) = ctx.grads_disjoint(vars) {
-        return f(gx, gw, gb);
+        return f(gx, gw, gb, x_unset);
     }
     let mut bufs: [Option<Vec<f32>>; 3] = [None, None, None];
     for (buf, v) in bufs.iter_mut().zip(vars) {
         *buf = v.and_then(|v| ctx.grad(v).map(|g| vec![0.0; g.len()]));
     }
     let [gx, gw, gb] = &mut bufs;
-    f(gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut())?;
+    f(gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(), true)?;
     for (v, buf) in vars.into_iter().zip(bufs) {
         if let (Some(v), Some(buf)) = (v, buf) {
             if let Some(dst) = ctx.grad(v) {
@@ -83,7 +83,7 @@ impl BackwardOp for HeadBack {
             }
         };
         // Shapes and targets were validated in forward, so neither step can fail here.
-        let result = grad.map(|grad| with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb| grad.backward(w.data(), g[0], gx, gw, gb)));
+        let result = grad.map(|grad| with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, _| grad.backward(w.data(), g[0], gx, gw, gb)));
         debug_assert!(matches!(result, Ok(Ok(()))), "conv1d_cross_entropy backward: {result:?}");
     }
 }

@@ -255,20 +255,17 @@ pub unsafe fn gemm_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, threads: us
     let parallel = threads > 1;
     debug_assert!(fuses_epilogue(k), "gemm_then: k = {k} > KC");
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: n };
-    let finish = |block: usize| {
-        // SAFETY: blocks cover disjoint rows of `dst`, whose row stride is n.
-        let block_rows = unsafe { out.rows_mut(block * rows, rows.min(m - block * rows)) };
-        epilogue(block, block_rows);
-    };
     let (add, start) = block_start(init, 0);
     with_shared_panel(n.next_multiple_of(NR) * k, |bp| {
         pack_panel(&b, 0, k, 0, n, bp, parallel);
         let panel = Panel(bp.as_ptr());
         let run = |block: usize| {
-            let ic = block * rows;
-            // SAFETY: blocks write disjoint rows of `out`.
-            unsafe { row_block(out, &a, panel, ic, rows.min(m - ic), 0, n, 0, k, add, start) };
-            finish(block);
+            let (ic, mc) = (block * rows, rows.min(m - block * rows));
+            // SAFETY: blocks write, then hand out, disjoint rows of `dst` (row stride n).
+            unsafe {
+                row_block(out, &a, panel, ic, mc, 0, n, 0, k, add, start);
+                epilogue(block, out.rows_mut(ic, mc));
+            }
         };
         if parallel {
             (0..m.div_ceil(rows)).into_par_iter().for_each(run);
