@@ -4,6 +4,11 @@
 //! fresh `mmap`s and unmaps them on free, so each step page-faults hundreds of MB back in
 //! (and, for blocks just above 128 KiB, keeps doing so for the first ~10 steps until its
 //! dynamic threshold adapts: W2 ran ~25% slower over those steps). Reusing blocks avoids it.
+//!
+//! On Linux, blocks of at least 4 MiB are also 2 MiB-aligned and marked for transparent
+//! huge pages (`madvise`; most distributions only back marked memory with them). W1's
+//! backward GEMMs read its 82 MB logits gradient with a 20 KB stride, a new 4 KiB page
+//! almost every row: with huge pages they ran 3-4% faster (same-process alternating calls).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
@@ -51,6 +56,31 @@ impl CachingAlloc {
     }
 }
 
+/// Blocks from this size on are backed by huge pages where the OS allows it.
+const HUGE_MIN: usize = 4 << 20;
+/// The x86-64 huge page size.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The layout asked of the system allocator: huge-page aligned from [`HUGE_MIN`] on. Used
+/// for both allocating and freeing, so the two always agree.
+fn system_layout(layout: Layout) -> Layout {
+    if layout.size() < HUGE_MIN {
+        return layout;
+    }
+    Layout::from_size_align(layout.size(), layout.align().max(HUGE_PAGE)).unwrap_or(layout)
+}
+
+/// Asks the kernel to back a fresh block with huge pages (a hint: failure changes nothing).
+fn advise_huge(ptr: *mut u8, layout: Layout) {
+    #[cfg(target_os = "linux")]
+    if !ptr.is_null() && layout.size() >= HUGE_MIN && (ptr as usize).is_multiple_of(HUGE_PAGE) {
+        // SAFETY: the range lies within the block just allocated; madvise does not touch it.
+        unsafe { libc::madvise(ptr.cast(), layout.size() / HUGE_PAGE * HUGE_PAGE, libc::MADV_HUGEPAGE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, layout);
+}
+
 unsafe impl GlobalAlloc for CachingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_SIZE {
@@ -59,7 +89,10 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 return p;
             }
         }
-        System.alloc(layout)
+        let layout = system_layout(layout);
+        let p = System.alloc(layout);
+        advise_huge(p, layout);
+        p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -70,14 +103,17 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 return p;
             }
         }
-        System.alloc_zeroed(layout)
+        let layout = system_layout(layout);
+        let p = System.alloc_zeroed(layout);
+        advise_huge(p, layout);
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() >= MIN_SIZE && Self::keep(ptr, layout) {
             return;
         }
-        System.dealloc(ptr, layout)
+        System.dealloc(ptr, system_layout(layout))
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
