@@ -1,6 +1,7 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{acc_zip, map_into};
+use super::{acc_zip, map_into, map_slices};
+use crate::tensor::kernels::softmax::has_avx2;
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
@@ -73,6 +74,29 @@ pub fn fast_tanh(x: f32) -> f32 {
     } else {
         p / q
     }
+}
+
+/// `out[i] = fast_tanh(a[i])`, in 8-lane AVX2 vectors where the CPU has them: the same
+/// operations as the portable (4-lane) build, so the same bits, at twice the width (W2's
+/// four tanh layers took ~0.8 ms of a ~7 ms step).
+pub fn tanh_slice(out: &mut [f32], a: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: `has_avx2` checked the CPU features at run time.
+        return unsafe { tanh_slice_avx2(out, a) };
+    }
+    tanh_slice_portable(out, a)
+}
+
+#[inline(always)]
+fn tanh_slice_portable(out: &mut [f32], a: &[f32]) {
+    out.iter_mut().zip(a).for_each(|(o, &x)| *o = fast_tanh(x));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tanh_slice_avx2(out: &mut [f32], a: &[f32]) {
+    tanh_slice_portable(out, a)
 }
 
 /// The logistic function.
@@ -178,7 +202,7 @@ impl Graph {
         let mut out = Tensor::zeros(xv.shape().to_vec());
         // One monomorphized (vectorizable) loop per activation, not a match per value.
         match act {
-            Activation::Tanh => map_into(out.data_mut(), xv.data(), fast_tanh),
+            Activation::Tanh => map_slices(out.data_mut(), xv.data(), tanh_slice),
             Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),
             _ => map_into(out.data_mut(), xv.data(), |v| act.apply(v)),
         }
@@ -267,5 +291,18 @@ mod tests {
         assert_eq!(fast_tanh(f32::INFINITY), 1.0);
         assert_eq!(fast_tanh(f32::NEG_INFINITY), -1.0);
         assert_eq!(fast_tanh(1e-5), 1e-5);
+    }
+
+    #[test]
+    fn tanh_slice_equals_fast_tanh_bit_for_bit() {
+        // Covers the vector body and the scalar tail, both branches of the small-|x| select,
+        // the clamp, and NaN / infinities.
+        let mut a: Vec<f32> = (0..1003).map(|i| (i as f32 - 501.0) * 0.0173).collect();
+        a.extend([1e-5, -3e-4, 9.0, -20.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        let mut out = vec![0.0; a.len()];
+        tanh_slice(&mut out, &a);
+        for (&x, &y) in a.iter().zip(&out) {
+            assert_eq!(y.to_bits(), fast_tanh(x).to_bits(), "tanh({x})");
+        }
     }
 }

@@ -15,10 +15,16 @@ const PAR_THRESHOLD: usize = 1 << 15;
 
 /// `out[i] = f(a[i])`, in parallel for large inputs.
 pub(crate) fn map_into(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    map_slices(out, a, |o, a| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
+}
+
+/// `f(out_chunk, a_chunk)` over matching chunks of `out` and `a`, in parallel for large
+/// inputs (for kernels that work on a whole slice at a time).
+pub(crate) fn map_slices(out: &mut [f32], a: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
     if out.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(4096).zip(a.par_chunks(4096)).for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
+        out.par_chunks_mut(4096).zip(a.par_chunks(4096)).for_each(|(o, a)| f(o, a));
     } else {
-        out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a));
+        f(out, a);
     }
 }
 
