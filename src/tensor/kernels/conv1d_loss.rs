@@ -11,6 +11,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use super::scratch::Scratch;
 use super::conv1d::Conv1dSpec;
 use super::im2col::{Columns, MAX_COLS};
 use super::matmul::{matmul_then, Init, Mat, Par, EPILOGUE_ROWS};
@@ -34,11 +35,11 @@ pub struct HeadGrad {
     out_channels: usize,
     /// d loss / d logits for an upstream gradient of 1: `(softmax − one_hot(target)) / count`,
     /// zero rows where the target is ignored. (B·T_out, V)
-    grad_logits: Vec<f32>,
+    grad_logits: Scratch,
     /// Σ over rows of `grad_logits`: the bias gradient. (V)
     grad_bias: Vec<f32>,
     /// The input's columns. (B·T_out, K·C_in)
-    x_cols: Vec<f32>,
+    x_cols: Scratch,
 }
 
 /// One epilogue block's share: its rows' summed loss and, with gradients, their column sums.
@@ -80,7 +81,9 @@ pub fn conv1d_cross_entropy(
     let cols = spec
         .columns(batch, len, t_out)
         .ok_or_else(|| Error::shape(OP, format!("needs groups 1 and at most {MAX_COLS} column values")))?;
-    let mut logits = reused_buffer(rows * v); // (B·T_out, V); becomes the gradient in place
+    // (B·T_out, V), overwritten by the GEMM; becomes the gradient in place. A scratch
+    // buffer: the last step's 82 MB (W1) come back instead of being zeroed on one thread.
+    let mut logits = Scratch::new(rows * v);
     spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, &logits)?;
     let count = count_targets(OP, targets, rows, v)?;
     let width = cols.width();
@@ -119,36 +122,8 @@ pub fn conv1d_cross_entropy(
         loss += block.loss;
         grad_bias.iter_mut().zip(&block.grad_bias).for_each(|(a, b)| *a += b);
     }
-    let grad = if with_grad {
-        Some(HeadGrad { cols, out_channels: v, grad_logits: logits, grad_bias, x_cols })
-    } else {
-        keep_spare(logits);
-        None
-    };
+    let grad = with_grad.then(|| HeadGrad { cols, out_channels: v, grad_logits: logits, grad_bias, x_cols });
     Ok(HeadLoss { loss: (loss / count as f64) as f32, grad })
-}
-
-/// The last dropped gradient buffer, for the next step's logits: the GEMM overwrites every
-/// value, so reusing it saves zeroing ~82 MB (W1) on one thread while the other waits.
-static SPARE_BUFFER: Mutex<Vec<f32>> = Mutex::new(Vec::new());
-
-/// A buffer of `len` values, the spare one when there is one (its old values are kept: the
-/// caller overwrites them all).
-fn reused_buffer(len: usize) -> Vec<f32> {
-    let mut buf = std::mem::take(&mut *SPARE_BUFFER.lock().unwrap_or_else(PoisonError::into_inner));
-    buf.resize(len, 0.0);
-    buf
-}
-
-/// Keeps `buf` as the spare buffer.
-fn keep_spare(buf: Vec<f32>) {
-    *SPARE_BUFFER.lock().unwrap_or_else(PoisonError::into_inner) = buf;
-}
-
-impl Drop for HeadGrad {
-    fn drop(&mut self) {
-        keep_spare(std::mem::take(&mut self.grad_logits));
-    }
 }
 
 impl HeadGrad {

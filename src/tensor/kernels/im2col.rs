@@ -11,6 +11,7 @@
 //! whenever the columns fit in [`MAX_COLS`]; larger convs keep the copy-free tap GEMMs.
 
 use super::matmul::{matmul, Mat, Par};
+use super::scratch::Scratch;
 use rayon::prelude::*;
 
 /// Columns bigger than this (in f32 values) are not materialised (64 MiB).
@@ -46,16 +47,18 @@ impl Columns {
         (s >= 0 && (s as usize) < self.len).then_some(s as usize)
     }
 
-    /// The columns of `x` (B, len, C_in): (B·T_out, K·C_in).
-    pub fn gather(&self, x: &[f32]) -> Vec<f32> {
+    /// The columns of `x` (B, len, C_in): (B·T_out, K·C_in). Every value is written
+    /// (zeros in the padding), so the buffer need not start zeroed.
+    pub fn gather(&self, x: &[f32]) -> Scratch {
         let (w, c) = (self.width(), self.c_in);
-        let mut cols = vec![0.0f32; self.numel()];
+        let mut cols = Scratch::new(self.numel());
         cols.par_chunks_mut((self.t_out * w).max(1)).enumerate().for_each(|(b, cols_b)| {
             let x_b = &x[b * self.len * c..(b + 1) * self.len * c];
             for (t, row) in cols_b.chunks_exact_mut(w).enumerate() {
-                for j in 0..self.kernel_size {
-                    if let Some(s) = self.source(t, j) {
-                        row[j * c..(j + 1) * c].copy_from_slice(&x_b[s * c..(s + 1) * c]);
+                for (j, tap) in row.chunks_exact_mut(c).enumerate() {
+                    match self.source(t, j) {
+                        Some(s) => tap.copy_from_slice(&x_b[s * c..(s + 1) * c]),
+                        None => tap.fill(0.0),
                     }
                 }
             }
@@ -69,7 +72,7 @@ impl Columns {
     pub fn grad_input(&self, weight: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gx: &mut [f32]) {
         let (rows, w) = (self.batch * self.t_out, self.width());
         let wt = tap_major(weight, self.c_in, self.kernel_size); // (C_out, K·C_in)
-        let mut g_cols = vec![0.0f32; rows * w]; // (B·T_out, K·C_in)
+        let mut g_cols = Scratch::new(rows * w); // (B·T_out, K·C_in), overwritten by the GEMM
         matmul(&mut g_cols, w, Mat::row_major(grad_out, rows, c_out), Mat::row_major(&wt, c_out, w), false, Par::Pool);
         scale_values(&mut g_cols, scale);
         self.scatter_add(&g_cols, gx);
@@ -80,7 +83,7 @@ impl Columns {
     /// the whole batch.
     pub fn grad_weight(&self, x_cols: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gw: &mut [f32]) {
         let (rows, w) = (self.batch * self.t_out, self.width());
-        let mut acc = vec![0.0f32; c_out * w]; // (C_out, K·C_in)
+        let mut acc = Scratch::new(c_out * w); // (C_out, K·C_in), overwritten by the GEMM
         let go_t = Mat::row_major(grad_out, rows, c_out).t();
         matmul(&mut acc, w, go_t, Mat::row_major(x_cols, rows, w), false, Par::Pool);
         scale_values(&mut acc, scale);
@@ -127,9 +130,9 @@ pub fn add_tap_major(acc: &[f32], c_in: usize, kernel_size: usize, gw: &mut [f32
 /// The weight (rows, C_in, K) with each row's columns in (tap, channel) order: (rows, K·C_in),
 /// row-major. As the unit-stride B of `columns · weightᵀ` products it packs with plain copies,
 /// where a transposed view of [`super::window_gemm::pack_forward`] needs a strided gather.
-pub fn tap_major(w: &[f32], c_in: usize, kernel_size: usize) -> Vec<f32> {
+pub fn tap_major(w: &[f32], c_in: usize, kernel_size: usize) -> Scratch {
     let width = (c_in * kernel_size).max(1);
-    let mut out = vec![0.0f32; w.len()];
+    let mut out = Scratch::new(w.len());
     out.par_chunks_mut(width * 64).zip(w.par_chunks(width * 64)).for_each(|(o_rows, w_rows)| {
         for (o_row, w_row) in o_rows.chunks_exact_mut(width).zip(w_rows.chunks_exact(width)) {
             for (i, taps) in w_row.chunks_exact(kernel_size).enumerate() {
@@ -153,6 +156,7 @@ mod tests {
         let t = tap_major(&w, c_in, k);
         // Row 0, tap 1, channel 2 sits at column 1·C_in + 2 and came from w[0, 2, 1].
         assert_eq!(t[c_in + 2], w[2 * k + 1]);
+        assert_eq!(t.len(), w.len());
         let mut back = vec![0.0f32; w.len()];
         add_tap_major(&t, c_in, k, &mut back);
         assert_eq!(back, w);

@@ -7,6 +7,7 @@ pub mod conv2d_masked;
 pub mod conv_transpose1d;
 mod im2col;
 pub mod matmul;
+mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 pub mod softmax;

@@ -5,6 +5,7 @@
 //! im2col copy. Only the few rows whose window touches padding are built explicitly.
 
 use super::matmul::{matmul, matmul_init, Init, Mat, Par};
+use super::scratch::Scratch;
 use rayon::prelude::*;
 
 /// Window geometry: destination row `r` reads source rows `r + offset .. r + offset + k`.
@@ -128,8 +129,8 @@ fn boundary_windows(geo: &Windows, src: &[f32], r0: usize, r1: usize) -> Vec<f32
 
 /// Packs a conv weight (C_out, C_in, K) into (K·C_in, C_out) with row `j·C_in + i`,
 /// column `o` = w[o, i, j] (the forward weight).
-pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
-    let mut p = vec![0.0f32; k * c_in * c_out];
+pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Scratch {
+    let mut p = Scratch::new(k * c_in * c_out);
     // p[(j*c_in + i) * c_out + o] = w[(o*c_in + i)*k + j]
     // A transpose per tap, in 16 x 16 tiles so that both the reads and the writes stay
     // within a few cache lines (the plain loop wrote with stride C_out: 3% of W2's step).
@@ -158,8 +159,8 @@ pub fn pack_forward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> 
 const PAR_PACK_MIN: usize = 1 << 17;
 
 /// (k·C_out, C_in) with row `j·C_out + o` = w[o, :, K-1-j].
-pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
-    let mut p = vec![0.0f32; k * c_out * c_in];
+pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Scratch {
+    let mut p = Scratch::new(k * c_out * c_in);
     let tap_rows = |(j, pj): (usize, &mut [f32])| {
         let tap = k - 1 - j;
         for (o, row) in pj.chunks_exact_mut(c_in).enumerate() {
