@@ -352,14 +352,17 @@ fn time_steps(opts: &BenchOptions, model: &mut BenchModel, opt: &mut Optimizer, 
     let verbose = std::env::var_os("CONVLM_BENCH_VERBOSE").is_some();
     for i in 0..opts.warmup + opts.steps {
         let t0 = Instant::now();
-        model.store.zero_grad();
-        let mut g = Graph::new(true);
-        let loss = model.loss(&mut g, tokens, targets, batch, len)?;
-        g.backward(loss)?;
-        g.accumulate_param_grads(&mut model.store);
-        opt.step(&mut model.store, lr);
-        let lv = g.value(loss).data()[0] as f64;
-        drop(g);
+        let step = || -> Result<f64> {
+            model.store.zero_grad();
+            let mut g = Graph::new(true);
+            let loss = model.loss(&mut g, tokens, targets, batch, len)?;
+            g.backward(loss)?;
+            g.accumulate_param_grads(&mut model.store);
+            opt.step(&mut model.store, lr);
+            Ok(g.value(loss).data()[0] as f64)
+        };
+        // As in training: the other workers stay awake between the step's ops.
+        let lv = threads::with_workers_awake(step)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i == 0 {
             first_step_ms = ms;

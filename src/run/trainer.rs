@@ -21,7 +21,7 @@ use crate::run::eval::{batch_shape, evaluate};
 use crate::run::metrics::MetricsLog;
 use crate::run::prepare::{build_dataset, build_tokenizer, load_text};
 use crate::run::samples::{sample_texts, SampleRequest};
-use crate::tensor::threads::{init_threads, on_pool};
+use crate::tensor::threads::{init_threads, on_pool, with_workers_awake};
 use crate::tensor::Graph;
 
 /// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
@@ -101,17 +101,23 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
         let step = s.state.step;
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
         tokens += batch.num_targets();
-        s.model.params_mut().zero_grad();
-        let mut g = Graph::new(true);
-        let logits = s.model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
-        let loss_var = g.cross_entropy(logits, &batch.targets)?;
-        let loss = g.value(loss_var).data()[0] as f64;
+        // Forward and backward with the other workers kept awake between the step's ops.
+        let model = &mut s.model;
+        let loss = with_workers_awake(|| -> Result<f64> {
+            model.params_mut().zero_grad();
+            let mut g = Graph::new(true);
+            let logits = model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
+            let loss_var = g.cross_entropy(logits, &batch.targets)?;
+            let loss = g.value(loss_var).data()[0] as f64;
+            if loss.is_finite() {
+                g.backward(loss_var)?;
+                g.accumulate_param_grads(model.params_mut());
+            }
+            Ok(loss)
+        })?;
         if !loss.is_finite() {
             return diverged(run, &s, &mut log, step, rng_pos, "the loss".into());
         }
-        g.backward(loss_var)?;
-        g.accumulate_param_grads(s.model.params_mut());
-        drop(g);
         if let Some(name) = first_non_finite(s.model.params()) {
             return diverged(run, &s, &mut log, step, rng_pos, format!("the gradient of {name}"));
         }
