@@ -8,7 +8,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, PoisonError};
 
-/// Buffers kept for reuse; a buffer given back to a full pool is freed.
+/// Buffers kept for reuse; a full pool keeps the largest ones (see [`Pool::give`]).
 const POOL_SLOTS: usize = 12;
 
 /// Buffers given back, for the next [`Scratch`].
@@ -30,10 +30,18 @@ impl Pool {
         best.map(|i| bufs.swap_remove(i)).unwrap_or_default()
     }
 
+    /// Keeps `buf`; a full pool frees its smallest buffer instead (`buf` itself when that
+    /// is the smallest), so the large buffers that are costly to fill stay, whatever mix
+    /// of small ones passed through before.
     fn give(&self, buf: Vec<f32>) {
+        if buf.capacity() == 0 || self.slots == 0 {
+            return;
+        }
         let mut bufs = self.bufs.lock().unwrap_or_else(PoisonError::into_inner);
-        if buf.capacity() > 0 && bufs.len() < self.slots {
+        if bufs.len() < self.slots {
             bufs.push(buf);
+        } else if let Some(smallest) = bufs.iter_mut().min_by_key(|b| b.capacity()).filter(|b| b.capacity() < buf.capacity()) {
+            *smallest = buf;
         }
     }
 }
@@ -86,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_are_reused_best_fit_with_their_values_and_the_asked_length() {
+    fn buffers_are_reused_best_fit_with_their_values_and_a_full_pool_keeps_the_largest() {
         static POOL: Pool = Pool::new(2);
         let (small, big) = {
             let (mut a, mut b) = (Scratch::from_pool(&POOL, 100), Scratch::from_pool(&POOL, 1000));
@@ -104,8 +112,10 @@ mod tests {
         // Nothing left that fits: a new, zeroed buffer.
         let fresh = Scratch::from_pool(&POOL, 2000);
         assert!(fresh.len() == 2000 && fresh.iter().all(|&v| v == 0.0));
-        // A full pool frees what it is given: three buffers back, two kept.
+        // Three buffers back into two slots: the smallest (100 values) is the one freed.
         drop((mid, tiny, fresh));
-        assert_eq!(POOL.bufs.lock().unwrap().len(), 2);
+        let mut kept: Vec<usize> = POOL.bufs.lock().unwrap().iter().map(Vec::capacity).collect();
+        kept.sort();
+        assert_eq!(kept, [1000, 2000]);
     }
 }
