@@ -70,6 +70,14 @@ fn system_layout(layout: Layout) -> Layout {
     Layout::from_size_align(layout.size(), layout.align().max(HUGE_PAGE)).unwrap_or(layout)
 }
 
+/// A new block from the system allocator, with [`system_layout`], huge pages advised.
+unsafe fn from_system(layout: Layout, zeroed: bool) -> *mut u8 {
+    let layout = system_layout(layout);
+    let p = if zeroed { System.alloc_zeroed(layout) } else { System.alloc(layout) };
+    advise_huge(p, layout);
+    p
+}
+
 /// Asks the kernel to back a fresh block with huge pages (a hint: failure changes nothing).
 fn advise_huge(ptr: *mut u8, layout: Layout) {
     #[cfg(target_os = "linux")]
@@ -89,10 +97,7 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 return p;
             }
         }
-        let layout = system_layout(layout);
-        let p = System.alloc(layout);
-        advise_huge(p, layout);
-        p
+        from_system(layout, false)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -103,10 +108,7 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 return p;
             }
         }
-        let layout = system_layout(layout);
-        let p = System.alloc_zeroed(layout);
-        advise_huge(p, layout);
-        p
+        from_system(layout, true)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
