@@ -3,10 +3,10 @@
 //! forward+backward at W1's (4096, 5000) logits.
 //!
 //!     cargo bench --bench kernels [-- filter]      (threads: CONVLM_THREADS, default all)
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use convlm::tensor::kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dSpec, Padding};
 use convlm::tensor::kernels::conv1d_loss::conv1d_cross_entropy;
 use convlm::tensor::{threads, Graph, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,15 +39,9 @@ fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usiz
     let mut g = c.benchmark_group(name);
     g.sample_size(10);
     g.throughput(Throughput::Elements(flop as u64));
-    g.bench_function("forward", |bench| {
-        bench.iter(|| conv1d_forward(&spec, &x, batch, len, &w, Some(&b), &mut out).unwrap())
-    });
+    g.bench_function("forward", |bench| bench.iter(|| conv1d_forward(&spec, &x, batch, len, &w, Some(&b), &mut out).unwrap()));
     g.throughput(Throughput::Elements(2 * flop as u64));
-    g.bench_function("backward", |bench| {
-        bench.iter(|| {
-            conv1d_backward(&spec, &x, batch, len, &w, &go, Some(&mut gx), Some(&mut gw), Some(&mut gb)).unwrap()
-        })
-    });
+    g.bench_function("backward", |bench| bench.iter(|| conv1d_backward(&spec, &x, batch, len, &w, &go, Some(&mut gx), Some(&mut gw), Some(&mut gb)).unwrap()));
     g.finish();
 }
 
@@ -99,9 +93,7 @@ fn fused_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("conv1d_cross_entropy_w1_head_16x256_128to5000_k3");
     g.sample_size(10);
     g.throughput(Throughput::Elements((batch * len * v) as u64)); // logits
-    g.bench_function("forward", |bench| {
-        bench.iter(|| conv1d_cross_entropy(&spec, &x, batch, len, &w, Some(&b), &targets, false).unwrap().loss)
-    });
+    g.bench_function("forward", |bench| bench.iter(|| conv1d_cross_entropy(&spec, &x, batch, len, &w, Some(&b), &targets, false).unwrap().loss));
     g.bench_function("forward_backward", |bench| {
         bench.iter(|| {
             let head = conv1d_cross_entropy(&spec, &x, batch, len, &w, Some(&b), &targets, true).unwrap();

@@ -20,7 +20,11 @@ use convlm::Error;
 /// tokenizers. (This file is compiled in the fuzz crate and in the root crate's tests.)
 pub fn seeds() -> PathBuf {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if base.join("seeds/run").is_dir() { base.join("seeds") } else { base.join("fuzz/seeds") }
+    if base.join("seeds/run").is_dir() {
+        base.join("seeds")
+    } else {
+        base.join("fuzz/seeds")
+    }
 }
 
 /// Asserts that a parser's error is the BadFile/Io kind and names `path`.

@@ -483,7 +483,8 @@ fn cmd_shape(a: ShapeArgs) -> Result<()> {
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     init_threads(Some(a.threads));
     if a.generate {
-        let config: ModelConfig = serde_json::from_str(r#"{"family":"causal-cnn","n_embd":256,"channels":128,"kernel_size":3,"n_layers":6,"activation":"relu"}"#)?;
+        let config: ModelConfig =
+            serde_json::from_str(r#"{"family":"causal-cnn","n_embd":256,"channels":128,"kernel_size":3,"n_layers":6,"activation":"relu"}"#)?;
         let model = Model::new(&config, 5000, a.seed)?;
         let r = bench_generation(&model, a.tokens, a.seed)?;
         println!("{}", serde_json::to_string(&r)?);

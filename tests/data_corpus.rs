@@ -36,10 +36,7 @@ fn folder_files_are_joined_in_name_order() {
     fs::write(dir.path().join(".hidden"), b"\xFF\xFE binary").unwrap();
     fs::create_dir(dir.path().join("sub")).unwrap();
     fs::write(dir.path().join("sub").join("z.txt"), "not read").unwrap();
-    assert_eq!(
-        read_corpus(dir.path()).unwrap(),
-        "first, no newline\nsecond\n"
-    );
+    assert_eq!(read_corpus(dir.path()).unwrap(), "first, no newline\nsecond\n");
 }
 
 #[test]
@@ -48,10 +45,7 @@ fn empty_inputs_are_errors() {
     let empty = dir.path().join("empty.txt");
     fs::write(&empty, "").unwrap();
     let err = err_text(&empty);
-    assert!(
-        err.contains("empty.txt: ") && err.contains("empty"),
-        "{err}"
-    );
+    assert!(err.contains("empty.txt: ") && err.contains("empty"), "{err}");
     let blank = dir.path().join("blank.txt");
     fs::write(&blank, " \n\r\n\t\n").unwrap();
     assert!(err_text(&blank).contains("empty"));
@@ -61,10 +55,7 @@ fn empty_inputs_are_errors() {
     assert!(err_text(&folder).contains("has no regular files"));
     fs::write(folder.join("a.txt"), "\n").unwrap();
     let err = err_text(&folder);
-    assert!(
-        err.contains("all 1 files of the corpus folder are empty"),
-        "{err}"
-    );
+    assert!(err.contains("all 1 files of the corpus folder are empty"), "{err}");
 
     let missing = dir.path().join("missing.txt");
     assert!(matches!(read_corpus(&missing), Err(Error::Io { .. })));
@@ -77,18 +68,12 @@ fn binary_and_non_utf8_files_name_file_and_offset() {
     let latin1 = dir.path().join("latin1.txt");
     fs::write(&latin1, b"caf\xE9 au lait").unwrap();
     let err = err_text(&latin1);
-    assert!(
-        err.contains("latin1.txt: not valid UTF-8 at byte offset 3"),
-        "{err}"
-    );
+    assert!(err.contains("latin1.txt: not valid UTF-8 at byte offset 3"), "{err}");
 
     let binary = dir.path().join("model.bin");
     fs::write(&binary, b"PK\x03\x04\x00\x00abc").unwrap();
     let err = err_text(&binary);
-    assert!(
-        err.contains("model.bin: contains a NUL byte at byte offset 4"),
-        "{err}"
-    );
+    assert!(err.contains("model.bin: contains a NUL byte at byte offset 4"), "{err}");
 
     // Inside a folder the bad file is named, not the folder.
     let folder = dir.path().join("reviews");
@@ -96,10 +81,7 @@ fn binary_and_non_utf8_files_name_file_and_offset() {
     fs::write(folder.join("1.txt"), "good review\n").unwrap();
     fs::write(folder.join("2.txt"), b"bad \xC3\x28 review").unwrap();
     let err = err_text(&folder);
-    assert!(
-        err.contains("2.txt: not valid UTF-8 at byte offset 4"),
-        "{err}"
-    );
+    assert!(err.contains("2.txt: not valid UTF-8 at byte offset 4"), "{err}");
     assert!(matches!(read_corpus(&folder), Err(Error::BadFile { .. })));
 }
 
@@ -110,9 +92,7 @@ fn builtin_corpus_is_an_english_word_list() {
     // random_word 0.5.3 ships 178,187 lowercase English words of at most 15 letters.
     assert!(words.len() > 100_000, "{} words", words.len());
     assert!(text.ends_with('\n'));
-    assert!(words
-        .iter()
-        .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())));
+    assert!(words.iter().all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())));
     for common in ["house", "water", "letter"] {
         assert!(words.contains(&common), "{common} missing");
     }

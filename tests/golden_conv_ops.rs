@@ -2,12 +2,8 @@
 //! (forward output and all gradients, computed in float64), plus the error paths.
 
 use convlm::tensor::kernels::conv1d::{conv1d_backward, conv1d_backward_hinted, conv1d_forward, conv_output_len, Conv1dSpec, Padding};
-use convlm::tensor::kernels::conv2d_masked::{
-    masked_conv2d_backward, masked_conv2d_forward, pixelcnn_mask, MaskType, MaskedConv2dSpec,
-};
-use convlm::tensor::kernels::conv_transpose1d::{
-    conv_transpose1d_backward, conv_transpose1d_forward, conv_transpose_output_len, ConvTranspose1dSpec,
-};
+use convlm::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, pixelcnn_mask, MaskType, MaskedConv2dSpec};
+use convlm::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, conv_transpose_output_len, ConvTranspose1dSpec};
 use convlm::Result;
 use serde_json::Value;
 
@@ -61,10 +57,7 @@ impl Op {
         match case["op"].as_str() {
             Some("conv1d") => {
                 let padding = match &p["padding"] {
-                    Value::Array(lr) => Padding::Asymmetric {
-                        left: lr[0].as_u64().unwrap() as usize,
-                        right: lr[1].as_u64().unwrap() as usize,
-                    },
+                    Value::Array(lr) => Padding::Asymmetric { left: lr[0].as_u64().unwrap() as usize, right: lr[1].as_u64().unwrap() as usize },
                     v => Padding::Symmetric(v.as_u64().unwrap() as usize),
                 };
                 let spec = Conv1dSpec {
@@ -93,13 +86,7 @@ impl Op {
             }
             Some("conv2d_masked") => {
                 let mask = if p["mask_type"] == "A" { MaskType::A } else { MaskType::B };
-                let spec = MaskedConv2dSpec {
-                    in_channels: x.shape[1],
-                    out_channels: w.shape[0],
-                    kernel_h: w.shape[2],
-                    kernel_w: w.shape[3],
-                    mask,
-                };
+                let spec = MaskedConv2dSpec { in_channels: x.shape[1], out_channels: w.shape[0], kernel_h: w.shape[2], kernel_w: w.shape[3], mask };
                 let want_mask = Golden::parse(&case["mask"]).expect("mask").f32();
                 assert_eq!(pixelcnn_mask(spec.kernel_h, spec.kernel_w, mask), want_mask, "pixelcnn_mask");
                 Op::Masked(spec, x.shape[0], x.shape[2], x.shape[3])
@@ -188,8 +175,7 @@ fn backward_n(c: &Case, times: usize) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) 
     let (mut gx, mut gw) = (vec![0.0; c.x.len()], vec![0.0; c.w.len()]);
     let mut gb = c.grad_bias.as_ref().map(|b| vec![0.0; b.len()]);
     for _ in 0..times {
-        c.op.backward(&c.x, &c.w, &c.r, &mut gx, &mut gw, gb.as_deref_mut())
-            .unwrap_or_else(|e| panic!("{}: backward: {e}", c.name));
+        c.op.backward(&c.x, &c.w, &c.r, &mut gx, &mut gw, gb.as_deref_mut()).unwrap_or_else(|e| panic!("{}: backward: {e}", c.name));
     }
     (gx, gw, gb)
 }
@@ -298,9 +284,7 @@ fn kernel_longer_than_padded_input_is_an_error() {
 fn groups_must_divide_channels() {
     let e = spec1d(4, 6, 3, 4).validate().unwrap_err().to_string();
     assert!(e.contains("groups (4) must divide in_channels (4) and out_channels (6)"), "{e}");
-    let t = ConvTranspose1dSpec {
-        in_channels: 3, out_channels: 4, kernel_size: 3, stride: 2, padding: 0, output_padding: 0, dilation: 1, groups: 2,
-    };
+    let t = ConvTranspose1dSpec { in_channels: 3, out_channels: 4, kernel_size: 3, stride: 2, padding: 0, output_padding: 0, dilation: 1, groups: 2 };
     assert!(t.validate().unwrap_err().to_string().contains("groups (2) must divide"));
     let e = ConvTranspose1dSpec { groups: 1, output_padding: 2, ..t }.validate().unwrap_err().to_string();
     assert!(e.contains("output_padding (2) must be smaller than stride (2) or dilation (1)"), "{e}");
@@ -310,7 +294,7 @@ fn groups_must_divide_channels() {
 #[test]
 fn mismatched_channels_and_slice_lengths_are_errors() {
     let spec = spec1d(3, 4, 3, 1); // weight (4, 3, 3), x (1, 5, 3), out (1, 3, 4)
-    // A weight shaped for 2 input channels.
+                                   // A weight shaped for 2 input channels.
     let e = err_text(conv1d_forward(&spec, &[0.0; 15], 1, 5, &[0.0; 24], None, &mut [0.0; 12]));
     assert!(e.starts_with("conv1d: weight holds 24 values") && e.contains("in_channels/groups 3"), "{e}");
     // An input with 2 channels per step.
@@ -324,9 +308,7 @@ fn mismatched_channels_and_slice_lengths_are_errors() {
     let e = err_text(conv1d_backward(&spec, &[0.0; 15], 1, 5, &[0.0; 36], &[0.0; 12], None, Some(&mut gw), None));
     assert!(e.contains("grad_weight holds 35 values"), "{e}");
 
-    let t = ConvTranspose1dSpec {
-        in_channels: 2, out_channels: 3, kernel_size: 2, stride: 2, padding: 0, output_padding: 0, dilation: 1, groups: 1,
-    }; // x (1, 3, 2) -> out (1, 6, 3)
+    let t = ConvTranspose1dSpec { in_channels: 2, out_channels: 3, kernel_size: 2, stride: 2, padding: 0, output_padding: 0, dilation: 1, groups: 1 }; // x (1, 3, 2) -> out (1, 6, 3)
     let e = err_text(conv_transpose1d_forward(&t, &[0.0; 6], 1, 3, &[0.0; 12], None, &mut [0.0; 17]));
     assert!(e.starts_with("conv_transpose1d: output holds 17 values"), "{e}");
     let e = err_text(conv_transpose1d_backward(&t, &[0.0; 6], 1, 3, &[0.0; 12], &[0.0; 18], Some(&mut [0.0; 5]), None, None));

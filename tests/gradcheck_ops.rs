@@ -52,8 +52,14 @@ where
             plus[i].data_mut()[j] += EPS;
             let mut minus = inputs.clone();
             minus[i].data_mut()[j] -= EPS;
-            let lp = { let (g, l, _, _) = eval(&f, &plus, training, Some(&r)); g.value(l).data()[0] as f64 };
-            let lm = { let (g, l, _, _) = eval(&f, &minus, training, Some(&r)); g.value(l).data()[0] as f64 };
+            let lp = {
+                let (g, l, _, _) = eval(&f, &plus, training, Some(&r));
+                g.value(l).data()[0] as f64
+            };
+            let lm = {
+                let (g, l, _, _) = eval(&f, &minus, training, Some(&r));
+                g.value(l).data()[0] as f64
+            };
             let numeric = (lp - lm) / (2.0 * EPS as f64);
             let a = analytic[j] as f64;
             let err = (a - numeric).abs() / (1e-1 + numeric.abs());
@@ -73,7 +79,11 @@ fn activations() {
     for (i, act) in [Activation::Tanh, Activation::Relu, Activation::Gelu, Activation::Sigmoid].into_iter().enumerate() {
         // keep relu inputs away from the kink
         let mut x = randn(&[2, 3, 4], i as u64);
-        x.data_mut().iter_mut().for_each(|v| if v.abs() < 0.05 { *v += 0.2 });
+        x.data_mut().iter_mut().for_each(|v| {
+            if v.abs() < 0.05 {
+                *v += 0.2
+            }
+        });
         check(&format!("{act:?}"), vec![x], move |g, v| g.activation(v[0], act));
     }
 }
@@ -106,9 +116,7 @@ fn embedding() {
 #[test]
 fn batchnorm_train_and_eval() {
     let (rm, rv) = (vec![0.1, -0.2, 0.3], vec![0.5, 1.5, 2.0]);
-    check("batchnorm train", vec![randn(&[2, 5, 3], 14), randn(&[3], 15), randn(&[3], 16)], |g, v| {
-        g.batchnorm(v[0], v[1], v[2], 1e-5, (&[], &[])).unwrap().0
-    });
+    check("batchnorm train", vec![randn(&[2, 5, 3], 14), randn(&[3], 15), randn(&[3], 16)], |g, v| g.batchnorm(v[0], v[1], v[2], 1e-5, (&[], &[])).unwrap().0);
     check_mode("batchnorm eval", false, vec![randn(&[2, 5, 3], 17), randn(&[3], 18), randn(&[3], 19)], move |g, v| {
         g.batchnorm(v[0], v[1], v[2], 1e-5, (&rm, &rv)).unwrap().0
     });

@@ -84,14 +84,10 @@ fn written_file_is_standard_safetensors() {
 #[test]
 fn reads_files_from_the_reference_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = sample()
-        .into_iter()
-        .map(|(n, t)| (n, t.shape().to_vec(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = raw
-        .iter()
-        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
-        .collect();
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> =
+        sample().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> =
+        raw.iter().map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())).collect();
     let bytes = safetensors::serialize(views, None).unwrap();
     let path = dir.path().join("py.safetensors");
     std::fs::write(&path, bytes).unwrap();
@@ -195,9 +191,8 @@ fn offsets_near_usize_max_are_rejected() {
     // arithmetic overflow.
     let dir = tempfile::tempdir().unwrap();
     let size: u64 = (1 << 61) - 1;
-    let entries: Vec<String> = (0..8)
-        .map(|i| format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size))
-        .collect();
+    let entries: Vec<String> =
+        (0..8).map(|i| format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size)).collect();
     expect_bad(dir.path(), &header_file(&format!("{{{}}}", entries.join(",")), 0));
 }
 

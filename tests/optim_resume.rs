@@ -99,10 +99,7 @@ fn state_tensor_names() {
             "exp_avg_sq.embedding.weight"
         ]
     );
-    assert_eq!(
-        names(OptimizerKind::Sgd, 0.9),
-        ["momentum_buffer.convs.0.weight", "momentum_buffer.convs.0.bias", "momentum_buffer.embedding.weight"]
-    );
+    assert_eq!(names(OptimizerKind::Sgd, 0.9), ["momentum_buffer.convs.0.weight", "momentum_buffer.convs.0.bias", "momentum_buffer.embedding.weight"]);
     assert!(names(OptimizerKind::Sgd, 0.0).is_empty());
 }
 

@@ -18,11 +18,7 @@ fn store() -> ParamStore {
 /// Deterministic gradients for step `k` (1-based), different per step.
 fn grads(k: usize) -> Vec<Vec<f64>> {
     let kf = k as f64;
-    vec![
-        vec![0.3 * kf, -0.2, 0.05 / kf, -1.5],
-        vec![0.7, -0.1 * kf],
-        vec![-0.25, 0.4 * kf, 0.0, 1.0 / kf],
-    ]
+    vec![vec![0.3 * kf, -0.2, 0.05 / kf, -1.5], vec![0.7, -0.1 * kf], vec![-0.25, 0.4 * kf, 0.0, 1.0 / kf]]
 }
 
 fn set_grads(s: &mut ParamStore, k: usize) {

@@ -29,8 +29,24 @@ fn base_run() -> &'static Path {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("base");
         let out = convlm(&[
-            "train", "--data", NAMES, "--out", run.to_str().unwrap(), "--steps", "30", "--eval-every", "30", "--batch-size", "16", "--seed", "2", "-q",
-            "--set", "model.channels=16", "--set", "train.eval_batches=2",
+            "train",
+            "--data",
+            NAMES,
+            "--out",
+            run.to_str().unwrap(),
+            "--steps",
+            "30",
+            "--eval-every",
+            "30",
+            "--batch-size",
+            "16",
+            "--seed",
+            "2",
+            "-q",
+            "--set",
+            "model.channels=16",
+            "--set",
+            "train.eval_batches=2",
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         (dir, run)

@@ -27,10 +27,11 @@ const DEADLINE: Duration = Duration::from_secs(300);
 
 /// The training flags shared by every run of this file (a small dilated CNN on names).
 fn train_args(out: &Path) -> Vec<String> {
-    let mut a: Vec<String> = ["train", "--data", NAMES, "--steps", &STEPS.to_string(), "--eval-every", "100", "--checkpoint-every", "25", "--batch-size", "16", "--seed", "5", "-q"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> =
+        ["train", "--data", NAMES, "--steps", &STEPS.to_string(), "--eval-every", "100", "--checkpoint-every", "25", "--batch-size", "16", "--seed", "5", "-q"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     a.extend(["--set", "model.channels=32", "--set", "train.eval_batches=4", "--out"].map(String::from));
     a.push(out.to_str().unwrap().to_string());
     a

@@ -3,10 +3,7 @@
 
 use convlm::data::{CharTokenizer, Normalization, Tokenizer, UnknownPolicy};
 use convlm::models::Model;
-use convlm::report::{
-    embedding_pca, embeddings_svg, loss_curves_svg, pca2, plot_embeddings, plot_run,
-    EMBEDDINGS_PLOT_FILE, MAX_LABELS,
-};
+use convlm::report::{embedding_pca, embeddings_svg, loss_curves_svg, pca2, plot_embeddings, plot_run, EMBEDDINGS_PLOT_FILE, MAX_LABELS};
 use convlm::run::checkpoint::{METRICS_FILE, MODEL_FILE, PLOT_FILE};
 use convlm::run::{RunConfig, RunDir};
 use convlm::Tensor;
@@ -21,11 +18,7 @@ fn assert_well_formed(svg: &str) {
     let mut stack: Vec<&str> = Vec::new();
     let mut rest = svg;
     while let Some(open) = rest.find('<') {
-        assert!(
-            !rest[..open].contains('>'),
-            "unescaped > in {:?}",
-            &rest[..open]
-        );
+        assert!(!rest[..open].contains('>'), "unescaped > in {:?}", &rest[..open]);
         check_entities(&rest[..open]);
         let close = rest[open..].find('>').expect("unclosed tag") + open;
         let tag = &rest[open + 1..close];
@@ -47,12 +40,7 @@ fn assert_well_formed(svg: &str) {
 fn check_entities(text: &str) {
     for (i, _) in text.match_indices('&') {
         let after = &text[i..];
-        assert!(
-            ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#"]
-                .iter()
-                .any(|e| after.starts_with(e)),
-            "unescaped & in {text:?}"
-        );
+        assert!(["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#"].iter().any(|e| after.starts_with(e)), "unescaped & in {text:?}");
     }
 }
 
@@ -93,10 +81,7 @@ fn report_pca_recovers_known_directions_with_fixed_signs() {
     let pca = pca2(&table).unwrap();
     // Largest coordinate positive: +u1 (its 4th) and +u2 (its 1st), exactly these signs.
     for (c, u) in pca.components.iter().zip([u1, u2]) {
-        assert!(
-            (dot(c, &u) - 1.0).abs() < 1e-5,
-            "component {c:?} is not {u:?}"
-        );
+        assert!((dot(c, &u) - 1.0).abs() < 1e-5, "component {c:?} is not {u:?}");
     }
     assert!(pca.variances[0] > pca.variances[1] && pca.variances[1] > 0.0);
     // The variances are those of the projected points, and add up to the total (rank 2).
@@ -106,10 +91,7 @@ fn report_pca_recovers_known_directions_with_fixed_signs() {
         let var = pca.points.iter().map(|p| (p[k] - m).powi(2)).sum::<f64>() / (n - 1.0);
         assert!(m.abs() < 1e-5 && (var - pca.variances[k]).abs() < 1e-5 * pca.variances[k]);
     }
-    assert!(
-        (pca.variances[0] + pca.variances[1] - pca.total_variance).abs()
-            < 1e-5 * pca.total_variance
-    );
+    assert!((pca.variances[0] + pca.variances[1] - pca.total_variance).abs() < 1e-5 * pca.total_variance);
     assert_eq!(embedding_pca(&table).unwrap(), pca.points);
 }
 
@@ -144,11 +126,7 @@ fn train_records(n: u64) -> Vec<Value> {
 fn report_loss_curves_training_only() {
     let svg = loss_curves_svg(&train_records(50), "names <dilated> & co").unwrap();
     assert_well_formed(&svg);
-    assert_eq!(
-        svg.matches("<polyline").count(),
-        2,
-        "raw and smoothed train loss"
-    );
+    assert_eq!(svg.matches("<polyline").count(), 2, "raw and smoothed train loss");
     assert!(!svg.contains("<circle") && !svg.contains("validation"));
     assert!(svg.contains("names &lt;dilated&gt; &amp; co"));
     assert!(svg.contains(">step<") && svg.contains(">loss (nats)<"));
@@ -174,9 +152,7 @@ fn report_loss_curves_with_validation() {
 #[test]
 fn report_embeddings_svg_escapes_labels_and_colours_specials() {
     let n = MAX_LABELS + 50;
-    let points: Vec<[f64; 2]> = (0..n)
-        .map(|i| [(i as f64).cos() * i as f64, (i as f64).sin()])
-        .collect();
+    let points: Vec<[f64; 2]> = (0..n).map(|i| [(i as f64).cos() * i as f64, (i as f64).sin()]).collect();
     let mut labels: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
     labels[0] = "<pad>".into();
     labels[1] = "&".into();
@@ -185,22 +161,11 @@ fn report_embeddings_svg_escapes_labels_and_colours_specials() {
     let svg = embeddings_svg(&points, &labels, &specials, "emb").unwrap();
     keep("embeddings_many.svg", &svg);
     assert_well_formed(&svg);
-    assert!(
-        svg.contains(">&lt;pad&gt;</text>")
-            && svg.contains(">&amp;</text>")
-            && svg.contains(">&quot;&apos;</text>")
-    );
+    assert!(svg.contains(">&lt;pad&gt;</text>") && svg.contains(">&amp;</text>") && svg.contains(">&quot;&apos;</text>"));
     assert!(!svg.contains("<pad>"));
     assert!(svg.contains("special token"));
-    assert_eq!(
-        svg.matches("<circle").count(),
-        n + 2,
-        "a dot per point plus two legend swatches"
-    );
-    assert!(
-        svg.contains(&format!(">t{}</text>", MAX_LABELS - 1))
-            && !svg.contains(&format!(">t{MAX_LABELS}</text>"))
-    );
+    assert_eq!(svg.matches("<circle").count(), n + 2, "a dot per point plus two legend swatches");
+    assert!(svg.contains(&format!(">t{}</text>", MAX_LABELS - 1)) && !svg.contains(&format!(">t{MAX_LABELS}</text>")));
 }
 
 #[test]
@@ -222,16 +187,10 @@ fn report_plot_run_without_records_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
     let err = plot_run(&run).unwrap_err().to_string();
-    assert!(
-        err.contains(METRICS_FILE) && err.contains("no training records yet"),
-        "{err}"
-    );
+    assert!(err.contains(METRICS_FILE) && err.contains("no training records yet"), "{err}");
     std::fs::write(run.file(METRICS_FILE), "").unwrap();
     let err = plot_run(&run).unwrap_err().to_string();
-    assert!(
-        err.contains(METRICS_FILE) && err.contains("no training records yet"),
-        "{err}"
-    );
+    assert!(err.contains(METRICS_FILE) && err.contains("no training records yet"), "{err}");
     assert!(!run.file(PLOT_FILE).exists());
 }
 
@@ -240,27 +199,15 @@ fn report_plot_embeddings_of_a_saved_model() {
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
     let config = RunConfig::default();
-    let tokenizer = Tokenizer::Char(CharTokenizer::from_corpus(
-        "hello world & <tags>\n",
-        Normalization::default(),
-        UnknownPolicy::MapToUnk,
-    ));
+    let tokenizer = Tokenizer::Char(CharTokenizer::from_corpus("hello world & <tags>\n", Normalization::default(), UnknownPolicy::MapToUnk));
     let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed).unwrap();
     run.save_setup(&config, &tokenizer).unwrap();
-    assert!(plot_embeddings(&run)
-        .unwrap_err()
-        .to_string()
-        .contains(MODEL_FILE));
+    assert!(plot_embeddings(&run).unwrap_err().to_string().contains(MODEL_FILE));
     run.save_weights(MODEL_FILE, &model, 0).unwrap();
     let path = plot_embeddings(&run).unwrap();
     assert_eq!(path, run.file(EMBEDDINGS_PLOT_FILE));
     let svg = std::fs::read_to_string(&path).unwrap();
     keep("embeddings.svg", &svg);
     assert_well_formed(&svg);
-    assert!(
-        svg.contains(">&lt;pad&gt;</text>")
-            && svg.contains(">&amp;</text>")
-            && svg.contains(">␣</text>")
-            && svg.contains(">↵</text>")
-    );
+    assert!(svg.contains(">&lt;pad&gt;</text>") && svg.contains(">&amp;</text>") && svg.contains(">␣</text>") && svg.contains(">↵</text>"));
 }

@@ -46,10 +46,7 @@ fn check_model(what: &str, model: &mut Model, seed: u64) {
             let want = &full[(b * len + t) * VOCAB..(b * len + t + 1) * VOCAB];
             let got = &out.data()[b * VOCAB..(b + 1) * VOCAB];
             for (v, (g, w)) in got.iter().zip(want).enumerate() {
-                assert!(
-                    (g - w).abs() <= ATOL + RTOL * w.abs(),
-                    "{what}: sequence {b}, position {t}, logit {v}: step gives {g}, forward {w}"
-                );
+                assert!((g - w).abs() <= ATOL + RTOL * w.abs(), "{what}: sequence {b}, position {t}, logit {v}: step gives {g}, forward {w}");
             }
         }
     }
@@ -128,9 +125,8 @@ fn hierarchical_step_matches_eval_forward_with_running_statistics() {
 fn wavenet_step_matches_forward() {
     for k in 1..=5 {
         // n_layers 5: dilations 1, 2, 4, 8, 16.
-        let json = format!(
-            r#"{{"family":"wavenet","residual_channels":8,"dilation_channels":6,"skip_channels":12,"kernel_size":{k},"n_layers":5,"n_stacks":1}}"#
-        );
+        let json =
+            format!(r#"{{"family":"wavenet","residual_channels":8,"dilation_channels":6,"skip_channels":12,"kernel_size":{k},"n_layers":5,"n_stacks":1}}"#);
         check(&json, 20 + k as u64);
     }
     let json = r#"{"family":"wavenet","residual_channels":8,"dilation_channels":6,"skip_channels":12,"kernel_size":3,"n_layers":3,"n_stacks":2}"#;

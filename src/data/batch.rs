@@ -25,11 +25,7 @@ pub struct Batch {
 impl Batch {
     /// Pads `(input, target)` rows (each pair of equal length) to the longest input; `pad` is
     /// the `<pad>` id. A target equal to `pad` becomes [`IGNORE_INDEX`].
-    pub(crate) fn pad_rows<'a>(
-        rows: &[(&'a [u32], &'a [u32])],
-        pad: u32,
-        grid: Option<(usize, usize)>,
-    ) -> Batch {
+    pub(crate) fn pad_rows<'a>(rows: &[(&'a [u32], &'a [u32])], pad: u32, grid: Option<(usize, usize)>) -> Batch {
         let seq_len = rows.iter().map(|(x, _)| x.len()).max().unwrap_or(0);
         let mut inputs = Vec::with_capacity(rows.len() * seq_len);
         let mut targets = Vec::with_capacity(rows.len() * seq_len);
@@ -37,19 +33,10 @@ impl Batch {
             debug_assert_eq!(x.len(), y.len());
             inputs.extend_from_slice(x);
             inputs.resize(inputs.len() + seq_len - x.len(), pad);
-            targets.extend(
-                y.iter()
-                    .map(|&t| if t == pad { IGNORE_INDEX } else { i64::from(t) }),
-            );
+            targets.extend(y.iter().map(|&t| if t == pad { IGNORE_INDEX } else { i64::from(t) }));
             targets.resize(targets.len() + seq_len - y.len(), IGNORE_INDEX);
         }
-        Batch {
-            inputs,
-            targets,
-            batch_size: rows.len(),
-            seq_len,
-            grid,
-        }
+        Batch { inputs, targets, batch_size: rows.len(), seq_len, grid }
     }
 
     /// Whether the batch has no rows.

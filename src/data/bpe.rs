@@ -48,11 +48,7 @@ fn hf_error(what: &str) -> impl Fn(tokenizers::Error) -> Error + '_ {
 /// Training is deterministic: the same texts and settings give the same `tokenizer.json`.
 /// The vocabulary can end up smaller than `vocab_size` when the corpus has too few distinct
 /// pairs to merge.
-pub fn train_bpe<S: AsRef<str> + Sync>(
-    texts: &[S],
-    vocab_size: usize,
-    normalization: Normalization,
-) -> Result<Tokenizer> {
+pub fn train_bpe<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
     let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
     if vocab_size < minimum {
         return Err(Error::config(
@@ -61,46 +57,29 @@ pub fn train_bpe<S: AsRef<str> + Sync>(
         ));
     }
     if texts.iter().all(|t| t.as_ref().trim().is_empty()) {
-        return Err(Error::Data(
-            "cannot train a BPE tokenizer on an empty corpus".into(),
-        ));
+        return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
     }
-    let model = BPE::builder()
-        .unk_token(UNK.into())
-        .build()
-        .map_err(hf_error("cannot create the BPE model"))?;
+    let model = BPE::builder().unk_token(UNK.into()).build().map_err(hf_error("cannot create the BPE model"))?;
     let mut tok = tokenizers::Tokenizer::new(model);
     tok.with_normalizer(normalization.to_hf()?)
-        .with_pre_tokenizer(Some(PreTokenizerWrapper::from(ByteLevel::new(
-            false, true, true,
-        ))))
+        .with_pre_tokenizer(Some(PreTokenizerWrapper::from(ByteLevel::new(false, true, true))))
         .with_decoder(Some(DecoderWrapper::from(ByteLevel::default())));
     tok.set_encode_special_tokens(true);
     let trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(0)
         .show_progress(false)
-        .special_tokens(
-            SPECIAL_TOKEN_NAMES
-                .iter()
-                .map(|s| AddedToken::from(*s, true))
-                .collect(),
-        )
+        .special_tokens(SPECIAL_TOKEN_NAMES.iter().map(|s| AddedToken::from(*s, true)).collect())
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build();
     let mut trainer = TrainerWrapper::from(trainer);
     let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
-    tok.train(&mut trainer, lines)
-        .map_err(hf_error("BPE training failed"))?;
+    tok.train(&mut trainer, lines).map_err(hf_error("BPE training failed"))?;
     Ok(Tokenizer::Bpe(BpeTokenizer::from_hf(tok)?))
 }
 
 /// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`train_bpe`].
-pub fn train_bpe_from_path(
-    path: &Path,
-    vocab_size: usize,
-    normalization: Normalization,
-) -> Result<Tokenizer> {
+pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
     let text = read_corpus(path)?;
     train_bpe(&[text.as_str()], vocab_size, normalization)
 }
@@ -109,30 +88,15 @@ impl BpeTokenizer {
     /// Wraps a `tokenizers` tokenizer: adds missing special tokens, switches padding and
     /// truncation off, and looks the special-token ids up by name.
     fn from_hf(mut inner: tokenizers::Tokenizer) -> Result<Self> {
-        let missing: Vec<AddedToken> = SPECIAL_TOKEN_NAMES
-            .iter()
-            .filter(|name| inner.token_to_id(name).is_none())
-            .map(|name| AddedToken::from(*name, true))
-            .collect();
+        let missing: Vec<AddedToken> =
+            SPECIAL_TOKEN_NAMES.iter().filter(|name| inner.token_to_id(name).is_none()).map(|name| AddedToken::from(*name, true)).collect();
         inner.add_special_tokens(&missing);
         inner.set_encode_special_tokens(true);
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(hf_error("cannot switch truncation off"))?;
-        let specials =
-            SpecialTokens::lookup(|name| inner.token_to_id(name)).map_err(Error::Tokenizer)?;
-        let vocab_size = inner
-            .get_vocab(true)
-            .values()
-            .map(|&id| id as usize + 1)
-            .max()
-            .unwrap_or(0);
-        Ok(BpeTokenizer {
-            inner: Box::new(inner),
-            specials,
-            vocab_size,
-        })
+        inner.with_truncation(None).map_err(hf_error("cannot switch truncation off"))?;
+        let specials = SpecialTokens::lookup(|name| inner.token_to_id(name)).map_err(Error::Tokenizer)?;
+        let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        Ok(BpeTokenizer { inner: Box::new(inner), specials, vocab_size })
     }
 
     /// Largest id plus one (special tokens included).
@@ -147,19 +111,14 @@ impl BpeTokenizer {
 
     /// Normalizes and encodes `text`; no special tokens are added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(hf_error("encoding failed"))?;
+        let encoding = self.inner.encode_fast(text, false).map_err(hf_error("encoding failed"))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Decodes `ids`, skipping special tokens and ids outside the vocabulary; byte sequences
     /// that are not UTF-8 decode to U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
-        self.inner
-            .decode(ids, true)
-            .unwrap_or_else(|_| char::REPLACEMENT_CHARACTER.to_string())
+        self.inner.decode(ids, true).unwrap_or_else(|_| char::REPLACEMENT_CHARACTER.to_string())
     }
 
     /// The text of one token as it reads in decoded output (a special token's name, `<id N>`
@@ -177,16 +136,12 @@ impl BpeTokenizer {
 
     /// The `tokenizer.json` content, in the `tokenizers` crate's format.
     pub fn to_json(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(hf_error("cannot serialize the BPE tokenizer"))
+        self.inner.to_string(true).map_err(hf_error("cannot serialize the BPE tokenizer"))
     }
 
     /// Parses a `tokenizers` JSON file; errors name `source`.
     pub fn from_json(text: &str, source: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| {
-            Error::bad_file(source, format!("not a tokenizers tokenizer.json: {e}"))
-        })?;
+        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| Error::bad_file(source, format!("not a tokenizers tokenizer.json: {e}")))?;
         Self::from_hf(inner).map_err(|e| Error::bad_file(source, e.to_string()))
     }
 

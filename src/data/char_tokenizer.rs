@@ -82,55 +82,28 @@ impl CharTokenizer {
     /// included (an empty text gives a vocabulary of only the special tokens). Use this for
     /// stream datasets, where `\n` is a token.
     pub fn from_corpus(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
-        Self::from_chars(
-            normalization.apply(text).chars().collect(),
-            normalization,
-            unknown,
-        )
+        Self::from_chars(normalization.apply(text).chars().collect(), normalization, unknown)
     }
 
     /// Builds the vocabulary from the characters of the lines of `text` (LF or CRLF), without
     /// the line breaks. Use this for line and grid datasets, which never encode a line break:
     /// names.txt gives 26 letters + 4 special tokens.
     pub fn from_lines(text: &str, normalization: Normalization, unknown: UnknownPolicy) -> Self {
-        let chars = text
-            .lines()
-            .flat_map(|line| normalization.apply(line).chars().collect::<Vec<_>>());
+        let chars = text.lines().flat_map(|line| normalization.apply(line).chars().collect::<Vec<_>>());
         Self::from_chars(chars.collect(), normalization, unknown)
     }
 
     /// The special tokens followed by `chars` in code-point order.
-    fn from_chars(
-        chars: BTreeSet<char>,
-        normalization: Normalization,
-        unknown: UnknownPolicy,
-    ) -> Self {
-        let vocab = SPECIAL_TOKEN_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .chain(chars.into_iter().map(String::from))
-            .collect();
-        Self::from_parts(
-            vocab,
-            [PAD, BOS, EOS, UNK].map(String::from),
-            normalization,
-            unknown,
-        )
-        .unwrap_or_else(|e| unreachable!("single characters never clash with special names: {e}"))
+    fn from_chars(chars: BTreeSet<char>, normalization: Normalization, unknown: UnknownPolicy) -> Self {
+        let vocab = SPECIAL_TOKEN_NAMES.iter().map(|s| s.to_string()).chain(chars.into_iter().map(String::from)).collect();
+        Self::from_parts(vocab, [PAD, BOS, EOS, UNK].map(String::from), normalization, unknown)
+            .unwrap_or_else(|e| unreachable!("single characters never clash with special names: {e}"))
     }
 
     /// Validates a vocabulary and builds the lookup tables.
-    fn from_parts(
-        vocab: Vec<String>,
-        special_names: [String; 4],
-        normalization: Normalization,
-        unknown: UnknownPolicy,
-    ) -> std::result::Result<Self, String> {
+    fn from_parts(vocab: Vec<String>, special_names: [String; 4], normalization: Normalization, unknown: UnknownPolicy) -> std::result::Result<Self, String> {
         if u32::try_from(vocab.len()).is_err() {
-            return Err(format!(
-                "vocabulary of {} entries is too large",
-                vocab.len()
-            ));
+            return Err(format!("vocabulary of {} entries is too large", vocab.len()));
         }
         let mut special_ids = HashMap::new();
         let mut index = HashMap::new();
@@ -144,37 +117,19 @@ impl CharTokenizer {
             }
             let mut chars = token.chars();
             let (Some(c), None) = (chars.next(), chars.next()) else {
-                return Err(format!(
-                    "vocab entry {id} ({token:?}) is not a single character"
-                ));
+                return Err(format!("vocab entry {id} ({token:?}) is not a single character"));
             };
             if index.insert(c, id).is_some() {
                 return Err(format!("character {c:?} appears twice in vocab"));
             }
         }
-        let get = |name: &String| {
-            special_ids
-                .get(name.as_str())
-                .copied()
-                .ok_or_else(|| format!("special token {name:?} missing from the vocabulary"))
-        };
+        let get = |name: &String| special_ids.get(name.as_str()).copied().ok_or_else(|| format!("special token {name:?} missing from the vocabulary"));
         let [pad, bos, eos, unk] = &special_names;
-        let specials = SpecialTokens {
-            pad: get(pad)?,
-            bos: get(bos)?,
-            eos: get(eos)?,
-            unk: get(unk)?,
-        };
+        let specials = SpecialTokens { pad: get(pad)?, bos: get(bos)?, eos: get(eos)?, unk: get(unk)? };
         if special_ids.len() != 4 {
             return Err("the four special tokens must have four different names".into());
         }
-        Ok(CharTokenizer {
-            vocab,
-            index,
-            specials,
-            normalization,
-            unknown,
-        })
+        Ok(CharTokenizer { vocab, index, specials, normalization, unknown })
     }
 
     /// Number of ids (special tokens included).
@@ -214,10 +169,9 @@ impl CharTokenizer {
             .map(|(pos, c)| match (self.index.get(&c), self.unknown) {
                 (Some(&id), _) => Ok(id),
                 (None, UnknownPolicy::MapToUnk) => Ok(self.specials.unk),
-                (None, UnknownPolicy::Reject) => Err(Error::Tokenizer(format!(
-                    "character {c:?} (U+{:04X}) at character offset {pos} is not in the vocabulary",
-                    c as u32
-                ))),
+                (None, UnknownPolicy::Reject) => {
+                    Err(Error::Tokenizer(format!("character {c:?} (U+{:04X}) at character offset {pos} is not in the vocabulary", c as u32)))
+                }
             })
             .collect()
     }
@@ -225,23 +179,13 @@ impl CharTokenizer {
     /// Concatenates the characters of `ids`, skipping the special tokens; an id outside the
     /// vocabulary decodes to U+FFFD (the replacement character).
     pub fn decode(&self, ids: &[u32]) -> String {
-        ids.iter()
-            .filter(|&&id| !self.specials.contains(id))
-            .map(|&id| {
-                self.vocab
-                    .get(id as usize)
-                    .map_or("\u{FFFD}", String::as_str)
-            })
-            .collect()
+        ids.iter().filter(|&&id| !self.specials.contains(id)).map(|&id| self.vocab.get(id as usize).map_or("\u{FFFD}", String::as_str)).collect()
     }
 
     /// The text of one token: its character, a special token's name, or `<id N>` for an id
     /// outside the vocabulary.
     pub fn token_text(&self, id: u32) -> String {
-        self.vocab
-            .get(id as usize)
-            .cloned()
-            .unwrap_or_else(|| format!("<id {id}>"))
+        self.vocab.get(id as usize).cloned().unwrap_or_else(|| format!("<id {id}>"))
     }
 
     /// The `tokenizer.json` content (format on [`CharTokenizer`]).
@@ -260,36 +204,19 @@ impl CharTokenizer {
             normalization: self.normalization,
             unknown: self.unknown,
         };
-        serde_json::to_string_pretty(&file)
-            .map_err(|e| Error::Tokenizer(format!("cannot serialize character tokenizer: {e}")))
+        serde_json::to_string_pretty(&file).map_err(|e| Error::Tokenizer(format!("cannot serialize character tokenizer: {e}")))
     }
 
     /// Parses a character tokenizer file; errors name `source`.
     pub fn from_json(text: &str, source: &Path) -> Result<Self> {
-        let file: CharTokenizerFile = serde_json::from_str(text)
-            .map_err(|e| Error::bad_file(source, format!("not a character tokenizer: {e}")))?;
+        let file: CharTokenizerFile = serde_json::from_str(text).map_err(|e| Error::bad_file(source, format!("not a character tokenizer: {e}")))?;
         if file.kind != CHAR_TYPE {
-            return Err(Error::bad_file(
-                source,
-                format!("tokenizer type {:?}, expected \"char\"", file.kind),
-            ));
+            return Err(Error::bad_file(source, format!("tokenizer type {:?}, expected \"char\"", file.kind)));
         }
         if file.version != FORMAT_VERSION {
-            return Err(Error::bad_file(
-                source,
-                format!(
-                    "character tokenizer version {} (this convlm reads {FORMAT_VERSION})",
-                    file.version
-                ),
-            ));
+            return Err(Error::bad_file(source, format!("character tokenizer version {} (this convlm reads {FORMAT_VERSION})", file.version)));
         }
         let SpecialNames { pad, bos, eos, unk } = file.special_tokens;
-        Self::from_parts(
-            file.vocab,
-            [pad, bos, eos, unk],
-            file.normalization,
-            file.unknown,
-        )
-        .map_err(|msg| Error::bad_file(source, msg))
+        Self::from_parts(file.vocab, [pad, bos, eos, unk], file.normalization, file.unknown).map_err(|msg| Error::bad_file(source, msg))
     }
 }

@@ -20,12 +20,7 @@ fn at_line(line: usize, e: Error) -> Error {
 }
 
 /// Deals `items` to the three splits by [`Splits::assign`].
-fn deal(
-    items: Vec<Vec<u32>>,
-    splits: &Splits,
-    unit: &str,
-    seed: u64,
-) -> Result<[Vec<Vec<u32>>; 3]> {
+fn deal(items: Vec<Vec<u32>>, splits: &Splits, unit: &str, seed: u64) -> Result<[Vec<Vec<u32>>; 3]> {
     let assignment = splits.assign(items.len(), unit, seed)?;
     let mut slots: Vec<Option<Vec<u32>>> = items.into_iter().map(Some).collect();
     Ok(assignment.map(|ids| ids.into_iter().filter_map(|i| slots[i].take()).collect()))
@@ -53,12 +48,7 @@ impl Dataset {
             }
             let tokens = tok.encode(line).map_err(|e| at_line(i + 1, e))?;
             if tokens.len() > opts.max_line_len {
-                return Err(Error::Data(format!(
-                    "line {} has {} tokens, more than max_line_len = {}",
-                    i + 1,
-                    tokens.len(),
-                    opts.max_line_len
-                )));
+                return Err(Error::Data(format!("line {} has {} tokens, more than max_line_len = {}", i + 1, tokens.len(), opts.max_line_len)));
             }
             if tokens.is_empty() || (opts.dedupe && !seen.insert(tokens.clone())) {
                 continue;
@@ -74,15 +64,7 @@ impl Dataset {
             order.sort_unstable_by(|&a, &b| examples[a].cmp(&examples[b]));
             order
         });
-        Ok(Dataset {
-            kind: DatasetKind::Lines,
-            specials,
-            tokenizer: tok.clone(),
-            parts,
-            block_size: 0,
-            grid: None,
-            index,
-        })
+        Ok(Dataset { kind: DatasetKind::Lines, specials, tokenizer: tok.clone(), parts, block_size: 0, grid: None, index })
     }
 
     /// The whole `text` as one token stream, trained on windows of `block_size` tokens.
@@ -91,13 +73,7 @@ impl Dataset {
     /// `block_size + 1` tokens; the remainder joins the last chunk) and the chunks are dealt to
     /// the splits by `seed`, so no window mixes text of two splits. Text too short for one
     /// chunk per needed split is an [`Error::Data`] saying how many tokens are needed.
-    pub fn stream(
-        text: &str,
-        tok: &Tokenizer,
-        block_size: usize,
-        splits: &Splits,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn stream(text: &str, tok: &Tokenizer, block_size: usize, splits: &Splits, seed: u64) -> Result<Self> {
         splits.validate()?;
         if block_size == 0 {
             return Err(Error::config("block_size", "must be at least 1"));
@@ -133,15 +109,7 @@ impl Dataset {
                 .collect()
         });
         let specials = tok.specials();
-        Ok(Dataset {
-            kind: DatasetKind::Stream,
-            specials,
-            tokenizer: tok.clone(),
-            parts,
-            block_size,
-            grid: None,
-            index,
-        })
+        Ok(Dataset { kind: DatasetKind::Stream, specials, tokenizer: tok.clone(), parts, block_size, grid: None, index })
     }
 
     /// `text` laid out as rows of `width` tokens, grouped into grids of `height` rows.
@@ -151,20 +119,10 @@ impl Dataset {
     /// line is a row of `<pad>` (the line break itself is not a token). Consecutive rows form
     /// grids; the last grid is filled with `<pad>` rows, and grids with no text at all are
     /// dropped. Grids are then dealt to the splits by `seed`.
-    pub fn grid(
-        text: &str,
-        tok: &Tokenizer,
-        width: usize,
-        height: usize,
-        splits: &Splits,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn grid(text: &str, tok: &Tokenizer, width: usize, height: usize, splits: &Splits, seed: u64) -> Result<Self> {
         splits.validate()?;
         if width == 0 || height == 0 {
-            return Err(Error::config(
-                "grid",
-                format!("width and height must be at least 1, got {width}×{height}"),
-            ));
+            return Err(Error::config("grid", format!("width and height must be at least 1, got {width}×{height}")));
         }
         let pad = tok.specials().pad;
         let mut rows: Vec<Vec<u32>> = Vec::new();
@@ -189,20 +147,10 @@ impl Dataset {
             .filter(|grid| grid.iter().any(|&t| t != pad))
             .collect();
         if grids.is_empty() {
-            return Err(Error::Data(
-                "the corpus has no text to lay out in grids".into(),
-            ));
+            return Err(Error::Data("the corpus has no text to lay out in grids".into()));
         }
         let parts = deal(grids, splits, "grids", seed)?;
         let specials = tok.specials();
-        Ok(Dataset {
-            kind: DatasetKind::Grid,
-            specials,
-            tokenizer: tok.clone(),
-            parts,
-            block_size: 0,
-            grid: Some((height, width)),
-            index: Default::default(),
-        })
+        Ok(Dataset { kind: DatasetKind::Grid, specials, tokenizer: tok.clone(), parts, block_size: 0, grid: Some((height, width)), index: Default::default() })
     }
 }

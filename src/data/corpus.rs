@@ -25,10 +25,7 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     }
     let files = folder_files(path)?;
     if files.is_empty() {
-        return Err(Error::bad_file(
-            path,
-            "the corpus folder has no regular files",
-        ));
+        return Err(Error::bad_file(path, "the corpus folder has no regular files"));
     }
     let mut corpus = String::new();
     for file in &files {
@@ -42,13 +39,7 @@ pub fn read_corpus(path: &Path) -> Result<String> {
         }
     }
     if corpus.is_empty() {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "all {} files of the corpus folder are empty (no text)",
-                files.len()
-            ),
-        ));
+        return Err(Error::bad_file(path, format!("all {} files of the corpus folder are empty (no text)", files.len())));
     }
     Ok(corpus)
 }
@@ -60,9 +51,7 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let is_file = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .is_file();
+        let is_file = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.is_file();
         if is_file && !hidden {
             files.push(path);
         }
@@ -84,20 +73,13 @@ fn decode_text(mut bytes: Vec<u8>) -> std::result::Result<String, String> {
     let skipped = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
     bytes.drain(..skipped);
     if let Some(pos) = bytes.iter().position(|&b| b == 0) {
-        return Err(format!(
-            "contains a NUL byte at byte offset {}: a binary file, not text",
-            pos + skipped
-        ));
+        return Err(format!("contains a NUL byte at byte offset {}: a binary file, not text", pos + skipped));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         let pos = e.utf8_error().valid_up_to() + skipped;
         format!("not valid UTF-8 at byte offset {pos} (a binary file, or another text encoding)")
     })?;
-    Ok(if text.contains("\r\n") {
-        text.replace("\r\n", "\n")
-    } else {
-        text
-    })
+    Ok(if text.contains("\r\n") { text.replace("\r\n", "\n") } else { text })
 }
 
 /// The built-in corpus for a run without data: the English word list of the
@@ -119,10 +101,7 @@ mod tests {
 
     #[test]
     fn decode_cleans_and_reports_offsets() {
-        assert_eq!(
-            decode_text(b"\xEF\xBB\xBFab\r\ncd\r".to_vec()).unwrap(),
-            "ab\ncd\r"
-        );
+        assert_eq!(decode_text(b"\xEF\xBB\xBFab\r\ncd\r".to_vec()).unwrap(), "ab\ncd\r");
         let err = decode_text(b"\xEF\xBB\xBFabc\xFFdef".to_vec()).unwrap_err();
         assert!(err.contains("byte offset 6"), "{err}");
         let err = decode_text(b"ab\0cd".to_vec()).unwrap_err();

@@ -38,12 +38,7 @@ pub struct LineOptions {
 
 impl Default for LineOptions {
     fn default() -> Self {
-        LineOptions {
-            dedupe: false,
-            max_line_len: 1000,
-            splits: Splits::default(),
-            seed: 0,
-        }
+        LineOptions { dedupe: false, max_line_len: 1000, splits: Splits::default(), seed: 0 }
     }
 }
 
@@ -100,13 +95,7 @@ impl Dataset {
     /// stream's block size, or H·W.
     pub fn max_seq_len(&self) -> usize {
         match self.kind {
-            DatasetKind::Lines => self
-                .parts
-                .iter()
-                .flatten()
-                .map(|e| e.len() - 1)
-                .max()
-                .unwrap_or(0),
+            DatasetKind::Lines => self.parts.iter().flatten().map(|e| e.len() - 1).max().unwrap_or(0),
             DatasetKind::Stream => self.block_size,
             DatasetKind::Grid => self.grid.map_or(0, |(h, w)| h * w),
         }
@@ -116,10 +105,7 @@ impl Dataset {
     /// [`Dataset`]); the rows that [`Dataset::batches`] yields.
     pub fn num_examples(&self, split: Split) -> usize {
         match self.kind {
-            DatasetKind::Stream => self.parts[split.index()]
-                .iter()
-                .map(|c| (c.len() - 1).div_ceil(self.block_size))
-                .sum(),
+            DatasetKind::Stream => self.parts[split.index()].iter().map(|c| (c.len() - 1).div_ceil(self.block_size)).sum(),
             _ => self.parts[split.index()].len(),
         }
     }
@@ -139,9 +125,7 @@ impl Dataset {
             _ => self.parts[split.index()].len(),
         };
         let batch_size = if population == 0 { 0 } else { batch_size };
-        let rows: Vec<(&[u32], &[u32])> = (0..batch_size)
-            .map(|_| self.sample_row(split, uniform_index(rng, population)))
-            .collect();
+        let rows: Vec<(&[u32], &[u32])> = (0..batch_size).map(|_| self.sample_row(split, uniform_index(rng, population))).collect();
         Batch::pad_rows(&rows, self.specials.pad, self.grid)
     }
 
@@ -167,9 +151,7 @@ impl Dataset {
         };
         let example = line_example(&tokens, self.specials);
         let examples = &self.parts[split.index()];
-        self.index[split.index()]
-            .binary_search_by(|&i| examples[i].cmp(&example))
-            .is_ok()
+        self.index[split.index()].binary_search_by(|&i| examples[i].cmp(&example)).is_ok()
     }
 
     /// Input and target of sample `k` of `split` (a window start for streams).
@@ -186,10 +168,7 @@ impl Dataset {
                 let chunk = cumulative.partition_point(|&c| c <= k);
                 let start = k - if chunk == 0 { 0 } else { cumulative[chunk - 1] };
                 let c = &examples[chunk];
-                (
-                    &c[start..start + self.block_size],
-                    &c[start + 1..start + self.block_size + 1],
-                )
+                (&c[start..start + self.block_size], &c[start + 1..start + self.block_size + 1])
             }
         }
     }
@@ -198,9 +177,7 @@ impl Dataset {
     fn eval_rows(&self, split: Split) -> Vec<(&[u32], &[u32])> {
         let examples = &self.parts[split.index()];
         match self.kind {
-            DatasetKind::Lines | DatasetKind::Grid => (0..examples.len())
-                .map(|k| self.sample_row(split, k))
-                .collect(),
+            DatasetKind::Lines | DatasetKind::Grid => (0..examples.len()).map(|k| self.sample_row(split, k)).collect(),
             DatasetKind::Stream => {
                 let t = self.block_size;
                 examples

@@ -68,10 +68,7 @@ impl SpecialTokens {
             (Ok(pad), Ok(bos), Ok(eos), Ok(unk)) => Ok(SpecialTokens { pad, bos, eos, unk }),
             (a, b, c, d) => {
                 let missing: Vec<&str> = [a, b, c, d].into_iter().filter_map(|r| r.err()).collect();
-                Err(format!(
-                    "special token(s) {} missing from the vocabulary",
-                    missing.join(", ")
-                ))
+                Err(format!("special token(s) {} missing from the vocabulary", missing.join(", ")))
             }
         }
     }

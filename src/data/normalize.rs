@@ -35,11 +35,7 @@ pub struct Normalization {
 
 impl Default for Normalization {
     fn default() -> Self {
-        Normalization {
-            nfkc: false,
-            lowercase: false,
-            keep_punctuation: true,
-        }
+        Normalization { nfkc: false, lowercase: false, keep_punctuation: true }
     }
 }
 
@@ -54,11 +50,7 @@ impl Normalization {
         if self.is_identity() {
             return text.to_owned();
         }
-        let nfkc: String = if self.nfkc {
-            text.nfkc().collect()
-        } else {
-            text.to_owned()
-        };
+        let nfkc: String = if self.nfkc { text.nfkc().collect() } else { text.to_owned() };
         let mut out = String::with_capacity(nfkc.len());
         for c in nfkc.chars() {
             if !self.keep_punctuation && c.is_punctuation() {
@@ -83,11 +75,8 @@ impl Normalization {
             steps.push(Lowercase.into());
         }
         if !self.keep_punctuation {
-            let replace = Replace::new(
-                tokenizers::normalizers::replace::ReplacePattern::Regex(PUNCTUATION_REGEX.into()),
-                "",
-            )
-            .map_err(|e| Error::Tokenizer(format!("punctuation normalizer: {e}")))?;
+            let replace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(PUNCTUATION_REGEX.into()), "")
+                .map_err(|e| Error::Tokenizer(format!("punctuation normalizer: {e}")))?;
             steps.push(replace.into());
         }
         Ok(match steps.len() {
@@ -111,34 +100,18 @@ mod tests {
 
     #[test]
     fn each_step() {
-        let nfkc = Normalization {
-            nfkc: true,
-            ..Default::default()
-        };
+        let nfkc = Normalization { nfkc: true, ..Default::default() };
         assert_eq!(nfkc.apply("ﬁne ＡＢ"), "fine AB");
-        let lower = Normalization {
-            lowercase: true,
-            ..Default::default()
-        };
+        let lower = Normalization { lowercase: true, ..Default::default() };
         assert_eq!(lower.apply("HeLLo ΟΔΟΣ"), "hello οδοσ");
-        let nopunct = Normalization {
-            keep_punctuation: false,
-            ..Default::default()
-        };
-        assert_eq!(
-            nopunct.apply("Hi, you! ($5 + «quote»)"),
-            "Hi you $5 + quote"
-        );
+        let nopunct = Normalization { keep_punctuation: false, ..Default::default() };
+        assert_eq!(nopunct.apply("Hi, you! ($5 + «quote»)"), "Hi you $5 + quote");
     }
 
     #[test]
     fn matches_tokenizers_normalizer() {
         use tokenizers::{NormalizedString, Normalizer};
-        let all = Normalization {
-            nfkc: true,
-            lowercase: true,
-            keep_punctuation: false,
-        };
+        let all = Normalization { nfkc: true, lowercase: true, keep_punctuation: false };
         let text = "ﬁne, ΟΔΟΣ — «ＡＢ» $5 (x_y) Straße!";
         let mut hf = NormalizedString::from(text);
         all.to_hf().unwrap().unwrap().normalize(&mut hf).unwrap();

@@ -63,11 +63,7 @@ pub struct Splits {
 
 impl Default for Splits {
     fn default() -> Self {
-        Splits {
-            train: 0.8,
-            val: 0.1,
-            test: 0.1,
-        }
+        Splits { train: 0.8, val: 0.1, test: 0.1 }
     }
 }
 
@@ -75,27 +71,15 @@ impl Splits {
     /// Checks the fractions ([`Error::Config`] with field `splits`).
     pub fn validate(&self) -> Result<()> {
         let all = [self.train, self.val, self.test];
-        if all
-            .iter()
-            .any(|f| !f.is_finite() || !(0.0..=1.0).contains(f))
-        {
-            return Err(Error::config(
-                "splits",
-                format!("fractions must be in [0, 1], got {self}"),
-            ));
+        if all.iter().any(|f| !f.is_finite() || !(0.0..=1.0).contains(f)) {
+            return Err(Error::config("splits", format!("fractions must be in [0, 1], got {self}")));
         }
         if self.train <= 0.0 {
-            return Err(Error::config(
-                "splits",
-                format!("the train fraction must be positive, got {self}"),
-            ));
+            return Err(Error::config("splits", format!("the train fraction must be positive, got {self}")));
         }
         let sum: f64 = all.iter().sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(Error::config(
-                "splits",
-                format!("fractions must sum to 1, got {self} (sum {sum})"),
-            ));
+            return Err(Error::config("splits", format!("fractions must sum to 1, got {self} (sum {sum})")));
         }
         Ok(())
     }
@@ -135,11 +119,7 @@ impl Splits {
         let [train, val, _] = self.counts(n, unit)?;
         let mut order: Vec<usize> = (0..n).collect();
         shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
-        let mut parts = [
-            order[..train].to_vec(),
-            order[train..train + val].to_vec(),
-            order[train + val..].to_vec(),
-        ];
+        let mut parts = [order[..train].to_vec(), order[train..train + val].to_vec(), order[train + val..].to_vec()];
         parts.iter_mut().for_each(|p| p.sort_unstable());
         Ok(parts)
     }
@@ -175,41 +155,18 @@ mod tests {
         assert_eq!(s.counts(32033, "lines").unwrap(), [25627, 3203, 3203]);
         assert_eq!(s.counts(3, "lines").unwrap(), [1, 1, 1]);
         let err = s.counts(2, "lines").unwrap_err().to_string();
-        assert!(
-            err.contains("2 lines") && err.contains("at least 3"),
-            "{err}"
-        );
-        let no_test = Splits {
-            train: 0.9,
-            val: 0.1,
-            test: 0.0,
-        };
+        assert!(err.contains("2 lines") && err.contains("at least 3"), "{err}");
+        let no_test = Splits { train: 0.9, val: 0.1, test: 0.0 };
         assert_eq!(no_test.counts(2, "lines").unwrap(), [1, 1, 0]);
     }
 
     #[test]
     fn invalid_fractions() {
         for bad in [
-            Splits {
-                train: 0.8,
-                val: 0.1,
-                test: 0.2,
-            },
-            Splits {
-                train: 0.0,
-                val: 0.5,
-                test: 0.5,
-            },
-            Splits {
-                train: 1.2,
-                val: -0.1,
-                test: -0.1,
-            },
-            Splits {
-                train: f64::NAN,
-                val: 0.1,
-                test: 0.1,
-            },
+            Splits { train: 0.8, val: 0.1, test: 0.2 },
+            Splits { train: 0.0, val: 0.5, test: 0.5 },
+            Splits { train: 1.2, val: -0.1, test: -0.1 },
+            Splits { train: f64::NAN, val: 0.1, test: 0.1 },
         ] {
             let err = bad.validate().unwrap_err().to_string();
             assert!(err.starts_with("invalid splits"), "{err}");

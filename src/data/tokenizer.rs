@@ -70,9 +70,7 @@ impl Tokenizer {
     /// Parses either format: a top-level `"type": "char"` means a character tokenizer,
     /// anything else is read as a `tokenizers` file. Errors name `source`.
     pub fn from_json(text: &str, source: &Path) -> Result<Tokenizer> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            Error::bad_file(source, format!("tokenizer file is not valid JSON: {e}"))
-        })?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::bad_file(source, format!("tokenizer file is not valid JSON: {e}")))?;
         if value.get("type").and_then(|t| t.as_str()) == Some(CHAR_TYPE) {
             Ok(Tokenizer::Char(CharTokenizer::from_json(text, source)?))
         } else {

@@ -133,7 +133,11 @@ fn softmax_weights(logits: &[f32], max: f32, inv_t: f32) -> Vec<f32> {
         .iter()
         .map(|&v| {
             let w = exp_nonpos((v - max) * inv_t);
-            if v > f32::NEG_INFINITY { w } else { 0.0 } // false for -inf and NaN
+            if v > f32::NEG_INFINITY {
+                w
+            } else {
+                0.0
+            } // false for -inf and NaN
         })
         .collect()
 }

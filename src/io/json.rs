@@ -22,8 +22,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Writes `value` as pretty-printed JSON with a trailing newline, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::bad_file(path, format!("cannot serialize to JSON: {e}")))?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::bad_file(path, format!("cannot serialize to JSON: {e}")))?;
     bytes.push(b'\n');
     atomic_write(path, &bytes)
 }

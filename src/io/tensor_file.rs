@@ -16,11 +16,7 @@ const MAX_HEADER: u64 = 100_000_000;
 /// Writes named f32 tensors (little-endian, dtype `F32`) and optional string metadata
 /// (`__metadata__`) to a safetensors file, atomically. Tensors are stored in the given
 /// order; names must be unique and not `__metadata__`.
-pub fn save_safetensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: Option<HashMap<String, String>>,
-) -> Result<()> {
+pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
     let bytes = encode(path, tensors, metadata)?;
     atomic_write(path, &bytes)
 }

@@ -54,7 +54,14 @@ pub struct Hierarchical {
 
 impl Hierarchical {
     /// Registers the parameters in reference order (all convs, then all norms, then head).
-    pub fn new(cfg: &HierarchicalConfig, vocab_size: usize, store: &mut ParamStore, buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        cfg: &HierarchicalConfig,
+        vocab_size: usize,
+        store: &mut ParamStore,
+        buffers: &mut Buffers,
+        slots: &mut usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let levels = cfg.levels()?;
         let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
         let convs = (0..levels)

@@ -194,11 +194,8 @@ impl Model {
         for (prefix, mean, var) in &mut self.buffers.entries {
             for (suffix, dst) in [("running_mean", mean), ("running_var", var)] {
                 let name = format!("{prefix}.{suffix}");
-                let t = bufs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, t)| t.clone())
-                    .ok_or_else(|| Error::bad_file(source, format!("missing tensor `{name}`")))?;
+                let t =
+                    bufs.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone()).ok_or_else(|| Error::bad_file(source, format!("missing tensor `{name}`")))?;
                 if t.shape() != dst.shape() {
                     return Err(Error::bad_file(source, format!("tensor `{name}` has shape {:?}, expected {:?}", t.shape(), dst.shape())));
                 }

@@ -184,8 +184,16 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
-                row[0], row[1], row[2], row[3], row[4],
-                w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3], w4 = widths[4]
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4]
             )
         };
         writeln!(f, "Input {} -> logits {}", shape_text(&self.input_shape), shape_text(&self.output_shape))?;
@@ -281,7 +289,21 @@ mod tests {
         assert_eq!(p.output_shape, [2, 5, 5, 7]);
         let w = summary(&model(r#"{"family":"wavenet","residual_channels":4,"dilation_channels":3,"skip_channels":5,"n_layers":2}"#, 7), 1, 3).unwrap();
         let names: Vec<&str> = w.rows.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["embedding", "blocks.0.filter", "blocks.0.gate", "blocks.0.residual", "blocks.0.skip", "blocks.1.filter", "blocks.1.gate", "blocks.1.skip", "post", "head"]);
+        assert_eq!(
+            names,
+            [
+                "embedding",
+                "blocks.0.filter",
+                "blocks.0.gate",
+                "blocks.0.residual",
+                "blocks.0.skip",
+                "blocks.1.filter",
+                "blocks.1.gate",
+                "blocks.1.skip",
+                "post",
+                "head"
+            ]
+        );
     }
 
     #[test]

@@ -39,14 +39,7 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-3,
-            momentum: 0.0,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.01,
-        }
+        OptimizerConfig { kind: OptimizerKind::AdamW, lr: 1e-3, momentum: 0.0, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01 }
     }
 }
 
@@ -70,10 +63,7 @@ impl OptimizerConfig {
             return Err(Error::config("eps", format!("must be a non-negative finite number, got {}", self.eps)));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::config(
-                "weight-decay",
-                format!("must be a non-negative finite number, got {}", self.weight_decay),
-            ));
+            return Err(Error::config("weight-decay", format!("must be a non-negative finite number, got {}", self.weight_decay)));
         }
         Ok(())
     }

@@ -77,14 +77,9 @@ pub(crate) fn sgd_update(p: &mut [f32], g: &[f32], buf: &mut [f32], s: &SgdScala
         return sgd_dispatch(p, g, buf, s, decay, momentum, fma);
     }
     if momentum {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(buf.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), b)| sgd_dispatch(p, g, b, s, decay, true, fma));
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).for_each(|((p, g), b)| sgd_dispatch(p, g, b, s, decay, true, fma));
     } else {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(p, g)| sgd_dispatch(p, g, &mut [], s, decay, false, fma));
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| sgd_dispatch(p, g, &mut [], s, decay, false, fma));
     }
 }
 
@@ -139,13 +134,7 @@ unsafe fn sgd_fma<const L2: bool, const MOM: bool>(p: &mut [f32], g: &[f32], b: 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn adam_fma<const L2: bool, const DEC: bool>(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    s: &AdamScalars,
-) {
+unsafe fn adam_fma<const L2: bool, const DEC: bool>(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars) {
     adam_loop::<L2, DEC>(p, g, m, v, s)
 }
 

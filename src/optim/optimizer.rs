@@ -77,12 +77,7 @@ impl Optimizer {
         let wd = torch_scalar(self.cfg.weight_decay);
         match self.cfg.kind {
             OptimizerKind::Sgd => {
-                let s = SgdScalars {
-                    weight_decay: wd as f32,
-                    momentum: torch_scalar(self.cfg.momentum) as f32,
-                    neg_lr: (-lr) as f32,
-                    first: self.steps == 1,
-                };
+                let s = SgdScalars { weight_decay: wd as f32, momentum: torch_scalar(self.cfg.momentum) as f32, neg_lr: (-lr) as f32, first: self.steps == 1 };
                 for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
                     assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
                     assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
@@ -161,17 +156,11 @@ impl Optimizer {
         let mut staged: HashMap<String, Vec<f32>> = HashMap::new();
         for (name, t) in tensors {
             let Some(&(i, _)) = expected.get(&name) else {
-                return Err(Error::bad_file(
-                    source,
-                    format!("unexpected optimizer tensor `{name}` (not part of {:?} state for this model)", self.cfg.kind),
-                ));
+                return Err(Error::bad_file(source, format!("unexpected optimizer tensor `{name}` (not part of {:?} state for this model)", self.cfg.kind)));
             };
             let shape = &self.slots[i].shape;
             if t.shape() != &shape[..] {
-                return Err(Error::bad_file(
-                    source,
-                    format!("optimizer tensor `{name}` has shape {:?}, expected {:?}", t.shape(), shape),
-                ));
+                return Err(Error::bad_file(source, format!("optimizer tensor `{name}` has shape {:?}, expected {:?}", t.shape(), shape)));
             }
             if staged.insert(name.clone(), t.into_data()).is_some() {
                 return Err(Error::bad_file(source, format!("optimizer tensor `{name}` appears twice")));

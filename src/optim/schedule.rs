@@ -94,10 +94,7 @@ impl ScheduleConfig {
                 positive("div-factor", *div_factor)?;
                 positive("final-div-factor", *final_div_factor)?;
                 if self.warmup_steps != 0 {
-                    return Err(Error::config(
-                        "warmup-steps",
-                        "onecycle has its own warm-up phase (pct-start); set warmup-steps to 0",
-                    ));
+                    return Err(Error::config("warmup-steps", "onecycle has its own warm-up phase (pct-start); set warmup-steps to 0"));
                 }
             }
             Schedule::Cosine { min_lr } => {

@@ -13,11 +13,8 @@ pub const NO_RECORDS: &str = "no training records yet";
 /// `(step, value)` of every record holding a finite number under `key` (and a step), sorted
 /// by step (stable, so a log is drawn in its own order within a step).
 pub fn series(records: &[Value], key: &str) -> Vec<(f64, f64)> {
-    let mut out: Vec<(f64, f64)> = records
-        .iter()
-        .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?)))
-        .filter(|(s, v)| s.is_finite() && v.is_finite())
-        .collect();
+    let mut out: Vec<(f64, f64)> =
+        records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).filter(|(s, v)| s.is_finite() && v.is_finite()).collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
 }
@@ -71,17 +68,9 @@ pub fn loss_curves_svg(records: &[Value], title: &str) -> Result<String> {
     if train.is_empty() && val.is_empty() {
         return Err(Error::Data(NO_RECORDS.to_string()));
     }
-    let smooth = ema(
-        &train.iter().map(|p| p.1).collect::<Vec<_>>(),
-        ema_beta(train.len()),
-    );
+    let smooth = ema(&train.iter().map(|p| p.1).collect::<Vec<_>>(), ema_beta(train.len()));
     let all = train.iter().chain(&val);
-    let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    );
+    let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in all {
         (x_lo, x_hi, y_lo, y_hi) = (x_lo.min(x), x_hi.max(x), y_lo.min(y), y_hi.max(y));
     }
@@ -110,10 +99,7 @@ pub fn loss_curves_svg(records: &[Value], title: &str) -> Result<String> {
         );
         let last = smooth.last().copied().unwrap_or(f64::NAN);
         rows.push((format!(r#"<line x1="0" y1="0" x2="24" y2="0" stroke="{BLUE}" stroke-opacity="0.3" stroke-width="1"/>"#), "train loss".to_string()));
-        rows.push((
-            format!(r#"<line x1="0" y1="0" x2="24" y2="0" stroke="{BLUE}" stroke-width="2.5"/>"#),
-            format!("train loss, smoothed (last {last:.4})"),
-        ));
+        rows.push((format!(r#"<line x1="0" y1="0" x2="24" y2="0" stroke="{BLUE}" stroke-width="2.5"/>"#), format!("train loss, smoothed (last {last:.4})")));
     }
     if !val.is_empty() {
         let _ = writeln!(
@@ -123,19 +109,10 @@ pub fn loss_curves_svg(records: &[Value], title: &str) -> Result<String> {
         );
         let _ = write!(s, r#"<g fill="{RED}">"#);
         for &(x, y) in &val {
-            let _ = write!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3"/>"#,
-                frame.px(x),
-                frame.py(y)
-            );
+            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3"/>"#, frame.px(x), frame.py(y));
         }
         s.push_str("</g>\n");
-        let best =
-            val.iter().copied().fold(
-                (f64::NAN, f64::INFINITY),
-                |b, p| if p.1 < b.1 { p } else { b },
-            );
+        let best = val.iter().copied().fold((f64::NAN, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
         rows.push((
             format!(r#"<line x1="0" y1="0" x2="24" y2="0" stroke="{RED}" stroke-width="1.5"/><circle cx="12" cy="0" r="3" fill="{RED}"/>"#),
             format!("validation loss (best {:.4} at step {})", best.1, best.0),
@@ -163,12 +140,8 @@ mod tests {
 
     #[test]
     fn report_series_skips_other_records_and_nulls_and_sorts() {
-        let recs = vec![
-            json!({"step": 20, "loss": 2.0}),
-            json!({"step": 10, "loss": 3.0}),
-            json!({"step": 20, "val_loss": 2.5}),
-            json!({"step": 30, "loss": null}),
-        ];
+        let recs =
+            vec![json!({"step": 20, "loss": 2.0}), json!({"step": 10, "loss": 3.0}), json!({"step": 20, "val_loss": 2.5}), json!({"step": 30, "loss": null})];
         assert_eq!(series(&recs, "loss"), vec![(10.0, 3.0), (20.0, 2.0)]);
         assert_eq!(series(&recs, "val_loss"), vec![(20.0, 2.5)]);
     }

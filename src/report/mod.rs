@@ -27,10 +27,7 @@ pub const EMBEDDING_PARAM: &str = "embedding.weight";
 
 /// The run directory's own name, for titles.
 fn run_name(run: &RunDir) -> String {
-    run.root()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| run.root().display().to_string())
+    run.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.root().display().to_string())
 }
 
 /// Writes loss.svg into the run directory from its metrics.jsonl and returns its path.
@@ -40,19 +37,13 @@ fn run_name(run: &RunDir) -> String {
 pub fn plot_run(run: &RunDir) -> Result<PathBuf> {
     let metrics = run.file(METRICS_FILE);
     if !metrics.is_file() {
-        return Err(Error::bad_file(
-            &metrics,
-            format!("{NO_RECORDS} (the file does not exist)"),
-        ));
+        return Err(Error::bad_file(&metrics, format!("{NO_RECORDS} (the file does not exist)")));
     }
     let records = read_records(&metrics)?;
     if series(&records, "loss").is_empty() && series(&records, "val_loss").is_empty() {
         return Err(Error::bad_file(&metrics, NO_RECORDS));
     }
-    let family = run
-        .load_config()
-        .map(|c| format!(" ({})", c.model.family()))
-        .unwrap_or_default();
+    let family = run.load_config().map(|c| format!(" ({})", c.model.family())).unwrap_or_default();
     let svg = loss_curves_svg(&records, &format!("{}{family}: loss", run_name(run)))?;
     let out = run.file(PLOT_FILE);
     atomic_write(&out, svg.as_bytes())?;
@@ -65,32 +56,17 @@ pub fn plot_run(run: &RunDir) -> Result<PathBuf> {
 pub fn plot_embeddings(run: &RunDir) -> Result<PathBuf> {
     let config = run.load_config()?;
     let tokenizer = run.load_tokenizer()?;
-    let weights = if run.file(BEST_FILE).is_file() {
-        BEST_FILE
-    } else {
-        MODEL_FILE
-    };
+    let weights = if run.file(BEST_FILE).is_file() { BEST_FILE } else { MODEL_FILE };
     let model = run.load_model(weights, &config, &tokenizer)?;
     let table = &model
         .params()
         .find(EMBEDDING_PARAM)
-        .ok_or_else(|| {
-            Error::bad_file(
-                run.file(weights),
-                format!(
-                    "the {} model has no {EMBEDDING_PARAM}",
-                    config.model.family()
-                ),
-            )
-        })?
+        .ok_or_else(|| Error::bad_file(run.file(weights), format!("the {} model has no {EMBEDDING_PARAM}", config.model.family())))?
         .value;
     let pca = pca2(table)?;
     let specials = tokenizer.specials();
     let ids = 0..pca.points.len() as u32;
-    let labels: Vec<String> = ids
-        .clone()
-        .map(|id| visible_token(&tokenizer.token_text(id)))
-        .collect();
+    let labels: Vec<String> = ids.clone().map(|id| visible_token(&tokenizer.token_text(id))).collect();
     let is_special: Vec<bool> = ids.map(|id| specials.contains(id)).collect();
     let total = pca.total_variance;
     let title = format!(
@@ -98,11 +74,7 @@ pub fn plot_embeddings(run: &RunDir) -> Result<PathBuf> {
         run_name(run),
         config.model.family(),
         if total > 0.0 {
-            format!(
-                ", {:.0}% + {:.0}% of the variance",
-                100.0 * pca.variances[0] / total,
-                100.0 * pca.variances[1] / total
-            )
+            format!(", {:.0}% + {:.0}% of the variance", 100.0 * pca.variances[0] / total, 100.0 * pca.variances[1] / total)
         } else {
             String::new()
         }

@@ -33,21 +33,13 @@ pub struct Pca2 {
 /// PCA of the rows of a (V, E) table; errors when the table is not 2-D, empty or not finite.
 pub fn pca2(table: &Tensor) -> Result<Pca2> {
     let &[v, e] = table.shape() else {
-        return Err(Error::shape(
-            "embedding_pca",
-            format!("expected a (V, E) table, got shape {:?}", table.shape()),
-        ));
+        return Err(Error::shape("embedding_pca", format!("expected a (V, E) table, got shape {:?}", table.shape())));
     };
     if v == 0 || e == 0 {
-        return Err(Error::shape(
-            "embedding_pca",
-            format!("empty table of shape [{v}, {e}]"),
-        ));
+        return Err(Error::shape("embedding_pca", format!("empty table of shape [{v}, {e}]")));
     }
     if !table.all_finite() {
-        return Err(Error::Data(
-            "embedding table holds NaN or infinite values".into(),
-        ));
+        return Err(Error::Data("embedding table holds NaN or infinite values".into()));
     }
     let data = table.data();
     let mut mean = vec![0.0f64; e];
@@ -55,10 +47,7 @@ pub fn pca2(table: &Tensor) -> Result<Pca2> {
         mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64);
     }
     mean.iter_mut().for_each(|m| *m /= v as f64);
-    let centred: Vec<Vec<f64>> = data
-        .chunks_exact(e)
-        .map(|row| row.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect())
-        .collect();
+    let centred: Vec<Vec<f64>> = data.chunks_exact(e).map(|row| row.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect()).collect();
 
     // Covariance (E × E), symmetric.
     let mut cov = vec![0.0f64; e * e];
@@ -87,21 +76,9 @@ pub fn pca2(table: &Tensor) -> Result<Pca2> {
     }
     let (c2, var2) = leading_component(&cov, e, &c1, trace);
     // Guard the order when two variances nearly tie and the iteration stopped at its cap.
-    let ([c1, c2], [var1, var2]) = if var2 > var1 {
-        ([c2, c1], [var2, var1])
-    } else {
-        ([c1, c2], [var1, var2])
-    };
-    let points = centred
-        .iter()
-        .map(|row| [dot(row, &c1), dot(row, &c2)])
-        .collect();
-    Ok(Pca2 {
-        components: [c1, c2],
-        variances: [var1, var2],
-        total_variance: trace,
-        points,
-    })
+    let ([c1, c2], [var1, var2]) = if var2 > var1 { ([c2, c1], [var2, var1]) } else { ([c1, c2], [var1, var2]) };
+    let points = centred.iter().map(|row| [dot(row, &c1), dot(row, &c2)]).collect();
+    Ok(Pca2 { components: [c1, c2], variances: [var1, var2], total_variance: trace, points })
 }
 
 /// The 2-D PCA coordinates of every row of a (V, E) embedding table (see [`pca2`]).
@@ -154,12 +131,7 @@ fn leading_component(cov: &[f64], e: usize, against: &[f64], trace: f64) -> (Vec
         if orthonormalize(&mut next) <= floor {
             return (vec![0.0; e], 0.0);
         }
-        let change = next
-            .iter()
-            .zip(&vec)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>()
-            .sqrt();
+        let change = next.iter().zip(&vec).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
         std::mem::swap(&mut vec, &mut next);
         if change < TOL {
             break;
@@ -175,9 +147,7 @@ fn leading_component(cov: &[f64], e: usize, against: &[f64], trace: f64) -> (Vec
     if vec[arg] < 0.0 {
         vec.iter_mut().for_each(|x| *x = -*x);
     }
-    let var: f64 = (0..e)
-        .map(|i| vec[i] * dot(&cov[i * e..(i + 1) * e], &vec))
-        .sum();
+    let var: f64 = (0..e).map(|i| vec[i] * dot(&cov[i * e..(i + 1) * e], &vec)).sum();
     if var <= floor {
         return (vec![0.0; e], 0.0);
     }

@@ -59,11 +59,7 @@ fn nice_number(x: f64) -> f64 {
 /// About `target` nice ticks covering `[lo, hi]` (a degenerate or reversed range is widened;
 /// non-finite bounds give the axis 0..1).
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
-    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
-        (lo.min(hi), lo.max(hi))
-    } else {
-        (0.0, 1.0)
-    };
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo.min(hi), lo.max(hi)) } else { (0.0, 1.0) };
     if hi - lo <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300) {
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         lo -= pad;
@@ -84,12 +80,7 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
             }
         })
         .collect();
-    Ticks {
-        lo: start,
-        hi: end,
-        step,
-        values,
-    }
+    Ticks { lo: start, hi: end, step, values }
 }
 
 /// A tick label with just enough decimals for `step`; thousands as `k` on big axes.
@@ -135,10 +126,7 @@ impl Frame {
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">"#
         );
-        let _ = writeln!(
-            s,
-            r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#
-        );
+        let _ = writeln!(s, r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#);
         let (title, size) = fit_title(title, w - 20.0);
         let _ = writeln!(
             s,
@@ -150,11 +138,7 @@ impl Frame {
         let mut labels = String::new();
         for &v in &self.x.values {
             let x = self.px(v);
-            let _ = writeln!(
-                grid,
-                r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"/>"#,
-                self.top, self.bottom
-            );
+            let _ = writeln!(grid, r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"/>"#, self.top, self.bottom);
             let _ = writeln!(
                 labels,
                 r#"<line x1="{x:.1}" y1="{b:.1}" x2="{x:.1}" y2="{:.1}" stroke="{INK}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="{INK}">{}</text>"#,
@@ -166,11 +150,7 @@ impl Frame {
         }
         for &v in &self.y.values {
             let y = self.py(v);
-            let _ = writeln!(
-                grid,
-                r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/>"#,
-                self.left, self.right
-            );
+            let _ = writeln!(grid, r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/>"#, self.left, self.right);
             let _ = writeln!(
                 labels,
                 r#"<line x1="{:.1}" y1="{y:.1}" x2="{l:.1}" y2="{y:.1}" stroke="{INK}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{INK}">{}</text>"#,
@@ -232,11 +212,7 @@ pub fn close(mut s: String) -> String {
 /// A legend box in the top-right corner of the plot area: one row per `(swatch, text)`,
 /// where the swatch is SVG drawn around the origin (about 24 × 10 pixels).
 pub fn legend(frame: &Frame, rows: &[(String, String)]) -> String {
-    let longest = rows
-        .iter()
-        .map(|(_, t)| t.chars().count())
-        .max()
-        .unwrap_or(0) as f64;
+    let longest = rows.iter().map(|(_, t)| t.chars().count()).max().unwrap_or(0) as f64;
     let (w, h) = (44.0 + 7.0 * longest, 8.0 + 18.0 * rows.len() as f64);
     let (x0, y0) = (frame.right - w - 10.0, frame.top + 10.0);
     let mut s = format!(
@@ -244,12 +220,7 @@ pub fn legend(frame: &Frame, rows: &[(String, String)]) -> String {
     );
     for (i, (swatch, text)) in rows.iter().enumerate() {
         let y = 4.0 + 18.0 * i as f64 + 9.0;
-        let _ = write!(
-            s,
-            r#"<g transform="translate(8 {y:.1})">{swatch}</g><text x="38" y="{:.1}" fill="{INK}">{}</text>"#,
-            y + 4.0,
-            escape(text)
-        );
+        let _ = write!(s, r#"<g transform="translate(8 {y:.1})">{swatch}</g><text x="38" y="{:.1}" fill="{INK}">{}</text>"#, y + 4.0, escape(text));
     }
     s.push_str("</g>\n");
     s
@@ -261,10 +232,7 @@ mod tests {
 
     #[test]
     fn report_escape_entities_and_control_characters() {
-        assert_eq!(
-            escape(r#"<pad> & "x" 'y'"#),
-            "&lt;pad&gt; &amp; &quot;x&quot; &apos;y&apos;"
-        );
+        assert_eq!(escape(r#"<pad> & "x" 'y'"#), "&lt;pad&gt; &amp; &quot;x&quot; &apos;y&apos;");
         assert_eq!(escape("a\u{1}b"), "a\\u{1}b");
     }
 

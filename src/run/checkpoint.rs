@@ -164,10 +164,7 @@ impl RunDir {
             .get("train_state")
             .ok_or_else(|| Error::bad_file(&path, "no train_state in metadata"))
             .and_then(|s| serde_json::from_str(s).map_err(|e| Error::bad_file(&path, format!("bad train_state: {e}"))))?;
-        let steps: u64 = meta
-            .get("optimizer_steps")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Error::bad_file(&path, "no optimizer_steps in metadata"))?;
+        let steps: u64 = meta.get("optimizer_steps").and_then(|s| s.parse().ok()).ok_or_else(|| Error::bad_file(&path, "no optimizer_steps in metadata"))?;
         let (model_tensors, opt_tensors): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _)| n.starts_with(MODEL_PREFIX));
         let model_tensors = model_tensors.into_iter().map(|(n, t)| (n[MODEL_PREFIX.len()..].to_string(), t)).collect();
         model.load_state_dict(model_tensors, &path)?;

@@ -36,7 +36,14 @@ pub struct SampleRequest {
 
 /// Samples `req.count` texts. `kind` is the dataset kind of the run; `dataset` (when
 /// available) marks line samples as in-train / in-test / new.
-pub fn sample_texts(model: &Model, tokenizer: &Tokenizer, kind: DatasetKind, grid: Option<(usize, usize)>, dataset: Option<&Dataset>, req: &SampleRequest) -> Result<Vec<Sample>> {
+pub fn sample_texts(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    kind: DatasetKind,
+    grid: Option<(usize, usize)>,
+    dataset: Option<&Dataset>,
+    req: &SampleRequest,
+) -> Result<Vec<Sample>> {
     req.sampling.validate()?;
     let sp = tokenizer.specials();
     let prompt_ids = match &req.prompt {

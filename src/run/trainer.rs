@@ -202,7 +202,10 @@ fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, prog
             };
             let samples = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
             for sample in samples {
-                let tag = sample.novelty.map(|n| format!(" [{}]", serde_json::to_value(n).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())).unwrap_or_default();
+                let tag = sample
+                    .novelty
+                    .map(|n| format!(" [{}]", serde_json::to_value(n).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
+                    .unwrap_or_default();
                 progress.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
             }
         }

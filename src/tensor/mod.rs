@@ -8,7 +8,7 @@ pub mod threads;
 
 pub use graph::{Graph, Var};
 pub use ops::activation::{sigmoid, Activation};
+pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
 pub use ops::norm::BatchStats;
 pub use tensor::Tensor;
-pub(crate) use ops::linear::add_bias_rows;

@@ -17,10 +17,7 @@ impl Tensor {
         let shape = shape.into();
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(Error::shape(
-                "tensor",
-                format!("shape {shape:?} holds {n} values but {} were given", data.len()),
-            ));
+            return Err(Error::shape("tensor", format!("shape {shape:?} holds {n} values but {} were given", data.len())));
         }
         Ok(Tensor { shape, data })
     }

@@ -8,9 +8,9 @@
 //! - other groups-1 convs whose columns fit in `im2col::MAX_COLS`: explicit columns;
 //! - everything else: one GEMM per tap and group over strided views (`tap_gemm`).
 
-use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
 use super::im2col::{self, Columns};
 use super::matmul::{matmul_init, Init, Mat, Par};
+use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
 
@@ -142,22 +142,12 @@ impl Conv1dSpec {
 /// Output length of a convolution: `(L + left + right - d*(k-1) - 1) / s + 1`.
 ///
 /// Errors when a size is zero or the dilated kernel is longer than the padded input.
-pub fn conv_output_len(
-    len: usize,
-    kernel_size: usize,
-    stride: usize,
-    pad_left: usize,
-    pad_right: usize,
-    dilation: usize,
-) -> Result<usize> {
+pub fn conv_output_len(len: usize, kernel_size: usize, stride: usize, pad_left: usize, pad_right: usize, dilation: usize) -> Result<usize> {
     check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
     let padded = len.saturating_add(pad_left).saturating_add(pad_right);
     let effective = dilation.saturating_mul(kernel_size - 1).saturating_add(1);
     if effective > padded {
-        return Err(Error::shape(
-            OP,
-            format!("kernel (effective size d*(k-1)+1 = {effective}) is longer than the padded input ({padded})"),
-        ));
+        return Err(Error::shape(OP, format!("kernel (effective size d*(k-1)+1 = {effective}) is longer than the padded input ({padded})")));
     }
     Ok((padded - effective) / stride + 1)
 }
@@ -169,15 +159,7 @@ pub fn conv_output_len(
 /// - weight: `[out_channels, in_channels / groups, kernel_size]`
 /// - bias: `[out_channels]`
 /// - out: `[batch, output_len(len), out_channels]`
-pub fn conv1d_forward(
-    spec: &Conv1dSpec,
-    x: &[f32],
-    batch: usize,
-    len: usize,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) -> Result<()> {
+pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, out)?;

@@ -11,10 +11,10 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use super::scratch::Scratch;
 use super::conv1d::Conv1dSpec;
 use super::im2col::{Columns, MAX_COLS};
 use super::matmul::{matmul_then, Init, Mat, Par, EPILOGUE_ROWS};
+use super::scratch::Scratch;
 use super::softmax::{count_targets, has_avx2, row_lse, softmax_in_place, IGNORE_INDEX};
 use super::window_gemm::pack_forward;
 use crate::error::{Error, Result};
@@ -78,9 +78,7 @@ pub fn conv1d_cross_entropy(
     spec.validate()?;
     let t_out = spec.output_len(len)?;
     let (v, rows) = (spec.out_channels, batch * t_out);
-    let cols = spec
-        .columns(batch, len, t_out)
-        .ok_or_else(|| Error::shape(OP, format!("needs groups 1 and at most {MAX_COLS} column values")))?;
+    let cols = spec.columns(batch, len, t_out).ok_or_else(|| Error::shape(OP, format!("needs groups 1 and at most {MAX_COLS} column values")))?;
     // (B·T_out, V), overwritten by the GEMM; becomes the gradient in place. A scratch
     // buffer: the last step's 82 MB (W1) come back instead of being zeroed on one thread.
     let mut logits = Scratch::new(rows * v);
@@ -134,7 +132,14 @@ impl HeadGrad {
     /// - weight, grad_weight: `[out_channels, in_channels, kernel_size]`
     /// - grad_x: `[batch, len, in_channels]`
     /// - grad_bias: `[out_channels]`
-    pub fn backward(&self, weight: &[f32], scale: f32, grad_x: Option<&mut [f32]>, grad_weight: Option<&mut [f32]>, grad_bias: Option<&mut [f32]>) -> Result<()> {
+    pub fn backward(
+        &self,
+        weight: &[f32],
+        scale: f32,
+        grad_x: Option<&mut [f32]>,
+        grad_weight: Option<&mut [f32]>,
+        grad_bias: Option<&mut [f32]>,
+    ) -> Result<()> {
         let (cols, v) = (&self.cols, self.out_channels);
         let sizes = [
             ("weight", Some(weight.len()), v * cols.width()),

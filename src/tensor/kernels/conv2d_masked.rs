@@ -5,7 +5,7 @@
 //! vertical padding is handled by the tap engine's row clipping. Only taps the mask keeps
 //! are computed, so masked weights never contribute and get no gradient.
 
-use super::tap_gemm::{add_column_sums, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
+use super::tap_gemm::{add_column_sums, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use crate::error::{Error, Result};
 
 const OP: &str = "masked_conv2d";
@@ -35,18 +35,10 @@ impl MaskedConv2dSpec {
     pub fn validate(&self) -> Result<()> {
         check_positive(
             OP,
-            &[
-                ("in_channels", self.in_channels),
-                ("out_channels", self.out_channels),
-                ("kernel_h", self.kernel_h),
-                ("kernel_w", self.kernel_w),
-            ],
+            &[("in_channels", self.in_channels), ("out_channels", self.out_channels), ("kernel_h", self.kernel_h), ("kernel_w", self.kernel_w)],
         )?;
         if self.kernel_h % 2 == 0 || self.kernel_w % 2 == 0 {
-            return Err(Error::shape(
-                OP,
-                format!("kernel size ({}, {}) must be odd in both dimensions", self.kernel_h, self.kernel_w),
-            ));
+            return Err(Error::shape(OP, format!("kernel size ({}, {}) must be odd in both dimensions", self.kernel_h, self.kernel_w)));
         }
         Ok(())
     }
@@ -67,12 +59,7 @@ impl MaskedConv2dSpec {
     }
 
     fn weight_dims(&self) -> [(&'static str, usize); 4] {
-        [
-            ("out_channels", self.out_channels),
-            ("in_channels", self.in_channels),
-            ("kernel_h", self.kernel_h),
-            ("kernel_w", self.kernel_w),
-        ]
+        [("out_channels", self.out_channels), ("in_channels", self.in_channels), ("kernel_h", self.kernel_h), ("kernel_w", self.kernel_w)]
     }
 
     /// Width of a padded image row.
@@ -92,17 +79,7 @@ impl MaskedConv2dSpec {
             .map(|i| Tap { index: i, shift: (i / kw) as isize * wp as isize - (kh / 2 * wp) as isize + (i % kw) as isize })
             .collect();
         let rows = height * wp;
-        Ok(TapGemm {
-            batch,
-            d_len: rows,
-            d_ch: self.out_channels,
-            s_len: rows,
-            s_ch: self.in_channels,
-            stride: 1,
-            groups: 1,
-            kernel: kh * kw,
-            taps,
-        })
+        Ok(TapGemm { batch, d_len: rows, d_ch: self.out_channels, s_len: rows, s_ch: self.in_channels, stride: 1, groups: 1, kernel: kh * kw, taps })
     }
 }
 
@@ -114,7 +91,11 @@ pub fn pixelcnn_mask(kernel_h: usize, kernel_w: usize, mask: MaskType) -> Vec<f3
     (0..kernel_h * kernel_w)
         .map(|i| {
             let (a, e) = (i / kernel_w, i % kernel_w);
-            if a < ch || (a == ch && e < cw + centre_kept) { 1.0 } else { 0.0 }
+            if a < ch || (a == ch && e < cw + centre_kept) {
+                1.0
+            } else {
+                0.0
+            }
         })
         .collect()
 }

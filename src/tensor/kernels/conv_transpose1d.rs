@@ -3,7 +3,7 @@
 //! Input row `i` scatters into output rows `i*stride + k*dilation - padding`; the op is the
 //! adjoint of conv1d, so it runs on the same tap engine with input and output swapped.
 
-use super::tap_gemm::{add_column_sums, check_groups, check_positive, ConvDims, fill_rows, par_batches, Tap, TapGemm};
+use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use crate::error::{Error, Result};
 
 const OP: &str = "conv_transpose1d";
@@ -40,10 +40,7 @@ impl ConvTranspose1dSpec {
         if self.output_padding >= self.stride.max(self.dilation) {
             return Err(Error::shape(
                 OP,
-                format!(
-                    "output_padding ({}) must be smaller than stride ({}) or dilation ({})",
-                    self.output_padding, self.stride, self.dilation
-                ),
+                format!("output_padding ({}) must be smaller than stride ({}) or dilation ({})", self.output_padding, self.stride, self.dilation),
             ));
         }
         Ok(())
@@ -91,25 +88,12 @@ impl ConvTranspose1dSpec {
 
 /// Output length of a transposed convolution:
 /// `(L-1)*s - 2p + d*(k-1) + output_padding + 1`; errors when it is not positive.
-pub fn conv_transpose_output_len(
-    len: usize,
-    kernel_size: usize,
-    stride: usize,
-    padding: usize,
-    output_padding: usize,
-    dilation: usize,
-) -> Result<usize> {
+pub fn conv_transpose_output_len(len: usize, kernel_size: usize, stride: usize, padding: usize, output_padding: usize, dilation: usize) -> Result<usize> {
     check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
     let wide = |v: usize| v as i128;
-    let n = (wide(len) - 1) * wide(stride) - 2 * wide(padding)
-        + wide(dilation) * (wide(kernel_size) - 1)
-        + wide(output_padding)
-        + 1;
+    let n = (wide(len) - 1) * wide(stride) - 2 * wide(padding) + wide(dilation) * (wide(kernel_size) - 1) + wide(output_padding) + 1;
     if n <= 0 {
-        return Err(Error::shape(
-            OP,
-            format!("output length (L-1)*s - 2p + d*(k-1) + output_padding + 1 = {n} is not positive"),
-        ));
+        return Err(Error::shape(OP, format!("output length (L-1)*s - 2p + d*(k-1) + output_padding + 1 = {n} is not positive")));
     }
     usize::try_from(n).map_err(|_| Error::shape(OP, format!("output length {n} does not fit in usize")))
 }

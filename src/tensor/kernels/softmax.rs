@@ -36,7 +36,6 @@ pub fn exp_nonpos(x: f32) -> f32 {
     y * f32::from_bits(biased << 23)
 }
 
-
 /// Target value that the loss ignores (padding positions).
 pub const IGNORE_INDEX: i64 = -1;
 

@@ -1,9 +1,9 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
 use super::{acc_zip, map_into, map_slices};
-use crate::tensor::kernels::softmax::has_avx2;
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::kernels::softmax::has_avx2;
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.

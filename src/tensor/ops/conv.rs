@@ -92,7 +92,16 @@ impl ConvBack {
     /// Runs the kernel's backward, adding into whichever gradient buffers are given.
     #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
-    fn run(&self, x: &Tensor, w: &Tensor, g: &[f32], gx: Option<&mut [f32]>, gx_zero: bool, gw: Option<&mut [f32]>, gb: Option<&mut [f32]>) -> crate::error::Result<()> {
+    fn run(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        g: &[f32],
+        gx: Option<&mut [f32]>,
+        gx_zero: bool,
+        gw: Option<&mut [f32]>,
+        gb: Option<&mut [f32]>,
+    ) -> crate::error::Result<()> {
         let s = x.shape();
         match &self.kind {
             ConvKind::Conv1d(spec) => conv1d_backward_hinted(spec, x.data(), s[0], s[1], w.data(), g, gx, gx_zero, gw, gb),

@@ -37,10 +37,12 @@ impl BackwardOp for LinearBack {
         let rows = x.numel() / n_in.max(1);
         let gm = Mat::row_major(g, rows, n_out); // (N, Out)
         if let Some(gx) = ctx.grad(self.x) {
-            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), true, Par::Pool); // (N, In)
+            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), true, Par::Pool);
+            // (N, In)
         }
         if let Some(gw) = ctx.grad(self.w) {
-            matmul(gw, n_in, gm.t(), Mat::row_major(x.data(), rows, n_in), true, Par::Pool); // (Out, In)
+            matmul(gw, n_in, gm.t(), Mat::row_major(x.data(), rows, n_in), true, Par::Pool);
+            // (Out, In)
         }
         if let Some(b) = self.b {
             if let Some(gb) = ctx.grad(b) {

@@ -50,20 +50,17 @@ impl BackwardOp for CrossEntropyBack {
         let lse = &self.lse;
         let avx2 = has_avx2();
         if let Some(gl) = ctx.grad(self.logits) {
-            gl.par_chunks_mut(v * ROWS_PER_TASK)
-                .zip(logits.data().par_chunks(v * ROWS_PER_TASK))
-                .enumerate()
-                .for_each(|(task, (grows, lrows))| {
-                    for (r, (grow, lrow)) in grows.chunks_mut(v).zip(lrows.chunks(v)).enumerate() {
-                        let i = task * ROWS_PER_TASK + r;
-                        let t = targets[i];
-                        if t == IGNORE_INDEX {
-                            continue;
-                        }
-                        row_grad(grow, lrow, lse[i], scale, avx2);
-                        grow[t as usize] -= scale;
+            gl.par_chunks_mut(v * ROWS_PER_TASK).zip(logits.data().par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(task, (grows, lrows))| {
+                for (r, (grow, lrow)) in grows.chunks_mut(v).zip(lrows.chunks(v)).enumerate() {
+                    let i = task * ROWS_PER_TASK + r;
+                    let t = targets[i];
+                    if t == IGNORE_INDEX {
+                        continue;
                     }
-                });
+                    row_grad(grow, lrow, lse[i], scale, avx2);
+                    grow[t as usize] -= scale;
+                }
+            });
         }
     }
 }

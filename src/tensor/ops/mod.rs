@@ -2,11 +2,11 @@
 //! `Graph` for one group of ops; all activations are channels-last.
 
 pub(crate) mod activation;
+mod conv;
 pub(crate) mod linear;
 pub(crate) mod loss;
 pub(crate) mod norm;
 mod shape;
-mod conv;
 
 use rayon::prelude::*;
 

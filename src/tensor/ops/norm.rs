@@ -138,10 +138,8 @@ impl Graph {
                 }
             }
             let var: Vec<f64> = s2.iter().map(|s| s / rows as f64).collect();
-            let stats = BatchStats {
-                mean: mean.iter().map(|&m| m as f32).collect(),
-                var_unbiased: s2.iter().map(|s| (s / (rows - 1) as f64) as f32).collect(),
-            };
+            let stats =
+                BatchStats { mean: mean.iter().map(|&m| m as f32).collect(), var_unbiased: s2.iter().map(|s| (s / (rows - 1) as f64) as f32).collect() };
             (mean, var, Some(stats))
         } else {
             if running.0.len() != c || running.1.len() != c {

@@ -28,7 +28,18 @@ impl Out {
 /// panel (strips of NR columns, `kc * NR` values apart).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn packed_block(out: Out, ap: *const f32, bp: *const f32, ic: usize, mc: usize, jc: usize, nc: usize, kc: usize, add: bool, start: Option<&[f32]>) {
+pub(super) unsafe fn packed_block(
+    out: Out,
+    ap: *const f32,
+    bp: *const f32,
+    ic: usize,
+    mc: usize,
+    jc: usize,
+    nc: usize,
+    kc: usize,
+    add: bool,
+    start: Option<&[f32]>,
+) {
     for jr in (0..nc).step_by(NR) {
         strip_tiles(out, ap, bp.add(jr * kc), NR, ic, mc, jc + jr, NR.min(nc - jr), kc, add, start);
     }
@@ -39,7 +50,19 @@ pub(super) unsafe fn packed_block(out: Out, ap: *const f32, bp: *const f32, ic: 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-pub(super) unsafe fn strip_tiles(out: Out, ap: *const f32, b_strip: *const f32, b_rs: usize, ic: usize, mc: usize, col: usize, nr: usize, kc: usize, add: bool, start: Option<&[f32]>) {
+pub(super) unsafe fn strip_tiles(
+    out: Out,
+    ap: *const f32,
+    b_strip: *const f32,
+    b_rs: usize,
+    ic: usize,
+    mc: usize,
+    col: usize,
+    nr: usize,
+    kc: usize,
+    add: bool,
+    start: Option<&[f32]>,
+) {
     for ir in (0..mc).step_by(MR) {
         let mr = MR.min(mc - ir);
         let c = out.ptr.add((ic + ir) * out.row_stride + col);

@@ -114,16 +114,7 @@ thread_local! {
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_block_with(
-    out: Out,
-    a: Mat,
-    b: Mat,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    init: Init,
-    ap: &mut [f32],
-    bp: &mut [f32],
-) {
+unsafe fn gemm_block_with(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, init: Init, ap: &mut [f32], bp: &mut [f32]) {
     let k = a.cols;
     // With few rows of A a packed B panel is not reused enough to pay for packing it: full
     // strips of a row-major B are then read in place.
@@ -157,7 +148,6 @@ unsafe fn gemm_block_with(
         }
     }
 }
-
 
 /// A packed B panel shared by the threads of one product (read-only while they use it).
 #[derive(Clone, Copy)]

@@ -121,4 +121,3 @@ unsafe fn pack_rows_6(rows: [*const f32; MR], kc: usize, strip: *mut f32) {
         }
     }
 }
-

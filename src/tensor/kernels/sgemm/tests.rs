@@ -4,9 +4,8 @@ fn naive(a: &Mat, b: &Mat) -> Vec<f64> {
     let mut c = vec![0.0f64; a.rows * b.cols];
     for i in 0..a.rows {
         for j in 0..b.cols {
-            c[i * b.cols + j] = (0..a.cols)
-                .map(|p| a.data[i * a.row_stride + p * a.col_stride] as f64 * b.data[p * b.row_stride + j * b.col_stride] as f64)
-                .sum();
+            c[i * b.cols + j] =
+                (0..a.cols).map(|p| a.data[i * a.row_stride + p * a.col_stride] as f64 * b.data[p * b.row_stride + j * b.col_stride] as f64).sum();
         }
     }
     c
