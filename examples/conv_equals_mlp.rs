@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         let loss = g.cross_entropy(logits, &y)?;
         g.backward(loss)?;
         model.params_mut().zero_grad();
-        g.accumulate_param_grads(model.params_mut());
+        model.params_mut().accumulate_grads(&g);
         let lr = if step < steps * 2 / 3 { 0.1 } else { 0.01 };
         for p in model.params_mut().params_mut() {
             let grad = p.grad.data().to_vec();

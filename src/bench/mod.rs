@@ -145,7 +145,7 @@ impl Conv {
     }
 
     fn forward(&self, g: &mut Graph, store: &ParamStore, x: Var) -> Result<Var> {
-        let (w, b) = (g.param(store, self.w), g.param(store, self.b));
+        let (w, b) = (store.record(g, self.w), store.record(g, self.b));
         match &self.kind {
             ConvSpec::Conv(s) => g.conv1d(x, w, Some(b), s),
             ConvSpec::Transpose(s) => g.conv_transpose1d(x, w, Some(b), s),
@@ -257,7 +257,7 @@ impl BenchModel {
     /// conv and the loss run fused ([`Graph::conv1d_cross_entropy`]).
     pub fn loss(&self, g: &mut Graph, tokens: &[u32], targets: &[i64], batch: usize, len: usize) -> Result<Var> {
         let (ids, row_len) = self.input_ids(tokens, batch, len);
-        let table = g.param(&self.store, self.embedding);
+        let table = self.store.record(g, self.embedding);
         let mut h = g.embedding(table, &ids, &[batch, row_len])?;
         let Some(((head, _), hidden)) = self.layers.split_last() else {
             return Err(Error::config("workload", "model has no layers"));
@@ -272,7 +272,7 @@ impl BenchModel {
         }
         match &head.kind {
             ConvSpec::Conv(spec) => {
-                let (w, b) = (g.param(&self.store, head.w), g.param(&self.store, head.b));
+                let (w, b) = (self.store.record(g, head.w), self.store.record(g, head.b));
                 g.conv1d_cross_entropy(h, w, Some(b), spec, targets)
             }
             ConvSpec::Transpose(_) => {
@@ -357,7 +357,7 @@ fn time_steps(opts: &BenchOptions, model: &mut BenchModel, opt: &mut Optimizer, 
             let mut g = Graph::new(true);
             let loss = model.loss(&mut g, tokens, targets, batch, len)?;
             g.backward(loss)?;
-            g.accumulate_param_grads(&mut model.store);
+            model.store.accumulate_grads(&g);
             opt.step(&mut model.store, lr);
             Ok(g.value(loss).data()[0] as f64)
         };

@@ -58,7 +58,7 @@ impl<'a> GraphBackend<'a> {
         if let Some(&v) = self.bound.get(&id) {
             return v;
         }
-        let v = self.graph.param(self.store, id);
+        let v = self.store.record(self.graph, id);
         self.bound.insert(id, v);
         v
     }

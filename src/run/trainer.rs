@@ -111,7 +111,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
             let loss = g.value(loss_var).data()[0] as f64;
             if loss.is_finite() {
                 g.backward(loss_var)?;
-                g.accumulate_param_grads(model.params_mut());
+                model.params_mut().accumulate_grads(&g);
             }
             Ok(loss)
         })?;

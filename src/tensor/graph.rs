@@ -2,7 +2,6 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
-use crate::nn::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 
 /// A handle to a value recorded on a [`Graph`].
@@ -11,8 +10,9 @@ pub struct Var(pub(crate) usize);
 
 /// Backward rule of one recorded op.
 pub(crate) trait BackwardOp {
-    /// Accumulates the input gradients of this op given the gradient of its output.
-    fn backward(&self, out: &Tensor, grad_out: &[f32], ctx: &mut GradCtx);
+    /// Accumulates the input gradients of this op given the gradient of its output. An error
+    /// (a kernel refusing its inputs) stops [`Graph::backward`] and reaches its caller.
+    fn backward(&self, out: &Tensor, grad_out: &[f32], ctx: &mut GradCtx) -> Result<()>;
 }
 
 /// What a backward rule sees: every recorded value, and lazily allocated input gradients.
@@ -92,7 +92,7 @@ pub struct Graph {
     requires: Vec<bool>,
     ops: Vec<Option<Box<dyn BackwardOp>>>,
     grads: Vec<Option<Vec<f32>>>,
-    params: Vec<(Var, ParamId)>,
+    params: Vec<(Var, usize)>,
     training: bool,
 }
 
@@ -117,12 +117,18 @@ impl Graph {
         self.push(t, true, None)
     }
 
-    /// Records a model parameter; after [`Graph::backward`], [`Graph::accumulate_param_grads`]
-    /// adds its gradient into the store.
-    pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Var {
-        let v = self.push(store.get(id).value.clone(), true, None);
-        self.params.push((v, id));
+    /// Records a trainable leaf (a model parameter) under the caller's `key` (its index in
+    /// the caller's parameter store); [`Graph::params`] lists them, so that after
+    /// [`Graph::backward`] the layer that owns the parameters can collect their gradients.
+    pub fn param(&mut self, value: Tensor, key: usize) -> Var {
+        let v = self.push(value, true, None);
+        self.params.push((v, key));
         v
+    }
+
+    /// The leaves recorded with [`Graph::param`], with their keys, in recording order.
+    pub fn params(&self) -> &[(Var, usize)] {
+        &self.params
     }
 
     /// The value of a recorded variable.
@@ -178,22 +184,32 @@ impl Graph {
             let Some(op) = self.ops[i].as_ref() else { continue };
             let Some(grad_out) = self.grads[i].take() else { continue };
             let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires };
-            op.backward(&self.values[i], &grad_out, &mut ctx);
+            let result = op.backward(&self.values[i], &grad_out, &mut ctx);
             self.grads[i] = Some(grad_out);
+            result?;
         }
         Ok(())
     }
+}
 
-    /// Adds the gradients of every recorded parameter into `store` (`+=`, like PyTorch).
-    pub fn accumulate_param_grads(&self, store: &mut ParamStore) {
-        use rayon::prelude::*;
-        // Values per parallel task: W1's 1.3M-value embedding took ~2 ms on one thread.
-        const CHUNK: usize = 1 << 16;
-        for &(v, id) in &self.params {
-            if let Some(g) = self.grad(v) {
-                let dst = store.get_mut(id).grad.data_mut();
-                dst.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(a, b)| *a += b));
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backward rule whose kernel refuses its inputs.
+    struct Refuses;
+    impl BackwardOp for Refuses {
+        fn backward(&self, _out: &Tensor, _grad_out: &[f32], _ctx: &mut GradCtx) -> Result<()> {
+            Err(Error::shape("refuses", "kernel error during backward"))
         }
+    }
+
+    #[test]
+    fn a_backward_error_reaches_the_caller() {
+        let mut g = Graph::new(true);
+        let x = g.leaf(Tensor::full(vec![1], 2.0));
+        let y = g.record(Tensor::full(vec![1], 4.0), &[x], Refuses);
+        let err = g.backward(y).expect_err("the op's error must not be lost");
+        assert_eq!(err.to_string(), "refuses: kernel error during backward");
     }
 }

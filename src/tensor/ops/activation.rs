@@ -109,7 +109,7 @@ struct ActBack {
     act: Activation,
 }
 impl BackwardOp for ActBack {
-    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let x = ctx.value(self.x).data();
         let act = self.act;
         if let Some(gx) = ctx.grad(self.x) {
@@ -122,6 +122,7 @@ impl BackwardOp for ActBack {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -130,12 +131,13 @@ struct AddBack {
     b: Var,
 }
 impl BackwardOp for AddBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         for v in [self.a, self.b] {
             if let Some(gv) = ctx.grad(v) {
                 gv.iter_mut().zip(g).for_each(|(a, b)| *a += b);
             }
         }
+        Ok(())
     }
 }
 
@@ -144,7 +146,7 @@ struct MulBack {
     b: Var,
 }
 impl BackwardOp for MulBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (av, bv) = (ctx.value(self.a).data(), ctx.value(self.b).data());
         if let Some(ga) = ctx.grad(self.a) {
             acc_zip(ga, g, bv, |g, b| g * b);
@@ -152,6 +154,7 @@ impl BackwardOp for MulBack {
         if let Some(gb) = ctx.grad(self.b) {
             acc_zip(gb, g, av, |g, a| g * a);
         }
+        Ok(())
     }
 }
 
@@ -160,10 +163,11 @@ struct ScaleBack {
     s: f32,
 }
 impl BackwardOp for ScaleBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         if let Some(gx) = ctx.grad(self.x) {
             gx.iter_mut().zip(g).for_each(|(a, b)| *a += self.s * b);
         }
+        Ok(())
     }
 }
 
@@ -171,7 +175,7 @@ struct GluBack {
     x: Var,
 }
 impl BackwardOp for GluBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let x = ctx.value(self.x);
         let two_c = *x.shape().last().unwrap_or(&0);
         let c = two_c / 2;
@@ -185,6 +189,7 @@ impl BackwardOp for GluBack {
                 }
             }
         }
+        Ok(())
     }
 }
 

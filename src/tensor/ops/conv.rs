@@ -24,11 +24,9 @@ struct ConvBack {
 }
 
 impl BackwardOp for ConvBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
-        let result = with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, gx_zero| self.run(x, w, g, gx, gx_zero, gw, gb));
-        // Shapes were validated in forward, so the kernels cannot fail here.
-        debug_assert!(result.is_ok(), "conv backward: {result:?}");
+        with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, gx_zero| self.run(x, w, g, gx, gx_zero, gw, gb))
     }
 }
 
@@ -70,27 +68,24 @@ struct HeadBack {
 }
 
 impl BackwardOp for HeadBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
         let recomputed;
         let grad = match &self.grad {
-            Some(grad) => Ok(grad),
+            Some(grad) => grad,
             None => {
                 let bias = self.b.map(|b| ctx.value(b).data());
                 let s = x.shape();
-                recomputed = conv1d_cross_entropy(&self.spec, x.data(), s[0], s[1], w.data(), bias, &self.targets, true);
-                recomputed.as_ref().map_err(|e| e.to_string()).and_then(|head| head.grad.as_ref().ok_or_else(|| "no gradient state".to_string()))
+                recomputed = conv1d_cross_entropy(&self.spec, x.data(), s[0], s[1], w.data(), bias, &self.targets, true)?;
+                recomputed.grad.as_ref().ok_or_else(|| Error::shape("conv1d_cross_entropy", "the recomputed head kept no gradient state"))?
             }
         };
-        // Shapes and targets were validated in forward, so neither step can fail here.
-        let result = grad.map(|grad| with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, _| grad.backward(w.data(), g[0], gx, gw, gb)));
-        debug_assert!(matches!(result, Ok(Ok(()))), "conv1d_cross_entropy backward: {result:?}");
+        with_grads(ctx, [Some(self.x), Some(self.w), self.b], |gx, gw, gb, _| grad.backward(w.data(), g[0], gx, gw, gb))
     }
 }
 
 impl ConvBack {
     /// Runs the kernel's backward, adding into whichever gradient buffers are given.
-    #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,

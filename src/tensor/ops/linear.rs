@@ -31,7 +31,7 @@ struct LinearBack {
     b: Option<Var>,
 }
 impl BackwardOp for LinearBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (x, w) = (ctx.value(self.x), ctx.value(self.w));
         let (n_out, n_in) = (w.shape()[0], w.shape()[1]);
         let rows = x.numel() / n_in.max(1);
@@ -49,6 +49,7 @@ impl BackwardOp for LinearBack {
                 acc_bias_grad(gb, g);
             }
         }
+        Ok(())
     }
 }
 
@@ -57,7 +58,7 @@ struct EmbeddingBack {
     ids: Vec<u32>,
 }
 impl BackwardOp for EmbeddingBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let e = ctx.value(self.w).shape()[1];
         if let Some(gw) = ctx.grad(self.w) {
             for (&id, grow) in self.ids.iter().zip(g.chunks(e)) {
@@ -65,6 +66,7 @@ impl BackwardOp for EmbeddingBack {
                 dst.iter_mut().zip(grow).for_each(|(a, b)| *a += b);
             }
         }
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@ struct CrossEntropyBack {
     probs: RefCell<Option<Vec<f32>>>,
 }
 impl BackwardOp for CrossEntropyBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let logits = ctx.value(self.logits);
         let v = *logits.shape().last().unwrap_or(&1);
         let scale = g[0] / self.count as f32;
@@ -45,7 +45,7 @@ impl BackwardOp for CrossEntropyBack {
             if let Some(gl) = ctx.grad(self.logits) {
                 subtract_targets(gl);
             }
-            return;
+            return Ok(());
         }
         let lse = &self.lse;
         let avx2 = has_avx2();
@@ -62,6 +62,7 @@ impl BackwardOp for CrossEntropyBack {
                 }
             });
         }
+        Ok(())
     }
 }
 
@@ -70,13 +71,14 @@ struct SumBack {
     weights: Option<Vec<f32>>,
 }
 impl BackwardOp for SumBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         if let Some(gx) = ctx.grad(self.x) {
             match &self.weights {
                 Some(w) => gx.iter_mut().zip(w).for_each(|(a, w)| *a += g[0] * w),
                 None => gx.iter_mut().for_each(|a| *a += g[0]),
             }
         }
+        Ok(())
     }
 }
 

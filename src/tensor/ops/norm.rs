@@ -30,7 +30,7 @@ struct NormBack {
 }
 
 impl BackwardOp for NormBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let c = ctx.value(self.gamma).numel();
         let gamma = ctx.value(self.gamma).data();
         let rows = self.xhat.len() / c.max(1);
@@ -46,7 +46,7 @@ impl BackwardOp for NormBack {
                 gb.iter_mut().zip(grow).for_each(|(a, b)| *a += b);
             }
         }
-        let Some(gx) = ctx.grad(self.x) else { return };
+        let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
         if self.per_row {
             for ((gxrow, grow), (xrow, &istd)) in gx.chunks_mut(c).zip(g.chunks(c)).zip(self.xhat.chunks(c).zip(&self.inv_std)) {
                 let (mut s1, mut s2) = (0.0f64, 0.0f64);
@@ -84,6 +84,7 @@ impl BackwardOp for NormBack {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -92,12 +93,13 @@ struct DropoutBack {
     mask: Vec<f32>,
 }
 impl BackwardOp for DropoutBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         if let Some(gx) = ctx.grad(self.x) {
             for ((a, &b), &m) in gx.iter_mut().zip(g).zip(&self.mask) {
                 *a += b * m;
             }
         }
+        Ok(())
     }
 }
 

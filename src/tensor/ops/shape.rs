@@ -36,11 +36,11 @@ struct WindowBack {
     input_is_larger: bool,
 }
 impl BackwardOp for WindowBack {
-    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let xs = ctx.value(self.x).shape().to_vec();
         let (_, x_len, inner) = split_at_axis(&xs, self.axis);
         let out_len = out.shape()[self.axis];
-        let Some(gx) = ctx.grad(self.x) else { return };
+        let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
         if self.input_is_larger {
             copy_blocks(gx, x_len, g, out_len, inner, self.offset, true);
         } else {
@@ -50,6 +50,7 @@ impl BackwardOp for WindowBack {
                 gxb.iter_mut().zip(s).for_each(|(a, b)| *a += b);
             }
         }
+        Ok(())
     }
 }
 
@@ -58,7 +59,7 @@ struct ConcatBack {
     axis: usize,
 }
 impl BackwardOp for ConcatBack {
-    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let out_len = out.shape()[self.axis];
         let mut offset = 0;
         for &p in &self.parts {
@@ -73,6 +74,7 @@ impl BackwardOp for ConcatBack {
             }
             offset += len;
         }
+        Ok(())
     }
 }
 
@@ -80,10 +82,11 @@ struct ReshapeBack {
     x: Var,
 }
 impl BackwardOp for ReshapeBack {
-    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
+    fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         if let Some(gx) = ctx.grad(self.x) {
             gx.iter_mut().zip(g).for_each(|(a, b)| *a += b);
         }
+        Ok(())
     }
 }
 
@@ -91,11 +94,12 @@ struct TransposeBack {
     x: Var,
 }
 impl BackwardOp for TransposeBack {
-    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) {
-        let gt = Tensor::new(out.shape().to_vec(), g.to_vec()).map(|t| t.transpose_last2());
-        if let (Ok(gt), Some(gx)) = (gt, ctx.grad(self.x)) {
+    fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
+        let gt = Tensor::new(out.shape().to_vec(), g.to_vec())?.transpose_last2();
+        if let Some(gx) = ctx.grad(self.x) {
             gx.iter_mut().zip(gt.data()).for_each(|(a, b)| *a += b);
         }
+        Ok(())
     }
 }
 
