@@ -71,9 +71,20 @@ fn system_layout(layout: Layout) -> Layout {
 }
 
 /// A new block from the system allocator, with [`system_layout`], huge pages advised.
+///
+/// # Safety
+/// `layout` must have a non-zero size (the `GlobalAlloc` contract of the caller).
 unsafe fn from_system(layout: Layout, zeroed: bool) -> *mut u8 {
     let layout = system_layout(layout);
-    let p = if zeroed { System.alloc_zeroed(layout) } else { System.alloc(layout) };
+    // SAFETY: `system_layout` keeps the size (non-zero by the contract) and only raises the
+    // alignment to another power of two.
+    let p = unsafe {
+        if zeroed {
+            System.alloc_zeroed(layout)
+        } else {
+            System.alloc(layout)
+        }
+    };
     advise_huge(p, layout);
     p
 }
@@ -89,6 +100,11 @@ fn advise_huge(ptr: *mut u8, layout: Layout) {
     let _ = (ptr, layout);
 }
 
+// SAFETY: every block handed out is either fresh from `System` with `system_layout(layout)`,
+// or a block of exactly the same size and alignment that a `dealloc` returned to the cache
+// (so it is unused, at least `layout.size()` bytes and aligned for `layout`). Blocks freed
+// to `System` are freed with the same `system_layout` they were allocated with, and the
+// cache is behind a mutex, so no block is handed out twice.
 unsafe impl GlobalAlloc for CachingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_SIZE {
@@ -97,36 +113,50 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 return p;
             }
         }
-        from_system(layout, false)
+        // SAFETY: `GlobalAlloc::alloc`'s caller guarantees a non-zero size.
+        unsafe { from_system(layout, false) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_SIZE {
             let p = Self::take(layout);
             if !p.is_null() {
-                std::ptr::write_bytes(p, 0, layout.size());
+                // SAFETY: a cached block holds at least `layout.size()` writable bytes.
+                unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
                 return p;
             }
         }
-        from_system(layout, true)
+        // SAFETY: `GlobalAlloc::alloc_zeroed`'s caller guarantees a non-zero size.
+        unsafe { from_system(layout, true) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() >= MIN_SIZE && Self::keep(ptr, layout) {
             return;
         }
-        System.dealloc(ptr, system_layout(layout))
+        // SAFETY: `ptr` came from this allocator with `layout`, so from `System` with
+        // `system_layout(layout)` (a cached block is only ever handed out for the same layout).
+        unsafe { System.dealloc(ptr, system_layout(layout)) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.size() < MIN_SIZE && new_size < MIN_SIZE {
-            return System.realloc(ptr, layout, new_size);
+            // SAFETY: small blocks below MIN_SIZE (< HUGE_MIN) come straight from `System` with
+            // this very layout; the caller guarantees `ptr`, `layout` and a valid `new_size`.
+            return unsafe { System.realloc(ptr, layout, new_size) };
         }
-        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        let p = self.alloc(new_layout);
+        // SAFETY: `GlobalAlloc::realloc`'s caller guarantees that `new_size`, rounded up to
+        // `layout.align()`, does not overflow isize, and the alignment is `layout`'s own.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: `new_size` is non-zero (the caller's contract).
+        let p = unsafe { self.alloc(new_layout) };
         if !p.is_null() {
-            std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
-            self.dealloc(ptr, layout);
+            // SAFETY: both blocks hold at least `min(old, new)` bytes and are distinct (the
+            // old one is still allocated); `ptr` was allocated here with `layout`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
         }
         p
     }

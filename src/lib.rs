@@ -4,6 +4,8 @@
 //! [`nn`] (layers and backends), [`models`] (the seven families), `data` (tokenizers and
 //! datasets), [`optim`] (optimizers, schedules), and the run-level modules.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod bench;
 pub mod data;
 pub mod error;

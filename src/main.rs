@@ -1,5 +1,7 @@
 //! The `convlm` command line: clap subcommands dispatching to the library.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod big_alloc;
 
 #[global_allocator]

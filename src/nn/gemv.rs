@@ -21,7 +21,8 @@ const MIN_PARALLEL_MACS: usize = 1 << 19;
 pub fn gemv_rows(w: &[f32], x: &[f32], out: &mut [f32]) {
     use rayon::prelude::*;
     let n = x.len();
-    debug_assert_eq!(w.len(), out.len() * n);
+    // The AVX2 kernel reads rows through raw pointers: the size is its safety contract.
+    assert_eq!(w.len(), out.len() * n, "gemv_rows: weight size");
     let threads = rayon::current_num_threads();
     if n == 0 || out.len() * n < MIN_PARALLEL_MACS || threads == 1 {
         gemv_serial(w, x, out);
@@ -34,8 +35,8 @@ pub fn gemv_rows(w: &[f32], x: &[f32], out: &mut [f32]) {
 fn gemv_serial(w: &[f32], x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        if crate::tensor::cpu::avx2_fma().is_some() {
+            // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
             unsafe { avx2::gemv(w, x, out) };
             return;
         }
@@ -64,46 +65,55 @@ mod avx2 {
 
     /// Four rows at a time, then the remaining rows one at a time; per row: two 8-lane
     /// accumulators over 16-wide chunks, one horizontal sum, then the scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, and `w` must hold at least `out.len() * x.len()` values.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gemv(w: &[f32], x: &[f32], out: &mut [f32]) {
-        let n = x.len();
-        let body = n - n % 16;
-        let mut rows = out.chunks_exact_mut(4);
-        let mut o = 0;
-        for block in &mut rows {
-            let r: [&[f32]; 4] = [&w[o * n..], &w[(o + 1) * n..], &w[(o + 2) * n..], &w[(o + 3) * n..]];
-            let mut lo = [_mm256_setzero_ps(); 4];
-            let mut hi = [_mm256_setzero_ps(); 4];
-            let mut j = 0;
-            while j < body {
-                let x_lo = _mm256_loadu_ps(x.as_ptr().add(j));
-                let x_hi = _mm256_loadu_ps(x.as_ptr().add(j + 8));
-                for i in 0..4 {
-                    lo[i] = _mm256_fmadd_ps(_mm256_loadu_ps(r[i].as_ptr().add(j)), x_lo, lo[i]);
-                    hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(r[i].as_ptr().add(j + 8)), x_hi, hi[i]);
+        // SAFETY: every load reads `x[j..j + 16]` or row `o` of `w` at `j..j + 16` with `j + 16 <= body <= n`, inside `x` and (by the size contract) inside `w`; AVX2 and FMA are present by the contract.
+        unsafe {
+            let n = x.len();
+            let body = n - n % 16;
+            let mut rows = out.chunks_exact_mut(4);
+            let mut o = 0;
+            for block in &mut rows {
+                let r: [&[f32]; 4] = [&w[o * n..], &w[(o + 1) * n..], &w[(o + 2) * n..], &w[(o + 3) * n..]];
+                let mut lo = [_mm256_setzero_ps(); 4];
+                let mut hi = [_mm256_setzero_ps(); 4];
+                let mut j = 0;
+                while j < body {
+                    let x_lo = _mm256_loadu_ps(x.as_ptr().add(j));
+                    let x_hi = _mm256_loadu_ps(x.as_ptr().add(j + 8));
+                    for i in 0..4 {
+                        lo[i] = _mm256_fmadd_ps(_mm256_loadu_ps(r[i].as_ptr().add(j)), x_lo, lo[i]);
+                        hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(r[i].as_ptr().add(j + 8)), x_hi, hi[i]);
+                    }
+                    j += 16;
                 }
-                j += 16;
+                for i in 0..4 {
+                    block[i] = finish(lo[i], hi[i], &r[i][body..n], &x[body..]);
+                }
+                o += 4;
             }
-            for i in 0..4 {
-                block[i] = finish(lo[i], hi[i], &r[i][body..n], &x[body..]);
+            for slot in rows.into_remainder() {
+                let row = &w[o * n..(o + 1) * n];
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut j = 0;
+                while j < body {
+                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(row.as_ptr().add(j)), _mm256_loadu_ps(x.as_ptr().add(j)), lo);
+                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(row.as_ptr().add(j + 8)), _mm256_loadu_ps(x.as_ptr().add(j + 8)), hi);
+                    j += 16;
+                }
+                *slot = finish(lo, hi, &row[body..], &x[body..]);
+                o += 1;
             }
-            o += 4;
-        }
-        for slot in rows.into_remainder() {
-            let row = &w[o * n..(o + 1) * n];
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut j = 0;
-            while j < body {
-                lo = _mm256_fmadd_ps(_mm256_loadu_ps(row.as_ptr().add(j)), _mm256_loadu_ps(x.as_ptr().add(j)), lo);
-                hi = _mm256_fmadd_ps(_mm256_loadu_ps(row.as_ptr().add(j + 8)), _mm256_loadu_ps(x.as_ptr().add(j + 8)), hi);
-                j += 16;
-            }
-            *slot = finish(lo, hi, &row[body..], &x[body..]);
-            o += 1;
         }
     }
 
     /// Horizontal sum of `lo + hi` in a fixed order, plus the scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn finish(lo: __m256, hi: __m256, w_tail: &[f32], x_tail: &[f32]) -> f32 {
         let s = _mm256_add_ps(lo, hi);

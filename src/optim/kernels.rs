@@ -58,14 +58,7 @@ pub(crate) enum AdamDecay {
 }
 
 fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::tensor::cpu::avx2_fma().is_some()
 }
 
 /// One SGD update of a tensor: `p`, its gradient `g` and momentum buffer `buf` (empty when
@@ -100,7 +93,7 @@ macro_rules! dispatch {
     ($fma:expr, $generic:ident, $fast:ident, <$($c:tt),*>, ($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
         if $fma {
-            // SAFETY: `has_fma` checked at run time that the CPU supports AVX2 and FMA.
+            // SAFETY: `has_fma` is true only when an `Avx2Fma` token exists, on a CPU with AVX2 and FMA.
             unsafe { $fast::<$($c),*>($($arg),*) };
             return;
         }
@@ -126,12 +119,20 @@ fn adam_dispatch(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Ada
     }
 }
 
+/// The portable loop compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sgd_fma<const L2: bool, const MOM: bool>(p: &mut [f32], g: &[f32], b: &mut [f32], s: &SgdScalars) {
     sgd_loop::<L2, MOM>(p, g, b, s)
 }
 
+/// The portable loop compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn adam_fma<const L2: bool, const DEC: bool>(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars) {

@@ -1,5 +1,6 @@
 //! Layer 1: f32 tensors, a tape autograd over a fixed set of ops, and the CPU kernels.
 
+pub mod cpu;
 mod graph;
 pub mod kernels;
 pub(crate) mod ops;

@@ -15,9 +15,10 @@ use super::conv1d::Conv1dSpec;
 use super::im2col::{Columns, MAX_COLS};
 use super::matmul::{matmul_then, Init, Mat, Par, EPILOGUE_ROWS};
 use super::scratch::Scratch;
-use super::softmax::{count_targets, has_avx2, row_lse, softmax_in_place, IGNORE_INDEX};
+use super::softmax::{count_targets, row_lse, softmax_in_place, IGNORE_INDEX};
 use super::window_gemm::pack_forward;
 use crate::error::{Error, Result};
+use crate::tensor::cpu::avx2_fma;
 
 const OP: &str = "conv1d_cross_entropy";
 
@@ -88,7 +89,7 @@ pub fn conv1d_cross_entropy(
     let x_cols = cols.gather(x); // (B·T_out, K·C_in)
     let wp = pack_forward(weight, v, spec.in_channels, spec.kernel_size); // (K·C_in, V)
     let blocks: Vec<Mutex<BlockResult>> = (0..rows.div_ceil(EPILOGUE_ROWS)).map(|_| Mutex::default()).collect();
-    let (per_target, avx2) = (1.0 / count as f32, has_avx2());
+    let (per_target, avx2) = (1.0 / count as f32, avx2_fma());
     let epilogue = |block: usize, logits: &mut [f32]| {
         let mut res = BlockResult { loss: 0.0, grad_bias: vec![0.0; if with_grad { v } else { 0 }] };
         for (row, &t) in logits.chunks_exact_mut(v).zip(&targets[block * EPILOGUE_ROWS..]) {

@@ -3,6 +3,7 @@
 //! + FMA where the CPU has them).
 
 use crate::error::{Error, Result};
+use crate::tensor::cpu::Avx2Fma;
 
 /// Log-sum-exp of one row of logits (exact libm `exp`; used outside the hot loss).
 pub fn log_sum_exp(row: &[f32]) -> f32 {
@@ -126,6 +127,10 @@ fn softmax_lanes(row: &mut [f32], weight: f32) -> f32 {
     max + sum.ln()
 }
 
+/// [`softmax_lanes`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn softmax_avx2(row: &mut [f32], weight: f32) -> f32 {
@@ -133,66 +138,64 @@ unsafe fn softmax_avx2(row: &mut [f32], weight: f32) -> f32 {
 }
 
 /// Overwrites `row` with `softmax(row) * weight` and returns the row's log-sum-exp (fast
-/// exp; `avx2` from [`has_avx2`]).
-pub fn softmax_in_place(row: &mut [f32], weight: f32, avx2: bool) -> f32 {
+/// exp; the AVX2 + FMA build when `simd` is given, from [`crate::tensor::cpu::avx2_fma`]).
+pub fn softmax_in_place(row: &mut [f32], weight: f32, simd: Option<Avx2Fma>) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
+    if simd.is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
         return unsafe { softmax_avx2(row, weight) };
     }
-    let _ = avx2;
+    let _ = simd;
     softmax_lanes(row, weight)
 }
 
-/// Whether the row kernels can take their AVX2 + FMA builds.
-pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
+/// [`row_lse_lanes`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn row_lse_avx2(row: &[f32]) -> f32 {
     row_lse_lanes(row)
 }
 
+/// [`row_grad_lanes`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn row_grad_avx2(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
     row_grad_lanes(grow, lrow, lse, scale)
 }
 
-/// Log-sum-exp of one row (fast exp).
-pub fn row_lse(row: &[f32], avx2: bool) -> f32 {
+/// Log-sum-exp of one row (fast exp; the AVX2 + FMA build when `simd` is given).
+pub fn row_lse(row: &[f32], simd: Option<Avx2Fma>) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
+    if simd.is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
         return unsafe { row_lse_avx2(row) };
     }
-    let _ = avx2;
+    let _ = simd;
     row_lse_lanes(row)
 }
 
-/// `grow += scale * softmax(lrow)` given the row's log-sum-exp `lse` (fast exp).
-pub fn row_grad(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32, avx2: bool) {
+/// `grow += scale * softmax(lrow)` given the row's log-sum-exp `lse` (fast exp; the AVX2 +
+/// FMA build when `simd` is given).
+pub fn row_grad(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32, simd: Option<Avx2Fma>) {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
+    if simd.is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
         return unsafe { row_grad_avx2(grow, lrow, lse, scale) };
     }
-    let _ = avx2;
+    let _ = simd;
     row_grad_lanes(grow, lrow, lse, scale)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::cpu::avx2_fma;
 
     #[test]
     fn fast_exp_matches_libm() {
@@ -211,12 +214,12 @@ mod tests {
     fn fast_row_lse_matches_exact() {
         for n in [1usize, 7, 8, 9, 100, 5000] {
             let row: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.21).collect();
-            for avx2 in [false, has_avx2()] {
-                let (a, b) = (row_lse(&row, avx2), log_sum_exp(&row));
+            for simd in [None, avx2_fma()] {
+                let (a, b) = (row_lse(&row, simd), log_sum_exp(&row));
                 assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "n={n}: {a} vs {b}");
             }
         }
-        assert_eq!(row_lse(&[f32::NEG_INFINITY, 0.0], true), 0.0);
+        assert_eq!(row_lse(&[f32::NEG_INFINITY, 0.0], avx2_fma()), 0.0);
     }
 
     #[test]
@@ -224,9 +227,9 @@ mod tests {
         for n in [1usize, 7, 8, 9, 5000] {
             let row: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.21).collect();
             let lse = log_sum_exp(&row);
-            for avx2 in [false, has_avx2()] {
+            for simd in [None, avx2_fma()] {
                 let mut got = row.clone();
-                let l = softmax_in_place(&mut got, 0.5, avx2);
+                let l = softmax_in_place(&mut got, 0.5, simd);
                 assert!((l - lse).abs() <= 1e-5 * lse.abs().max(1.0), "n={n}: lse {l} vs {lse}");
                 for (g, &x) in got.iter().zip(&row) {
                     let want = 0.5 * (x - lse).exp();
@@ -236,9 +239,9 @@ mod tests {
         }
         // -inf entries get (next to) zero probability; NaN rows stay NaN.
         let mut row = vec![f32::NEG_INFINITY, 0.0, 0.0];
-        assert!((softmax_in_place(&mut row, 1.0, has_avx2()) - 2f32.ln()).abs() < 1e-6);
+        assert!((softmax_in_place(&mut row, 1.0, avx2_fma()) - 2f32.ln()).abs() < 1e-6);
         assert!(row[0] < 1e-37 && (row[1] - 0.5).abs() < 1e-6 && (row[2] - 0.5).abs() < 1e-6, "{row:?}");
         let mut row = vec![f32::NAN, 0.0];
-        assert!(softmax_in_place(&mut row, 1.0, has_avx2()).is_nan());
+        assert!(softmax_in_place(&mut row, 1.0, avx2_fma()).is_nan());
     }
 }

@@ -3,7 +3,6 @@
 use super::{acc_zip, map_into, map_slices};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::softmax::has_avx2;
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.
@@ -81,8 +80,8 @@ pub fn fast_tanh(x: f32) -> f32 {
 /// four tanh layers took ~0.8 ms of a ~7 ms step).
 pub fn tanh_slice(out: &mut [f32], a: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: `has_avx2` checked the CPU features at run time.
+    if crate::tensor::cpu::avx2_fma().is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
         return unsafe { tanh_slice_avx2(out, a) };
     }
     tanh_slice_portable(out, a)
@@ -93,6 +92,10 @@ fn tanh_slice_portable(out: &mut [f32], a: &[f32]) {
     out.iter_mut().zip(a).for_each(|(o, &x)| *o = fast_tanh(x));
 }
 
+/// [`tanh_slice_portable`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tanh_slice_avx2(out: &mut [f32], a: &[f32]) {

@@ -5,8 +5,9 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::tensor::cpu::avx2_fma;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::softmax::{count_targets, has_avx2, log_sum_exp, row_grad, row_lse, softmax_in_place};
+use crate::tensor::kernels::softmax::{count_targets, log_sum_exp, row_grad, row_lse, softmax_in_place};
 use crate::tensor::Tensor;
 
 pub use crate::tensor::kernels::softmax::IGNORE_INDEX;
@@ -48,7 +49,7 @@ impl BackwardOp for CrossEntropyBack {
             return Ok(());
         }
         let lse = &self.lse;
-        let avx2 = has_avx2();
+        let avx2 = avx2_fma();
         if let Some(gl) = ctx.grad(self.logits) {
             gl.par_chunks_mut(v * ROWS_PER_TASK).zip(logits.data().par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(task, (grows, lrows))| {
                 for (r, (grow, lrow)) in grows.chunks_mut(v).zip(lrows.chunks(v)).enumerate() {
@@ -96,7 +97,7 @@ impl Graph {
         let rows = self.value(logits).numel() / v.max(1);
         let count = count_targets("cross_entropy", targets, rows, v)?;
         let data = self.value(logits).data();
-        let avx2 = has_avx2();
+        let avx2 = avx2_fma();
         let mut lse = vec![0.0f32; rows];
         // In a training graph a backward pass follows, so the probabilities are written now,
         // while each row is read anyway; backward then only subtracts at the targets. Eval

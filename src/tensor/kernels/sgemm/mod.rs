@@ -41,8 +41,7 @@ const NC: usize = 3072;
 
 /// Whether this CPU can run [`gemm`].
 pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+    crate::tensor::cpu::avx2_fma().is_some()
 }
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` where `init` says what `start` is, on `threads`
@@ -59,13 +58,15 @@ pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: dst_row_stride };
     let threads = threads.max(1);
     if threads == 1 {
-        gemm_block(out, a, b, 0..m, 0..n, init);
+        // SAFETY: the caller's contract (CPU features, views in bounds, dst large enough).
+        unsafe { gemm_block(out, a, b, 0..m, 0..n, init) };
         return;
     }
     // The shared panel costs two fork-joins per block of k; deep products (W1's head
     // gradients, k in the thousands) measured faster with a fixed split.
     if m >= 2 * MC * threads && a.cols <= 2 * KC {
-        gemm_shared(out, a, b, init);
+        // SAFETY: the caller's contract (CPU features, views in bounds, dst large enough).
+        unsafe { gemm_shared(out, a, b, init) };
         return;
     }
     let split_rows = m >= n;
@@ -85,6 +86,10 @@ pub unsafe fn gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
 }
 
 /// One thread's block of the output: rows `rows`, columns `cols`.
+///
+/// # Safety
+/// As [`gemm`], for rows `rows` and columns `cols` of the output, which no other thread may
+/// write during the call.
 unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, init: Init) {
     PACK_BUFFERS.with(|cell| {
         let mut buffers = cell.borrow_mut();
@@ -92,7 +97,8 @@ unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, col
         let kc = KC.min(a.cols);
         ap.resize(ap.len().max(MC.min(rows.len().next_multiple_of(MR)) * kc + A_SLACK), 0.0);
         bp.resize(bp.len().max(NC.min(cols.len().next_multiple_of(NR)) * kc), 0.0);
-        gemm_block_with(out, a, b, rows, cols, init, ap, bp);
+        // SAFETY: the caller's contract; the buffers were just sized for this block.
+        unsafe { gemm_block_with(out, a, b, rows, cols, init, ap, bp) };
     });
 }
 
@@ -112,37 +118,43 @@ thread_local! {
     static PACK_BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// # Safety
+/// As [`gemm_block`], with `ap` and `bp` sized for one MC x KC block of A and one KC x NC
+/// panel of B (plus [`A_SLACK`]).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_block_with(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, init: Init, ap: &mut [f32], bp: &mut [f32]) {
-    let k = a.cols;
-    // With few rows of A a packed B panel is not reused enough to pay for packing it: full
-    // strips of a row-major B are then read in place.
-    let direct_b = b.col_stride == 1 && rows.len() <= DIRECT_B_MAX_ROWS;
-    for jc in cols.clone().step_by(NC) {
-        let nc = NC.min(cols.end - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let (add, start) = block_start(init, pc);
-            if !direct_b {
-                pack_b(&b, pc, kc, jc, nc, bp);
-            }
-            for ic in rows.clone().step_by(MC) {
-                let mc = MC.min(rows.end - ic);
-                pack_a(&a, ic, mc, pc, kc, ap);
+    // SAFETY: the blocks of k, rows and columns walked below stay inside the views and the output rows the contract names, the packing buffers hold a block each, and unpacked strips of B are only read in place when all 16 of their columns exist (`nr == NR`).
+    unsafe {
+        let k = a.cols;
+        // With few rows of A a packed B panel is not reused enough to pay for packing it: full
+        // strips of a row-major B are then read in place.
+        let direct_b = b.col_stride == 1 && rows.len() <= DIRECT_B_MAX_ROWS;
+        for jc in cols.clone().step_by(NC) {
+            let nc = NC.min(cols.end - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let (add, start) = block_start(init, pc);
                 if !direct_b {
-                    packed_block(out, ap.as_ptr(), bp.as_ptr(), ic, mc, jc, nc, kc, add, start);
-                    continue;
+                    pack_b(&b, pc, kc, jc, nc, bp);
                 }
-                for jr in (0..nc).step_by(NR) {
-                    let nr = NR.min(nc - jr);
-                    let (b_strip, b_rs) = if nr == NR {
-                        (b.data.as_ptr().add(pc * b.row_stride + jc + jr), b.row_stride)
-                    } else {
-                        pack_b(&b, pc, kc, jc + jr, nr, bp);
-                        (bp.as_ptr(), NR)
-                    };
-                    strip_tiles(out, ap.as_ptr(), b_strip, b_rs, ic, mc, jc + jr, nr, kc, add, start);
+                for ic in rows.clone().step_by(MC) {
+                    let mc = MC.min(rows.end - ic);
+                    pack_a(&a, ic, mc, pc, kc, ap);
+                    if !direct_b {
+                        packed_block(out, ap.as_ptr(), bp.as_ptr(), ic, mc, jc, nc, kc, add, start);
+                        continue;
+                    }
+                    for jr in (0..nc).step_by(NR) {
+                        let nr = NR.min(nc - jr);
+                        let (b_strip, b_rs) = if nr == NR {
+                            (b.data.as_ptr().add(pc * b.row_stride + jc + jr), b.row_stride)
+                        } else {
+                            pack_b(&b, pc, kc, jc + jr, nr, bp);
+                            (bp.as_ptr(), NR)
+                        };
+                        strip_tiles(out, ap.as_ptr(), b_strip, b_rs, ic, mc, jc + jr, nr, kc, add, start);
+                    }
                 }
             }
         }
@@ -152,8 +164,10 @@ unsafe fn gemm_block_with(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>
 /// A packed B panel shared by the threads of one product (read-only while they use it).
 #[derive(Clone, Copy)]
 struct Panel(*const f32);
-// SAFETY: the panel is fully written before the parallel loop starts and only read in it.
+// SAFETY: the panel is fully written before the parallel loop starts, only read in it, and
+// outlives it (the loop joins before the buffer is touched again).
 unsafe impl Send for Panel {}
+// SAFETY: as for `Send`: while shared, the panel is read-only.
 unsafe impl Sync for Panel {}
 
 /// The shared B panel buffer, kept between calls; a product that finds it in use (two tall
@@ -176,9 +190,14 @@ fn with_shared_panel<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Packs `b[pc .. pc + kc, jc .. jc + nc]` into `bp` as [`pack_b`] does, one strip per task
 /// when `parallel`.
+///
+/// # Safety
+/// As [`pack_b`] for the whole panel: the CPU supports AVX2 and FMA, `b` covers the block, and
+/// `bp` holds `nc` rounded up to NR times `kc` values.
 unsafe fn pack_panel(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [f32], parallel: bool) {
     let pack = |(s, strip): (usize, &mut [f32])| {
-        // SAFETY: AVX2/FMA checked by the caller; the strip holds kc * NR values.
+        // SAFETY: the caller's contract (CPU features, `b` covers the block); each strip is a
+        // `kc * NR` chunk of `bp`.
         unsafe { pack_b(b, pc, kc, jc + s * NR, NR.min(nc - s * NR), strip) }
     };
     let strips = &mut bp[..nc.div_ceil(NR) * NR * kc];
@@ -191,12 +210,17 @@ unsafe fn pack_panel(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &m
 
 /// Output rows `ic..ic + mc`, columns `jc..jc + nc`, block of k `pc..pc + kc`, from a packed
 /// B panel: packs the rows of A into this thread's buffer and runs the micro-kernel.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` must cover rows `ic..ic + mc` and columns
+/// `pc..pc + kc`; `panel` must hold the packed panel of B for columns `jc..jc + nc` and stay
+/// unchanged during the call; rows `ic..ic + mc` of `out` must be written by no one else.
 #[allow(clippy::too_many_arguments)]
 unsafe fn row_block(out: Out, a: &Mat, panel: Panel, ic: usize, mc: usize, jc: usize, nc: usize, pc: usize, kc: usize, add: bool, start: Option<&[f32]>) {
     PACK_BUFFERS.with(|cell| {
         let ap = &mut cell.borrow_mut().0;
         ap.resize(ap.len().max(mc.next_multiple_of(MR) * kc + A_SLACK), 0.0);
-        // SAFETY: callers give each block disjoint rows of `out`; the panel is read-only.
+        // SAFETY: the caller's contract; `ap` was just sized for `mc` rows of `kc` values.
         unsafe {
             pack_a(a, ic, mc, pc, kc, ap);
             packed_block(out, ap.as_ptr(), panel.0, ic, mc, jc, nc, kc, add, start);
@@ -207,6 +231,9 @@ unsafe fn row_block(out: Out, a: &Mat, panel: Panel, ic: usize, mc: usize, jc: u
 /// Tall products (see [`gemm`]): per block of B, the threads pack its strips together, then
 /// take blocks of MC rows of A as they become free. Every output value is still reduced in
 /// the same order, block of k by block of k.
+///
+/// # Safety
+/// As [`gemm`] (the output is dense, row stride n).
 unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     with_shared_panel(NC.min(n.next_multiple_of(NR)) * KC.min(k), |bp| {
@@ -215,7 +242,7 @@ unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let (add, start) = block_start(init, pc);
-                // SAFETY: AVX2/FMA checked by the caller.
+                // SAFETY: the caller's contract; `bp` was sized for one panel.
                 unsafe { pack_panel(&b, pc, kc, jc, nc, bp, true) };
                 let panel = Panel(bp.as_ptr());
                 (0..m.div_ceil(MC)).into_par_iter().for_each(|block| {
@@ -249,7 +276,8 @@ pub unsafe fn gemm_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, threads: us
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: n };
     let (add, start) = block_start(init, 0);
     with_shared_panel(n.next_multiple_of(NR) * k, |bp| {
-        pack_panel(&b, 0, k, 0, n, bp, parallel);
+        // SAFETY: the caller's contract; `bp` was sized for the whole of B (k <= KC).
+        unsafe { pack_panel(&b, 0, k, 0, n, bp, parallel) };
         let panel = Panel(bp.as_ptr());
         let run = |block: usize| {
             let (ic, mc) = (block * rows, rows.min(m - block * rows));

@@ -33,6 +33,7 @@ fn matches_f64_reference_over_edge_shapes_strides_and_threads() {
                     // NaN where the output must be overwritten, 0.5 where it is added to.
                     let before = if matches!(init, Init::Accumulate) { 0.5 } else { f32::NAN };
                     let mut c = vec![before; m * n];
+                    // SAFETY: the tests run only where `available()` (AVX2 + FMA); views and `c` are sized for the product.
                     unsafe { gemm(&mut c, n, a, b, init, threads) };
                     for (idx, (got, w)) in c.iter().zip(&want).enumerate() {
                         let w = match init {
@@ -58,6 +59,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let (ad, bd) = (values(m * k, 3), values(k * n, 4));
     let run = |threads| {
         let mut c = vec![0.0; m * n];
+        // SAFETY: the tests run only where `available()` (AVX2 + FMA); views and `c` are sized for the product.
         unsafe { gemm(&mut c, n, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), Init::Zero, threads) };
         c
     };
@@ -80,6 +82,7 @@ fn tall_products_share_the_b_panel_and_match_the_reference_at_any_thread_count()
     let want = naive(&a, &b);
     let run = |threads, init| {
         let mut c = vec![f32::NAN; m * n];
+        // SAFETY: the tests run only where `available()` (AVX2 + FMA); views and `c` are sized for the product.
         unsafe { gemm(&mut c, n, a, b, init, threads) };
         c
     };
@@ -103,6 +106,7 @@ fn writes_only_its_rows_and_columns() {
     let (m, k, n, rs) = (8, 5, 7, 9);
     let (ad, bd) = (values(m * k, 5), values(k * n, 6));
     let mut c = vec![-7.0f32; (m - 1) * rs + n];
+    // SAFETY: the tests run only where `available()` (AVX2 + FMA); views and `c` are sized for the product.
     unsafe { gemm(&mut c, rs, Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n), Init::Rows(&values(n, 8)), 2) };
     for i in 0..m - 1 {
         assert!(c[i * rs + n..(i + 1) * rs].iter().all(|&v| v == -7.0), "row {i} gap written");
