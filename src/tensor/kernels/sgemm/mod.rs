@@ -19,7 +19,7 @@ mod pack;
 #[cfg(test)]
 mod tests;
 
-use super::matmul::{Init, Mat, EPILOGUE_ROWS};
+use super::mat::{Init, Mat, EPILOGUE_ROWS};
 use micro::{packed_block, strip_tiles, Out};
 use pack::{pack_a, pack_b, A_SLACK};
 use rayon::prelude::*;

@@ -2,7 +2,7 @@
 //! [`MR`] rows, both (kc, width) row-major so the micro-kernel reads them front to back.
 
 use super::{MR, NR};
-use crate::tensor::kernels::matmul::Mat;
+use super::super::mat::Mat;
 use std::arch::x86_64::*;
 
 /// Packs `b[pc .. pc + kc, jc .. jc + nc]` as consecutive strips of NR columns, each strip
