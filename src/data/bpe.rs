@@ -10,7 +10,6 @@ use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper};
 
 use super::corpus::read_corpus;
 use super::normalize::Normalization;
-use super::tokenizer::Tokenizer;
 use super::{SpecialTokens, SPECIAL_TOKEN_NAMES, UNK};
 use crate::{Error, Result};
 
@@ -42,49 +41,49 @@ fn hf_error(what: &str) -> impl Fn(tokenizers::Error) -> Error + '_ {
     move |e| Error::Tokenizer(format!("{what}: {e}"))
 }
 
-/// Trains a byte-level BPE tokenizer of `vocab_size` ids (the 4 special tokens and the 256 byte
-/// tokens included, so `vocab_size` must be at least 260) on the lines of `texts`.
-///
-/// Training is deterministic: the same texts and settings give the same `tokenizer.json`.
-/// The vocabulary can end up smaller than `vocab_size` when the corpus has too few distinct
-/// pairs to merge.
-pub fn train_bpe<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
-    let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
-    if vocab_size < minimum {
-        return Err(Error::config(
-            "vocab_size",
-            format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
-        ));
-    }
-    if texts.iter().all(|t| t.as_ref().trim().is_empty()) {
-        return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
-    }
-    let model = BPE::builder().unk_token(UNK.into()).build().map_err(hf_error("cannot create the BPE model"))?;
-    let mut tok = tokenizers::Tokenizer::new(model);
-    tok.with_normalizer(normalization.to_hf()?)
-        .with_pre_tokenizer(Some(PreTokenizerWrapper::from(ByteLevel::new(false, true, true))))
-        .with_decoder(Some(DecoderWrapper::from(ByteLevel::default())));
-    tok.set_encode_special_tokens(true);
-    let trainer = BpeTrainerBuilder::new()
-        .vocab_size(vocab_size)
-        .min_frequency(0)
-        .show_progress(false)
-        .special_tokens(SPECIAL_TOKEN_NAMES.iter().map(|s| AddedToken::from(*s, true)).collect())
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .build();
-    let mut trainer = TrainerWrapper::from(trainer);
-    let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
-    tok.train(&mut trainer, lines).map_err(hf_error("BPE training failed"))?;
-    Ok(Tokenizer::Bpe(BpeTokenizer::from_hf(tok)?))
-}
-
-/// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`train_bpe`].
-pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
-    let text = read_corpus(path)?;
-    train_bpe(&[text.as_str()], vocab_size, normalization)
-}
-
 impl BpeTokenizer {
+    /// Trains a byte-level BPE tokenizer of `vocab_size` ids (the 4 special tokens and the 256 byte
+    /// tokens included, so `vocab_size` must be at least 260) on the lines of `texts`.
+    ///
+    /// Training is deterministic: the same texts and settings give the same `tokenizer.json`.
+    /// The vocabulary can end up smaller than `vocab_size` when the corpus has too few distinct
+    /// pairs to merge.
+    pub fn train<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Self> {
+        let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
+        if vocab_size < minimum {
+            return Err(Error::config(
+                "vocab_size",
+                format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
+            ));
+        }
+        if texts.iter().all(|t| t.as_ref().trim().is_empty()) {
+            return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
+        }
+        let model = BPE::builder().unk_token(UNK.into()).build().map_err(hf_error("cannot create the BPE model"))?;
+        let mut tok = tokenizers::Tokenizer::new(model);
+        tok.with_normalizer(normalization.to_hf()?)
+            .with_pre_tokenizer(Some(PreTokenizerWrapper::from(ByteLevel::new(false, true, true))))
+            .with_decoder(Some(DecoderWrapper::from(ByteLevel::default())));
+        tok.set_encode_special_tokens(true);
+        let trainer = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(0)
+            .show_progress(false)
+            .special_tokens(SPECIAL_TOKEN_NAMES.iter().map(|s| AddedToken::from(*s, true)).collect())
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build();
+        let mut trainer = TrainerWrapper::from(trainer);
+        let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
+        tok.train(&mut trainer, lines).map_err(hf_error("BPE training failed"))?;
+        BpeTokenizer::from_hf(tok)
+    }
+
+    /// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`BpeTokenizer::train`].
+    pub fn train_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Self> {
+        let text = read_corpus(path)?;
+        Self::train(&[text.as_str()], vocab_size, normalization)
+    }
+
     /// Wraps a `tokenizers` tokenizer: adds missing special tokens, switches padding and
     /// truncation off, and looks the special-token ids up by name.
     fn from_hf(mut inner: tokenizers::Tokenizer) -> Result<Self> {

@@ -24,13 +24,13 @@ mod split;
 mod tokenizer;
 
 pub use batch::Batch;
-pub use bpe::{train_bpe, train_bpe_from_path, BpeTokenizer};
+pub use bpe::BpeTokenizer;
 pub use char_tokenizer::{CharTokenizer, UnknownPolicy};
 pub use corpus::{builtin_corpus, read_corpus};
 pub use dataset::{Dataset, DatasetKind, LineOptions};
 pub use normalize::Normalization;
 pub use split::{Split, Splits};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{train_bpe, train_bpe_from_path, Tokenizer};
 
 /// Target value of positions that must not contribute to the loss (padding); the same
 /// constant the loss in `tensor` ignores.

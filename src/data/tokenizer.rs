@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::bpe::BpeTokenizer;
 use super::char_tokenizer::{CharTokenizer, CHAR_TYPE};
+use super::normalize::Normalization;
 use super::SpecialTokens;
 use crate::{Error, Result};
 
@@ -89,4 +90,14 @@ impl Tokenizer {
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::io::atomic_write(path, self.to_json()?.as_bytes())
     }
+}
+
+/// Trains a byte-level BPE tokenizer on `texts` ([`BpeTokenizer::train`]).
+pub fn train_bpe<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
+    Ok(Tokenizer::Bpe(BpeTokenizer::train(texts, vocab_size, normalization)?))
+}
+
+/// Trains a byte-level BPE tokenizer on a file or a folder ([`BpeTokenizer::train_from_path`]).
+pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
+    Ok(Tokenizer::Bpe(BpeTokenizer::train_from_path(path, vocab_size, normalization)?))
 }

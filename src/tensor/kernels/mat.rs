@@ -66,7 +66,6 @@ impl Init<'_> {
     }
 }
 
-
 /// Rows per block handed to the epilogue of [`matmul_then`]. Against 96 and 288 in
 /// alternating W1 runs, 192 was fastest: each block streams the packed right-hand side
 /// once, and W1's 192 rows of logits (3.8 MB) still come back from L3 for the loss.

@@ -52,7 +52,6 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     crate_gemm(dst, dst_row_stride, a, b, init, threads);
 }
 
-
 /// `dst (m, n) = start + a (m, k) · b (k, n)` (`dst` row-major, row stride n), then
 /// `epilogue(block, rows)` once on each block of [`EPILOGUE_ROWS`] rows (the last may be
 /// shorter) with its final values: rows `block * EPILOGUE_ROWS ..` as a (rows, n) slice.

@@ -1,8 +1,8 @@
 //! Packing of the GEMM operands: B into panels of [`NR`]-column strips, A into strips of
 //! [`MR`] rows, both (kc, width) row-major so the micro-kernel reads them front to back.
 
-use super::{MR, NR};
 use super::super::mat::Mat;
+use super::{MR, NR};
 use std::arch::x86_64::*;
 
 /// Packs `b[pc .. pc + kc, jc .. jc + nc]` as consecutive strips of NR columns, each strip
