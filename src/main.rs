@@ -440,9 +440,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 
 fn cmd_plot(a: PlotArgs) -> Result<()> {
     let run = RunDir::new(&a.run);
-    let loss = convlm::report::plot_run(&run)?;
+    let loss = convlm::run::plots::plot_run(&run)?;
     println!("wrote {}", loss.display());
-    let emb = convlm::report::plot_embeddings(&run)?;
+    let emb = convlm::run::plots::plot_embeddings(&run)?;
     println!("wrote {}", emb.display());
     Ok(())
 }

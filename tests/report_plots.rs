@@ -3,8 +3,9 @@
 
 use convlm::data::{CharTokenizer, Normalization, Tokenizer, UnknownPolicy};
 use convlm::models::Model;
-use convlm::report::{embedding_pca, embeddings_svg, loss_curves_svg, pca2, plot_embeddings, plot_run, EMBEDDINGS_PLOT_FILE, MAX_LABELS};
+use convlm::report::{embedding_pca, embeddings_svg, loss_curves_svg, pca2, MAX_LABELS};
 use convlm::run::checkpoint::{METRICS_FILE, MODEL_FILE, PLOT_FILE};
+use convlm::run::plots::{plot_embeddings, plot_run, EMBEDDINGS_PLOT_FILE};
 use convlm::run::{RunConfig, RunDir};
 use convlm::Tensor;
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod metrics;
+pub mod plots;
 pub mod prepare;
 pub mod samples;
 pub mod trainer;

@@ -161,7 +161,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
     }
     progress.finish();
     // The plot is a convenience: a failure to draw it must not fail a finished run.
-    if let Err(e) = crate::report::plot_run(run) {
+    if let Err(e) = crate::run::plots::plot_run(run) {
         progress.println(&format!("warning: could not draw the loss plot: {e}"));
     }
     Ok(TrainSummary { steps: s.state.step, final_train_loss: last_loss, best_val_loss: s.state.best_val_loss, params: s.model.params().numel() })
