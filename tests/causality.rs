@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use convlm::models::{Model, ModelConfig};
+use convlm::models::{CausalCnn, Dilated, GatedCnn, Hierarchical, Mlp, Model, ModelConfig, WaveNet};
 use convlm::tensor::Graph;
 use convlm::Tensor;
 use rand::{Rng, SeedableRng};
@@ -55,14 +55,20 @@ fn randomize_batchnorm(model: &mut Model, rng: &mut ChaCha8Rng) {
 
 /// (kernel, dilation) of the causal convs a signal can pass through, in order.
 fn conv_taps(cfg: &ModelConfig) -> Vec<(usize, usize)> {
-    match cfg {
-        ModelConfig::Mlp(c) => vec![(c.block_size, 1)],
-        ModelConfig::CausalCnn(c) => vec![(c.kernel_size, 1); c.n_layers + 1],
-        ModelConfig::Dilated(c) => c.dilations.iter().map(|&d| (c.kernel_size, d)).collect(),
-        ModelConfig::Hierarchical(c) => (0..c.block_size.trailing_zeros()).map(|i| (2, 1 << i)).collect(),
-        ModelConfig::WaveNet(c) => (0..c.n_stacks).flat_map(|_| (0..c.n_layers).map(|i| (c.kernel_size, 1 << i))).collect(),
-        ModelConfig::GatedCnn(c) => vec![(c.kernel_size, 1); c.n_blocks * c.layers_per_block],
-        ModelConfig::PixelCnn(_) => unreachable!("grid family"),
+    if let Some(c) = cfg.settings::<Mlp>() {
+        vec![(c.block_size, 1)]
+    } else if let Some(c) = cfg.settings::<CausalCnn>() {
+        vec![(c.kernel_size, 1); c.n_layers + 1]
+    } else if let Some(c) = cfg.settings::<Dilated>() {
+        c.dilations.iter().map(|&d| (c.kernel_size, d)).collect()
+    } else if let Some(c) = cfg.settings::<Hierarchical>() {
+        (0..c.block_size.trailing_zeros()).map(|i| (2, 1 << i)).collect()
+    } else if let Some(c) = cfg.settings::<WaveNet>() {
+        (0..c.n_stacks).flat_map(|_| (0..c.n_layers).map(|i| (c.kernel_size, 1 << i))).collect()
+    } else if let Some(c) = cfg.settings::<GatedCnn>() {
+        vec![(c.kernel_size, 1); c.n_blocks * c.layers_per_block]
+    } else {
+        unreachable!("{} has no causal conv taps", cfg.family())
     }
 }
 

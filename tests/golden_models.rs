@@ -129,3 +129,41 @@ fn every_family_has_a_golden_file() {
         assert!(shared(&format!("golden/models/{f}.json")).exists(), "missing golden file for {f}");
     }
 }
+
+/// `Model::loss` (the head fused with the loss, as training runs it) against the golden loss
+/// and every golden gradient, in training and eval mode (eval graphs recompute the head's
+/// gradient state in backward).
+fn golden_fused_loss(family: &str) {
+    let path = shared(&format!("golden/models/{family}.json"));
+    let doc = read_json(&path);
+    let (config, vocab) = model_config(&doc);
+    let (shape, x) = ints(&doc["x"]);
+    let ids: Vec<u32> = x.iter().map(|&v| v as u32).collect();
+    let (_, targets) = ints(&doc["targets"]);
+    for training in [true, false] {
+        let mut model = Model::new(&config, vocab, 0).expect("model builds");
+        model.params_mut().load_named(named(&doc["params"]), &path).expect("golden params load");
+        let mut g = Graph::new(training);
+        let loss = model.loss(&mut g, &ids, &shape, &targets).expect("fused loss");
+        if training {
+            let want_loss = doc["loss"].as_f64().unwrap() as f32;
+            assert_close(&format!("{family} fused loss"), g.value(loss).data(), &[want_loss], ATOL, RTOL);
+        }
+        g.backward(loss).expect("backward");
+        model.params_mut().accumulate_grads(&g);
+        if training || doc.get("final_buffers").is_none() {
+            // (Eval-mode BatchNorm uses running statistics: other gradients than the file's.)
+            for (name, want) in named(&doc["grads"]) {
+                let p = model.params().find(&name).unwrap();
+                assert_close(&format!("{family} fused grad {name} (training {training})"), p.grad.data(), want.data(), ATOL, RTOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fused_head_matches_every_golden_family() {
+    for f in FAMILIES {
+        golden_fused_loss(f);
+    }
+}

@@ -1,10 +1,10 @@
 //! A plain stack of causal convolutions with a causal conv head.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{require_positive, Family};
 use crate::error::Result;
-use crate::nn::{Backend, Buffers, CausalConv1d, Embedding, ParamStore};
+use crate::nn::{Backend, CausalConv1d, Embedding, Head, ModelBuilder};
 use crate::tensor::Activation;
 
 /// Configuration of the `causal-cnn` family (reference/models.py `CausalCNN`).
@@ -38,33 +38,44 @@ pub struct CausalCnn {
     head: CausalConv1d,
 }
 
-impl CausalCnn {
+impl Family for CausalCnn {
+    const NAME: &'static str = "causal-cnn";
+    const ABOUT: &'static str = "a plain stack of causal convolutions with a causal conv head";
+    type Config = CausalCnnConfig;
+
+    fn validate(c: &CausalCnnConfig) -> Result<()> {
+        require_positive(&[("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)])
+    }
+
     /// Registers the parameters in reference order.
-    pub fn new(cfg: &CausalCnnConfig, vocab_size: usize, store: &mut ParamStore, _buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Self {
-        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
+    fn build(cfg: &CausalCnnConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
+        let embedding = Embedding::new(b, "embedding", vocab_size, cfg.n_embd)?;
         let convs = (0..cfg.n_layers)
             .map(|i| {
                 let cin = if i == 0 { cfg.n_embd } else { cfg.channels };
-                CausalConv1d::new(store, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, 1, true, slots, rng)
+                CausalConv1d::new(b, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, 1, true)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let head_in = if cfg.n_layers == 0 { cfg.n_embd } else { cfg.channels };
-        let head = CausalConv1d::new(store, "head", head_in, vocab_size, cfg.kernel_size, 1, true, slots, rng);
-        CausalCnn { cfg: cfg.clone(), embedding, convs, head }
+        let head = CausalConv1d::new(b, "head", head_in, vocab_size, cfg.kernel_size, 1, true)?;
+        Ok(CausalCnn { cfg: cfg.clone(), embedding, convs, head })
     }
 
-    /// Logits (B, T, V).
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for conv in &self.convs {
             let z = b.causal_conv(conv, &h)?; // (B, T, C)
             h = b.activation(&z, self.cfg.activation);
         }
-        b.causal_conv(&self.head, &h) // (B, T, V)
+        Ok(h)
     }
 
-    /// 1 + (k - 1) per conv, head included.
-    pub fn receptive_field(&self) -> usize {
+    fn head(&self) -> Head<'_> {
+        Head::Conv(&self.head) // (B, T, V)
+    }
+
+    /// 1 + (k - 1) · (n_layers + 1): every conv, the head included, adds k - 1 tokens.
+    fn receptive_field(&self) -> usize {
         1 + (self.cfg.kernel_size - 1) * (self.cfg.n_layers + 1)
     }
 }

@@ -1,10 +1,10 @@
 //! Causal convolutions with growing dilation and a linear head.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{require_positive, Family};
 use crate::error::Result;
-use crate::nn::{Backend, Buffers, CausalConv1d, Embedding, Linear, ParamStore};
+use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
 
 /// Configuration of the `dilated` family (reference/models.py `DilatedCNN`).
@@ -38,36 +38,49 @@ pub struct Dilated {
     head: Linear,
 }
 
-impl Dilated {
+impl Family for Dilated {
+    const NAME: &'static str = "dilated";
+    const ABOUT: &'static str = "causal convolutions with growing dilation and a linear head";
+    type Config = DilatedConfig;
+
+    fn validate(c: &DilatedConfig) -> Result<()> {
+        let mut sizes = vec![("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)];
+        sizes.extend(c.dilations.iter().map(|&d| ("dilations", d)));
+        require_positive(&sizes)
+    }
+
     /// Registers the parameters in reference order.
-    pub fn new(cfg: &DilatedConfig, vocab_size: usize, store: &mut ParamStore, _buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Self {
-        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
+    fn build(cfg: &DilatedConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
+        let embedding = Embedding::new(b, "embedding", vocab_size, cfg.n_embd)?;
         let convs = cfg
             .dilations
             .iter()
             .enumerate()
             .map(|(i, &d)| {
                 let cin = if i == 0 { cfg.n_embd } else { cfg.channels };
-                CausalConv1d::new(store, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, d, true, slots, rng)
+                CausalConv1d::new(b, &format!("convs.{i}"), cin, cfg.channels, cfg.kernel_size, d, true)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let head_in = if cfg.dilations.is_empty() { cfg.n_embd } else { cfg.channels };
-        let head = Linear::new(store, "head", head_in, vocab_size, rng);
-        Dilated { cfg: cfg.clone(), embedding, convs, head }
+        let head = Linear::new(b, "head", head_in, vocab_size)?;
+        Ok(Dilated { cfg: cfg.clone(), embedding, convs, head })
     }
 
-    /// Logits (B, T, V).
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for conv in &self.convs {
             let z = b.causal_conv(conv, &h)?; // (B, T, C)
             h = b.activation(&z, self.cfg.activation);
         }
-        b.linear(&self.head, &h) // (B, T, V)
+        Ok(h)
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head::Linear(&self.head) // (B, T, V)
     }
 
     /// 1 + (k - 1) · Σ dilations.
-    pub fn receptive_field(&self) -> usize {
+    fn receptive_field(&self) -> usize {
         1 + (self.cfg.kernel_size - 1) * self.cfg.dilations.iter().sum::<usize>()
     }
 }

@@ -1,10 +1,10 @@
 //! Dauphin et al. (2017): GLU blocks over causal convs with a residual around each block.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{require_positive, Family};
 use crate::error::Result;
-use crate::nn::{Backend, Buffers, CausalConv1d, Embedding, Linear, ParamStore};
+use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 
 /// Configuration of the `gated-cnn` family (reference/models.py `GatedCNN`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,25 +38,32 @@ pub struct GatedCnn {
     head: Linear,
 }
 
-impl GatedCnn {
+impl Family for GatedCnn {
+    const NAME: &'static str = "gated-cnn";
+    const ABOUT: &'static str = "Dauphin et al. (2017): GLU blocks over causal convs with residuals";
+    type Config = GatedCnnConfig;
+
+    fn validate(c: &GatedCnnConfig) -> Result<()> {
+        require_positive(&[("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)])
+    }
+
     /// Registers the parameters in reference order.
-    pub fn new(cfg: &GatedCnnConfig, vocab_size: usize, store: &mut ParamStore, _buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Self {
+    fn build(cfg: &GatedCnnConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
         let c = cfg.channels;
-        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
-        let proj = (cfg.n_embd != c).then(|| Linear::new(store, "proj", cfg.n_embd, c, rng));
+        let embedding = Embedding::new(b, "embedding", vocab_size, cfg.n_embd)?;
+        let proj = if cfg.n_embd != c { Some(Linear::new(b, "proj", cfg.n_embd, c)?) } else { None };
         let blocks = (0..cfg.n_blocks)
             .map(|i| {
                 (0..cfg.layers_per_block)
-                    .map(|j| CausalConv1d::new(store, &format!("blocks.{i}.convs.{j}"), c, 2 * c, cfg.kernel_size, 1, true, slots, rng))
-                    .collect()
+                    .map(|j| CausalConv1d::new(b, &format!("blocks.{i}.convs.{j}"), c, 2 * c, cfg.kernel_size, 1, true))
+                    .collect::<Result<_>>()
             })
-            .collect();
-        let head = Linear::new(store, "head", c, vocab_size, rng);
-        GatedCnn { cfg: cfg.clone(), embedding, proj, blocks, head }
+            .collect::<Result<_>>()?;
+        let head = Linear::new(b, "head", c, vocab_size)?;
+        Ok(GatedCnn { cfg: cfg.clone(), embedding, proj, blocks, head })
     }
 
-    /// Logits (B, T, V).
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         if let Some(proj) = &self.proj {
             h = b.linear(proj, &h)?; // (B, T, C)
@@ -69,11 +76,15 @@ impl GatedCnn {
             }
             h = b.add(&h, &r)?;
         }
-        b.linear(&self.head, &h) // (B, T, V)
+        Ok(h)
     }
 
-    /// 1 + (k - 1) per conv.
-    pub fn receptive_field(&self) -> usize {
+    fn head(&self) -> Head<'_> {
+        Head::Linear(&self.head) // (B, T, V)
+    }
+
+    /// 1 + (k - 1) · (every conv of every block).
+    fn receptive_field(&self) -> usize {
         1 + (self.cfg.kernel_size - 1) * self.cfg.n_blocks * self.cfg.layers_per_block
     }
 }

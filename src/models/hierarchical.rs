@@ -1,11 +1,11 @@
 //! makemore part 5's hierarchical "WaveNet": fusing pairs, then pairs of pairs, computed at
 //! every position as kernel-2 causal convs with dilation 1, 2, 4, … plus BatchNorm and tanh.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{require_positive, Family};
 use crate::error::{Error, Result};
-use crate::nn::{Backend, BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear, ParamStore};
+use crate::nn::{Backend, BatchNorm1d, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
 
 /// Configuration of the `hierarchical` family (reference/models.py `Hierarchical`).
@@ -52,41 +52,36 @@ pub struct Hierarchical {
     head: Linear,
 }
 
-impl Hierarchical {
+impl Family for Hierarchical {
+    const NAME: &'static str = "hierarchical";
+    const ABOUT: &'static str = "makemore part 5's hierarchical WaveNet: kernel-2 convs, dilation 1, 2, 4, …, BatchNorm";
+    type Config = HierarchicalConfig;
+
+    fn validate(c: &HierarchicalConfig) -> Result<()> {
+        require_positive(&[("n_embd", c.n_embd), ("n_hidden", c.n_hidden), ("block_size", c.block_size)])?;
+        c.levels().map(|_| ())
+    }
+
     /// Registers the parameters in reference order (all convs, then all norms, then head).
-    pub fn new(
-        cfg: &HierarchicalConfig,
-        vocab_size: usize,
-        store: &mut ParamStore,
-        buffers: &mut Buffers,
-        slots: &mut usize,
-        rng: &mut impl Rng,
-    ) -> Result<Self> {
+    fn build(cfg: &HierarchicalConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
         let levels = cfg.levels()?;
-        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
+        let embedding = Embedding::new(b, "embedding", vocab_size, cfg.n_embd)?;
         let convs = (0..levels)
             .map(|i| {
                 let cin = if i == 0 { cfg.n_embd } else { cfg.n_hidden };
-                CausalConv1d::new(store, &format!("convs.{i}"), cin, cfg.n_hidden, 2, 1 << i, !cfg.batchnorm, slots, rng)
+                CausalConv1d::new(b, &format!("convs.{i}"), cin, cfg.n_hidden, 2, 1 << i, !cfg.batchnorm)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let norms = if cfg.batchnorm {
-            (0..levels)
-                .map(|i| {
-                    let prefix = format!("norms.{i}");
-                    let slot = buffers.add(&prefix, cfg.n_hidden);
-                    BatchNorm1d::new(store, &prefix, cfg.n_hidden, cfg.bn_eps, cfg.bn_momentum, slot)
-                })
-                .collect()
+            (0..levels).map(|i| BatchNorm1d::new(b, &format!("norms.{i}"), cfg.n_hidden, cfg.bn_eps, cfg.bn_momentum)).collect::<Result<_>>()?
         } else {
             Vec::new()
         };
-        let head = Linear::new(store, "head", cfg.n_hidden, vocab_size, rng);
+        let head = Linear::new(b, "head", cfg.n_hidden, vocab_size)?;
         Ok(Hierarchical { cfg: cfg.clone(), embedding, convs, norms, head })
     }
 
-    /// Logits (B, T, V).
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for (i, conv) in self.convs.iter().enumerate() {
             let mut z = b.causal_conv(conv, &h)?; // (B, T, H)
@@ -95,11 +90,15 @@ impl Hierarchical {
             }
             h = b.activation(&z, Activation::Tanh);
         }
-        b.linear(&self.head, &h) // (B, T, V)
+        Ok(h)
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head::Linear(&self.head) // (B, T, V)
     }
 
     /// block_size tokens.
-    pub fn receptive_field(&self) -> usize {
+    fn receptive_field(&self) -> usize {
         self.cfg.block_size
     }
 }

@@ -1,10 +1,10 @@
 //! Bengio et al. (2003) written as a causal convolution of kernel `block_size`.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{require_positive, Family};
 use crate::error::Result;
-use crate::nn::{Backend, Buffers, CausalConv1d, Embedding, Linear, ParamStore};
+use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
 
 /// Configuration of the `mlp` family (reference/models.py `MLP`).
@@ -36,25 +36,34 @@ pub struct Mlp {
     head: Linear,
 }
 
-impl Mlp {
-    /// Registers the parameters in reference order.
-    pub fn new(cfg: &MlpConfig, vocab_size: usize, store: &mut ParamStore, _buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Self {
-        let embedding = Embedding::new(store, "embedding", vocab_size, cfg.n_embd, rng);
-        let hidden = CausalConv1d::new(store, "hidden", cfg.n_embd, cfg.n_hidden, cfg.block_size, 1, true, slots, rng);
-        let head = Linear::new(store, "head", cfg.n_hidden, vocab_size, rng);
-        Mlp { cfg: cfg.clone(), embedding, hidden, head }
+impl Family for Mlp {
+    const NAME: &'static str = "mlp";
+    const ABOUT: &'static str = "Bengio MLP: the embeddings of the last block_size tokens through one hidden layer";
+    type Config = MlpConfig;
+
+    fn validate(c: &MlpConfig) -> Result<()> {
+        require_positive(&[("block_size", c.block_size), ("n_embd", c.n_embd), ("n_hidden", c.n_hidden)])
     }
 
-    /// Logits (B, T, V) for tokens of the backend's shape.
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn build(cfg: &MlpConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
+        let embedding = Embedding::new(b, "embedding", vocab_size, cfg.n_embd)?;
+        let hidden = CausalConv1d::new(b, "hidden", cfg.n_embd, cfg.n_hidden, cfg.block_size, 1, true)?;
+        let head = Linear::new(b, "head", cfg.n_hidden, vocab_size)?;
+        Ok(Mlp { cfg: cfg.clone(), embedding, hidden, head })
+    }
+
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         let h = b.causal_conv(&self.hidden, &h)?; // (B, T, H)
-        let h = b.activation(&h, self.cfg.activation);
-        b.linear(&self.head, &h) // (B, T, V)
+        Ok(b.activation(&h, self.cfg.activation))
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head::Linear(&self.head) // (B, T, V)
     }
 
     /// Tokens each prediction sees.
-    pub fn receptive_field(&self) -> usize {
+    fn receptive_field(&self) -> usize {
         self.cfg.block_size
     }
 }

@@ -1,47 +1,19 @@
 //! A torchinfo-style summary of a [`Model`]: one row per layer with its type, output shape,
 //! parameter count and multiply-adds, then the totals and the receptive field.
 //!
-//! The rows are derived generically, never per family: the model's named parameters are
-//! grouped by layer prefix (`convs.0`, `blocks.1.filter`, `head`, …) in registration order, and
-//! each layer's type follows from its weight's rank (2 without bias: embedding; 2 with bias:
-//! linear; 1: batchnorm; 3: conv1d of kernel `shape[2]`; 4: masked conv2d). Every layer maps
-//! each input position to one output position (causal/same padding, stride 1), so its output
-//! shape is the input shape plus its output channels, and its multiply-adds are its weight
-//! size × the number of positions (0 for an embedding, which is a lookup). As in torchinfo,
-//! masked convs count their full weight.
+//! The rows are the layers the family's constructors registered with the
+//! [`ModelBuilder`](crate::nn::ModelBuilder), in registration (PyTorch) order; each layer
+//! states its own type and cost ([`LayerInfo`]), so nothing is guessed from weight shapes.
+//! Every layer maps each input position to one output position (causal/same padding, stride
+//! 1), so its output shape is the input shape plus its output channels. As in torchinfo,
+//! masked convs count their full weight; a long convolution counts its direct-form sum.
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::models::Model;
+pub use crate::nn::LayerKind;
 use crate::tensor::Graph;
-
-/// The type of a layer, as read from its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayerKind {
-    /// A token lookup table (vocab, n_embd).
-    Embedding,
-    /// A position-wise linear layer (out, in) with bias.
-    Linear,
-    /// A causal 1-D convolution (out, in, kernel).
-    Conv1d { kernel: usize },
-    /// A PixelCNN masked 2-D convolution (out, in, kernel, kernel).
-    MaskedConv2d { kernel: usize },
-    /// BatchNorm over channels (weight and bias of shape (channels,)).
-    BatchNorm1d,
-}
-
-impl fmt::Display for LayerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LayerKind::Embedding => f.pad("Embedding"),
-            LayerKind::Linear => f.pad("Linear"),
-            LayerKind::Conv1d { kernel } => f.pad(&format!("Conv1d(k={kernel})")),
-            LayerKind::MaskedConv2d { kernel } => f.pad(&format!("MaskedConv2d({kernel}x{kernel})")),
-            LayerKind::BatchNorm1d => f.pad("BatchNorm1d"),
-        }
-    }
-}
 
 /// One layer of a [`Summary`].
 #[derive(Clone, Debug, PartialEq)]
@@ -79,8 +51,7 @@ pub struct Summary {
 
 /// Summarises `model` for a batch of `batch` sequences of `len` tokens (for grid families,
 /// `batch` square grids of `len` × `len` cells). Runs one eval-mode forward on zeros to check
-/// that the model accepts that input; errors if it does not or if a layer's parameters fit
-/// none of the known layer types.
+/// that the model accepts that input; errors if it does not.
 pub fn summary(model: &Model, batch: usize, len: usize) -> Result<Summary> {
     let shape = if model.config().is_grid() { vec![batch, len, len] } else { vec![batch, len] };
     summary_for_shape(model, &shape)
@@ -95,42 +66,17 @@ pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
     let mut graph = Graph::new(false); // eval mode: BatchNorm running statistics stay as they are
     let logits = model.clone().forward(&mut graph, &ids, shape)?;
     let output_shape = graph.shape(logits).to_vec();
-    let positions: u64 = shape.iter().map(|&d| d as u64).product();
-
-    // Group parameters by layer prefix, keeping first-appearance order.
-    let mut groups: Vec<(String, Vec<Member>)> = Vec::new();
-    for p in model.params().params() {
-        let (prefix, suffix) = p.name.rsplit_once('.').unwrap_or(("", p.name.as_str()));
-        let entry = (suffix.to_string(), p.value.shape().to_vec(), p.value.numel());
-        match groups.iter_mut().find(|(name, _)| name == prefix) {
-            Some((_, members)) => members.push(entry),
-            None => groups.push((prefix.to_string(), vec![entry])),
-        }
-    }
-
-    let mut rows = Vec::with_capacity(groups.len());
-    for (name, members) in groups {
-        let weight = members.iter().find(|(s, _, _)| s == "weight");
-        let has_bias = members.iter().any(|(s, _, _)| s == "bias");
-        let Some((_, wshape, wnumel)) = weight else {
-            return Err(Error::shape("summary", format!("layer `{name}` has no weight")));
-        };
-        let kind = match (wshape.len(), has_bias) {
-            (2, false) => LayerKind::Embedding,
-            (2, true) => LayerKind::Linear,
-            (1, true) => LayerKind::BatchNorm1d,
-            (3, _) => LayerKind::Conv1d { kernel: wshape[2] },
-            (4, _) => LayerKind::MaskedConv2d { kernel: wshape[2] },
-            (rank, _) => return Err(Error::shape("summary", format!("layer `{name}` has a weight of rank {rank}"))),
-        };
-        let out_channels = if kind == LayerKind::Embedding { wshape[1] } else { wshape[0] };
-        let mult_adds = if kind == LayerKind::Embedding { 0 } else { *wnumel as u64 * positions };
-        let mut output_shape = shape.to_vec();
-        output_shape.push(out_channels);
-        let params = members.iter().map(|(_, _, n)| n).sum();
-        rows.push(SummaryRow { name, kind, output_shape, params, mult_adds });
-    }
-
+    // A sequence is (B, T); a grid (B, H, W) counts its H·W cells as one sequence.
+    let (batch, len) = (shape[0] as u64, shape[1..].iter().map(|&d| d as u64).product::<u64>());
+    let rows: Vec<SummaryRow> = model
+        .layers()
+        .iter()
+        .map(|layer| {
+            let mut output_shape = shape.to_vec();
+            output_shape.push(layer.out_channels);
+            SummaryRow { name: layer.name.clone(), kind: layer.kind, output_shape, params: layer.params, mult_adds: layer.mult_adds(batch, len) }
+        })
+        .collect();
     let total_params = model.params().numel();
     Ok(Summary {
         total_mult_adds: rows.iter().map(|r| r.mult_adds).sum(),
@@ -142,9 +88,6 @@ pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
         receptive_field: model.receptive_field(),
     })
 }
-
-/// One parameter of a layer: (name suffix such as `weight`, shape, number of elements).
-type Member = (String, Vec<usize>, usize);
 
 /// `1234567` → `"1,234,567"`.
 fn thousands(n: u64) -> String {

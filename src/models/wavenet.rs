@@ -1,10 +1,10 @@
 //! van den Oord et al. (2016): gated tanh·sigmoid causal convs with residual and skip paths.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::nn::{Backend, Buffers, CausalConv1d, Embedding, Linear, ParamStore};
+use super::{require_positive, Family};
+use crate::error::{Error, Result};
+use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
 
 /// Configuration of the `wavenet` family (reference/models.py `WaveNet`).
@@ -55,32 +55,52 @@ impl WaveNet {
     fn dilations(cfg: &WaveNetConfig) -> Vec<usize> {
         (0..cfg.n_stacks).flat_map(|_| (0..cfg.n_layers).map(|i| 1usize << i)).collect()
     }
+}
+
+impl Family for WaveNet {
+    const NAME: &'static str = "wavenet";
+    const ABOUT: &'static str = "van den Oord et al. (2016): gated tanh·sigmoid dilated convs with residual and skip paths";
+    type Config = WaveNetConfig;
+
+    fn validate(c: &WaveNetConfig) -> Result<()> {
+        require_positive(&[
+            ("residual_channels", c.residual_channels),
+            ("dilation_channels", c.dilation_channels),
+            ("skip_channels", c.skip_channels),
+            ("kernel_size", c.kernel_size),
+            ("n_layers", c.n_layers),
+            ("n_stacks", c.n_stacks),
+        ])?;
+        if c.n_layers > 62 {
+            return Err(Error::config("n_layers", format!("{} layers would need dilations beyond 2^62", c.n_layers)));
+        }
+        Ok(())
+    }
 
     /// Registers the parameters in reference order.
-    pub fn new(cfg: &WaveNetConfig, vocab_size: usize, store: &mut ParamStore, _buffers: &mut Buffers, slots: &mut usize, rng: &mut impl Rng) -> Self {
+    fn build(cfg: &WaveNetConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
         let (r, dc, s, k) = (cfg.residual_channels, cfg.dilation_channels, cfg.skip_channels, cfg.kernel_size);
-        let embedding = Embedding::new(store, "embedding", vocab_size, r, rng);
+        let embedding = Embedding::new(b, "embedding", vocab_size, r)?;
         let dilations = Self::dilations(cfg);
         let blocks = dilations
             .iter()
             .enumerate()
             .map(|(j, &d)| {
                 let p = format!("blocks.{j}");
-                let filter = CausalConv1d::new(store, &format!("{p}.filter"), r, dc, k, d, true, slots, rng);
-                let gate = CausalConv1d::new(store, &format!("{p}.gate"), r, dc, k, d, true, slots, rng);
+                let filter = CausalConv1d::new(b, &format!("{p}.filter"), r, dc, k, d, true)?;
+                let gate = CausalConv1d::new(b, &format!("{p}.gate"), r, dc, k, d, true)?;
                 let last = j + 1 == dilations.len();
-                let residual = (!last).then(|| Linear::new(store, &format!("{p}.residual"), dc, r, rng));
-                let skip = Linear::new(store, &format!("{p}.skip"), dc, s, rng);
-                Block { filter, gate, residual, skip }
+                let residual = if last { None } else { Some(Linear::new(b, &format!("{p}.residual"), dc, r)?) };
+                let skip = Linear::new(b, &format!("{p}.skip"), dc, s)?;
+                Ok(Block { filter, gate, residual, skip })
             })
-            .collect();
-        let post = Linear::new(store, "post", s, s, rng);
-        let head = Linear::new(store, "head", s, vocab_size, rng);
-        WaveNet { cfg: cfg.clone(), embedding, blocks, post, head }
+            .collect::<Result<_>>()?;
+        let post = Linear::new(b, "post", s, s)?;
+        let head = Linear::new(b, "head", s, vocab_size)?;
+        Ok(WaveNet { cfg: cfg.clone(), embedding, blocks, post, head })
     }
 
-    /// Logits (B, T, V).
-    pub fn forward<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
+    fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, R)
         let mut skips: Option<B::Value> = None;
         for block in &self.blocks {
@@ -99,18 +119,18 @@ impl WaveNet {
                 Some(acc) => b.add(&acc, &s)?,
             });
         }
-        let skips = match skips {
-            Some(s) => s,
-            None => return Err(crate::error::Error::config("n_layers", "a WaveNet needs at least one block")),
-        };
+        let skips = skips.ok_or_else(|| Error::config("n_layers", "a WaveNet needs at least one block"))?;
         let x = b.activation(&skips, Activation::Relu);
         let x = b.linear(&self.post, &x)?; // (B, T, S)
-        let x = b.activation(&x, Activation::Relu);
-        b.linear(&self.head, &x) // (B, T, V)
+        Ok(b.activation(&x, Activation::Relu))
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head::Linear(&self.head) // (B, T, V)
     }
 
     /// 1 + (k - 1) · Σ dilations over all stacks.
-    pub fn receptive_field(&self) -> usize {
+    fn receptive_field(&self) -> usize {
         1 + (self.cfg.kernel_size - 1) * Self::dilations(&self.cfg).iter().sum::<usize>()
     }
 }

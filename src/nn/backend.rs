@@ -7,9 +7,8 @@
 use std::collections::HashMap;
 
 use crate::error::Result;
-use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear, MaskedConv2d};
+use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
 use crate::nn::{ParamId, ParamStore};
-use crate::tensor::kernels::conv1d::{Conv1dSpec, Padding};
 use crate::tensor::{Activation, BatchStats, Graph, Var};
 
 /// The operations model forwards are written in. Values are channels-last.
@@ -25,6 +24,11 @@ pub trait Backend {
     fn causal_conv(&mut self, layer: &CausalConv1d, x: &Self::Value) -> Result<Self::Value>;
     /// Batch normalisation (batch statistics when training, running statistics otherwise).
     fn batchnorm(&mut self, layer: &BatchNorm1d, x: &Self::Value) -> Result<Self::Value>;
+    /// Layer normalisation over the channels of every position.
+    fn layernorm(&mut self, layer: &LayerNorm, x: &Self::Value) -> Result<Self::Value>;
+    /// A PixelCNN masked 2-D convolution over a (B, H, W, C) grid; it has no incremental
+    /// form, so a one-position backend refuses it.
+    fn masked_conv2d(&mut self, layer: &MaskedConv2d, x: &Self::Value) -> Result<Self::Value>;
     /// A pointwise activation.
     fn activation(&mut self, x: &Self::Value, act: Activation) -> Self::Value;
     /// `a + b`.
@@ -33,6 +37,14 @@ pub trait Backend {
     fn mul(&mut self, a: &Self::Value, b: &Self::Value) -> Result<Self::Value>;
     /// GLU over the channel axis.
     fn glu(&mut self, x: &Self::Value) -> Result<Self::Value>;
+
+    /// The logits of a network's output layer.
+    fn head(&mut self, head: Head<'_>, x: &Self::Value) -> Result<Self::Value> {
+        match head {
+            Head::Linear(layer) => self.linear(layer, x),
+            Head::Conv(layer) => self.causal_conv(layer, x),
+        }
+    }
 }
 
 /// Records a forward pass on a [`Graph`] for a batch of `(batch, len)` token sequences.
@@ -67,11 +79,22 @@ impl<'a> GraphBackend<'a> {
         id.map(|id| self.param(id))
     }
 
-    /// A PixelCNN masked convolution (grids only; not part of [`Backend`] because it has no
-    /// incremental form).
-    pub fn masked_conv2d(&mut self, layer: &MaskedConv2d, x: Var) -> Result<Var> {
-        let (w, b) = (self.param(layer.weight), self.param(layer.bias));
-        self.graph.masked_conv2d(x, w, Some(b), &layer.spec)
+    /// The mean cross-entropy of `head`'s logits of `x` against `targets`, fused: the logits
+    /// become the loss and its gradient block by block and are never stored
+    /// ([`Graph::conv1d_cross_entropy`], [`Graph::linear_cross_entropy`]).
+    pub fn head_loss(&mut self, head: Head<'_>, x: &Var, targets: &[i64]) -> Result<Var> {
+        match head {
+            Head::Linear(layer) => {
+                let w = self.param(layer.weight);
+                let b = self.opt_param(layer.bias);
+                self.graph.linear_cross_entropy(*x, w, b, targets)
+            }
+            Head::Conv(layer) => {
+                let w = self.param(layer.weight);
+                let b = self.opt_param(layer.bias);
+                self.graph.conv1d_cross_entropy(*x, w, b, &layer.spec(), targets)
+            }
+        }
     }
 }
 
@@ -93,16 +116,7 @@ impl Backend for GraphBackend<'_> {
     fn causal_conv(&mut self, layer: &CausalConv1d, x: &Var) -> Result<Var> {
         let w = self.param(layer.weight);
         let b = self.opt_param(layer.bias);
-        let spec = Conv1dSpec {
-            in_channels: layer.in_channels,
-            out_channels: layer.out_channels,
-            kernel_size: layer.kernel_size,
-            stride: 1,
-            padding: Padding::causal(layer.kernel_size, layer.dilation),
-            dilation: layer.dilation,
-            groups: 1,
-        };
-        self.graph.conv1d(*x, w, b, &spec)
+        self.graph.conv1d(*x, w, b, &layer.spec())
     }
 
     fn batchnorm(&mut self, layer: &BatchNorm1d, x: &Var) -> Result<Var> {
@@ -113,6 +127,16 @@ impl Backend for GraphBackend<'_> {
             self.batch_stats.push((layer.slot, layer.momentum, stats));
         }
         Ok(y)
+    }
+
+    fn layernorm(&mut self, layer: &LayerNorm, x: &Var) -> Result<Var> {
+        let (w, b) = (self.param(layer.weight), self.param(layer.bias));
+        self.graph.layernorm(*x, w, b, layer.eps)
+    }
+
+    fn masked_conv2d(&mut self, layer: &MaskedConv2d, x: &Var) -> Result<Var> {
+        let (w, b) = (self.param(layer.weight), self.param(layer.bias));
+        self.graph.masked_conv2d(*x, w, Some(b), &layer.spec)
     }
 
     fn activation(&mut self, x: &Var, act: Activation) -> Var {

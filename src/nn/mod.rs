@@ -1,13 +1,15 @@
-//! Layer 2: layers owning named parameters (PyTorch state_dict names and layouts), and the
-//! two backends a model forward runs on.
+//! Layer 2: layers owning named parameters (PyTorch state_dict names and layouts), the
+//! builder that registers them, and the two backends a model forward runs on.
 
 pub mod backend;
+pub mod builder;
 mod gemv;
 pub mod layers;
 pub mod params;
 pub mod step;
 
 pub use backend::{Backend, GraphBackend};
-pub use layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear, MaskedConv2d};
+pub use builder::{Built, Cost, Init, LayerInfo, LayerKind, ModelBuilder, Plan};
+pub use layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
 pub use params::{Param, ParamId, ParamStore};
 pub use step::{StepBackend, StepState};

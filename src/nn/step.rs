@@ -5,10 +5,9 @@
 use crate::error::{Error, Result};
 use crate::nn::backend::Backend;
 use crate::nn::gemv::gemv_rows;
-use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Linear};
+use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
 use crate::nn::ParamStore;
-use crate::tensor::kernels::matmul::{matmul, Mat, Par};
-use crate::tensor::{sigmoid, Activation, Tensor};
+use crate::tensor::{matmul, sigmoid, Activation, Mat, Par, Tensor};
 
 /// Per-layer ring buffers of a batch of sequences being generated; positions start at 0
 /// (all history zero, as the causal left padding).
@@ -107,30 +106,52 @@ impl Backend for StepBackend<'_> {
             ring[(bi * span + now) * cin..(bi * span + now + 1) * cin].copy_from_slice(row);
         }
         let w = self.store.get(layer.weight).value.data();
-        // Gather the k taps of every sequence into (B, C_in * k), in the weight's (c, tap)
-        // order, so the conv is a product with the contiguous (C_out, C_in * k) weight rows.
-        // (Per-tap gemm calls on the strided (C_out, C_in) tap views made gemm re-pack the whole
-        // weight on every call: 13 ms per W1 token, 90% of it packing.)
-        let ck = cin * k;
-        let mut taps = vec![0.0f32; b * ck];
-        for tap in 0..k {
-            let back = (k - 1 - tap) * d;
-            if back > position {
-                continue; // still in the zero left padding
-            }
-            let s = slot_of(back);
-            for bi in 0..b {
-                let src = &ring[(bi * span + s) * cin..(bi * span + s + 1) * cin];
-                for (dst, &v) in taps[bi * ck + tap..(bi + 1) * ck].iter_mut().step_by(k).zip(src) {
-                    *dst = v;
+        let mut out = vec![0.0; b * cout];
+        if layer.groups > 1 {
+            // Grouped (depthwise) convs are small: one direct sum per output channel.
+            let (cin_g, cout_g) = (cin / layer.groups, cout / layer.groups);
+            for tap in 0..k {
+                let back = (k - 1 - tap) * d;
+                if back > position {
+                    continue; // still in the zero left padding
+                }
+                let s = slot_of(back);
+                for bi in 0..b {
+                    let src = &ring[(bi * span + s) * cin..(bi * span + s + 1) * cin];
+                    for (o, y) in out[bi * cout..(bi + 1) * cout].iter_mut().enumerate() {
+                        let g = o / cout_g;
+                        for (ci, &xv) in src[g * cin_g..(g + 1) * cin_g].iter().enumerate() {
+                            *y += w[(o * cin_g + ci) * k + tap] * xv;
+                        }
+                    }
                 }
             }
-        }
-        // out[b, o] = <w[o, :], taps[b, :]>: one pass over contiguous weight rows per sequence.
-        // (gemm's GEMV path, m = 1, measured 5x slower than this on the W1 head, 5000 x 384.)
-        let mut out = vec![0.0; b * cout];
-        for (o_row, t) in out.chunks_mut(cout).zip(taps.chunks(ck)) {
-            gemv_rows(w, t, o_row);
+        } else {
+            // Gather the k taps of every sequence into (B, C_in * k), in the weight's (c, tap)
+            // order, so the conv is a product with the contiguous (C_out, C_in * k) weight rows.
+            // (Per-tap gemm calls on the strided (C_out, C_in) tap views made gemm re-pack the
+            // whole weight on every call: 13 ms per W1 token, 90% of it packing.)
+            let ck = cin * k;
+            let mut taps = vec![0.0f32; b * ck];
+            for tap in 0..k {
+                let back = (k - 1 - tap) * d;
+                if back > position {
+                    continue; // still in the zero left padding
+                }
+                let s = slot_of(back);
+                for bi in 0..b {
+                    let src = &ring[(bi * span + s) * cin..(bi * span + s + 1) * cin];
+                    for (dst, &v) in taps[bi * ck + tap..(bi + 1) * ck].iter_mut().step_by(k).zip(src) {
+                        *dst = v;
+                    }
+                }
+            }
+            // out[b, o] = <w[o, :], taps[b, :]>: one pass over contiguous weight rows per
+            // sequence. (gemm's GEMV path, m = 1, measured 5x slower than this on the W1 head,
+            // 5000 x 384.)
+            for (o_row, t) in out.chunks_mut(cout).zip(taps.chunks(ck)) {
+                gemv_rows(w, t, o_row);
+            }
         }
         if let Some(bias) = layer.bias {
             crate::tensor::add_bias_rows(&mut out, self.store.get(bias).value.data());
@@ -150,6 +171,29 @@ impl Backend for StepBackend<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn layernorm(&mut self, layer: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+        let c = layer.channels;
+        if channels(x) != c {
+            return Err(Error::shape("step", format!("layernorm expects {c} channels, got {}", channels(x))));
+        }
+        let (gamma, beta) = (self.store.get(layer.weight).value.data(), self.store.get(layer.bias).value.data());
+        let mut out = x.clone();
+        // The same f64 statistics as the tape's layernorm, so a step equals a forward.
+        for row in out.data_mut().chunks_mut(c) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+            let inv_std = 1.0 / (var + layer.eps as f64).sqrt();
+            for j in 0..c {
+                row[j] = (((row[j] as f64 - mean) * inv_std) as f32) * gamma[j] + beta[j];
+            }
+        }
+        Ok(out)
+    }
+
+    fn masked_conv2d(&mut self, _layer: &MaskedConv2d, _x: &Tensor) -> Result<Tensor> {
+        Err(Error::shape("step", "a masked 2-D convolution has no incremental step; grid generation recomputes the grid"))
     }
 
     fn activation(&mut self, x: &Tensor, act: Activation) -> Tensor {

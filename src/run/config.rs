@@ -127,13 +127,15 @@ impl Default for RunConfig {
     /// A small dilated CNN on lines of characters: trains in about a minute on two cores.
     fn default() -> Self {
         RunConfig {
-            model: ModelConfig::Dilated(crate::models::DilatedConfig {
+            // `dilated` is a built-in family, so the lookup cannot fail.
+            model: ModelConfig::new::<crate::models::Dilated>(crate::models::DilatedConfig {
                 n_embd: 24,
                 channels: 64,
                 kernel_size: 2,
                 dilations: vec![1, 2, 4, 8],
                 activation: crate::tensor::Activation::Tanh,
-            }),
+            })
+            .expect("the dilated family is built in"),
             data: DataConfig::default(),
             train: TrainConfig::default(),
             optimizer: OptimizerConfig { lr: 3e-3, ..OptimizerConfig::default() },

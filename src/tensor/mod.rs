@@ -1,4 +1,8 @@
 //! Layer 1: f32 tensors, a tape autograd over a fixed set of ops, and the CPU kernels.
+//!
+//! The layers above use what this module re-exports (the [`Graph`] ops, [`Tensor`], the
+//! convolution specs, [`matmul`]); [`kernels`] is public for the engine's own benchmarks and
+//! tests, not for the other layers.
 
 pub mod cpu;
 mod graph;
@@ -8,6 +12,10 @@ mod tensor;
 pub mod threads;
 
 pub use graph::{Graph, Var};
+pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
+pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};
+pub use kernels::conv_transpose1d::{conv_transpose_output_len, ConvTranspose1dSpec};
+pub use kernels::matmul::{matmul, Mat, Par};
 pub use ops::activation::{sigmoid, Activation};
 pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};

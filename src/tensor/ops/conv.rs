@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::conv1d::{conv1d_backward_hinted, conv1d_forward, Conv1dSpec};
+use crate::tensor::kernels::conv1d::{conv1d_backward_hinted, conv1d_forward, Conv1dSpec, Padding};
 use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy, HeadGrad};
 use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
 use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
@@ -59,6 +59,8 @@ fn with_grads(ctx: &mut GradCtx, vars: [Option<Var>; 3], f: impl FnOnce(GradBuf,
 /// Backward of [`Graph::conv1d_cross_entropy`].
 struct HeadBack {
     spec: Conv1dSpec,
+    /// (batch, len) the kernel saw x as (a linear head sees its rows as one sequence).
+    dims: (usize, usize),
     x: Var,
     w: Var,
     b: Option<Var>,
@@ -75,8 +77,8 @@ impl BackwardOp for HeadBack {
             Some(grad) => grad,
             None => {
                 let bias = self.b.map(|b| ctx.value(b).data());
-                let s = x.shape();
-                recomputed = conv1d_cross_entropy(&self.spec, x.data(), s[0], s[1], w.data(), bias, &self.targets, true)?;
+                let (batch, len) = self.dims;
+                recomputed = conv1d_cross_entropy(&self.spec, x.data(), batch, len, w.data(), bias, &self.targets, true)?;
                 recomputed.grad.as_ref().ok_or_else(|| Error::shape("conv1d_cross_entropy", "the recomputed head kept no gradient state"))?
             }
         };
@@ -157,14 +159,47 @@ impl Graph {
             let logits = self.conv1d(x, w, b, spec)?;
             return self.cross_entropy(logits, targets);
         }
+        self.record_head(spec, (xs[0], xs[1]), x, w, b, targets)
+    }
+
+    /// Mean cross-entropy of `linear(x, w, b)` against `targets`, fused like
+    /// [`Graph::conv1d_cross_entropy`] (a linear layer is a kernel-1 conv over all rows).
+    ///
+    /// # Shapes
+    /// x: (..., C_in), w: (V, C_in), b: (V), targets: (rows of x) → scalar
+    pub fn linear_cross_entropy(&mut self, x: Var, w: Var, b: Option<Var>, targets: &[i64]) -> Result<Var> {
+        let op = "linear_cross_entropy";
+        let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        let (Some(&c_in), [v, w_in]) = (xs.last(), ws.as_slice()) else {
+            return Err(Error::shape(op, format!("input {xs:?} and weight {ws:?} must be (..., C_in) and (V, C_in)")));
+        };
+        if c_in != *w_in {
+            return Err(Error::shape(op, format!("input has {c_in} channels, the weight expects {w_in}")));
+        }
+        if let Some(b) = b {
+            if self.shape(b) != [*v] {
+                return Err(Error::shape(op, format!("bias has shape {:?}, expected [{v}]", self.shape(b))));
+            }
+        }
+        let rows = xs[..xs.len() - 1].iter().product::<usize>();
+        let spec = Conv1dSpec { in_channels: c_in, out_channels: *v, kernel_size: 1, stride: 1, padding: Padding::Symmetric(0), dilation: 1, groups: 1 };
+        if !conv1d_loss::fuses(&spec, 1, rows) {
+            let logits = self.linear(x, w, b)?;
+            return self.cross_entropy(logits, targets);
+        }
+        self.record_head(&spec, (1, rows), x, w, b, targets)
+    }
+
+    /// Runs the fused head kernel on x seen as `dims` = (batch, len) and records its loss.
+    fn record_head(&mut self, spec: &Conv1dSpec, dims: (usize, usize), x: Var, w: Var, b: Option<Var>, targets: &[i64]) -> Result<Var> {
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         // As in `cross_entropy`, eval graphs keep no gradient state; a backward recomputes it.
         let with_grad = self.training() && inputs.iter().any(|&v| self.requires_grad(v));
         let bias = b.map(|b| self.value(b).data());
         let (xd, wd) = (self.value(x).data(), self.value(w).data());
-        let head = conv1d_cross_entropy(spec, xd, xs[0], xs[1], wd, bias, targets, with_grad)?;
+        let head = conv1d_cross_entropy(spec, xd, dims.0, dims.1, wd, bias, targets, with_grad)?;
         let out = Tensor::new(vec![], vec![head.loss])?;
-        let back = HeadBack { spec: *spec, x, w, b, targets: targets.to_vec(), grad: head.grad };
+        let back = HeadBack { spec: *spec, dims, x, w, b, targets: targets.to_vec(), grad: head.grad };
         Ok(self.record(out, &inputs, back))
     }
 
