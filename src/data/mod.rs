@@ -15,6 +15,7 @@
 
 mod batch;
 mod bpe;
+mod bulk_encode;
 mod char_tokenizer;
 mod construct;
 mod corpus;
@@ -25,6 +26,7 @@ mod tokenizer;
 
 pub use batch::Batch;
 pub use bpe::BpeTokenizer;
+pub use bulk_encode::{BulkEncoder, DEFAULT_CACHE_BYTES};
 pub use char_tokenizer::{CharTokenizer, UnknownPolicy};
 pub use corpus::{builtin_corpus, read_corpus};
 pub use dataset::{Dataset, DatasetKind, LineOptions};
