@@ -8,7 +8,6 @@ mod big_alloc;
 static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -22,7 +21,7 @@ use convlm::run::checkpoint::{BEST_FILE, MODEL_FILE};
 use convlm::run::config::{apply_overrides, load_preset};
 use convlm::run::prepare::{build_dataset, load_text};
 use convlm::run::samples::{sample_texts, SampleRequest};
-use convlm::run::{evaluate, train, RunConfig, RunDir, TrainOptions, INTERRUPTED};
+use convlm::run::{evaluate, train, CancelToken, RunConfig, RunDir, TrainEvent, TrainOptions};
 use convlm::tensor::kernels::conv1d::conv_output_len;
 use convlm::tensor::kernels::conv_transpose1d::conv_transpose_output_len;
 use convlm::tensor::threads::init_threads;
@@ -215,7 +214,7 @@ struct ShapeArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// w1, w2 or w3 (../shared/bench/WORKLOADS.md).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = |s: &str| s.parse::<Workload>().map_err(|e| e.to_string()))]
     workload: Option<Workload>,
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -368,9 +367,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     if !a.resume && run.file(convlm::run::checkpoint::CHECKPOINT_FILE).exists() {
         bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display());
     }
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-    let opts = TrainOptions { resume: a.resume, verbose: !a.quiet };
-    match train(&config, &run, &opts) {
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || on_signal.cancel()).context("installing the Ctrl-C handler")?;
+    let opts = TrainOptions { resume: a.resume, samples: !a.quiet, cancel };
+    let mut progress = Progress::new(!a.quiet);
+    let result = train(&config, &run, &opts, &mut |event| progress.show(event));
+    match result {
         Ok(s) => {
             let best = s.best_val_loss.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into());
             println!("trained {} steps: train loss {:.4}, best val loss {best}; run saved in {}", s.steps, s.final_train_loss, out.display());
@@ -412,7 +415,7 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
     for s in sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)? {
         match s.novelty {
-            Some(n) => println!("{:<24} {}", s.text, serde_json::to_value(n)?.as_str().unwrap_or_default()),
+            Some(n) => println!("{:<24} {}", s.text, n.name()),
             None => println!("{}\n", s.text),
         }
     }
@@ -496,4 +499,62 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed })?;
     println!("{}", report.to_json_line());
     Ok(())
+}
+
+/// The progress bar and the lines `convlm train` prints for the events of a run (nothing
+/// but warnings with `--quiet`; no bar when stderr is not a terminal).
+struct Progress {
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(verbose: bool) -> Self {
+        Progress { verbose, bar: None }
+    }
+
+    fn println(&self, msg: &str) {
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.println(msg),
+            _ => eprintln!("{msg}"),
+        }
+    }
+
+    fn show(&mut self, event: TrainEvent<'_>) {
+        match event {
+            TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
+            _ if !self.verbose => {}
+            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps } => {
+                let bar = indicatif::ProgressBar::new(total_steps).with_position(step);
+                let style =
+                    indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                bar.set_style(style);
+                self.bar = Some(bar);
+                self.println(&format!(
+                    "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
+                    run_dir.display()
+                ));
+            }
+            TrainEvent::Step { step, loss, tokens_per_s, steps_per_s, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(step);
+                    b.set_message(format!("loss {loss:.4} | {tokens_per_s:.0} tok/s | {steps_per_s:.1} steps/s"));
+                }
+            }
+            TrainEvent::Eval { step, val_loss, best } => {
+                self.println(&format!("step {step:>6}  val loss {val_loss:.4}{}", if best { "  (best, saved)" } else { "" }));
+            }
+            TrainEvent::Samples(samples) => {
+                for sample in samples {
+                    let tag = sample.novelty.map(|n| format!(" [{}]", n.name())).unwrap_or_default();
+                    self.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
+                }
+            }
+            TrainEvent::Finished => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::tensor::kernels::conv_transpose1d::ConvTranspose1dSpec;
 use crate::tensor::{threads, Graph, Tensor, Var};
 
 /// Which benchmark workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// "reviews-cnn": V=5000, E=256, C=128, K=3, 7 convs, B=16, L=256.
     W1,

@@ -41,6 +41,32 @@ fn hf_error(what: &str) -> impl Fn(tokenizers::Error) -> Error + '_ {
     move |e| Error::Tokenizer(format!("{what}: {e}"))
 }
 
+/// Refuses BPE merges that the `tokenizers` crate (0.22) would slice out of bounds while
+/// loading: with a `continuing_subword_prefix` of n bytes it takes `second[n..]` of every
+/// merge, which panics when the second token is shorter or byte n is inside a character.
+fn check_merges(text: &str) -> std::result::Result<(), String> {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else { return Ok(()) }; // the library reports bad JSON
+    let model = &doc["model"];
+    let prefix = match model.get("continuing_subword_prefix") {
+        Some(serde_json::Value::String(p)) if !p.is_empty() => p.len(),
+        _ => return Ok(()),
+    };
+    let Some(merges) = model.get("merges").and_then(|m| m.as_array()) else { return Ok(()) };
+    for (i, merge) in merges.iter().enumerate() {
+        let second = match merge {
+            serde_json::Value::String(s) => s.split_once(' ').map(|(_, b)| b.to_string()),
+            serde_json::Value::Array(pair) => pair.get(1).and_then(|b| b.as_str()).map(str::to_string),
+            _ => None,
+        };
+        if let Some(b) = second {
+            if !b.is_char_boundary(prefix.min(b.len())) || b.len() < prefix {
+                return Err(format!("merge {i} (`{b}`) cannot carry the continuing_subword_prefix of {prefix} bytes"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl BpeTokenizer {
     /// Trains a byte-level BPE tokenizer of `vocab_size` ids (the 4 special tokens and the 256 byte
     /// tokens included, so `vocab_size` must be at least 260) on the lines of `texts`.
@@ -140,7 +166,15 @@ impl BpeTokenizer {
 
     /// Parses a `tokenizers` JSON file; errors name `source`.
     pub fn from_json(text: &str, source: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| Error::bad_file(source, format!("not a tokenizers tokenizer.json: {e}")))?;
+        check_merges(text).map_err(|msg| Error::bad_file(source, msg))?;
+        // The library panics on some malformed files (fuzzing found merges it slices on a
+        // byte that is not a character boundary); `check_merges` refuses the known ones, and
+        // a panic that still happens becomes an error naming the file instead of an abort.
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(text));
+        let inner = match parsed {
+            Ok(result) => result.map_err(|e| Error::bad_file(source, format!("not a tokenizers tokenizer.json: {e}")))?,
+            Err(_) => return Err(Error::bad_file(source, "the tokenizers library could not read this tokenizer.json (it panicked)")),
+        };
         Self::from_hf(inner).map_err(|e| Error::bad_file(source, e.to_string()))
     }
 

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod events;
 pub mod metrics;
 pub mod plots;
 pub mod prepare;
@@ -13,4 +14,5 @@ pub mod trainer;
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};
 pub use eval::{evaluate, EvalReport};
-pub use trainer::{train, TrainOptions, TrainSummary, INTERRUPTED};
+pub use events::{CancelToken, TrainEvent};
+pub use trainer::{train, OnEvent, TrainOptions, TrainSummary};

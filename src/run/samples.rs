@@ -17,6 +17,17 @@ pub enum Novelty {
     New,
 }
 
+impl Novelty {
+    /// `in-train`, `in-test` or `new`, as makemore prints them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Novelty::InTrain => "in-train",
+            Novelty::InTest => "in-test",
+            Novelty::New => "new",
+        }
+    }
+}
+
 /// One generated sample.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sample {

@@ -2,8 +2,6 @@
 //! periodic validation with samples and best-model tracking; checkpoints for exact resume;
 //! Ctrl-C and divergence handling.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -18,14 +16,12 @@ use crate::optim::{clip_grad_norm, first_non_finite, grad_norm, Optimizer};
 use crate::run::checkpoint::{RunDir, TrainState, BEST_FILE, METRICS_FILE};
 use crate::run::config::RunConfig;
 use crate::run::eval::{batch_shape, evaluate};
+use crate::run::events::{CancelToken, TrainEvent};
 use crate::run::metrics::MetricsLog;
 use crate::run::prepare::{build_dataset, build_tokenizer, load_text};
 use crate::run::samples::{sample_texts, SampleRequest};
 use crate::tensor::threads::{init_threads, on_pool, with_workers_awake};
 use crate::tensor::Graph;
-
-/// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
 const BATCH_RNG_STREAM: u64 = 0x6261_7463_6865_73;
@@ -35,9 +31,14 @@ const BATCH_RNG_STREAM: u64 = 0x6261_7463_6865_73;
 pub struct TrainOptions {
     /// Continue from the run directory's checkpoint instead of starting fresh.
     pub resume: bool,
-    /// Show a progress bar and print evaluations and samples on stderr.
-    pub verbose: bool,
+    /// Draw samples after every evaluation and report them ([`TrainEvent::Samples`]).
+    pub samples: bool,
+    /// Cancelled: save a checkpoint at the next step and stop with `Error::Interrupted`.
+    pub cancel: CancelToken,
 }
+
+/// Receives the events of a run (see [`TrainEvent`]).
+pub type OnEvent<'a> = &'a mut (dyn FnMut(TrainEvent<'_>) + Send);
 
 /// The outcome of a finished run.
 #[derive(Clone, Debug)]
@@ -60,28 +61,29 @@ struct Session {
 }
 
 /// Trains `config` into `run`, or resumes the run found there (`opts.resume`, in which case
-/// the run's own config.json is used and `config` only supplies `train.steps`).
-pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions) -> Result<TrainSummary> {
+/// the run's own config.json is used and `config` only supplies `train.steps`). Progress is
+/// reported to `on_event`.
+pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
     let s = if opts.resume { resume_session(config, run)? } else { new_session(config, run)? };
     init_threads(s.config.train.threads);
-    on_pool(|| train_session(s, run, opts))
+    let result = on_pool(|| train_session(s, run, opts, &mut *on_event));
+    on_event(TrainEvent::Finished);
+    result
 }
 
 /// The training loop of an opened session (runs on a pool worker, see [`on_pool`]).
-fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<TrainSummary> {
+fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
     let mut log = MetricsLog::open(&run.file(METRICS_FILE), s.state.step)?;
-    let progress = Progress::new(opts.verbose, s.state.step, s.state.total_steps);
-    if opts.verbose {
-        progress.println(&format!(
-            "{} model, {} parameters, receptive field {}, vocabulary {}, {} training examples; run directory {}",
-            s.config.model.family(),
-            s.model.params().numel(),
-            s.model.receptive_field(),
-            s.tokenizer.vocab_size(),
-            s.dataset.num_examples(Split::Train),
-            run.root().display()
-        ));
-    }
+    on_event(TrainEvent::Started {
+        family: s.config.model.family(),
+        params: s.model.params().numel(),
+        receptive_field: s.model.receptive_field(),
+        vocab_size: s.tokenizer.vocab_size(),
+        train_examples: s.dataset.num_examples(Split::Train),
+        run_dir: run.root(),
+        step: s.state.step,
+        total_steps: s.state.total_steps,
+    });
     let cfg = s.config.clone();
     let mut last_loss = f64::NAN;
     let started = Instant::now();
@@ -91,11 +93,10 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
         // The batch RNG's position before this step's batch: what a checkpoint of the
         // `step` completed steps must record for an exact resume.
         let rng_pos = s.rng.get_word_pos();
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if opts.cancel.is_cancelled() {
             s.state.rng_word_pos = rng_pos.to_string();
             log.sync()?;
             run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
-            progress.finish();
             return Err(Error::Interrupted { step: s.state.step });
         }
         let step = s.state.step;
@@ -145,11 +146,12 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         let tok_s = tokens as f64 / elapsed;
         log.write(&json!({"step": s.state.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s}))?;
-        progress.update(s.state.step, loss, tok_s, (s.state.step - start_step) as f64 / elapsed);
+        let steps_per_s = (s.state.step - start_step) as f64 / elapsed;
+        on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss, tokens_per_s: tok_s, steps_per_s });
 
         let at_eval = s.state.step % cfg.train.eval_every == 0 || s.state.step == s.state.total_steps;
         if at_eval {
-            evaluate_and_sample(&mut s, run, &mut log, &progress, opts.verbose)?;
+            evaluate_and_sample(&mut s, run, &mut log, opts.samples, &mut *on_event)?;
         }
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step % cfg.train.checkpoint_every == 0;
         if at_eval || at_checkpoint {
@@ -159,10 +161,9 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions) -> Result<Tr
             run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
         }
     }
-    progress.finish();
     // The plot is a convenience: a failure to draw it must not fail a finished run.
     if let Err(e) = crate::run::plots::plot_run(run) {
-        progress.println(&format!("warning: could not draw the loss plot: {e}"));
+        on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
     }
     Ok(TrainSummary { steps: s.state.step, final_train_loss: last_loss, best_val_loss: s.state.best_val_loss, params: s.model.params().numel() })
 }
@@ -182,7 +183,7 @@ fn diverged(run: &RunDir, s: &Session, log: &mut MetricsLog, step: u64, rng_pos:
     Err(Error::NonFinite { step: step + 1, what })
 }
 
-fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, progress: &Progress, verbose: bool) -> Result<()> {
+fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, samples: bool, on_event: OnEvent<'_>) -> Result<()> {
     let cfg = &s.config;
     let val = evaluate(&mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
     log.write(&json!({"step": s.state.step, "val_loss": val.loss}))?;
@@ -192,23 +193,15 @@ fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, prog
         s.state.best_step = Some(s.state.step);
         run.save_weights(BEST_FILE, &s.model, s.state.step)?;
     }
-    if verbose {
-        progress.println(&format!("step {:>6}  val loss {:.4}{}", s.state.step, val.loss, if best { "  (best, saved)" } else { "" }));
-        if cfg.train.samples > 0 && s.model.can_step() || s.model.config().is_grid() {
-            let req = SampleRequest {
-                count: cfg.train.samples,
-                prompt: None,
-                sampling: SamplingConfig { seed: cfg.seed.wrapping_add(s.state.step), max_tokens: 200, ..SamplingConfig::default() },
-            };
-            let samples = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
-            for sample in samples {
-                let tag = sample
-                    .novelty
-                    .map(|n| format!(" [{}]", serde_json::to_value(n).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
-                    .unwrap_or_default();
-                progress.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
-            }
-        }
+    on_event(TrainEvent::Eval { step: s.state.step, val_loss: val.loss, best });
+    if samples && (cfg.train.samples > 0 && s.model.can_step() || s.model.config().is_grid()) {
+        let req = SampleRequest {
+            count: cfg.train.samples,
+            prompt: None,
+            sampling: SamplingConfig { seed: cfg.seed.wrapping_add(s.state.step), max_tokens: 200, ..SamplingConfig::default() },
+        };
+        let drawn = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
+        on_event(TrainEvent::Samples(&drawn));
     }
     Ok(())
 }
@@ -262,43 +255,4 @@ fn resume_session(overrides: &RunConfig, run: &RunDir) -> Result<Session> {
     let pos: u128 = state.rng_word_pos.parse().map_err(|_| Error::bad_file(run.file(crate::run::checkpoint::CHECKPOINT_FILE), "bad rng position"))?;
     rng.set_word_pos(pos);
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state })
-}
-
-/// The progress bar (hidden when not verbose or not a terminal).
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new(verbose: bool, pos: u64, total: u64) -> Self {
-        if !verbose {
-            return Progress { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new(total).with_position(pos);
-        let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        Progress { bar: Some(bar) }
-    }
-
-    fn update(&self, step: u64, loss: f64, tok_s: f64, steps_s: f64) {
-        if let Some(b) = &self.bar {
-            b.set_position(step);
-            b.set_message(format!("loss {loss:.4} | {tok_s:.0} tok/s | {steps_s:.1} steps/s"));
-        }
-    }
-
-    fn println(&self, msg: &str) {
-        match &self.bar {
-            Some(b) if !b.is_hidden() => b.println(msg),
-            _ => {
-                let _ = writeln!(std::io::stderr(), "{msg}");
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -1,0 +1,59 @@
+//! What a training run tells its caller while it works ([`TrainEvent`]), and how the caller
+//! asks it to stop ([`CancelToken`]). The library prints nothing itself: the command line
+//! turns events into a progress bar and lines of text, a notebook or a test may do anything
+//! else with them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::run::samples::Sample;
+
+/// A flag shared between a run and whoever may stop it (a Ctrl-C handler, another thread).
+/// Cancelling makes the run save a checkpoint at its next step and return
+/// [`Error::Interrupted`](crate::Error::Interrupted).
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop (safe from a signal handler: one atomic store).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One thing that happened during training.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// The run is set up and about to take its first step (`step` > 0 when resuming).
+    Started {
+        family: &'a str,
+        params: usize,
+        receptive_field: usize,
+        vocab_size: usize,
+        train_examples: usize,
+        run_dir: &'a std::path::Path,
+        step: u64,
+        total_steps: u64,
+    },
+    /// An optimizer step finished.
+    Step { step: u64, total_steps: u64, loss: f64, tokens_per_s: f64, steps_per_s: f64 },
+    /// A validation pass finished; `best` when it improved on every earlier one (and the
+    /// weights were saved as best.safetensors).
+    Eval { step: u64, val_loss: f64, best: bool },
+    /// Samples drawn after an evaluation (only when [`TrainOptions::samples`](super::TrainOptions) is set).
+    Samples(&'a [Sample]),
+    /// Something went wrong that does not stop the run (a plot that could not be drawn).
+    Warning(String),
+    /// The loop ended (finished, interrupted or diverged); the summary or error follows.
+    Finished,
+}
