@@ -1,5 +1,5 @@
 //! Criterion benches of the hot kernels of the benchmark workloads, so regressions show:
-//! conv1d forward/backward at W1 and W2 shapes, and the fused log-softmax + cross-entropy
+//! conv1d forward/backward (whole, and each gradient on its own) at W1 and W2 shapes, and the fused log-softmax + cross-entropy
 //! forward+backward at W1's (4096, 5000) logits.
 //!
 //!     cargo bench --bench kernels [-- filter]      (threads: CONVLM_THREADS, default all)
@@ -42,6 +42,11 @@ fn conv_case(c: &mut Criterion, name: &str, batch: usize, len: usize, c_in: usiz
     g.bench_function("forward", |bench| bench.iter(|| conv1d_forward(&spec, &x, batch, len, &w, Some(&b), &mut out).unwrap()));
     g.throughput(Throughput::Elements(2 * flop as u64));
     g.bench_function("backward", |bench| bench.iter(|| conv1d_backward(&spec, &x, batch, len, &w, &go, Some(&mut gx), Some(&mut gw), Some(&mut gb)).unwrap()));
+    // Each half of the backward on its own (the input gradient and the weight + bias
+    // gradients are separate GEMMs with different shapes).
+    g.throughput(Throughput::Elements(flop as u64));
+    g.bench_function("backward_input", |bench| bench.iter(|| conv1d_backward(&spec, &x, batch, len, &w, &go, Some(&mut gx), None, None).unwrap()));
+    g.bench_function("backward_weight", |bench| bench.iter(|| conv1d_backward(&spec, &x, batch, len, &w, &go, None, Some(&mut gw), Some(&mut gb)).unwrap()));
     g.finish();
 }
 

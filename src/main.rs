@@ -38,7 +38,7 @@ struct Cli {
 enum Command {
     /// Train a model (with no flags: a small dilated CNN on the built-in English word list),
     /// printing validation loss and samples; writes a run directory.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Sample text from a trained run.
     Sample(SampleArgs),
     /// Loss, perplexity and bits per token of a trained run on a split or another file.
@@ -275,8 +275,8 @@ fn report(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
-        Command::Train(a) => cmd_train(a),
+    match cli.command.unwrap_or_else(|| Command::Train(Box::default())) {
+        Command::Train(a) => cmd_train(*a),
         Command::Sample(a) => cmd_sample(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Plot(a) => cmd_plot(a),

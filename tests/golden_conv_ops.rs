@@ -327,35 +327,3 @@ fn masks_follow_pixelcnn() {
     assert_eq!(pixelcnn_mask(3, 3, MaskType::B), [1., 1., 1., 1., 1., 0., 0., 0., 0.]);
     assert_eq!(pixelcnn_mask(1, 3, MaskType::A), [1., 0., 0.]);
 }
-
-/// W1's output layer (B=16, T=256, 128 -> 5000 channels, K=3, causal) on 2 threads:
-/// `cargo test --test golden_conv_ops -- --ignored --nocapture w1_head_timing`.
-#[test]
-#[ignore]
-fn w1_head_timing() {
-    let (b, t, c_in, c_out, k) = (16, 256, 128, 5000, 3);
-    convlm::tensor::threads::init_threads(Some(2));
-    let spec = Conv1dSpec { padding: Padding::causal(k, 1), ..spec1d(c_in, c_out, k, 1) };
-    let x: Vec<f32> = (0..b * t * c_in).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect(); // (B, T, C_in)
-    let w: Vec<f32> = (0..c_out * c_in * k).map(|i| ((i * 104729) % 1000) as f32 * 1e-4 - 0.05).collect();
-    let bias = vec![0.1f32; c_out];
-    let mut out = vec![0.0f32; b * t * c_out]; // (B, T, C_out)
-    let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; c_out]);
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        let mut ms: Vec<f64> = (0..5)
-            .map(|_| {
-                let s = std::time::Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        ms.sort_by(f64::total_cmp);
-        ms[2]
-    };
-    let fwd = time(&mut || conv1d_forward(&spec, &x, b, t, &w, Some(&bias), &mut out).unwrap());
-    let grad_out = out.clone();
-    let bwd_x = time(&mut || conv1d_backward(&spec, &x, b, t, &w, &grad_out, Some(&mut gx), None, None).unwrap());
-    let bwd_w = time(&mut || conv1d_backward(&spec, &x, b, t, &w, &grad_out, None, Some(&mut gw), Some(&mut gb)).unwrap());
-    println!("W1 head, {} threads: forward {fwd:.1} ms, backward grad_x {bwd_x:.1} ms + grad_w/b {bwd_w:.1} ms", rayon::current_num_threads());
-}

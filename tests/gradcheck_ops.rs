@@ -47,7 +47,7 @@ where
     let mut worst = 0.0f64;
     for (i, input) in inputs.iter().enumerate() {
         let analytic = g.grad(leaves[i]).map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; input.numel()]);
-        for j in 0..input.numel() {
+        for (j, &a) in analytic.iter().enumerate() {
             let mut plus = inputs.clone();
             plus[i].data_mut()[j] += EPS;
             let mut minus = inputs.clone();
@@ -61,7 +61,7 @@ where
                 g.value(l).data()[0] as f64
             };
             let numeric = (lp - lm) / (2.0 * EPS as f64);
-            let a = analytic[j] as f64;
+            let a = a as f64;
             let err = (a - numeric).abs() / (1e-1 + numeric.abs());
             worst = worst.max(err);
             assert!(err < 2e-2, "{name}: input {i} element {j}: analytic {a} vs numeric {numeric}");

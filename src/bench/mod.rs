@@ -247,7 +247,7 @@ impl BenchModel {
         let row_len = len + shift.max(1) - 1;
         let mut ids = Vec::with_capacity(batch * row_len);
         for row in tokens.chunks(len) {
-            ids.extend(std::iter::repeat(fill).take(shift));
+            ids.extend(std::iter::repeat_n(fill, shift));
             ids.extend_from_slice(&row[..row_len - shift]);
         }
         (ids, row_len)

@@ -21,11 +21,14 @@ pub struct FamilyInfo {
     pub about: &'static str,
     /// The token layout it reads.
     pub input: Input,
-    normalize: fn(Map<String, Value>) -> std::result::Result<Map<String, Value>, String>,
-    defaults: fn() -> Map<String, Value>,
-    validate: fn(&Map<String, Value>) -> Result<()>,
-    build: fn(&Map<String, Value>, usize, &mut ModelBuilder) -> Result<Arc<dyn Network>>,
+    normalize: fn(Settings) -> std::result::Result<Settings, String>,
+    defaults: fn() -> Settings,
+    validate: fn(&Settings) -> Result<()>,
+    build: fn(&Settings, usize, &mut ModelBuilder) -> Result<Arc<dyn Network>>,
 }
+
+/// A family's hyper-parameters as JSON (the config without `family`).
+type Settings = Map<String, Value>;
 
 /// The families convlm ships, in the order of reference/models.py. Adding one: a file in
 /// `src/models/`, a line here, and its golden file in `../shared/golden/models/`.

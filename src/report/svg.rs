@@ -255,7 +255,7 @@ mod tests {
     fn report_long_titles_shrink_then_are_cut() {
         assert_eq!(fit_title("short", 880.0), ("short".to_string(), 16.0));
         let (t, size) = fit_title(&"x".repeat(100), 880.0);
-        assert!(size < 16.0 && size >= 10.0 && t.chars().count() == 100);
+        assert!((10.0..16.0).contains(&size) && t.chars().count() == 100);
         let (t, size) = fit_title(&"x".repeat(300), 880.0);
         assert!(size == 10.0 && t.ends_with('…') && t.chars().count() < 300);
     }

@@ -40,7 +40,7 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
     let n_batches = dataset.num_examples(split).div_ceil(batch_size.max(1));
-    let stride = if max_batches == 0 { 1 } else { (n_batches / max_batches).max(1) };
+    let stride = n_batches.checked_div(max_batches).map_or(1, |s| s.max(1));
     let limit = if max_batches == 0 { usize::MAX } else { max_batches };
     for batch in dataset.batches(split, batch_size).step_by(stride).take(limit) {
         let n = batch.num_targets();

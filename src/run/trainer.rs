@@ -24,7 +24,7 @@ use crate::tensor::threads::{init_threads, on_pool, with_workers_awake};
 use crate::tensor::Graph;
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
-const BATCH_RNG_STREAM: u64 = 0x6261_7463_6865_73;
+const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
 
 /// How to run the loop.
 #[derive(Clone, Debug, Default)]
@@ -149,11 +149,11 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let steps_per_s = (s.state.step - start_step) as f64 / elapsed;
         on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss, tokens_per_s: tok_s, steps_per_s });
 
-        let at_eval = s.state.step % cfg.train.eval_every == 0 || s.state.step == s.state.total_steps;
+        let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         if at_eval {
             evaluate_and_sample(&mut s, run, &mut log, opts.samples, &mut *on_event)?;
         }
-        let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step % cfg.train.checkpoint_every == 0;
+        let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
             // Records up to this step reach the disk before the checkpoint that covers them.

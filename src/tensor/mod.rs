@@ -5,12 +5,13 @@
 //! tests, not for the other layers.
 
 pub mod cpu;
+mod dense;
 mod graph;
 pub mod kernels;
 pub(crate) mod ops;
-mod tensor;
 pub mod threads;
 
+pub use dense::Tensor;
 pub use graph::{Graph, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};
@@ -20,4 +21,3 @@ pub use ops::activation::{sigmoid, Activation};
 pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
 pub use ops::norm::BatchStats;
-pub use tensor::Tensor;

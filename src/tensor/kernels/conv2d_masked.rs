@@ -37,7 +37,7 @@ impl MaskedConv2dSpec {
             OP,
             &[("in_channels", self.in_channels), ("out_channels", self.out_channels), ("kernel_h", self.kernel_h), ("kernel_w", self.kernel_w)],
         )?;
-        if self.kernel_h % 2 == 0 || self.kernel_w % 2 == 0 {
+        if self.kernel_h.is_multiple_of(2) || self.kernel_w.is_multiple_of(2) {
             return Err(Error::shape(OP, format!("kernel size ({}, {}) must be odd in both dimensions", self.kernel_h, self.kernel_w)));
         }
         Ok(())

@@ -267,7 +267,7 @@ pub fn check_positive(op: &'static str, params: &[(&str, usize)]) -> Result<()> 
 
 /// Errors unless `groups` divides both channel counts.
 pub fn check_groups(op: &'static str, groups: usize, in_channels: usize, out_channels: usize) -> Result<()> {
-    if in_channels % groups != 0 || out_channels % groups != 0 {
+    if !in_channels.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
         return Err(Error::shape(op, format!("groups ({groups}) must divide in_channels ({in_channels}) and out_channels ({out_channels})")));
     }
     Ok(())

@@ -109,6 +109,7 @@ impl ConvBack {
 }
 
 impl Graph {
+    #[allow(clippy::too_many_arguments)]
     fn conv_inputs(&self, op: &'static str, x: Var, rank: usize, w: Var, w_shape: &[usize], b: Option<Var>, out_channels: usize) -> Result<Vec<usize>> {
         let xs = self.shape(x).to_vec();
         if xs.len() != rank {
