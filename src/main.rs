@@ -22,9 +22,8 @@ use convlm::run::config::{apply_overrides, load_preset};
 use convlm::run::prepare::{build_dataset, load_text};
 use convlm::run::samples::{sample_texts, SampleRequest};
 use convlm::run::{evaluate, train, CancelToken, RunConfig, RunDir, TrainEvent, TrainOptions};
-use convlm::tensor::kernels::conv1d::conv_output_len;
-use convlm::tensor::kernels::conv_transpose1d::conv_transpose_output_len;
 use convlm::tensor::threads::init_threads;
+use convlm::tensor::{conv_output_len, conv_transpose_output_len};
 
 /// Train, evaluate and sample convolutional language models on the CPU.
 #[derive(Parser)]

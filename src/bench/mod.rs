@@ -13,9 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::nn::{ParamId, ParamStore};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use crate::tensor::kernels::conv1d::{Conv1dSpec, Padding};
-use crate::tensor::kernels::conv_transpose1d::ConvTranspose1dSpec;
-use crate::tensor::{threads, Graph, Tensor, Var};
+use crate::tensor::{threads, Conv1dSpec, ConvTranspose1dSpec, Graph, Padding, Tensor, Var};
 
 /// Which benchmark workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tensor::kernels::softmax::exp_nonpos;
+use crate::tensor::exp_nonpos;
 
 /// How tokens are drawn from the model's next-token distribution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

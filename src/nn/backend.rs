@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use crate::error::Result;
-use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
-use crate::nn::{ParamId, ParamStore};
+use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
+use crate::nn::{Buffers, ParamId, ParamStore};
 use crate::tensor::{Activation, BatchStats, Graph, Var};
 
 /// The operations model forwards are written in. Values are channels-last.

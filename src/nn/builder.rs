@@ -12,8 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
-use crate::nn::layers::Buffers;
-use crate::nn::{ParamId, ParamStore};
+use crate::nn::{Buffers, ParamId, ParamStore};
 use crate::tensor::Tensor;
 
 /// How a parameter's initial values are drawn.

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::nn::builder::{Cost, Init, LayerKind, ModelBuilder};
 use crate::nn::ParamId;
-use crate::tensor::{MaskType, MaskedConv2dSpec, Tensor};
+use crate::tensor::{MaskType, MaskedConv2dSpec};
 
 /// PyTorch's default init bound for conv/linear weights and biases: 1/sqrt(fan_in).
 fn default_bound(fan_in: usize) -> f32 {
@@ -210,29 +210,4 @@ impl MaskedConv2d {
 pub enum Head<'a> {
     Linear(&'a Linear),
     Conv(&'a CausalConv1d),
-}
-
-/// Running statistics of every batchnorm layer (`running_mean`, `running_var`), by slot.
-#[derive(Clone, Debug, Default)]
-pub struct Buffers {
-    /// (layer prefix, running_mean, running_var)
-    pub entries: Vec<(String, Tensor, Tensor)>,
-}
-
-impl Buffers {
-    /// Adds a batchnorm's statistics (mean 0, var 1) and returns its slot.
-    pub fn add(&mut self, prefix: &str, channels: usize) -> usize {
-        self.entries.push((prefix.to_string(), Tensor::zeros(vec![channels]), Tensor::full(vec![channels], 1.0)));
-        self.entries.len() - 1
-    }
-
-    /// The buffers as named tensors (`{prefix}.running_mean`, `{prefix}.running_var`).
-    pub fn named(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (p, m, v) in &self.entries {
-            out.push((format!("{p}.running_mean"), m.clone()));
-            out.push((format!("{p}.running_var"), v.clone()));
-        }
-        out
-    }
 }

@@ -10,6 +10,6 @@ pub mod step;
 
 pub use backend::{Backend, GraphBackend};
 pub use builder::{Built, Cost, Init, LayerInfo, LayerKind, ModelBuilder, Plan};
-pub use layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
-pub use params::{Param, ParamId, ParamStore};
+pub use layers::{BatchNorm1d, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
+pub use params::{Buffers, Param, ParamId, ParamStore};
 pub use step::{StepBackend, StepState};

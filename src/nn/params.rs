@@ -1,4 +1,5 @@
-//! Named parameters, in PyTorch `named_parameters()` order, with their gradients.
+//! Named parameters, in PyTorch `named_parameters()` order, with their gradients, and the
+//! buffers (BatchNorm running statistics) that complete a state_dict.
 
 use crate::error::{Error, Result};
 use crate::tensor::{Graph, Tensor, Var};
@@ -132,5 +133,30 @@ impl ParamStore {
     /// The parameter values as named tensors (a state_dict).
     pub fn named_values(&self) -> Vec<(String, Tensor)> {
         self.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect()
+    }
+}
+
+/// Running statistics of every batchnorm layer (`running_mean`, `running_var`), by slot.
+#[derive(Clone, Debug, Default)]
+pub struct Buffers {
+    /// (layer prefix, running_mean, running_var)
+    pub entries: Vec<(String, Tensor, Tensor)>,
+}
+
+impl Buffers {
+    /// Adds a batchnorm's statistics (mean 0, var 1) and returns its slot.
+    pub fn add(&mut self, prefix: &str, channels: usize) -> usize {
+        self.entries.push((prefix.to_string(), Tensor::zeros(vec![channels]), Tensor::full(vec![channels], 1.0)));
+        self.entries.len() - 1
+    }
+
+    /// The buffers as named tensors (`{prefix}.running_mean`, `{prefix}.running_var`).
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (p, m, v) in &self.entries {
+            out.push((format!("{p}.running_mean"), m.clone()));
+            out.push((format!("{p}.running_var"), v.clone()));
+        }
+        out
     }
 }

@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::nn::backend::Backend;
 use crate::nn::gemv::gemv_rows;
-use crate::nn::layers::{BatchNorm1d, Buffers, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
-use crate::nn::ParamStore;
+use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
+use crate::nn::{Buffers, ParamStore};
 use crate::tensor::{matmul, sigmoid, Activation, Mat, Par, Tensor};
 
 /// Per-layer ring buffers of a batch of sequences being generated; positions start at 0

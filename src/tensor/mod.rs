@@ -17,6 +17,7 @@ pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};
 pub use kernels::conv_transpose1d::{conv_transpose_output_len, ConvTranspose1dSpec};
 pub use kernels::matmul::{matmul, Mat, Par};
+pub use kernels::softmax::exp_nonpos;
 pub use ops::activation::{sigmoid, Activation};
 pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
