@@ -11,6 +11,26 @@
 //! almost every row: with huge pages they ran 3-4% faster (same-process alternating calls).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Tells glibc's malloc to keep the memory it frees (call once, first thing in `main`).
+///
+/// By default glibc gives the top of its heap back to the kernel whenever 128 KiB or more
+/// lie free there (`M_TRIM_THRESHOLD`), and a training step frees and re-allocates its small
+/// buffers every step, so each step page-faulted them back in: a 1-thread wavenet run on
+/// names spent 0.96 s of its 2.34 s of CPU time in the kernel (460k minor faults over 200
+/// steps); with the heap kept, 0.03 s of 1.45 s (20k faults). The heap then stays at its
+/// peak size, which for a training process is what it needs anyway.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes malloc's tuning parameters; it is called before any
+        // other thread exists, as glibc asks.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    }
+}
 use std::sync::Mutex;
 
 const MIN_SIZE: usize = 128 << 10;

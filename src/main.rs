@@ -253,6 +253,7 @@ fn serde_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 }
 
 fn main() {
+    big_alloc::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {}", report(&e));
         std::process::exit(1);
