@@ -41,6 +41,16 @@ pub enum Error {
     #[error("training diverged at step {step}: {what} is not finite")]
     NonFinite { step: u64, what: String },
 
+    /// A run directory cannot be used as asked (not a run, already a run, locked by another
+    /// process, or its files no longer match the run that wrote them).
+    #[error("{}: {msg}", path.display())]
+    RunDir { path: PathBuf, msg: String },
+
+    /// The model and its batches would not fit in memory; `msg` shows the estimate and what
+    /// is available.
+    #[error("not enough memory: {0}")]
+    Memory(String),
+
     /// Training was interrupted (Ctrl-C) after the last checkpoint was saved.
     #[error("interrupted at step {step}; checkpoint saved")]
     Interrupted { step: u64 },
@@ -60,6 +70,11 @@ impl Error {
     /// Shorthand for an [`Error::Io`] error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    /// Shorthand for an [`Error::RunDir`] error.
+    pub fn run_dir(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::RunDir { path: path.into(), msg: msg.into() }
     }
 
     /// Shorthand for an [`Error::BadFile`] error.

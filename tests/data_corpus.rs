@@ -28,15 +28,17 @@ fn crlf_becomes_lf_and_bom_is_dropped() {
 }
 
 #[test]
-fn folder_files_are_joined_in_name_order() {
+fn folder_files_are_joined_in_name_order_recursively() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("b.txt"), "second\n").unwrap();
     fs::write(dir.path().join("a.txt"), "first, no newline").unwrap();
     fs::write(dir.path().join("c.txt"), "").unwrap();
     fs::write(dir.path().join(".hidden"), b"\xFF\xFE binary").unwrap();
     fs::create_dir(dir.path().join("sub")).unwrap();
-    fs::write(dir.path().join("sub").join("z.txt"), "not read").unwrap();
-    assert_eq!(read_corpus(dir.path()).unwrap(), "first, no newline\nsecond\n");
+    fs::write(dir.path().join("sub").join("z.txt"), "nested").unwrap();
+    fs::create_dir(dir.path().join(".git")).unwrap();
+    fs::write(dir.path().join(".git").join("x.txt"), "hidden folder").unwrap();
+    assert_eq!(read_corpus(dir.path()).unwrap(), "first, no newline\nsecond\nnested\n");
 }
 
 #[test]

@@ -1,13 +1,16 @@
 //! Reading training text: a file, a folder of files, or the built-in word list.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use super::source::{list_sources, read_source, SourceFingerprint, SourceOptions};
 
 use crate::{Error, Result};
 
-/// Reads a corpus: the file at `path`, or every regular file directly inside the folder at
-/// `path` (not recursive; names starting with `.` are skipped; symbolic links are followed)
-/// concatenated in sorted file-name order, with a newline added after a file that does not
-/// end with one so that two files never share a line.
+/// Reads a corpus: the file at `path`, or every regular file under the folder at `path`
+/// (recursively; names starting with `.` are skipped; symbolic links are followed)
+/// concatenated in sorted relative-path order, with a newline added after a file that does not
+/// end with one so that two files never share a line. Non-regular files (FIFOs, devices) are
+/// refused; see [`read_corpus_with`].
 ///
 /// Each file must be UTF-8 (a leading byte-order mark is dropped); a file that is not, or
 /// that contains a NUL byte (a binary file), is an [`Error::BadFile`] naming the file and the
@@ -15,23 +18,31 @@ use crate::{Error, Result};
 /// with no text or only whitespace is an error; inside a folder such files are skipped, and
 /// the folder is an error only when no file has text.
 pub fn read_corpus(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        let text = read_text_file(path)?;
-        if text.trim().is_empty() {
-            return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
-        }
-        return Ok(text);
-    }
-    let files = folder_files(path)?;
+    Ok(read_corpus_with(path, &SourceOptions::default())?.0)
+}
+
+/// [`read_corpus`] with explicit options, also returning the corpus's fingerprint (every
+/// file's name, size and content hash, computed while reading).
+pub fn read_corpus_with(path: &Path, opts: &SourceOptions) -> Result<(String, SourceFingerprint)> {
+    let files = list_sources(path, opts)?;
+    let is_dir = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir();
     if files.is_empty() {
         return Err(Error::bad_file(path, "the corpus folder has no regular files"));
     }
     let mut corpus = String::new();
+    let mut fingerprints = Vec::with_capacity(files.len());
     for file in &files {
-        let text = read_text_file(file)?;
+        let (bytes, fp) = read_source(file, opts)?;
+        fingerprints.push(fp);
+        let text = decode_text(bytes).map_err(|msg| Error::bad_file(&file.path, msg))?;
         if text.trim().is_empty() {
+            if !is_dir {
+                return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
+            }
             continue;
+        }
+        if !is_dir {
+            return Ok((text, SourceFingerprint { files: fingerprints }));
         }
         corpus.push_str(&text);
         if !corpus.ends_with('\n') {
@@ -41,29 +52,7 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     if corpus.is_empty() {
         return Err(Error::bad_file(path, format!("all {} files of the corpus folder are empty (no text)", files.len())));
     }
-    Ok(corpus)
-}
-
-/// The regular, non-hidden files directly inside `dir`, sorted by name.
-fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let is_file = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.is_file();
-        if is_file && !hidden {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Reads one file as UTF-8 text without a BOM, with LF line ends.
-fn read_text_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_text(bytes).map_err(|msg| Error::bad_file(path, msg))
+    Ok((corpus, SourceFingerprint { files: fingerprints }))
 }
 
 /// Validates and cleans file content; the error message gives the byte offset of the problem

@@ -21,6 +21,7 @@ mod construct;
 mod corpus;
 mod dataset;
 mod normalize;
+mod source;
 mod split;
 mod tokenizer;
 
@@ -28,9 +29,10 @@ pub use batch::Batch;
 pub use bpe::BpeTokenizer;
 pub use bulk_encode::{BulkEncoder, DEFAULT_CACHE_BYTES};
 pub use char_tokenizer::{CharTokenizer, UnknownPolicy};
-pub use corpus::{builtin_corpus, read_corpus};
+pub use corpus::{builtin_corpus, read_corpus, read_corpus_with};
 pub use dataset::{Dataset, DatasetKind, LineOptions};
 pub use normalize::Normalization;
+pub use source::{list_sources, read_source, FileFingerprint, SourceFile, SourceFingerprint, SourceOptions};
 pub use split::{Split, Splits};
 pub use tokenizer::{train_bpe, train_bpe_from_path, Tokenizer};
 

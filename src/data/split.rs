@@ -68,13 +68,17 @@ impl Default for Splits {
 }
 
 impl Splits {
+    /// Every example in the test split: for scoring a file no run was trained on
+    /// (`convlm eval --data`). The only splits without training examples.
+    pub const EVAL_ONLY: Splits = Splits { train: 0.0, val: 0.0, test: 1.0 };
+
     /// Checks the fractions ([`Error::Config`] with field `splits`).
     pub fn validate(&self) -> Result<()> {
         let all = [self.train, self.val, self.test];
         if all.iter().any(|f| !f.is_finite() || !(0.0..=1.0).contains(f)) {
             return Err(Error::config("splits", format!("fractions must be in [0, 1], got {self}")));
         }
-        if self.train <= 0.0 {
+        if self.train <= 0.0 && *self != Self::EVAL_ONLY {
             return Err(Error::config("splits", format!("the train fraction must be positive, got {self}")));
         }
         let sum: f64 = all.iter().sum();
@@ -87,13 +91,19 @@ impl Splits {
     /// The fewest items a split can work with: one for train and one for each split with a
     /// positive fraction.
     pub(crate) fn min_items(&self) -> usize {
-        1 + usize::from(self.val > 0.0) + usize::from(self.test > 0.0)
+        usize::from(self.train > 0.0) + usize::from(self.val > 0.0) + usize::from(self.test > 0.0)
     }
 
     /// Validates and returns how many of `n` items go to train, val and test; `unit` names the
     /// items in the error ("lines", "grids", "chunks").
     pub fn counts(&self, n: usize, unit: &str) -> Result<[usize; 3]> {
         self.validate()?;
+        if *self == Self::EVAL_ONLY {
+            if n == 0 {
+                return Err(Error::Data(format!("the corpus has no {unit}")));
+            }
+            return Ok([0, 0, n]);
+        }
         let part = |f: f64| {
             if f > 0.0 {
                 ((n as f64 * f).round() as usize).max(1)

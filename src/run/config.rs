@@ -31,6 +31,9 @@ pub struct DataConfig {
     pub kind: DatasetKind,
     /// char or bpe.
     pub tokenizer: TokenizerKind,
+    /// A tokenizer.json to use as it is instead (either format; e.g. from `convlm tokenizer
+    /// train`).
+    pub tokenizer_file: Option<PathBuf>,
     /// Vocabulary size when training a BPE tokenizer.
     pub bpe_vocab_size: usize,
     /// Unknown characters at encode time: map to `<unk>` or reject.
@@ -48,6 +51,11 @@ pub struct DataConfig {
     pub grid_height: usize,
     /// Train/val/test fractions.
     pub splits: Splits,
+    /// Read FIFOs and devices as data (refused otherwise: a FIFO without a writer blocks,
+    /// `/dev/zero` never ends).
+    pub allow_special_files: bool,
+    /// The most bytes read from one such file.
+    pub special_file_limit: u64,
 }
 
 impl Default for DataConfig {
@@ -56,6 +64,7 @@ impl Default for DataConfig {
             path: None,
             kind: DatasetKind::Lines,
             tokenizer: TokenizerKind::Char,
+            tokenizer_file: None,
             bpe_vocab_size: 5000,
             unknown: UnknownPolicy::MapToUnk,
             normalization: Normalization::default(),
@@ -65,6 +74,8 @@ impl Default for DataConfig {
             grid_width: 32,
             grid_height: 16,
             splits: Splits::default(),
+            allow_special_files: false,
+            special_file_limit: 1 << 30,
         }
     }
 }
@@ -157,6 +168,9 @@ impl RunConfig {
         self.optimizer.validate()?;
         self.schedule.validate()?;
         self.data.splits.validate()?;
+        if self.data.splits.train <= 0.0 {
+            return Err(Error::config("splits", format!("the train fraction must be positive, got {}", self.data.splits)));
+        }
         let t = &self.train;
         if t.batch_size == 0 {
             return Err(Error::config("batch-size", "must be at least 1"));

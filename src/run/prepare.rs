@@ -1,19 +1,36 @@
 //! From a [`DataConfig`] to a tokenizer and a split dataset.
 
-use crate::data::{builtin_corpus, read_corpus, train_bpe, CharTokenizer, Dataset, DatasetKind, LineOptions, Tokenizer};
+use crate::data::{builtin_corpus, read_corpus_with, train_bpe, CharTokenizer, Dataset, DatasetKind, LineOptions, SourceFingerprint, SourceOptions, Tokenizer};
 use crate::error::Result;
 use crate::run::config::{DataConfig, TokenizerKind};
 
-/// The corpus text: the configured file or folder, or the built-in word list.
-pub fn load_text(cfg: &DataConfig) -> Result<String> {
+/// A corpus in memory with the fingerprint of its files.
+pub struct Corpus {
+    pub text: String,
+    pub fingerprint: SourceFingerprint,
+}
+
+/// The corpus: the configured file or folder, or the built-in word list.
+pub fn load_corpus(cfg: &DataConfig) -> Result<Corpus> {
     match &cfg.path {
-        Some(path) => read_corpus(path),
-        None => Ok(builtin_corpus()),
+        Some(path) => {
+            let opts = SourceOptions { allow_special_files: cfg.allow_special_files, special_file_limit: cfg.special_file_limit };
+            let (text, fingerprint) = read_corpus_with(path, &opts)?;
+            Ok(Corpus { text, fingerprint })
+        }
+        None => {
+            let text = builtin_corpus();
+            let fingerprint = SourceFingerprint::of_text("built-in word list", &text);
+            Ok(Corpus { text, fingerprint })
+        }
     }
 }
 
 /// Builds the tokenizer a run uses for `text` (characters or a freshly trained BPE).
 pub fn build_tokenizer(cfg: &DataConfig, text: &str) -> Result<Tokenizer> {
+    if let Some(file) = &cfg.tokenizer_file {
+        return Tokenizer::load(file);
+    }
     Ok(match cfg.tokenizer {
         TokenizerKind::Char if cfg.kind == DatasetKind::Stream => Tokenizer::Char(CharTokenizer::from_corpus(text, cfg.normalization, cfg.unknown)),
         TokenizerKind::Char => Tokenizer::Char(CharTokenizer::from_lines(text, cfg.normalization, cfg.unknown)),

@@ -18,9 +18,10 @@ use crate::run::config::RunConfig;
 use crate::run::eval::{batch_shape, evaluate};
 use crate::run::events::{CancelToken, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::prepare::{build_dataset, build_tokenizer, load_text};
+use crate::run::ownership::{RunLock, RunManifest};
+use crate::run::prepare::{build_dataset, build_tokenizer, load_corpus};
 use crate::run::samples::{sample_texts, SampleRequest};
-use crate::tensor::threads::{init_threads, on_pool, with_workers_awake};
+use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning, with_workers_awake};
 use crate::tensor::Graph;
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
@@ -29,12 +30,27 @@ const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
 /// How to run the loop.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
-    /// Continue from the run directory's checkpoint instead of starting fresh.
-    pub resume: bool,
     /// Draw samples after every evaluation and report them ([`TrainEvent::Samples`]).
     pub samples: bool,
     /// Cancelled: save a checkpoint at the next step and stop with `Error::Interrupted`.
     pub cancel: CancelToken,
+    /// A new run whose folder already holds a run (or other files) moves them aside to
+    /// `<dir>.old-N` instead of refusing.
+    pub force: bool,
+}
+
+/// What a resumed run may change: how long it trains and on how many threads. Everything
+/// else comes from the run's own config.json.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// Train until this many steps in all (default: the total the run was started with).
+    pub steps: Option<u64>,
+    /// Or until this many passes over the training split in all.
+    pub epochs: Option<f64>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Continue even though the data files changed since the run started.
+    pub allow_data_change: bool,
 }
 
 /// Receives the events of a run (see [`TrainEvent`]).
@@ -43,10 +59,16 @@ pub type OnEvent<'a> = &'a mut (dyn FnMut(TrainEvent<'_>) + Send);
 /// The outcome of a finished run.
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
+    /// Steps completed in all.
     pub steps: u64,
-    pub final_train_loss: f64,
+    /// Steps this call took (0 when a resumed run was already complete).
+    pub steps_taken: u64,
+    /// The training loss of the last step taken.
+    pub final_train_loss: Option<f64>,
     pub best_val_loss: Option<f64>,
     pub params: usize,
+    /// Where an earlier run (or other files) in the folder was moved by `force`.
+    pub moved_aside: Option<std::path::PathBuf>,
 }
 
 /// Everything a run needs in memory.
@@ -58,13 +80,30 @@ struct Session {
     optimizer: Optimizer,
     rng: ChaCha8Rng,
     state: TrainState,
+    /// The run directory's lock, held while the session lives.
+    _lock: RunLock,
+    moved_aside: Option<std::path::PathBuf>,
 }
 
-/// Trains `config` into `run`, or resumes the run found there (`opts.resume`, in which case
-/// the run's own config.json is used and `config` only supplies `train.steps`). Progress is
-/// reported to `on_event`.
+/// Trains `config` into a new run in `run` (claiming the folder: see
+/// [`RunDir::claim`]). Progress is reported to `on_event`.
 pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let s = if opts.resume { resume_session(config, run)? } else { new_session(config, run)? };
+    let s = new_session(config, run, opts.force)?;
+    run_session(s, run, opts, on_event)
+}
+
+/// Continues the run in `run` from its last checkpoint, exactly (same batches, same
+/// numbers as an uninterrupted run), after checking that its config, tokenizer and data are
+/// the ones it was started with.
+pub fn resume(run: &RunDir, resume: &ResumeOptions, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
+    let s = resume_session(run, resume, &mut *on_event)?;
+    run_session(s, run, opts, on_event)
+}
+
+fn run_session(s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
+    if let Some(warning) = oversubscription_warning(s.config.train.threads) {
+        on_event(TrainEvent::Warning(warning));
+    }
     init_threads(s.config.train.threads);
     let result = on_pool(|| train_session(s, run, opts, &mut *on_event));
     on_event(TrainEvent::Finished);
@@ -85,7 +124,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         total_steps: s.state.total_steps,
     });
     let cfg = s.config.clone();
-    let mut last_loss = f64::NAN;
+    let mut last_loss = None;
     let started = Instant::now();
     let start_step = s.state.step;
     let mut tokens = 0usize;
@@ -142,7 +181,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         }
         drop(before);
         s.state.step += 1;
-        last_loss = loss;
+        last_loss = Some(loss);
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         let tok_s = tokens as f64 / elapsed;
         log.write(&json!({"step": s.state.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s}))?;
@@ -165,7 +204,14 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
     if let Err(e) = crate::run::plots::plot_run(run) {
         on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
     }
-    Ok(TrainSummary { steps: s.state.step, final_train_loss: last_loss, best_val_loss: s.state.best_val_loss, params: s.model.params().numel() })
+    Ok(TrainSummary {
+        steps: s.state.step,
+        steps_taken: s.state.step - start_step,
+        final_train_loss: last_loss,
+        best_val_loss: s.state.best_val_loss,
+        params: s.model.params().numel(),
+        moved_aside: s.moved_aside,
+    })
 }
 
 /// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
@@ -206,53 +252,101 @@ fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, samp
     Ok(())
 }
 
-fn total_steps(config: &RunConfig, dataset: &Dataset) -> u64 {
+/// Longest run a step count may ask for (a year of the smallest model's steps): `--epochs
+/// 1e12` is a mistake, not a plan.
+const MAX_STEPS: u64 = 1_000_000_000;
+
+/// Total optimizer steps of `epochs` passes over the training split (at least one).
+fn epochs_to_steps(epochs: f64, dataset: &Dataset, batch_size: usize) -> Result<u64> {
+    let steps = (epochs * dataset.num_examples(Split::Train) as f64 / batch_size as f64).ceil();
+    if !(steps.is_finite() && steps <= MAX_STEPS as f64) {
+        return Err(Error::config("epochs", format!("{epochs} epochs are {steps:.3e} steps of batch {batch_size}; at most {MAX_STEPS} steps")));
+    }
+    Ok((steps as u64).max(1))
+}
+
+fn total_steps(config: &RunConfig, dataset: &Dataset) -> Result<u64> {
     match config.train.epochs {
-        Some(e) => ((e * dataset.num_examples(Split::Train) as f64 / config.train.batch_size as f64).ceil() as u64).max(1),
-        None => config.train.steps,
+        Some(e) => epochs_to_steps(e, dataset, config.train.batch_size),
+        None => Ok(config.train.steps),
     }
 }
 
-fn new_session(config: &RunConfig, run: &RunDir) -> Result<Session> {
+/// Refuses a run whose model and batches would not fit in memory (before allocating them).
+fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset) -> Result<()> {
+    let est = crate::run::memory::estimate(&config.model, vocab_size, config.train.batch_size, dataset.max_seq_len().max(1))?;
+    crate::run::memory::check_fits(&est, crate::run::memory::available())
+}
+
+fn new_session(config: &RunConfig, run: &RunDir, force: bool) -> Result<Session> {
     config.validate()?;
-    let text = load_text(&config.data)?;
-    let tokenizer = build_tokenizer(&config.data, &text)?;
-    let dataset = build_dataset(&config.data, &text, &tokenizer, config.seed)?;
+    let mut config = config.clone();
+    // Runs are read back from other folders (eval, resume): keep the data path absolute.
+    for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
+        *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
+    }
+    let corpus = load_corpus(&config.data)?;
+    let tokenizer = build_tokenizer(&config.data, &corpus.text)?;
+    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    let total_steps = total_steps(&config, &dataset)?;
+    if config.schedule.warmup_steps > total_steps {
+        return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
+    }
+    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
     let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    run.create()?;
-    run.save_setup(config, &tokenizer)?;
-    // A fresh run starts a fresh log.
-    let metrics = run.file(METRICS_FILE);
-    if metrics.exists() {
-        std::fs::remove_file(&metrics).map_err(|e| Error::io(&metrics, e))?;
-    }
+    // Only now, with everything built, is the folder claimed and written.
+    let (lock, mut manifest, moved_aside) = run.claim(force)?;
+    run.save_setup(&config, &tokenizer)?;
+    run.record_fingerprints(&mut manifest, &config, corpus.fingerprint)?;
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState {
-        step: 0,
-        total_steps: total_steps(config, &dataset),
-        rng_seed: config.seed ^ BATCH_RNG_STREAM,
-        rng_word_pos: "0".into(),
-        best_val_loss: None,
-        best_step: None,
-    };
-    Ok(Session { config: config.clone(), tokenizer, dataset, model, optimizer, rng, state })
+    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
 }
 
-fn resume_session(overrides: &RunConfig, run: &RunDir) -> Result<Session> {
+fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEvent<'_>) -> Result<Session> {
+    let (lock, mut manifest) = run.open_for_resume()?;
     let mut config = run.load_config()?;
     run.remove_stale_temp_files()?;
-    config.train.steps = overrides.train.steps.max(config.train.steps);
-    config.train.threads = overrides.train.threads.or(config.train.threads);
+    if opts.threads.is_some() {
+        config.train.threads = opts.threads;
+    }
     let tokenizer = run.load_tokenizer()?;
-    let text = load_text(&config.data)?;
-    let dataset = build_dataset(&config.data, &text, &tokenizer, config.seed)?;
+    let corpus = load_corpus(&config.data)?;
+    match &manifest {
+        Some(m) => {
+            if let Some(warning) = run.check_data(m, &corpus.fingerprint, opts.allow_data_change)? {
+                on_event(TrainEvent::Warning(warning));
+            }
+        }
+        None => {
+            // A run from before run markers: mark it now, with today's files.
+            let mut m = RunManifest::new();
+            run.record_fingerprints(&mut m, &config, corpus.fingerprint.clone())?;
+            manifest = Some(m);
+        }
+    }
+    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
     let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
     let mut state = run.load_checkpoint(&mut model, &mut optimizer, &config, &tokenizer)?;
-    state.total_steps = state.total_steps.max(total_steps(&config, &dataset));
+    if let Some(m) = &manifest {
+        run.check_setup(m, &config)?;
+    }
+    let asked = match (opts.steps, opts.epochs) {
+        (Some(steps), _) => Some(steps),
+        (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),
+        (None, None) => None,
+    };
+    if let Some(total) = asked {
+        if total < state.step {
+            return Err(Error::config("steps", format!("the run is already at step {}; to train further, ask for more steps in all", state.step)));
+        }
+        state.total_steps = total;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
     let pos: u128 = state.rng_word_pos.parse().map_err(|_| Error::bad_file(run.file(crate::run::checkpoint::CHECKPOINT_FILE), "bad rng position"))?;
     rng.set_word_pos(pos);
-    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state })
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
 }

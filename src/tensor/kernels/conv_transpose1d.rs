@@ -37,13 +37,7 @@ impl ConvTranspose1dSpec {
             ],
         )?;
         check_groups(OP, self.groups, self.in_channels, self.out_channels)?;
-        if self.output_padding >= self.stride.max(self.dilation) {
-            return Err(Error::shape(
-                OP,
-                format!("output_padding ({}) must be smaller than stride ({}) or dilation ({})", self.output_padding, self.stride, self.dilation),
-            ));
-        }
-        Ok(())
+        check_output_padding(self.output_padding, self.stride, self.dilation)
     }
 
     /// The weight's shape (C_in, C_out/groups, K).
@@ -87,9 +81,20 @@ impl ConvTranspose1dSpec {
 }
 
 /// Output length of a transposed convolution:
-/// `(L-1)*s - 2p + d*(k-1) + output_padding + 1`; errors when it is not positive.
+/// PyTorch's rule: `output_padding < max(stride, dilation)` (it only picks among the output
+/// lengths that one input length can give).
+fn check_output_padding(output_padding: usize, stride: usize, dilation: usize) -> Result<()> {
+    if output_padding >= stride.max(dilation) {
+        return Err(Error::shape(OP, format!("output_padding ({output_padding}) must be smaller than stride ({stride}) or dilation ({dilation})")));
+    }
+    Ok(())
+}
+
+/// `(L-1)*s - 2p + d*(k-1) + output_padding + 1`; errors when it is not positive or when
+/// `output_padding` breaks PyTorch's rule (smaller than stride or dilation).
 pub fn conv_transpose_output_len(len: usize, kernel_size: usize, stride: usize, padding: usize, output_padding: usize, dilation: usize) -> Result<usize> {
     check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
+    check_output_padding(output_padding, stride, dilation)?;
     let wide = |v: usize| v as i128;
     let n = (wide(len) - 1) * wide(stride) - 2 * wide(padding) + wide(dilation) * (wide(kernel_size) - 1) + wide(output_padding) + 1;
     if n <= 0 {

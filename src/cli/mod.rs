@@ -1,0 +1,8 @@
+//! The subcommands of the `convlm` binary, one file per group; each parses its flags with
+//! clap and calls the library.
+
+pub mod inspect;
+pub mod parse;
+pub mod progress;
+pub mod tools;
+pub mod train;
