@@ -1,0 +1,1093 @@
+//! Long causal depthwise convolution (the Hyena operator's `long_causal_conv`) over
+//! channels-last activations: forward and backward.
+//!
+//! Every channel `c` has its own filter `k[c, ·]` as long as the context and a skip weight
+//! `d[c]`:
+//!
+//! `y[b, t, c] = Σ_{s≤t} k[c, t−s]·u[b, s, c] + d[c]·u[b, t, c]`
+//!
+//! Two implementations, chosen by the sequence length (see [`FFT_MIN_LEN`]):
+//! - direct summation, O(T²) per column: register tiles of rows × 16 channels over the
+//!   channels-last rows, with the filter taps transposed to (T, C) once per call so that
+//!   every inner loop runs over contiguous channels;
+//! - FFT, O(T log T) per column: real FFTs of size N ≥ 2T (no wrap-around reaches the first
+//!   T outputs). Each channel's filter spectrum is computed once per call and shared over the
+//!   batch; blocks of channels are gathered into contiguous columns, transformed, multiplied
+//!   and transformed back, and the results scattered to channels-last rows in cache-sized
+//!   tiles. The backward pass is two correlations (the spectra multiplied by the conjugate
+//!   of the filter's or the input's); the filter gradient sums its cross-spectra over the
+//!   batch before its one inverse transform per channel.
+//!
+//! FFT plans are made once per size by one shared planner; gradients are ADDED to the
+//! buffers given, as the autograd engine accumulates them.
+
+use super::scratch::Scratch;
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, FftError, RealFftPlanner, RealToComplex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+const OP: &str = "long_conv";
+
+/// Sequence length from which [`LongConvMethod::Auto`] takes the FFT path.
+///
+/// Measured with `cargo bench --bench long_conv` (B = 4, C = 128, 2 threads, this crate's
+/// release profile), milliseconds per call, median of criterion's estimates over two runs:
+///
+/// | T    | direct fwd | FFT fwd | direct bwd | FFT bwd |
+/// |------|-----------:|--------:|-----------:|--------:|
+/// | 64   | TBD        | TBD     | TBD        | TBD     |
+/// | 256  | TBD        | TBD     | TBD        | TBD     |
+/// | 1024 | TBD        | TBD     | TBD        | TBD     |
+/// | 4096 | TBD        | TBD     | TBD        | TBD     |
+pub const FFT_MIN_LEN: usize = 256;
+
+/// Sizes of one long convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongConvShape {
+    /// B: sequences in the batch.
+    pub batch: usize,
+    /// T: time steps of each sequence.
+    pub len: usize,
+    /// C: channels; every channel has its own filter.
+    pub channels: usize,
+    /// L: taps stored per filter (L ≥ T; only the first T are used).
+    pub filter_len: usize,
+}
+
+impl LongConvShape {
+    pub fn new(batch: usize, len: usize, channels: usize, filter_len: usize) -> Self {
+        LongConvShape { batch, len, channels, filter_len }
+    }
+
+    /// B·T·C, the length of an activation buffer; errors on overflow.
+    pub fn numel(&self) -> Result<usize> {
+        self.batch
+            .checked_mul(self.len)
+            .and_then(|n| n.checked_mul(self.channels))
+            .ok_or_else(|| Error::shape(OP, format!("batch {} × len {} × channels {} overflows", self.batch, self.len, self.channels)))
+    }
+
+    /// C·L, the length of the filter buffer; errors on overflow.
+    pub fn filter_numel(&self) -> Result<usize> {
+        self.channels
+            .checked_mul(self.filter_len)
+            .ok_or_else(|| Error::shape(OP, format!("channels {} × filter_len {} overflows", self.channels, self.filter_len)))
+    }
+
+    /// Checks L ≥ T and the lengths of the inputs every call reads.
+    fn check_inputs(&self, u: &[f32], k: &[f32], d: &[f32]) -> Result<()> {
+        if self.filter_len < self.len {
+            return Err(Error::shape(OP, format!("filter of {} taps is shorter than the sequence ({} steps)", self.filter_len, self.len)));
+        }
+        check_len("u", u.len(), self.numel()?)?;
+        check_len("k", k.len(), self.filter_numel()?)?;
+        check_len("d", d.len(), self.channels)
+    }
+
+    /// Nothing to compute (a zero size); the lengths were checked already.
+    fn is_empty(&self) -> bool {
+        self.batch == 0 || self.len == 0 || self.channels == 0
+    }
+}
+
+fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::shape(OP, format!("{what} has {got} values, expected {want}")))
+    }
+}
+
+/// Which implementation computes the convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LongConvMethod {
+    /// FFT from [`FFT_MIN_LEN`] steps on, direct below.
+    #[default]
+    Auto,
+    /// Direct summation, O(T²) per column.
+    Direct,
+    /// Real FFT of size [`fft_len`]`(T)`, O(T log T) per column.
+    Fft,
+}
+
+impl LongConvMethod {
+    fn uses_fft(self, len: usize) -> bool {
+        match self {
+            LongConvMethod::Auto => len >= FFT_MIN_LEN,
+            LongConvMethod::Direct => false,
+            LongConvMethod::Fft => true,
+        }
+    }
+}
+
+/// Long causal convolution forward (method chosen by length); overwrites `out`.
+///
+/// `out[b, t, c] = Σ_{s≤t} k[c, t−s]·u[b, s, c] + d[c]·u[b, t, c]`
+///
+/// # Shapes
+/// - u, out: `[batch, len, channels]`
+/// - k: `[channels, filter_len]` with `filter_len >= len` (taps `len..` are not read)
+/// - d: `[channels]`
+pub fn long_conv_forward(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out: &mut [f32]) -> Result<()> {
+    long_conv_forward_with(LongConvMethod::Auto, shape, u, k, d, out)
+}
+
+/// [`long_conv_forward`] by the given method.
+pub fn long_conv_forward_with(method: LongConvMethod, shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out: &mut [f32]) -> Result<()> {
+    shape.check_inputs(u, k, d)?;
+    check_len("out", out.len(), shape.numel()?)?;
+    if shape.is_empty() {
+        return Ok(());
+    }
+    if method.uses_fft(shape.len) {
+        forward_fft(shape, u, k, d, out)
+    } else {
+        forward_direct(shape, u, k, d, out);
+        Ok(())
+    }
+}
+
+/// Long causal convolution backward (method chosen by length): ADDS the gradients of the
+/// loss with respect to `u`, `k` and `d` into each buffer given; `None` skips that gradient.
+///
+/// - `grad_u[b, s, c] += Σ_{t≥s} k[c, t−s]·grad_out[b, t, c] + d[c]·grad_out[b, s, c]`
+/// - `grad_k[c, j] += Σ_b Σ_{t≥j} grad_out[b, t, c]·u[b, t−j, c]` for `j < len`; taps
+///   `j >= len` are not used by the forward and get nothing
+/// - `grad_d[c] += Σ_{b,t} grad_out[b, t, c]·u[b, t, c]`
+///
+/// # Shapes
+/// - u, grad_out, grad_u: `[batch, len, channels]`
+/// - k, grad_k: `[channels, filter_len]` with `filter_len >= len`
+/// - d, grad_d: `[channels]`
+#[allow(clippy::too_many_arguments)]
+pub fn long_conv_backward(
+    shape: &LongConvShape,
+    u: &[f32],
+    k: &[f32],
+    d: &[f32],
+    grad_out: &[f32],
+    grad_u: Option<&mut [f32]>,
+    grad_k: Option<&mut [f32]>,
+    grad_d: Option<&mut [f32]>,
+) -> Result<()> {
+    long_conv_backward_with(LongConvMethod::Auto, shape, u, k, d, grad_out, grad_u, grad_k, grad_d)
+}
+
+/// [`long_conv_backward`] by the given method.
+#[allow(clippy::too_many_arguments)]
+pub fn long_conv_backward_with(
+    method: LongConvMethod,
+    shape: &LongConvShape,
+    u: &[f32],
+    k: &[f32],
+    d: &[f32],
+    grad_out: &[f32],
+    grad_u: Option<&mut [f32]>,
+    grad_k: Option<&mut [f32]>,
+    grad_d: Option<&mut [f32]>,
+) -> Result<()> {
+    shape.check_inputs(u, k, d)?;
+    let n = shape.numel()?;
+    check_len("grad_out", grad_out.len(), n)?;
+    if let Some(g) = grad_u.as_deref() {
+        check_len("grad_u", g.len(), n)?;
+    }
+    if let Some(g) = grad_k.as_deref() {
+        check_len("grad_k", g.len(), shape.filter_numel()?)?;
+    }
+    if let Some(g) = grad_d.as_deref() {
+        check_len("grad_d", g.len(), shape.channels)?;
+    }
+    if shape.is_empty() {
+        return Ok(());
+    }
+    if let Some(gd) = grad_d {
+        add_channel_dots(u, grad_out, shape.channels, gd);
+    }
+    if method.uses_fft(shape.len) {
+        backward_fft(shape, u, k, d, grad_out, grad_u, grad_k)
+    } else {
+        let kt = grad_u.as_ref().map(|_| transposed_taps(k, shape));
+        if let (Some(gu), Some(kt)) = (grad_u, kt.as_deref()) {
+            grad_u_direct(shape, kt, d, grad_out, gu);
+        }
+        if let Some(gk) = grad_k {
+            grad_k_direct(shape, u, grad_out, gk);
+        }
+        Ok(())
+    }
+}
+
+/// The smallest FFT size used for sequences of `len` steps: the smallest even
+/// `2^a·3^b ≥ 2·len` (sizes rustfft transforms fastest). Circular convolution of that size
+/// equals the linear one on the first `len` outputs.
+pub fn fft_len(len: usize) -> usize {
+    let target = len.saturating_mul(2).max(2);
+    let mut best = usize::MAX;
+    let mut p3: usize = 1;
+    while p3 < target.saturating_mul(2) {
+        let mut n = p3.saturating_mul(2);
+        while n < target {
+            n = n.saturating_mul(2);
+        }
+        best = best.min(n);
+        p3 = p3.saturating_mul(3);
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------
+
+/// Rows (or lags) per register tile of the direct kernels.
+const ROWS: usize = 4;
+/// Channels per register tile of the direct kernels: two AVX vectors.
+const LANES: usize = 16;
+/// Rows per tile when moving between channels-last rows and per-channel columns.
+const TILE_ROWS: usize = 16;
+
+/// `gd[c] += Σ_rows a[row, c]·b[row, c]` over (rows, C) buffers.
+fn add_channel_dots(a: &[f32], b: &[f32], cc: usize, gd: &mut [f32]) {
+    const CHUNK_ROWS: usize = 256;
+    let sums = a
+        .par_chunks(CHUNK_ROWS * cc)
+        .zip(b.par_chunks(CHUNK_ROWS * cc))
+        .fold(
+            || vec![0.0f32; cc],
+            |mut acc, (ra, rb)| {
+                for (xa, xb) in ra.chunks_exact(cc).zip(rb.chunks_exact(cc)) {
+                    for ((s, &p), &q) in acc.iter_mut().zip(xa).zip(xb) {
+                        *s += p * q;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; cc],
+            |mut x, y| {
+                x.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
+                x
+            },
+        );
+    gd.iter_mut().zip(&sums).for_each(|(g, s)| *g += s);
+}
+
+/// The first T taps of every filter as (T, C) rows: `kt[j, c] = k[c, j]`.
+fn transposed_taps(k: &[f32], shape: &LongConvShape) -> Scratch {
+    let (t_len, cc, l) = (shape.len, shape.channels, shape.filter_len);
+    let mut kt = Scratch::new(t_len * cc); // (T, C)
+    kt.par_chunks_mut(TILE_ROWS * cc).enumerate().for_each(|(tile, rows)| {
+        let j0 = tile * TILE_ROWS;
+        let n = rows.len() / cc;
+        for c in 0..cc {
+            for (r, &v) in k[c * l + j0..][..n].iter().enumerate() {
+                rows[r * cc + c] = v;
+            }
+        }
+    });
+    kt
+}
+
+/// `gk[c, j] += gkt[j, c]` for `j < T`: (T, C) lag rows added into the (C, L) filter gradient.
+fn add_transposed_taps(gkt: &[f32], shape: &LongConvShape, gk: &mut [f32]) {
+    let (t_len, cc, l) = (shape.len, shape.channels, shape.filter_len);
+    gk.par_chunks_mut(TILE_ROWS * l).enumerate().for_each(|(blk, rows)| {
+        let c0 = blk * TILE_ROWS;
+        let n = rows.len() / l;
+        for j in 0..t_len {
+            for (i, &v) in gkt[j * cc + c0..][..n].iter().enumerate() {
+                rows[i * l + j] += v;
+            }
+        }
+    });
+}
+
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Direct summation
+// ---------------------------------------------------------------------------------------
+
+fn forward_direct(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out: &mut [f32]) {
+    let kt = transposed_taps(k, shape); // (T, C)
+    let fma = has_fma();
+    let (t_len, cc) = (shape.len, shape.channels);
+    out.par_chunks_mut(t_len * cc).zip(u.par_chunks(t_len * cc)).for_each(|(out_b, u_b)| {
+        let taps = Taps { src: u_b, kt: &kt, d, cc, len: t_len };
+        out_b.par_chunks_mut(ROWS * cc).enumerate().for_each(|(i, dst)| taps.rows::<true>(fma, i * ROWS, dst, false));
+    });
+}
+
+fn grad_u_direct(shape: &LongConvShape, kt: &[f32], d: &[f32], gy: &[f32], gu: &mut [f32]) {
+    let fma = has_fma();
+    let (t_len, cc) = (shape.len, shape.channels);
+    gu.par_chunks_mut(t_len * cc).zip(gy.par_chunks(t_len * cc)).for_each(|(gu_b, gy_b)| {
+        let taps = Taps { src: gy_b, kt, d, cc, len: t_len };
+        gu_b.par_chunks_mut(ROWS * cc).enumerate().for_each(|(i, dst)| taps.rows::<false>(fma, i * ROWS, dst, true));
+    });
+}
+
+fn grad_k_direct(shape: &LongConvShape, u: &[f32], gy: &[f32], gk: &mut [f32]) {
+    let fma = has_fma();
+    let (t_len, cc) = (shape.len, shape.channels);
+    let lags = Lags { u, gy, batch: shape.batch, cc, len: t_len };
+    let mut gkt = Scratch::new(t_len * cc); // (T, C): gkt[j, c] = gk[c, j]
+    gkt.par_chunks_mut(ROWS * cc).enumerate().for_each(|(i, dst)| lags.rows(fma, i * ROWS, dst));
+    add_transposed_taps(&gkt, shape, gk);
+}
+
+#[inline(always)]
+fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `acc += a ⊙ x` over the first `W` values of `a` and `x`.
+#[inline(always)]
+fn axpy<const W: usize, const FMA: bool>(acc: &mut [f32; W], a: &[f32], x: &[f32]) {
+    for ((s, &p), &q) in acc.iter_mut().zip(&a[..W]).zip(&x[..W]) {
+        *s = fmadd::<FMA>(p, q, *s);
+    }
+}
+
+/// One batch item's rows for the direct convolution (`CAUSAL`) or correlation (not).
+struct Taps<'a> {
+    /// (T, C): u for the forward, grad_out for grad_u.
+    src: &'a [f32],
+    /// (T, C): the filters' taps, `kt[j, c] = k[c, j]`.
+    kt: &'a [f32],
+    d: &'a [f32],
+    cc: usize,
+    len: usize,
+}
+
+impl Taps<'_> {
+    /// Output rows `t0..` (as many as `dst` holds, ≤ [`ROWS`]) over all channels:
+    /// `dst[r] (=, or += when accumulate) d ⊙ src[t0+r] + Σ_j kt[j] ⊙ src[t0+r ∓ j]`, with
+    /// `−` and `j ≤ t0+r` when `CAUSAL`, `+` and `t0+r+j < T` otherwise.
+    fn rows<const CAUSAL: bool>(&self, fma: bool, t0: usize, dst: &mut [f32], accumulate: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if fma {
+            // SAFETY: `has_fma` checked the CPU features at run time.
+            return unsafe { self.rows_fma::<CAUSAL>(t0, dst, accumulate) };
+        }
+        let _ = fma;
+        self.rows_lanes::<CAUSAL, false>(t0, dst, accumulate)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_fma<const CAUSAL: bool>(&self, t0: usize, dst: &mut [f32], accumulate: bool) {
+        self.rows_lanes::<CAUSAL, true>(t0, dst, accumulate)
+    }
+
+    #[inline(always)]
+    fn rows_lanes<const CAUSAL: bool, const FMA: bool>(&self, t0: usize, dst: &mut [f32], accumulate: bool) {
+        let rows = dst.len() / self.cc;
+        if rows == ROWS {
+            self.row_tile::<CAUSAL, ROWS, FMA>(t0, dst, accumulate);
+        } else {
+            for (r, row) in dst.chunks_exact_mut(self.cc).enumerate() {
+                self.row_tile::<CAUSAL, 1, FMA>(t0 + r, row, accumulate);
+            }
+        }
+    }
+
+    /// `R` rows from `t0`, channel tile by channel tile.
+    #[inline(always)]
+    fn row_tile<const CAUSAL: bool, const R: usize, const FMA: bool>(&self, t0: usize, dst: &mut [f32], accumulate: bool) {
+        let mut c = 0;
+        while c + LANES <= self.cc {
+            self.tile::<CAUSAL, R, LANES, FMA>(t0, c, dst, accumulate);
+            c += LANES;
+        }
+        while c + 8 <= self.cc {
+            self.tile::<CAUSAL, R, 8, FMA>(t0, c, dst, accumulate);
+            c += 8;
+        }
+        while c < self.cc {
+            self.tile::<CAUSAL, R, 1, FMA>(t0, c, dst, accumulate);
+            c += 1;
+        }
+    }
+
+    /// Rows `t0..t0+R`, channels `c..c+W`, accumulated in registers.
+    #[inline(always)]
+    fn tile<const CAUSAL: bool, const R: usize, const W: usize, const FMA: bool>(&self, t0: usize, c: usize, dst: &mut [f32], accumulate: bool) {
+        let (src, kt, cc) = (self.src, self.kt, self.cc);
+        let dw = &self.d[c..c + W];
+        let mut acc = [[0.0f32; W]; R];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let s = &src[(t0 + r) * cc + c..][..W];
+            let o = &dst[r * cc + c..][..W];
+            for (w, v) in a.iter_mut().enumerate() {
+                *v = if accumulate { fmadd::<FMA>(dw[w], s[w], o[w]) } else { dw[w] * s[w] };
+            }
+        }
+        if CAUSAL {
+            // Taps every row of the tile has (j ≤ t0), then the tile's triangle.
+            for j in 0..=t0 {
+                let kv = &kt[j * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    axpy::<W, FMA>(a, kv, &src[(t0 + r - j) * cc + c..]);
+                }
+            }
+            for j in t0 + 1..t0 + R {
+                let kv = &kt[j * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate().skip(j - t0) {
+                    axpy::<W, FMA>(a, kv, &src[(t0 + r - j) * cc + c..]);
+                }
+            }
+        } else {
+            // Taps every row has (t0 + R − 1 + j < T), then the tile's triangle.
+            let full = self.len + 1 - (t0 + R);
+            for j in 0..full {
+                let kv = &kt[j * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    axpy::<W, FMA>(a, kv, &src[(t0 + r + j) * cc + c..]);
+                }
+            }
+            for j in full..self.len - t0 {
+                let kv = &kt[j * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate().take(self.len - t0 - j) {
+                    axpy::<W, FMA>(a, kv, &src[(t0 + r + j) * cc + c..]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            dst[r * cc + c..][..W].copy_from_slice(a);
+        }
+    }
+}
+
+/// The filter gradient's lag rows by direct summation over the batch.
+struct Lags<'a> {
+    /// (B, T, C)
+    u: &'a [f32],
+    /// (B, T, C)
+    gy: &'a [f32],
+    batch: usize,
+    cc: usize,
+    len: usize,
+}
+
+impl Lags<'_> {
+    /// Lags `j0..` (as many as `dst` holds, ≤ [`ROWS`]) over all channels, overwriting
+    /// `dst`: `dst[r] = Σ_b Σ_{t ≥ j0+r} gy[b, t] ⊙ u[b, t − j0 − r]`.
+    fn rows(&self, fma: bool, j0: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if fma {
+            // SAFETY: `has_fma` checked the CPU features at run time.
+            return unsafe { self.rows_fma(j0, dst) };
+        }
+        let _ = fma;
+        self.rows_lanes::<false>(j0, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_fma(&self, j0: usize, dst: &mut [f32]) {
+        self.rows_lanes::<true>(j0, dst)
+    }
+
+    #[inline(always)]
+    fn rows_lanes<const FMA: bool>(&self, j0: usize, dst: &mut [f32]) {
+        let rows = dst.len() / self.cc;
+        if rows == ROWS {
+            self.row_tile::<ROWS, FMA>(j0, dst);
+        } else {
+            for (r, row) in dst.chunks_exact_mut(self.cc).enumerate() {
+                self.row_tile::<1, FMA>(j0 + r, row);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn row_tile<const R: usize, const FMA: bool>(&self, j0: usize, dst: &mut [f32]) {
+        let mut c = 0;
+        while c + LANES <= self.cc {
+            self.tile::<R, LANES, FMA>(j0, c, dst);
+            c += LANES;
+        }
+        while c + 8 <= self.cc {
+            self.tile::<R, 8, FMA>(j0, c, dst);
+            c += 8;
+        }
+        while c < self.cc {
+            self.tile::<R, 1, FMA>(j0, c, dst);
+            c += 1;
+        }
+    }
+
+    /// Lags `j0..j0+R`, channels `c..c+W`, accumulated in registers over the batch.
+    #[inline(always)]
+    fn tile<const R: usize, const W: usize, const FMA: bool>(&self, j0: usize, c: usize, dst: &mut [f32]) {
+        let (cc, len) = (self.cc, self.len);
+        let mut acc = [[0.0f32; W]; R];
+        for b in 0..self.batch {
+            let u = &self.u[b * len * cc..][..len * cc]; // (T, C)
+            let gy = &self.gy[b * len * cc..][..len * cc]; // (T, C)
+                                                           // The tile's triangle (times that reach only its first lags), then the rest.
+            for t in j0..(j0 + R - 1).min(len) {
+                let g = &gy[t * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate().take(t - j0 + 1) {
+                    axpy::<W, FMA>(a, g, &u[(t - j0 - r) * cc + c..]);
+                }
+            }
+            for t in j0 + R - 1..len {
+                let g = &gy[t * cc + c..][..W];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    axpy::<W, FMA>(a, g, &u[(t - j0 - r) * cc + c..]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            dst[r * cc + c..][..W].copy_from_slice(a);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// FFT
+// ---------------------------------------------------------------------------------------
+
+/// Forward and inverse real FFTs of one size, from the shared planner.
+struct Plans {
+    fwd: Arc<dyn RealToComplex<f32>>,
+    inv: Arc<dyn ComplexToReal<f32>>,
+    /// N, the real length.
+    n: usize,
+}
+
+/// Buffers one worker reuses over its columns.
+struct Work {
+    /// N real values.
+    time: Vec<f32>,
+    /// N/2 + 1 bins each.
+    spec: Vec<Complex<f32>>,
+    spec2: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    /// A block of gathered channel columns, (channels, T) each.
+    cols: Vec<f32>,
+    cols2: Vec<f32>,
+}
+
+fn fft_error(e: FftError) -> Error {
+    Error::shape(OP, format!("FFT: {e}"))
+}
+
+impl Plans {
+    /// Plans for size `n` (made once per size; later calls look them up).
+    fn new(n: usize) -> Self {
+        static PLANNER: OnceLock<Mutex<RealFftPlanner<f32>>> = OnceLock::new();
+        let mut planner = PLANNER.get_or_init(|| Mutex::new(RealFftPlanner::new())).lock().unwrap_or_else(PoisonError::into_inner);
+        Plans { fwd: planner.plan_fft_forward(n), inv: planner.plan_fft_inverse(n), n }
+    }
+
+    fn bins(&self) -> usize {
+        self.n / 2 + 1
+    }
+
+    fn work(&self) -> Work {
+        let zero = Complex::new(0.0, 0.0);
+        let scratch = self.fwd.get_scratch_len().max(self.inv.get_scratch_len());
+        Work {
+            time: vec![0.0; self.n],
+            spec: vec![zero; self.bins()],
+            spec2: vec![zero; self.bins()],
+            scratch: vec![zero; scratch],
+            cols: Vec::new(),
+            cols2: Vec::new(),
+        }
+    }
+
+    /// Spectrum of `x` zero-padded to N (`x.len() <= N`), into `spec`.
+    fn rfft(&self, x: &[f32], time: &mut [f32], spec: &mut [Complex<f32>], scratch: &mut [Complex<f32>]) -> Result<()> {
+        let (head, tail) = time.split_at_mut(x.len());
+        head.copy_from_slice(x);
+        tail.fill(0.0);
+        self.fwd.process_with_scratch(time, spec, scratch).map_err(fft_error)
+    }
+
+    /// The N real values whose spectrum is `spec` times N (realfft does not normalise);
+    /// `spec` is used as scratch. The DC and Nyquist bins of a real signal's spectrum are
+    /// real: products of such spectra are too, up to the sign of a zero, which is cleared.
+    fn irfft(&self, spec: &mut [Complex<f32>], time: &mut [f32], scratch: &mut [Complex<f32>]) -> Result<()> {
+        if let Some(first) = spec.first_mut() {
+            first.im = 0.0;
+        }
+        if let Some(last) = spec.last_mut() {
+            last.im = 0.0;
+        }
+        self.inv.process_with_scratch(spec, time, scratch).map_err(fft_error)
+    }
+}
+
+/// Channels per FFT task: blocks of up to 16 (one cache line of a channels-last row), smaller
+/// when that would leave fewer than four blocks per thread.
+fn channel_block(channels: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (channels / (4 * threads)).clamp(1, 16)
+}
+
+/// `cols[i, t] = src[t, c0 + i]` for `i < width`: a block of channel columns of one item's
+/// (T, C) rows, read a row segment at a time.
+fn gather_columns(src: &[f32], cc: usize, len: usize, c0: usize, width: usize, cols: &mut Vec<f32>) {
+    cols.resize(width * len, 0.0);
+    for t in 0..len {
+        for (i, &v) in src[t * cc + c0..][..width].iter().enumerate() {
+            cols[i * len + t] = v;
+        }
+    }
+}
+
+/// Every channel's filter spectrum (first T taps, zero-padded to N) times 1/N, so that the
+/// inverse transforms of products with it need no scaling: (C, N/2+1).
+fn filter_spectra(plans: &Plans, shape: &LongConvShape, k: &[f32]) -> Result<Vec<Complex<f32>>> {
+    let m = plans.bins();
+    let scale = 1.0 / plans.n as f32;
+    let mut spectra = vec![Complex::new(0.0, 0.0); shape.channels * m];
+    spectra.par_chunks_mut(m).enumerate().try_for_each_init(
+        || plans.work(),
+        |w, (c, spec)| {
+            plans.rfft(&k[c * shape.filter_len..][..shape.len], &mut w.time, spec, &mut w.scratch)?;
+            spec.iter_mut().for_each(|z| *z *= scale);
+            Ok(())
+        },
+    )?;
+    Ok(spectra)
+}
+
+/// `dst[b, t, c] (=, or += when accumulate) cbt[c, b, t] + d[c]·src[b, t, c]`: per-channel
+/// columns back to channels-last rows, plus the skip term, a tile of rows at a time.
+fn scatter_rows(cbt: &[f32], src: &[f32], d: &[f32], shape: &LongConvShape, dst: &mut [f32], accumulate: bool) {
+    let (nb, t_len, cc) = (shape.batch, shape.len, shape.channels);
+    dst.par_chunks_mut(t_len * cc).zip(src.par_chunks(t_len * cc)).enumerate().for_each(|(b, (dst_b, src_b))| {
+        dst_b.par_chunks_mut(TILE_ROWS * cc).zip(src_b.par_chunks(TILE_ROWS * cc)).enumerate().for_each(|(tile, (dst_t, src_t))| {
+            let t0 = tile * TILE_ROWS;
+            let rows = dst_t.len() / cc;
+            for (c, &dc) in d.iter().enumerate() {
+                for (r, &v) in cbt[(c * nb + b) * t_len + t0..][..rows].iter().enumerate() {
+                    let i = r * cc + c;
+                    let y = v + dc * src_t[i];
+                    dst_t[i] = if accumulate { dst_t[i] + y } else { y };
+                }
+            }
+        });
+    });
+}
+
+fn forward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out: &mut [f32]) -> Result<()> {
+    let (nb, t_len, cc) = (shape.batch, shape.len, shape.channels);
+    let plans = Plans::new(fft_len(t_len));
+    let m = plans.bins();
+    let kspec = filter_spectra(&plans, shape, k)?; // (C, M)
+    let cb = channel_block(cc);
+    let mut conv = Scratch::new(cc * nb * t_len); // (C, B, T): Σ_s k[c, t−s]·u[b, s, c]
+    conv.par_chunks_mut(cb * nb * t_len).enumerate().try_for_each_init(
+        || plans.work(),
+        |w, (blk, chunk)| {
+            let c0 = blk * cb;
+            let width = chunk.len() / (nb * t_len);
+            let Work { time, spec, scratch, cols, .. } = w;
+            for b in 0..nb {
+                gather_columns(&u[b * t_len * cc..][..t_len * cc], cc, t_len, c0, width, cols); // (width, T)
+                for i in 0..width {
+                    plans.rfft(&cols[i * t_len..][..t_len], time, spec, scratch)?;
+                    for (z, kz) in spec.iter_mut().zip(&kspec[(c0 + i) * m..][..m]) {
+                        *z *= kz;
+                    }
+                    plans.irfft(spec, time, scratch)?;
+                    chunk[(i * nb + b) * t_len..][..t_len].copy_from_slice(&time[..t_len]);
+                }
+            }
+            Ok::<(), Error>(())
+        },
+    )?;
+    scatter_rows(&conv, u, d, shape, out, false);
+    Ok(())
+}
+
+/// FFT backward of the input and filter gradients (`grad_d` is done by the caller).
+#[allow(clippy::too_many_arguments)]
+fn backward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], gy: &[f32], grad_u: Option<&mut [f32]>, grad_k: Option<&mut [f32]>) -> Result<()> {
+    if grad_u.is_none() && grad_k.is_none() {
+        return Ok(());
+    }
+    let (nb, t_len, cc, l) = (shape.batch, shape.len, shape.channels, shape.filter_len);
+    let plans = Plans::new(fft_len(t_len));
+    let (m, scale) = (plans.bins(), 1.0 / plans.n as f32);
+    let kspec = if grad_u.is_some() { filter_spectra(&plans, shape, k)? } else { Vec::new() }; // (C, M)
+    let cb = channel_block(cc);
+    let blocks = cc.div_ceil(cb);
+    // (C, B, T): Σ_{t≥s} k[c, t−s]·gy[b, t, c], one block of channels per task.
+    let mut corr = Scratch::new(if grad_u.is_some() { cc * nb * t_len } else { 0 });
+    let mut corr_blocks: Vec<Option<&mut [f32]>> = (0..blocks).map(|_| None).collect();
+    if grad_u.is_some() {
+        corr.chunks_mut(cb * nb * t_len).zip(corr_blocks.iter_mut()).for_each(|(ch, slot)| *slot = Some(ch));
+    }
+    let mut gk_blocks: Vec<Option<&mut [f32]>> = (0..blocks).map(|_| None).collect();
+    if let Some(gk) = grad_k {
+        gk.chunks_mut(cb * l).zip(gk_blocks.iter_mut()).for_each(|(ch, slot)| *slot = Some(ch));
+    }
+    corr_blocks.into_par_iter().zip(gk_blocks).enumerate().try_for_each_init(
+        || plans.work(),
+        |w, (blk, (corr_blk, gk_blk))| {
+            let c0 = blk * cb;
+            let width = cb.min(cc - c0);
+            let Work { time, spec, spec2, scratch, cols, cols2 } = w;
+            // Σ_b GY·conj(U) per channel of the block, (width, M).
+            let mut cross = if gk_blk.is_some() { vec![Complex::new(0.0, 0.0); width * m] } else { Vec::new() };
+            let mut corr_blk = corr_blk;
+            for b in 0..nb {
+                let at = b * t_len * cc;
+                gather_columns(&gy[at..][..t_len * cc], cc, t_len, c0, width, cols); // (width, T)
+                if gk_blk.is_some() {
+                    gather_columns(&u[at..][..t_len * cc], cc, t_len, c0, width, cols2);
+                }
+                for i in 0..width {
+                    plans.rfft(&cols[i * t_len..][..t_len], time, spec, scratch)?; // GY
+                    if gk_blk.is_some() {
+                        plans.rfft(&cols2[i * t_len..][..t_len], time, spec2, scratch)?; // U
+                        for ((s, g), x) in cross[i * m..][..m].iter_mut().zip(spec.iter()).zip(spec2.iter()) {
+                            *s += g * x.conj();
+                        }
+                    }
+                    if let Some(dst) = corr_blk.as_deref_mut() {
+                        for (g, kz) in spec.iter_mut().zip(&kspec[(c0 + i) * m..][..m]) {
+                            *g *= kz.conj();
+                        }
+                        plans.irfft(spec, time, scratch)?;
+                        dst[(i * nb + b) * t_len..][..t_len].copy_from_slice(&time[..t_len]);
+                    }
+                }
+            }
+            if let Some(gk) = gk_blk {
+                for i in 0..width {
+                    plans.irfft(&mut cross[i * m..][..m], time, scratch)?;
+                    for (g, &v) in gk[i * l..][..t_len].iter_mut().zip(&time[..t_len]) {
+                        *g += v * scale;
+                    }
+                }
+            }
+            Ok::<(), Error>(())
+        },
+    )?;
+    if let Some(gu) = grad_u {
+        scatter_rows(&corr, gy, d, shape, gu, true);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn rand_vec(n: usize, rng: &mut impl Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
+    struct Case {
+        shape: LongConvShape,
+        u: Vec<f32>,
+        k: Vec<f32>,
+        d: Vec<f32>,
+    }
+
+    impl Case {
+        fn new(batch: usize, len: usize, channels: usize, filter_len: usize, seed: u64) -> Self {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let shape = LongConvShape::new(batch, len, channels, filter_len);
+            let u = rand_vec(batch * len * channels, &mut rng);
+            let k = rand_vec(channels * filter_len, &mut rng);
+            let d = rand_vec(channels, &mut rng);
+            Case { shape, u, k, d }
+        }
+
+        fn forward(&self, method: LongConvMethod) -> Vec<f32> {
+            let mut out = vec![f32::NAN; self.u.len()];
+            long_conv_forward_with(method, &self.shape, &self.u, &self.k, &self.d, &mut out).unwrap();
+            out
+        }
+
+        /// (grad_u, grad_k, grad_d) from zeroed buffers.
+        fn backward(&self, method: LongConvMethod, gy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+            let (mut gu, mut gk, mut gd) = (vec![0.0; self.u.len()], vec![0.0; self.k.len()], vec![0.0; self.d.len()]);
+            long_conv_backward_with(method, &self.shape, &self.u, &self.k, &self.d, gy, Some(&mut gu), Some(&mut gk), Some(&mut gd)).unwrap();
+            (gu, gk, gd)
+        }
+    }
+
+    /// Naive f64 reference of the forward and of all three gradients.
+    fn reference(c: &Case, gy: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let LongConvShape { batch, len, channels: cc, filter_len: l } = c.shape;
+        let at = |b: usize, t: usize, ch: usize| (b * len + t) * cc + ch;
+        let mut y = vec![0.0f64; c.u.len()];
+        let mut gu = vec![0.0f64; c.u.len()];
+        let mut gk = vec![0.0f64; c.k.len()];
+        let mut gd = vec![0.0f64; cc];
+        for b in 0..batch {
+            for ch in 0..cc {
+                let dc = c.d[ch] as f64;
+                for t in 0..len {
+                    let (ut, gt) = (c.u[at(b, t, ch)] as f64, gy[at(b, t, ch)] as f64);
+                    let mut s = dc * ut;
+                    for src in 0..=t {
+                        s += c.k[ch * l + t - src] as f64 * c.u[at(b, src, ch)] as f64;
+                    }
+                    y[at(b, t, ch)] = s;
+                    let mut g = dc * gt;
+                    for later in t..len {
+                        g += c.k[ch * l + later - t] as f64 * gy[at(b, later, ch)] as f64;
+                    }
+                    gu[at(b, t, ch)] = g;
+                    gd[ch] += gt * ut;
+                    for j in 0..=t {
+                        gk[ch * l + j] += gt * c.u[at(b, t - j, ch)] as f64;
+                    }
+                }
+            }
+        }
+        (y, gu, gk, gd)
+    }
+
+    /// Largest |got − want| relative to the largest |want| (1 when all of want is zero).
+    fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+        got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max) / scale
+    }
+
+    /// Tolerance of f32 results against the f64 reference, as the largest error relative to
+    /// the output's largest magnitude: observed ≤ 5e-7 for both paths up to T = 257 (f32
+    /// sums of up to T terms; f32 FFTs, whose error is ~ε·log N of the signal's norm and so
+    /// is measured against the largest value rather than each element's own).
+    const TOL: f64 = 1e-5;
+
+    const METHODS: [LongConvMethod; 2] = [LongConvMethod::Direct, LongConvMethod::Fft];
+
+    #[test]
+    fn fft_len_is_the_smallest_even_2a3b_at_least_2t() {
+        assert_eq!(fft_len(0), 2);
+        assert_eq!(fft_len(1), 2);
+        assert_eq!(fft_len(2), 4);
+        assert_eq!(fft_len(3), 6);
+        assert_eq!(fft_len(5), 12);
+        assert_eq!(fft_len(100), 216);
+        assert_eq!(fft_len(1024), 2048);
+        assert_eq!(fft_len(1025), 2304);
+        let smooth = |mut n: usize| {
+            for p in [2, 3] {
+                while n % p == 0 {
+                    n /= p;
+                }
+            }
+            n == 1
+        };
+        for len in 1..600 {
+            let n = fft_len(len);
+            assert!(n % 2 == 0 && n >= 2 * len && smooth(n), "len {len}: {n}");
+            assert!((2 * len..n).all(|m| m % 2 == 1 || !smooth(m)), "len {len}: {n} is not the smallest");
+        }
+    }
+
+    #[test]
+    fn fft_and_direct_match_the_f64_reference() {
+        let shapes = [
+            (1, 1, 1, 1),
+            (2, 1, 3, 4),
+            (2, 2, 5, 2),
+            (3, 7, 3, 7),
+            (2, 13, 17, 20),
+            (2, 64, 40, 64),
+            (1, 100, 24, 131),
+            (2, 257, 16, 300),
+            (1, 1100, 4, 1100),
+        ];
+        for (seed, &(b, t, c, l)) in shapes.iter().enumerate() {
+            let case = Case::new(b, t, c, l, seed as u64);
+            let gy = rand_vec(case.u.len(), &mut ChaCha8Rng::seed_from_u64(100 + seed as u64));
+            let (y, gu, gk, gd) = reference(&case, &gy);
+            for method in METHODS {
+                let what = format!("{method:?} B={b} T={t} C={c} L={l}");
+                let (mgu, mgk, mgd) = case.backward(method, &gy);
+                let errs = [rel_err(&case.forward(method), &y), rel_err(&mgu, &gu), rel_err(&mgk, &gk), rel_err(&mgd, &gd)];
+                assert!(errs.iter().all(|&e| e < TOL), "{what}: relative errors (y, gu, gk, gd) {errs:?}");
+                // Taps at and past T are not used: exactly no gradient.
+                for ch in 0..c {
+                    assert!(mgk[ch * l + t..(ch + 1) * l].iter().all(|&v| v == 0.0), "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn auto_takes_direct_below_the_crossover_and_fft_from_it() {
+        for (t, expect) in [(FFT_MIN_LEN - 1, LongConvMethod::Direct), (FFT_MIN_LEN, LongConvMethod::Fft)] {
+            let case = Case::new(1, t, 3, t + 2, 7);
+            assert_eq!(case.forward(LongConvMethod::Auto), case.forward(expect), "T={t}");
+            let gy = rand_vec(case.u.len(), &mut ChaCha8Rng::seed_from_u64(8));
+            assert_eq!(case.backward(LongConvMethod::Auto, &gy), case.backward(expect, &gy), "T={t}");
+        }
+    }
+
+    /// Σ w·y in f64 for the case's current parameters.
+    fn functional(case: &Case, method: LongConvMethod, w: &[f32]) -> f64 {
+        case.forward(method).iter().zip(w).map(|(&y, &w)| y as f64 * w as f64).sum()
+    }
+
+    /// u, k or d of the case.
+    fn param(case: &mut Case, which: usize) -> &mut Vec<f32> {
+        match which {
+            0 => &mut case.u,
+            1 => &mut case.k,
+            _ => &mut case.d,
+        }
+    }
+
+    #[test]
+    fn gradients_match_central_differences() {
+        // y is linear in each of u, k and d, so a central difference is exact up to the
+        // rounding of the f32 forward; a step of 0.1 keeps that rounding small.
+        let h = 0.1f32;
+        for method in METHODS {
+            for (b, t, c, l) in [(2, 9, 3, 12), (1, 33, 2, 40)] {
+                let mut case = Case::new(b, t, c, l, 11);
+                let w = rand_vec(case.u.len(), &mut ChaCha8Rng::seed_from_u64(12));
+                let (gu, gk, gd) = case.backward(method, &w);
+                let grads = [gu, gk, gd];
+                for (p, grad) in grads.iter().enumerate() {
+                    let scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                    for i in 0..grad.len() {
+                        let old = param(&mut case, p)[i];
+                        param(&mut case, p)[i] = old + h;
+                        let plus = functional(&case, method, &w);
+                        param(&mut case, p)[i] = old - h;
+                        let minus = functional(&case, method, &w);
+                        param(&mut case, p)[i] = old;
+                        let fd = (plus - minus) / (2.0 * h as f64);
+                        let err = (fd - grad[i] as f64).abs();
+                        assert!(err <= 1e-3 * scale + 1e-4, "{method:?} B={b} T={t} C={c} L={l} param {p} index {i}: analytic {} vs fd {fd}", grad[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outputs_before_a_changed_input_do_not_change() {
+        let (t, s) = (40, 17);
+        for method in METHODS {
+            let mut case = Case::new(2, t, 5, 48, 21);
+            let before = case.forward(method);
+            let cc = case.shape.channels;
+            for ch in 0..cc {
+                case.u[s * cc + ch] += 3.0; // batch item 0, time s
+            }
+            let after = case.forward(method);
+            let scale = before.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = |range: std::ops::Range<usize>| range.map(|i| (after[i] - before[i]).abs()).fold(0.0f32, f32::max);
+            // Direct summation never reads u[s] for t < s: bit-identical. The FFT mixes every
+            // time step into every bin, so earlier outputs move by rounding only.
+            let noise = if method == LongConvMethod::Direct { 0.0 } else { 1e-5 * scale };
+            assert!(diff(0..s * cc) <= noise, "{method:?}: an output before the change moved by {}", diff(0..s * cc));
+            assert!(diff(s * cc..(s + 1) * cc) > 0.1, "{method:?}: the output at the change did not move");
+            // Batch items are independent.
+            assert_eq!(diff(t * cc..2 * t * cc), 0.0, "{method:?}: another batch item moved");
+        }
+    }
+
+    #[test]
+    fn backward_adds_into_the_buffers_and_skips_those_not_given() {
+        for method in METHODS {
+            let case = Case::new(2, 19, 18, 23, 31);
+            let mut rng = ChaCha8Rng::seed_from_u64(32);
+            let gy = rand_vec(case.u.len(), &mut rng);
+            let (gu, gk, gd) = case.backward(method, &gy);
+            let (gu0, gk0, gd0) = (rand_vec(gu.len(), &mut rng), rand_vec(gk.len(), &mut rng), rand_vec(gd.len(), &mut rng));
+            let (mut gu1, mut gk1, mut gd1) = (gu0.clone(), gk0.clone(), gd0.clone());
+            long_conv_backward_with(method, &case.shape, &case.u, &case.k, &case.d, &gy, Some(&mut gu1), Some(&mut gk1), Some(&mut gd1)).unwrap();
+            for (got, (start, fresh)) in [(&gu1, (&gu0, &gu)), (&gk1, (&gk0, &gk)), (&gd1, (&gd0, &gd))] {
+                for ((&g, &s), &f) in got.iter().zip(start).zip(fresh) {
+                    assert!((g - (s + f)).abs() <= 1e-5 * (1.0 + f.abs()), "{method:?}: {g} != {s} + {f}");
+                }
+            }
+            // One gradient at a time: the same values, the others untouched.
+            let mut only_gk = vec![0.0; gk.len()];
+            long_conv_backward_with(method, &case.shape, &case.u, &case.k, &case.d, &gy, None, Some(&mut only_gk), None).unwrap();
+            assert_eq!(only_gk, gk, "{method:?}");
+            let mut only_gu = vec![0.0; gu.len()];
+            long_conv_backward_with(method, &case.shape, &case.u, &case.k, &case.d, &gy, Some(&mut only_gu), None, None).unwrap();
+            assert_eq!(only_gu, gu, "{method:?}");
+            let mut only_gd = vec![0.0; gd.len()];
+            long_conv_backward_with(method, &case.shape, &case.u, &case.k, &case.d, &gy, None, None, Some(&mut only_gd)).unwrap();
+            assert_eq!(only_gd, gd, "{method:?}");
+            long_conv_backward_with(method, &case.shape, &case.u, &case.k, &case.d, &gy, None, None, None).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let case = Case::new(2, 8, 3, 10, 41);
+        let s = case.shape;
+        let n = case.u.len();
+        let is_shape = |r: Result<()>| matches!(r, Err(Error::Shape { .. }));
+        for method in [LongConvMethod::Auto, LongConvMethod::Direct, LongConvMethod::Fft] {
+            let fwd = |shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out_len: usize| {
+                long_conv_forward_with(method, shape, u, k, d, &mut vec![0.0; out_len])
+            };
+            assert!(fwd(&s, &case.u, &case.k, &case.d, n).is_ok());
+            assert!(is_shape(fwd(&s, &case.u[1..], &case.k, &case.d, n)), "short u");
+            assert!(is_shape(fwd(&s, &case.u, &case.k[1..], &case.d, n)), "short k");
+            assert!(is_shape(fwd(&s, &case.u, &case.k, &case.d[1..], n)), "short d");
+            assert!(is_shape(fwd(&s, &case.u, &case.k, &case.d, n + 1)), "long out");
+            // L < T, with slices that match the shape given.
+            let short = LongConvShape { filter_len: 7, ..s };
+            assert!(is_shape(fwd(&short, &case.u, &case.k[..3 * 7], &case.d, n)), "filter shorter than the sequence");
+            let huge = LongConvShape { batch: usize::MAX, ..s };
+            assert!(is_shape(fwd(&huge, &case.u, &case.k, &case.d, n)), "overflowing shape");
+
+            let gy = vec![0.0; n];
+            let bwd = |gy: &[f32], gu: Option<&mut [f32]>, gk: Option<&mut [f32]>, gd: Option<&mut [f32]>| {
+                long_conv_backward_with(method, &s, &case.u, &case.k, &case.d, gy, gu, gk, gd)
+            };
+            assert!(bwd(&gy, Some(&mut vec![0.0; n]), Some(&mut vec![0.0; 30]), Some(&mut vec![0.0; 3])).is_ok());
+            assert!(is_shape(bwd(&gy[1..], None, None, None)), "short grad_out");
+            assert!(is_shape(bwd(&gy, Some(&mut vec![0.0; n - 1]), None, None)), "short grad_u");
+            assert!(is_shape(bwd(&gy, None, Some(&mut vec![0.0; 24]), None)), "grad_k of T taps instead of L");
+            assert!(is_shape(bwd(&gy, None, None, Some(&mut vec![0.0; 4]))), "long grad_d");
+            let r = long_conv_backward_with(method, &short, &case.u, &case.k[..21], &case.d, &gy, None, None, None);
+            assert!(is_shape(r), "backward with a filter shorter than the sequence");
+        }
+    }
+
+    #[test]
+    fn zero_sizes_are_no_ops() {
+        for (b, t, c, l) in [(0, 5, 3, 5), (2, 0, 3, 0), (2, 5, 0, 5)] {
+            let case = Case::new(b, t, c, l, 51);
+            for method in METHODS {
+                assert_eq!(case.forward(method).len(), b * t * c);
+                let (gu, gk, gd) = case.backward(method, &vec![0.0; case.u.len()]);
+                assert!(gu.iter().chain(&gk).chain(&gd).all(|&v| v == 0.0));
+            }
+        }
+    }
+}
