@@ -1,6 +1,9 @@
 //! Criterion benches of the long causal convolution (the Hyena family's): direct summation
 //! against FFT, forward and backward (all three gradients), at B = 4, C = 128 (W4's batch and
-//! width) and T = 64 … 4096. They set `long_conv::FFT_MIN_LEN`.
+//! width) and T = 64 … 4096 (128 and 192 to place the crossover). They set
+//! `long_conv::FFT_MIN_LEN`. Each call runs on a worker of the pool (`threads::on_pool`), as
+//! the training step's ops do: from the main thread every parallel op would also pay for
+//! handing all of its pieces to the pool and waking up again.
 //!
 //!     CONVLM_THREADS=2 cargo bench --bench long_conv [-- filter]
 use convlm::tensor::kernels::long_conv::{long_conv_backward_with, long_conv_forward_with, LongConvMethod, LongConvShape};
@@ -35,7 +38,7 @@ fn long_conv_case(c: &mut Criterion, batch: usize, len: usize, channels: usize) 
 }
 
 fn long_convs(c: &mut Criterion) {
-    for len in [64, 256, 1024, 4096] {
+    for len in [64, 128, 192, 256, 1024, 4096] {
         long_conv_case(c, 4, len, 128);
     }
 }

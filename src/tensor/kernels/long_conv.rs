@@ -10,10 +10,11 @@
 //! - direct summation, O(T²) per column: register tiles of rows × 16 channels over the
 //!   channels-last rows, with the filter taps transposed to (T, C) once per call so that
 //!   every inner loop runs over contiguous channels;
-//! - FFT, O(T log T) per column: real FFTs of size N ≥ 2T (no wrap-around reaches the first
-//!   T outputs). Each channel's filter spectrum is computed once per call and shared over the
-//!   batch; blocks of channels are gathered into contiguous columns, transformed, multiplied
-//!   and transformed back, and the results scattered to channels-last rows in cache-sized
+//! - FFT, O(T log T) per column: complex FFTs of size N ≥ 2T (no wrap-around reaches the
+//!   first T outputs), each carrying two batch items' real columns as `x_b + i·x_{b+1}`.
+//!   Each channel's filter spectrum is computed once per call and shared over the batch;
+//!   blocks of channels are gathered into contiguous columns, transformed, multiplied and
+//!   transformed back, and the results scattered to channels-last rows in cache-sized
 //!   tiles. The backward pass is two correlations (the spectra multiplied by the conjugate
 //!   of the filter's or the input's); the filter gradient sums its cross-spectra over the
 //!   batch before its one inverse transform per channel.
@@ -278,16 +279,11 @@ fn add_channel_dots(a: &[f32], b: &[f32], cc: usize, gd: &mut [f32]) {
 
 /// The first T taps of every filter as (T, C) rows: `kt[j, c] = k[c, j]`.
 fn transposed_taps(k: &[f32], shape: &LongConvShape) -> Scratch {
-    let (t_len, cc, l) = (shape.len, shape.channels, shape.filter_len);
-    let mut kt = Scratch::new(t_len * cc); // (T, C)
+    let (cc, l) = (shape.channels, shape.filter_len);
+    let avx = has_fma();
+    let mut kt = Scratch::new(shape.len * cc); // (T, C)
     kt.par_chunks_mut(TILE_ROWS * cc).enumerate().for_each(|(tile, rows)| {
-        let j0 = tile * TILE_ROWS;
-        let n = rows.len() / cc;
-        for c in 0..cc {
-            for (r, &v) in k[c * l + j0..][..n].iter().enumerate() {
-                rows[r * cc + c] = v;
-            }
-        }
+        transpose(&k[tile * TILE_ROWS..], l, rows, cc, cc, rows.len() / cc, avx);
     });
     kt
 }
@@ -920,20 +916,97 @@ fn gather_columns(src: &[f32], cc: usize, len: usize, c0: usize, width: usize, c
     stride
 }
 
+/// A buffer of spectra with UNSPECIFIED contents, to be written in full: taken from a small
+/// pool and given back when dropped, as [`Scratch`] does for f32 buffers. The filter
+/// spectra are C·N bins (2 MB at C = 128, T = 1024); a fresh zeroed vector cost its
+/// zero-fill and page faults on every call.
+struct Spectra(Vec<Complex<f32>>);
+
+static SPECTRA: Mutex<Vec<Vec<Complex<f32>>>> = Mutex::new(Vec::new());
+
+impl Spectra {
+    /// Buffers kept for reuse: a forward's and a backward's, with room for a second layer.
+    const KEPT: usize = 4;
+
+    fn new(len: usize) -> Self {
+        let mut pool = SPECTRA.lock().unwrap_or_else(PoisonError::into_inner);
+        let best = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
+        let mut buf = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+        drop(pool);
+        buf.resize(len, Complex::new(0.0, 0.0));
+        Spectra(buf)
+    }
+}
+
+impl std::ops::Deref for Spectra {
+    type Target = [Complex<f32>];
+    fn deref(&self) -> &[Complex<f32>] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spectra {
+    fn deref_mut(&mut self) -> &mut [Complex<f32>] {
+        &mut self.0
+    }
+}
+
+impl Drop for Spectra {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() == 0 {
+            return;
+        }
+        let mut pool = SPECTRA.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < Self::KEPT {
+            pool.push(buf);
+        } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()).filter(|b| b.capacity() < buf.capacity()) {
+            *smallest = buf;
+        }
+    }
+}
+
 /// Every channel's filter spectrum (first T taps, zero-padded to N) times 1/N, so that the
-/// inverse transforms of products with it need no scaling: (C, N).
-fn filter_spectra(plans: &Plans, shape: &LongConvShape, k: &[f32]) -> Vec<Complex<f32>> {
+/// inverse transforms of products with it need no scaling: (C, N). Two channels share one
+/// transform, `k_c + i·k_{c+1}`, split afterwards by the symmetry of real signals' spectra.
+fn filter_spectra(plans: &Plans, shape: &LongConvShape, k: &[f32]) -> Spectra {
     let n = plans.n;
     let scale = 1.0 / n as f32;
-    let mut spectra = vec![Complex::new(0.0, 0.0); shape.channels * n];
-    spectra.par_chunks_mut(n).enumerate().for_each_init(
+    let taps = |c: usize| &k[c * shape.filter_len..][..shape.len];
+    let mut spectra = Spectra::new(shape.channels * n);
+    spectra.par_chunks_mut(2 * n).enumerate().for_each_init(
         || plans.work(),
-        |w, (c, spec)| {
-            plans.fft_pair(&k[c * shape.filter_len..][..shape.len], None, spec, &mut w.scratch);
-            spec.iter_mut().for_each(|z| *z *= scale);
+        |w, (pair, out)| {
+            let c0 = 2 * pair;
+            if out.len() == n {
+                plans.fft_pair(taps(c0), None, out, &mut w.scratch);
+                out.iter_mut().for_each(|z| *z *= scale);
+            } else {
+                plans.fft_pair(taps(c0), Some(taps(c0 + 1)), &mut w.buf, &mut w.scratch);
+                let (first, second) = out.split_at_mut(n);
+                split_pair_spectrum(&w.buf, first, second, scale);
+            }
         },
     );
     spectra
+}
+
+with_avx2! {
+    /// From `z`, the spectrum of `a + i·b` for real signals a and b: `fa = scale·A` and
+    /// `fb = scale·B`, where `A[k] = (z[k] + conj z[−k]) / 2` and `B[k] = (z[k] − conj z[−k]) / 2i`.
+    fn split_pair_spectrum(z: &[Complex<f32>], fa: &mut [Complex<f32>], fb: &mut [Complex<f32>], scale: f32) {
+        let half = 0.5 * scale;
+        let split = |zk: Complex<f32>, zm: Complex<f32>| {
+            let (sum, diff) = (zk + zm.conj(), zk - zm.conj());
+            (sum * half, Complex::new(diff.im * half, -diff.re * half))
+        };
+        let (Some(&z0), Some(a0), Some(b0)) = (z.first(), fa.first_mut(), fb.first_mut()) else { return };
+        (*a0, *b0) = split(z0, z0);
+        // z[−k] = z[N − k] for k ≥ 1: the rest of z read backwards.
+        for (((a, b), &zk), &zm) in fa[1..].iter_mut().zip(fb[1..].iter_mut()).zip(&z[1..]).zip(z[1..].iter().rev()) {
+            (*a, *b) = split(zk, zm);
+        }
+    }
 }
 
 /// `dst[b, t, c] (=, or += when accumulate) cbt[c, b, t] + d[c]·src[b, t, c]`: per-channel
@@ -1033,7 +1106,7 @@ fn backward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], gy: &[f3
     let plans = Plans::new(fft_len(t_len));
     let n = plans.n;
     let scale = 1.0 / n as f32;
-    let kspec = if grad_u.is_some() { filter_spectra(&plans, shape, k) } else { Vec::new() }; // (C, N)
+    let kspec = if grad_u.is_some() { filter_spectra(&plans, shape, k) } else { Spectra::new(0) }; // (C, N)
     let cb = channel_block(cc);
     let blocks = cc.div_ceil(cb);
     let avx = has_fma();
@@ -1199,7 +1272,7 @@ mod tests {
         assert_eq!(fft_len(1025), 2304);
         let smooth = |mut n: usize| {
             for p in [2, 3] {
-                while n % p == 0 {
+                while n.is_multiple_of(p) {
                     n /= p;
                 }
             }
@@ -1207,7 +1280,7 @@ mod tests {
         };
         for len in 1..600 {
             let n = fft_len(len);
-            assert!(n % 2 == 0 && n >= 2 * len && smooth(n), "len {len}: {n}");
+            assert!(n.is_multiple_of(2) && n >= 2 * len && smooth(n), "len {len}: {n}");
             assert!((2 * len..n).all(|m| m % 2 == 1 || !smooth(m)), "len {len}: {n} is not the smallest");
         }
     }
@@ -1334,7 +1407,7 @@ mod tests {
                 let grads = [gu, gk, gd];
                 for (p, grad) in grads.iter().enumerate() {
                     let scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-                    for i in 0..grad.len() {
+                    for (i, &analytic) in grad.iter().enumerate() {
                         let old = param(&mut case, p)[i];
                         param(&mut case, p)[i] = old + h;
                         let plus = functional(&case, method, &w);
@@ -1342,8 +1415,8 @@ mod tests {
                         let minus = functional(&case, method, &w);
                         param(&mut case, p)[i] = old;
                         let fd = (plus - minus) / (2.0 * h as f64);
-                        let err = (fd - grad[i] as f64).abs();
-                        assert!(err <= 1e-3 * scale + 1e-4, "{method:?} B={b} T={t} C={c} L={l} param {p} index {i}: analytic {} vs fd {fd}", grad[i]);
+                        let err = (fd - analytic as f64).abs();
+                        assert!(err <= 1e-3 * scale + 1e-4, "{method:?} B={b} T={t} C={c} L={l} param {p} index {i}: analytic {analytic} vs fd {fd}");
                     }
                 }
             }
@@ -1428,11 +1501,11 @@ mod tests {
             let bwd = |gy: &[f32], gu: Option<&mut [f32]>, gk: Option<&mut [f32]>, gd: Option<&mut [f32]>| {
                 long_conv_backward_with(method, &s, &case.u, &case.k, &case.d, gy, gu, gk, gd)
             };
-            assert!(bwd(&gy, Some(&mut vec![0.0; n]), Some(&mut vec![0.0; 30]), Some(&mut vec![0.0; 3])).is_ok());
+            assert!(bwd(&gy, Some(&mut vec![0.0; n]), Some(&mut [0.0; 30]), Some(&mut [0.0; 3])).is_ok());
             assert!(is_shape(bwd(&gy[1..], None, None, None)), "short grad_out");
             assert!(is_shape(bwd(&gy, Some(&mut vec![0.0; n - 1]), None, None)), "short grad_u");
-            assert!(is_shape(bwd(&gy, None, Some(&mut vec![0.0; 24]), None)), "grad_k of T taps instead of L");
-            assert!(is_shape(bwd(&gy, None, None, Some(&mut vec![0.0; 4]))), "long grad_d");
+            assert!(is_shape(bwd(&gy, None, Some(&mut [0.0; 24]), None)), "grad_k of T taps instead of L");
+            assert!(is_shape(bwd(&gy, None, None, Some(&mut [0.0; 4]))), "long grad_d");
             let r = long_conv_backward_with(method, &short, &case.u, &case.k[..21], &case.d, &gy, None, None, None);
             assert!(is_shape(r), "backward with a filter shorter than the sequence");
         }
