@@ -33,16 +33,42 @@ const OP: &str = "long_conv";
 
 /// Sequence length from which [`LongConvMethod::Auto`] takes the FFT path.
 ///
-/// Measured with `cargo bench --bench long_conv` (B = 4, C = 128, 2 threads, this crate's
-/// release profile), milliseconds per call, median of criterion's estimates over two runs:
+/// Measured at B = 4, C = 128 with 2 threads (`CONVLM_THREADS=2`) on the 2-core dev machine
+/// while other builds kept its load average at 3–4.5, so a single number can move by 2×
+/// between runs. Milliseconds per call; bwd computes all three gradients.
 ///
-/// | T    | direct fwd | FFT fwd | direct bwd | FFT bwd |
-/// |------|-----------:|--------:|-----------:|--------:|
-/// | 64   | TBD        | TBD     | TBD        | TBD     |
-/// | 256  | TBD        | TBD     | TBD        | TBD     |
-/// | 1024 | TBD        | TBD     | TBD        | TBD     |
-/// | 4096 | TBD        | TBD     | TBD        | TBD     |
-pub const FFT_MIN_LEN: usize = 256;
+/// `cargo bench --bench long_conv`, criterion's median estimate, run 1 / run 2 (/ run 3):
+///
+/// | T    | direct fwd        | FFT fwd           | direct bwd        | FFT bwd           |
+/// |------|-------------------|-------------------|-------------------|-------------------|
+/// | 64   | 0.044/0.085/0.055 | 0.114/0.133/0.102 | 0.115/0.165/0.102 | 0.153/0.175/0.163 |
+/// | 128  | 0.193/0.205/0.187 | 0.183/0.222/0.209 | 0.427/0.397/0.388 | 0.165/0.323/0.158 |
+/// | 192  | 0.174/0.352/0.184 | 0.152/0.340/0.278 | 0.405/0.836/0.408 | 0.313/0.468/0.501 |
+/// | 256  | 0.303/0.684/0.317 | 0.399/0.325/0.307 | 1.17/1.46/0.642   | 0.602/0.507/0.466 |
+/// | 1024 | 10.9/9.8          | 1.47/0.74         | 30.0/11.6         | 3.13/1.32         |
+/// | 4096 | 223/101           | 10.7/4.55         | 471/193           | 18.4/8.0          |
+///
+/// The same calls alternated in one process (direct, FFT, direct, …; 20–95 calls each, on a
+/// pool worker), the range of the medians of three runs, which drifts less with the load:
+///
+/// | T    | direct fwd  | FFT fwd     | direct bwd  | FFT bwd     |
+/// |------|-------------|-------------|-------------|-------------|
+/// | 64   | 0.038–0.044 | 0.060–0.084 | 0.068–0.078 | 0.081–0.109 |
+/// | 96   | 0.057–0.060 | 0.079–0.113 | 0.113–0.126 | 0.118–0.156 |
+/// | 112  | 0.075–0.092 | 0.073–0.130 | 0.134–0.166 | 0.119–0.178 |
+/// | 128  | 0.089–0.105 | 0.077–0.118 | 0.173–0.226 | 0.124–0.180 |
+/// | 192  | 0.186–0.214 | 0.138–0.245 | 0.377–0.428 | 0.220–0.374 |
+/// | 256  | 0.318–0.346 | 0.147–0.263 | 0.627–0.698 | 0.250–0.412 |
+/// | 1024 | 4.77–4.92   | 0.90–1.29   | 11.7–12.1   | 1.34–1.94   |
+/// | 4096 | 97–103      | 4.55–4.64   | 193–202     | 7.77–7.91   |
+///
+/// A training step runs both directions: their sum was smaller by FFT from T = 128 on in all
+/// three alternating runs, and by direct summation at T ≤ 112 in two of them (the backward
+/// alone turns over near 112, the forward between 128 and 192). The bulk of both paths'
+/// work scales with B·C, so the crossover depends mainly on T; per-call costs (the FFT's
+/// filter spectra, one transform wasted on a lone item when B is odd) raise it for small
+/// B·C, and a CPU without AVX2 (the direct kernels' portable build) would move it too.
+pub const FFT_MIN_LEN: usize = 128;
 
 /// Sizes of one long convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1253,9 +1279,9 @@ mod tests {
     }
 
     /// Tolerance of f32 results against the f64 reference, as the largest error relative to
-    /// the output's largest magnitude: observed ≤ 5e-7 for both paths up to T = 257 (f32
-    /// sums of up to T terms; f32 FFTs, whose error is ~ε·log N of the signal's norm and so
-    /// is measured against the largest value rather than each element's own).
+    /// the output's largest magnitude. Observed: ≤ 5e-7 up to T = 257 and 1e-6 (direct) /
+    /// 3e-7 (FFT) at T = 1100. Relative to the largest value rather than each element's own,
+    /// because an f32 FFT's error (~ε·log N) is relative to the signal's norm.
     const TOL: f64 = 1e-5;
 
     const METHODS: [LongConvMethod; 2] = [LongConvMethod::Direct, LongConvMethod::Fft];
