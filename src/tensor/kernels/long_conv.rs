@@ -84,6 +84,7 @@ pub struct LongConvShape {
 }
 
 impl LongConvShape {
+    /// (B, T, C, L).
     pub fn new(batch: usize, len: usize, channels: usize, filter_len: usize) -> Self {
         LongConvShape { batch, len, channels, filter_len }
     }
