@@ -23,9 +23,9 @@
 //! buffers given, as the autograd engine accumulates them.
 
 mod direct;
-#[cfg(target_arch = "x86_64")]
-mod direct_avx2;
 mod fft;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod spectra;
 #[cfg(test)]
 mod tests;
@@ -347,7 +347,7 @@ fn transpose(src: &[f32], ss: usize, dst: &mut [f32], ds: usize, rows: usize, co
         (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
         // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA; the tiles are
         // bounds-checked slices.
-        unsafe { direct_avx2::transpose_tiles(src, ss, dst, ds, r8, c8) };
+        unsafe { simd::transpose_tiles(src, ss, dst, ds, r8, c8) };
     }
     let _ = simd;
     for i in 0..rows {

@@ -4,7 +4,8 @@
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::direct_avx2 as avx2;
+mod avx2;
+
 use super::{add_transposed_taps, transposed_taps, LongConvShape, LANES, ROWS};
 use crate::tensor::cpu::{avx2_fma, Avx2Fma};
 use crate::tensor::kernels::scratch::Scratch;
