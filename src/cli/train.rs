@@ -211,6 +211,7 @@ const RESUMABLE: [&str; 3] = ["train.steps", "train.epochs", "train.threads"];
 /// With `--resume`, the other flags may repeat the run's settings but not change them
 /// (they would be ignored, or make the resumed run differ from an uninterrupted one).
 fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
+    run.require_run()?;
     let stored = run.load_config()?;
     let mut base = stored.clone();
     if let Some(preset) = &a.config {

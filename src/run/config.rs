@@ -212,8 +212,16 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
         let (key, raw) = item.split_once('=').ok_or_else(|| Error::config("set", format!("`{item}` is not KEY=VALUE")))?;
         let parsed: serde_json::Value = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
         let mut slot = &mut value;
-        for part in key.split('.') {
-            let obj = slot.as_object_mut().ok_or_else(|| Error::config("set", format!("`{key}`: `{part}` is not inside a section")))?;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let section = if i == 0 { "the config".to_string() } else { format!("`{}`", parts[..i].join(".")) };
+            let obj = slot.as_object_mut().ok_or_else(|| Error::config("set", format!("`{key}`: {section} is a value, not a section with settings")))?;
+            let last = i + 1 == parts.len();
+            if !last && !obj.contains_key(*part) {
+                let mut known: Vec<&str> = obj.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(Error::config("set", format!("`{key}`: {section} has no section `{part}` (it has: {})", known.join(", "))));
+            }
             slot = obj.entry(part.to_string()).or_insert(serde_json::Value::Null);
         }
         *slot = parsed;

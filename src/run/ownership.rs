@@ -156,34 +156,26 @@ impl RunDir {
     /// (unless `force`, which renames whatever is there to `<dir>.old-N` and returns that
     /// name), then writes a fresh marker. The returned lock must be held for the whole run.
     pub fn claim(&self, force: bool) -> Result<(RunLock, RunManifest, Option<PathBuf>)> {
-        let root = self.root().to_path_buf();
         let mut moved = None;
+        // Refuse before writing anything (not even the lock file) into someone else's folder;
+        // with `force`, move someone else's files aside as they are.
+        match self.dir_state()? {
+            state @ (DirState::Other(_) | DirState::Run(_) | DirState::Legacy) if !force => self.refuse_unless_free(state)?,
+            DirState::Other(_) => moved = Some(self.move_aside()?),
+            _ => {}
+        }
         let lock = self.lock()?;
-        let state = self.dir_state()?;
-        let lock = match state {
+        // Check again under the lock, in case another process claimed the folder meanwhile.
+        let lock = match self.dir_state()? {
             DirState::Missing | DirState::Empty => lock,
-            DirState::Run(_) | DirState::Legacy if !force => {
-                return Err(Error::run_dir(
-                    &root,
-                    "already holds a run: pass --resume to continue it, --force to move it aside and start a new one, or choose another --out",
-                ))
-            }
-            DirState::Other(names) if !force => {
-                return Err(Error::run_dir(
-                    &root,
-                    format!(
-                        "is not empty and is not a convlm run (it holds {}{}, and no {MARKER_FILE}): choose another --out, or pass --force to move the folder aside",
-                        names.join(", "),
-                        if names.len() == 5 { ", …" } else { "" }
-                    ),
-                ))
+            state if !force => {
+                self.refuse_unless_free(state)?;
+                lock
             }
             _ => {
-                // Move the old folder aside while holding its lock, so no writer is moved.
-                let aside = (1..).map(|n| PathBuf::from(format!("{}.old-{n}", root.display()))).find(|p| !p.exists()).unwrap_or_default();
-                std::fs::rename(&root, &aside).map_err(|e| Error::io(&root, e))?;
+                // An old run is moved while we hold its lock, so no writer is moved.
+                moved = Some(self.move_aside()?);
                 drop(lock);
-                moved = Some(aside);
                 self.lock()?
             }
         };
@@ -192,12 +184,48 @@ impl RunDir {
         Ok((lock, manifest, moved))
     }
 
+    /// Renames the directory to the first free `<dir>.old-N` and returns that name.
+    fn move_aside(&self) -> Result<PathBuf> {
+        let root = self.root();
+        let aside = (1..).map(|n| PathBuf::from(format!("{}.old-{n}", root.display()))).find(|p| !p.exists()).unwrap_or_default();
+        std::fs::rename(root, &aside).map_err(|e| Error::io(root, e))?;
+        Ok(aside)
+    }
+
+    /// Errors unless `state` is a folder a new run may take (missing or empty).
+    fn refuse_unless_free(&self, state: DirState) -> Result<()> {
+        match state {
+            DirState::Missing | DirState::Empty => Ok(()),
+            DirState::Run(_) | DirState::Legacy => Err(Error::run_dir(
+                self.root(),
+                "already holds a run: pass --resume to continue it, --force to move it aside and start a new one, or choose another --out",
+            )),
+            DirState::Other(names) => Err(Error::run_dir(
+                self.root(),
+                format!(
+                    "is not empty and is not a convlm run (it holds {}{}, and no {MARKER_FILE}): choose another --out, or pass --force to move the folder aside",
+                    names.join(", "),
+                    if names.len() == 5 { ", …" } else { "" }
+                ),
+            )),
+        }
+    }
+
+    /// Errors unless the directory holds a run (with its marker, or from before markers).
+    pub fn require_run(&self) -> Result<()> {
+        match self.dir_state()? {
+            DirState::Run(_) | DirState::Legacy => Ok(()),
+            DirState::Missing | DirState::Empty => {
+                Err(Error::run_dir(self.root(), "holds no run to resume (no run.json or checkpoint): start one without --resume"))
+            }
+            DirState::Other(_) => Err(Error::run_dir(self.root(), "is not a convlm run (no run.json or checkpoint): nothing to resume")),
+        }
+    }
+
     /// Opens an existing run to continue it: takes its lock and returns its marker (`None` for
     /// a run from before markers, which then gets one).
     pub fn open_for_resume(&self) -> Result<(RunLock, Option<RunManifest>)> {
-        if matches!(self.dir_state()?, DirState::Missing | DirState::Empty) {
-            return Err(Error::run_dir(self.root(), "holds no run to resume (no run.json or checkpoint): start one without --resume"));
-        }
+        self.require_run()?;
         let lock = self.lock()?;
         match self.dir_state()? {
             DirState::Run(m) => Ok((lock, Some(m))),
