@@ -290,3 +290,37 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_a_finite_checkpoin
     assert_eq!(again.status.code(), Some(1), "{err2}");
     assert!(err2.contains(&format!("training diverged at step {step}:")), "{err2}");
 }
+
+#[test]
+fn an_update_that_overflows_keeps_the_exact_state_before_it() {
+    // Plain SGD whose rate jumps by 1e37 at step 12 (a step schedule): the gradients stay
+    // finite but the update overflows the parameters in place. Checkpoints every 5 steps: the
+    // last good state (after step 12) is rebuilt by replaying steps 11 and 12 from the
+    // checkpoint at step 10, and must equal the state of a run stopped at step 12.
+    let dir = tempfile::tempdir().unwrap();
+    let base = |run: &Path, steps: &str| -> Vec<String> {
+        let mut a = train_args(run);
+        let i = a.iter().position(|x| x == "--steps").unwrap();
+        a[i + 1] = steps.into();
+        let i = a.iter().position(|x| x == "--checkpoint-every").unwrap();
+        a[i + 1] = "5".into();
+        a.extend(["--optimizer", "sgd", "--lr", "10", "--clip-grad", "0", "--schedule", "step"].map(String::from));
+        a.extend(["--set", "schedule.step_size=12", "--set", "schedule.gamma=1e37"].map(String::from));
+        a
+    };
+    let run = dir.path().join("overflow");
+    let out = convlm().args(base(&run, "40")).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("training diverged at step 13: parameter ") && err.contains("after the update is not finite"), "{err}");
+    assert!(err.contains("the last good checkpoint (step 12)"), "{err}");
+    let (model, state) = load_checkpoint(&run);
+    assert_eq!(state.step, 12);
+    // The same run stopped cleanly after step 12.
+    let clean = dir.path().join("clean");
+    run_ok(&base(&clean, "12"));
+    let (want, _) = load_checkpoint(&clean);
+    for (p, q) in model.params().params().iter().zip(want.params().params()) {
+        assert!(p.value.data() == q.value.data(), "parameter {} differs from the uninterrupted run's after step 12", p.name);
+    }
+}

@@ -10,7 +10,7 @@ use super::parse::{finite_f32, positive_f64, serde_name};
 use super::progress::Progress;
 use convlm::data::DatasetKind;
 use convlm::models::ModelConfig;
-use convlm::optim::{OptimizerKind, Schedule};
+use convlm::optim::OptimizerKind;
 use convlm::run::config::{apply_overrides, load_preset, TokenizerKind};
 use convlm::run::{resume, train, CancelToken, ResumeOptions, RunConfig, RunDir, TrainOptions, TrainSummary};
 
@@ -114,6 +114,7 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
 /// `base` with every setting the flags give (for a new run, `base` is the preset; for a
 /// resumed one, the run's own config).
 fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
+    let mut sets = a.set.clone();
     if let Some(m) = a.model.as_deref().filter(|m| *m != c.model.family()) {
         c.model = ModelConfig::default_for(m)?;
         if c.model.is_grid() {
@@ -157,8 +158,14 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
         c.optimizer.weight_decay = v;
     }
     if let Some(s) = &a.schedule {
-        c.schedule.schedule = serde_json::from_value::<Schedule>(serde_json::json!({ "schedule": s }))
-            .map_err(|_| anyhow::anyhow!("invalid --schedule `{s}`: expected constant, step, onecycle or cosine"))?;
+        if !["constant", "step", "onecycle", "cosine"].contains(&s.as_str()) {
+            bail!("invalid --schedule `{s}`: expected constant, step, onecycle or cosine");
+        }
+        // The schedule's own parameters (a step schedule's step_size…) may come from --set.
+        let current = serde_json::to_value(&c.schedule.schedule)?;
+        if current["schedule"] != s.as_str() {
+            sets.insert(0, format!("schedule.schedule={s}"));
+        }
     }
     if let Some(v) = a.warmup {
         c.schedule.warmup_steps = v;
@@ -181,7 +188,7 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
     if a.threads.is_some() {
         c.train.threads = a.threads;
     }
-    Ok(apply_overrides(&c, &a.set)?)
+    Ok(apply_overrides(&c, &sets)?)
 }
 
 pub fn cmd_train(a: TrainArgs) -> Result<()> {

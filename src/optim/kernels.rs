@@ -9,6 +9,9 @@
 
 use rayon::prelude::*;
 
+use crate::tensor::all_finite;
+use crate::tensor::cpu::{avx2_fma, Avx2Fma};
+
 /// Elements per parallel work item; tensors no larger than this are updated inline.
 const CHUNK: usize = 1 << 15;
 
@@ -57,52 +60,59 @@ pub(crate) enum AdamDecay {
     Decoupled,
 }
 
-fn has_fma() -> bool {
-    crate::tensor::cpu::avx2_fma().is_some()
-}
-
 /// One SGD update of a tensor: `p`, its gradient `g` and momentum buffer `buf` (empty when
-/// momentum is 0). `decay` says whether L2 weight decay applies to this tensor.
-pub(crate) fn sgd_update(p: &mut [f32], g: &[f32], buf: &mut [f32], s: &SgdScalars, decay: bool) {
-    let fma = has_fma();
+/// momentum is 0). `decay` says whether L2 weight decay applies to this tensor. Returns
+/// whether every updated value is finite (checked on each chunk while it is in cache).
+pub(crate) fn sgd_update(p: &mut [f32], g: &[f32], buf: &mut [f32], s: &SgdScalars, decay: bool) -> bool {
+    let simd = avx2_fma();
     let momentum = !buf.is_empty();
+    let run = |p: &mut [f32], g: &[f32], b: &mut [f32]| {
+        sgd_dispatch(p, g, b, s, decay, momentum, simd);
+        all_finite(p)
+    };
     if p.len() <= CHUNK {
-        return sgd_dispatch(p, g, buf, s, decay, momentum, fma);
+        return run(p, g, buf);
     }
     if momentum {
-        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).for_each(|((p, g), b)| sgd_dispatch(p, g, b, s, decay, true, fma));
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).map(|((p, g), b)| run(p, g, b)).reduce(|| true, |a, b| a && b)
     } else {
-        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| sgd_dispatch(p, g, &mut [], s, decay, false, fma));
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).map(|(p, g)| run(p, g, &mut [])).reduce(|| true, |a, b| a && b)
     }
 }
 
-/// One Adam/AdamW update of a tensor with its moments `m` and `v`.
-pub(crate) fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars, decay: AdamDecay) {
-    let fma = has_fma();
+/// One Adam/AdamW update of a tensor with its moments `m` and `v`. Returns whether every
+/// updated parameter value is finite.
+pub(crate) fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars, decay: AdamDecay) -> bool {
+    let simd = avx2_fma();
+    let run = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+        adam_dispatch(p, g, m, v, s, decay, simd);
+        all_finite(p)
+    };
     if p.len() <= CHUNK {
-        return adam_dispatch(p, g, m, v, s, decay, fma);
+        return run(p, g, m, v);
     }
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| adam_dispatch(p, g, m, v, s, decay, fma));
+        .map(|(((p, g), m), v)| run(p, g, m, v))
+        .reduce(|| true, |a, b| a && b)
 }
 
 macro_rules! dispatch {
-    ($fma:expr, $generic:ident, $fast:ident, <$($c:tt),*>, ($($arg:expr),*)) => {{
+    ($simd:expr, $generic:ident, $fast:ident, <$($c:tt),*>, ($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
-        if $fma {
-            // SAFETY: `has_fma` is true only when an `Avx2Fma` token exists, on a CPU with AVX2 and FMA.
+        if $simd.is_some() {
+            // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
             unsafe { $fast::<$($c),*>($($arg),*) };
             return;
         }
-        let _ = $fma;
+        let _ = $simd;
         $generic::<$($c),*>($($arg),*)
     }};
 }
 
-fn sgd_dispatch(p: &mut [f32], g: &[f32], b: &mut [f32], s: &SgdScalars, decay: bool, momentum: bool, fma: bool) {
+fn sgd_dispatch(p: &mut [f32], g: &[f32], b: &mut [f32], s: &SgdScalars, decay: bool, momentum: bool, fma: Option<Avx2Fma>) {
     match (decay, momentum) {
         (false, false) => dispatch!(fma, sgd_loop, sgd_fma, <false, false>, (p, g, b, s)),
         (false, true) => dispatch!(fma, sgd_loop, sgd_fma, <false, true>, (p, g, b, s)),
@@ -111,7 +121,7 @@ fn sgd_dispatch(p: &mut [f32], g: &[f32], b: &mut [f32], s: &SgdScalars, decay: 
     }
 }
 
-fn adam_dispatch(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars, decay: AdamDecay, fma: bool) {
+fn adam_dispatch(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars, decay: AdamDecay, fma: Option<Avx2Fma>) {
     match decay {
         AdamDecay::None => dispatch!(fma, adam_loop, adam_fma, <false, false>, (p, g, m, v, s)),
         AdamDecay::L2 => dispatch!(fma, adam_loop, adam_fma, <true, false>, (p, g, m, v, s)),

@@ -66,11 +66,15 @@ impl Optimizer {
     }
 
     /// Applies one update to every parameter from its `grad`, with learning rate `lr`
-    /// (normally the schedule's value for this step).
+    /// (normally the schedule's value for this step). Returns the name of the first
+    /// parameter (in store order) that holds a NaN or an infinity after the update, checked
+    /// inside the update's own pass (an update can overflow from finite gradients: a huge
+    /// learning rate, L2 decay of huge weights); `None` when every value is finite.
     ///
     /// # Panics
     /// If `params` is not the store this optimizer was built for (a programming error).
-    pub fn step(&mut self, params: &mut ParamStore, lr: f32) {
+    pub fn step(&mut self, params: &mut ParamStore, lr: f32) -> Option<String> {
+        let mut first_bad = None;
         assert_eq!(params.params().len(), self.slots.len(), "optimizer used with a different parameter store");
         self.steps += 1;
         let lr = torch_scalar(lr);
@@ -82,7 +86,9 @@ impl Optimizer {
                     assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
                     assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
                     let decay = p.decay && wd != 0.0;
-                    sgd_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &s, decay);
+                    if !sgd_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &s, decay) && first_bad.is_none() {
+                        first_bad = Some(p.name.clone());
+                    }
                 }
             }
             OptimizerKind::Adam | OptimizerKind::AdamW => {
@@ -107,10 +113,13 @@ impl Optimizer {
                     assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
                     assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
                     let decay = if p.decay && wd != 0.0 { kind } else { AdamDecay::None };
-                    adam_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &mut slot.second, &s, decay);
+                    if !adam_update(p.value.data_mut(), p.grad.data(), &mut slot.first, &mut slot.second, &s, decay) && first_bad.is_none() {
+                        first_bad = Some(p.name.clone());
+                    }
                 }
             }
         }
+        first_bad
     }
 
     /// Names of the state tensors of slot `i`, paired with which buffer they are.

@@ -205,7 +205,8 @@ impl RunConfig {
 
 /// Applies `key=value` overrides (dotted paths into the config, e.g. `model.channels=128`,
 /// `train.batch_size=64`, `data.kind=stream`). Values parse as JSON when they can (numbers,
-/// booleans, arrays) and as strings otherwise. Errors name the key.
+/// booleans, arrays) and as strings otherwise. Errors name the key (an unknown section) or
+/// the overrides and what the resulting config lacks or cannot hold.
 pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunConfig> {
     let mut value = serde_json::to_value(config).map_err(|e| Error::config("config", e.to_string()))?;
     for item in overrides {
@@ -225,9 +226,10 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
             slot = obj.entry(part.to_string()).or_insert(serde_json::Value::Null);
         }
         *slot = parsed;
-        serde_json::from_value::<RunConfig>(value.clone()).map_err(|e| Error::config("set", format!("`{item}`: {e}")))?;
     }
-    serde_json::from_value(value).map_err(|e| Error::config("set", e.to_string()))
+    // Checked once all are in: settings that need each other (a schedule and its
+    // parameters) can come in any order.
+    serde_json::from_value(value).map_err(|e| Error::config("set", format!("`{}`: {e}", overrides.join(" "))))
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use crate::data::{Batch, Dataset, Split};
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
+use crate::run::step::batch_shape;
 use crate::tensor::Graph;
 
 /// Loss of a model over (part of) a split.
@@ -19,14 +20,6 @@ pub struct EvalReport {
     pub bits_per_token: f64,
     /// Predicted tokens counted.
     pub tokens: usize,
-}
-
-/// Input shape of a batch for the model: (B, T) or (B, H, W).
-pub fn batch_shape(batch: &Batch) -> Vec<usize> {
-    match batch.grid {
-        Some((h, w)) => vec![batch.batch_size, h, w],
-        None => vec![batch.batch_size, batch.seq_len],
-    }
 }
 
 /// Mean loss over `max_batches` batches spread evenly over `split` (0 = all of it), in eval
@@ -48,8 +41,7 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
             continue;
         }
         let mut g = Graph::new(false);
-        let logits = model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
-        let loss = g.cross_entropy(logits, &batch.targets)?;
+        let loss = model.loss(&mut g, &batch.inputs, &batch_shape(&batch), &batch.targets)?;
         total += g.value(loss).data()[0] as f64 * n as f64;
         count += n;
     }

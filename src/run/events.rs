@@ -57,3 +57,6 @@ pub enum TrainEvent<'a> {
     /// The loop ended (finished, interrupted or diverged); the summary or error follows.
     Finished,
 }
+
+/// Receives the events of a run (see [`TrainEvent`]).
+pub type OnEvent<'a> = &'a mut (dyn FnMut(TrainEvent<'_>) + Send);

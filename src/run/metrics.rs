@@ -1,18 +1,29 @@
-//! metrics.jsonl: one JSON object per logged step, appended and flushed as training goes.
+//! metrics.jsonl: one JSON object per logged step, appended in batches as training goes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// An append-only metrics log.
+/// An append-only metrics log. Records are collected and written in batches (a `write`
+/// system call per step cost more than a small model's step); [`MetricsLog::sync`] writes
+/// and syncs them, and nothing waits more than [`FLUSH_EVERY`] to reach the file.
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    /// Whole lines not yet written.
+    pending: String,
+    last_flush: Instant,
 }
+
+/// The longest a record waits in memory.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Pending bytes that are written at once.
+const FLUSH_BYTES: usize = 64 << 10;
 
 impl MetricsLog {
     /// Opens the log for appending after dropping every record past `keep_until_step` (so a
@@ -31,23 +42,44 @@ impl MetricsLog {
             crate::io::atomic_write(path, text.as_bytes())?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(MetricsLog { path: path.to_path_buf(), file })
+        Ok(MetricsLog { path: path.to_path_buf(), file, pending: String::new(), last_flush: Instant::now() })
     }
 
-    /// Appends one record and flushes it.
-    ///
-    /// The record and its newline go out in one `write` call on an append-mode file, so a
-    /// kill can tear only the last line (which [`read_records`] then skips).
+    /// Appends one record (written with the next batch).
     pub fn write(&mut self, record: &Value) -> Result<()> {
-        let mut line = record.to_string();
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+        self.pending.push_str(&record.to_string());
+        self.pending.push('\n');
+        if self.pending.len() >= FLUSH_BYTES || self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
     }
 
-    /// Forces the records written so far to disk (called before each checkpoint, so every
-    /// record a checkpoint covers survives a power loss along with it).
+    /// Writes the pending records: whole lines, in one `write` call on an append-mode file,
+    /// so a kill can tear only the last line (which [`read_records`] then skips).
+    pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(self.pending.as_bytes()).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the pending records and forces them to disk (called before each checkpoint,
+    /// so every record a checkpoint covers survives a power loss along with it).
     pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for MetricsLog {
+    /// Writes what is pending (an error here has nowhere to go: [`MetricsLog::sync`] reports
+    /// it where it matters, before checkpoints).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

@@ -11,10 +11,13 @@ pub mod ownership;
 pub mod plots;
 pub mod prepare;
 pub mod samples;
+mod session;
+pub mod step;
 pub mod trainer;
 
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};
 pub use eval::{evaluate, EvalReport};
-pub use events::{CancelToken, TrainEvent};
-pub use trainer::{resume, train, OnEvent, ResumeOptions, TrainOptions, TrainSummary};
+pub use events::{CancelToken, OnEvent, TrainEvent};
+pub use session::ResumeOptions;
+pub use trainer::{resume, train, TrainOptions, TrainSummary};

@@ -1,31 +1,23 @@
-//! The training loop: batches, forward, fused loss, backward, clipping, schedule, optimizer;
-//! periodic validation with samples and best-model tracking; checkpoints for exact resume;
-//! Ctrl-C and divergence handling.
+//! The training loop: a batch and one [`train_step`] per step, the schedule, the metrics
+//! log; periodic validation with samples and best-model tracking; checkpoints for exact
+//! resume; Ctrl-C and divergence handling.
 
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::{Dataset, Split, Tokenizer};
+use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::generate::SamplingConfig;
-use crate::models::Model;
-use crate::optim::{clip_grad_norm, first_non_finite, grad_norm, Optimizer};
-use crate::run::checkpoint::{RunDir, TrainState, BEST_FILE, METRICS_FILE};
+use crate::run::checkpoint::{RunDir, BEST_FILE, METRICS_FILE};
 use crate::run::config::RunConfig;
-use crate::run::eval::{batch_shape, evaluate};
-use crate::run::events::{CancelToken, TrainEvent};
+use crate::run::eval::evaluate;
+use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::ownership::{RunLock, RunManifest};
-use crate::run::prepare::{build_dataset, build_tokenizer, load_corpus};
 use crate::run::samples::{sample_texts, SampleRequest};
-use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning, with_workers_awake};
-use crate::tensor::Graph;
-
-/// Offset mixed into the run seed for the batch RNG, so batches and init differ.
-const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
+use crate::run::session::{new_session, resume_session, save_last_good, ResumeOptions, Session};
+use crate::run::step::{train_step, StepOutcome, StepSettings};
+use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning};
 
 /// How to run the loop.
 #[derive(Clone, Debug, Default)]
@@ -38,23 +30,6 @@ pub struct TrainOptions {
     /// `<dir>.old-N` instead of refusing.
     pub force: bool,
 }
-
-/// What a resumed run may change: how long it trains and on how many threads. Everything
-/// else comes from the run's own config.json.
-#[derive(Clone, Debug, Default)]
-pub struct ResumeOptions {
-    /// Train until this many steps in all (default: the total the run was started with).
-    pub steps: Option<u64>,
-    /// Or until this many passes over the training split in all.
-    pub epochs: Option<f64>,
-    /// Worker threads.
-    pub threads: Option<usize>,
-    /// Continue even though the data files changed since the run started.
-    pub allow_data_change: bool,
-}
-
-/// Receives the events of a run (see [`TrainEvent`]).
-pub type OnEvent<'a> = &'a mut (dyn FnMut(TrainEvent<'_>) + Send);
 
 /// The outcome of a finished run.
 #[derive(Clone, Debug)]
@@ -69,20 +44,6 @@ pub struct TrainSummary {
     pub params: usize,
     /// Where an earlier run (or other files) in the folder was moved by `force`.
     pub moved_aside: Option<std::path::PathBuf>,
-}
-
-/// Everything a run needs in memory.
-struct Session {
-    config: RunConfig,
-    tokenizer: Tokenizer,
-    dataset: Dataset,
-    model: Model,
-    optimizer: Optimizer,
-    rng: ChaCha8Rng,
-    state: TrainState,
-    /// The run directory's lock, held while the session lives.
-    _lock: RunLock,
-    moved_aside: Option<std::path::PathBuf>,
 }
 
 /// Trains `config` into a new run in `run` (claiming the folder: see
@@ -127,7 +88,6 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
     let mut last_loss = None;
     let started = Instant::now();
     let start_step = s.state.step;
-    let mut tokens = 0usize;
     while s.state.step < s.state.total_steps {
         // The batch RNG's position before this step's batch: what a checkpoint of the
         // `step` completed steps must record for an exact resume.
@@ -139,54 +99,23 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
             return Err(Error::Interrupted { step: s.state.step });
         }
         let step = s.state.step;
+        let step_started = Instant::now();
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
-        tokens += batch.num_targets();
-        // Forward and backward with the other workers kept awake between the step's ops.
-        let model = &mut s.model;
-        let loss = with_workers_awake(|| -> Result<f64> {
-            model.params_mut().zero_grad();
-            let mut g = Graph::new(true);
-            let logits = model.forward(&mut g, &batch.inputs, &batch_shape(&batch))?;
-            let loss_var = g.cross_entropy(logits, &batch.targets)?;
-            let loss = g.value(loss_var).data()[0] as f64;
-            if loss.is_finite() {
-                g.backward(loss_var)?;
-                model.params_mut().accumulate_grads(&g);
-            }
-            Ok(loss)
-        })?;
-        if !loss.is_finite() {
-            return diverged(run, &s, &mut log, step, rng_pos, "the loss".into());
-        }
-        if let Some(name) = first_non_finite(s.model.params()) {
-            return diverged(run, &s, &mut log, step, rng_pos, format!("the gradient of {name}"));
-        }
-        let norm = match cfg.train.clip_grad {
-            Some(max) => clip_grad_norm(s.model.params_mut(), max) as f64,
-            None => grad_norm(s.model.params()),
-        };
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.total_steps);
-        // An update can overflow even from finite gradients (a huge learning rate, L2 decay
-        // of already huge weights): keep the pre-update state so a divergence can still save
-        // the last good checkpoint (a copy of the values and optimizer moments per step).
-        let before = (s.model.params().params().iter().map(|p| p.value.clone()).collect::<Vec<_>>(), s.optimizer.clone());
-        s.optimizer.step(s.model.params_mut(), lr);
-        if let Some(bad) = s.model.params().params().iter().find(|p| !p.value.all_finite()).map(|p| p.name.clone()) {
-            let (values, optimizer) = before;
-            for (p, v) in s.model.params_mut().params_mut().iter_mut().zip(values) {
-                p.value = v;
-            }
-            s.optimizer = optimizer;
-            return diverged(run, &s, &mut log, step, rng_pos, format!("parameter {bad} after the update"));
-        }
-        drop(before);
+        let stats = match train_step(&mut s.model, &mut s.optimizer, &batch, StepSettings { lr, clip_grad: cfg.train.clip_grad })? {
+            StepOutcome::Done(stats) => stats,
+            StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what),
+        };
+        let step_s = step_started.elapsed().as_secs_f64().max(1e-9);
         s.state.step += 1;
-        last_loss = Some(loss);
-        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        let tok_s = tokens as f64 / elapsed;
-        log.write(&json!({"step": s.state.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s}))?;
-        let steps_per_s = (s.state.step - start_step) as f64 / elapsed;
-        on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss, tokens_per_s: tok_s, steps_per_s });
+        last_loss = Some(stats.loss);
+        let tokens_per_s = stats.tokens as f64 / step_s;
+        log.write(&json!({
+            "step": s.state.step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
+            "step_ms": (step_s * 1e6).round() / 1e3, "tokens_per_s": tokens_per_s.round(),
+        }))?;
+        let steps_per_s = (s.state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss: stats.loss, tokens_per_s, steps_per_s });
 
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         if at_eval {
@@ -200,6 +129,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
             run.save_checkpoint(&s.model, &s.optimizer, &s.state)?;
         }
     }
+    log.flush()?;
     // The plot is a convenience: a failure to draw it must not fail a finished run.
     if let Err(e) = crate::run::plots::plot_run(run) {
         on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
@@ -218,13 +148,16 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
 /// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
 /// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
 fn diverged(run: &RunDir, s: &Session, log: &mut MetricsLog, step: u64, rng_pos: u128, what: String) -> Result<TrainSummary> {
-    // The parameters were last updated with finite gradients, so they are the last good
-    // state: save it unless it already contains non-finite values.
+    log.sync()?;
     if s.model.params().params().iter().all(|p| p.value.all_finite()) {
+        // The loss or a gradient failed before the update: the model is the last good
+        // state (BatchNorm's running statistics are the ones after this step's forward).
         let mut state = s.state.clone();
         state.rng_word_pos = rng_pos.to_string();
-        log.sync()?;
         run.save_checkpoint(&s.model, &s.optimizer, &state)?;
+    } else {
+        // The update failed in place: rebuild the last good state by replay.
+        save_last_good(s, run, step)?;
     }
     Err(Error::NonFinite { step: step + 1, what })
 }
@@ -250,103 +183,4 @@ fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut MetricsLog, samp
         on_event(TrainEvent::Samples(&drawn));
     }
     Ok(())
-}
-
-/// Longest run a step count may ask for (a year of the smallest model's steps): `--epochs
-/// 1e12` is a mistake, not a plan.
-const MAX_STEPS: u64 = 1_000_000_000;
-
-/// Total optimizer steps of `epochs` passes over the training split (at least one).
-fn epochs_to_steps(epochs: f64, dataset: &Dataset, batch_size: usize) -> Result<u64> {
-    let steps = (epochs * dataset.num_examples(Split::Train) as f64 / batch_size as f64).ceil();
-    if !(steps.is_finite() && steps <= MAX_STEPS as f64) {
-        return Err(Error::config("epochs", format!("{epochs} epochs are {steps:.3e} steps of batch {batch_size}; at most {MAX_STEPS} steps")));
-    }
-    Ok((steps as u64).max(1))
-}
-
-fn total_steps(config: &RunConfig, dataset: &Dataset) -> Result<u64> {
-    match config.train.epochs {
-        Some(e) => epochs_to_steps(e, dataset, config.train.batch_size),
-        None => Ok(config.train.steps),
-    }
-}
-
-/// Refuses a run whose model and batches would not fit in memory (before allocating them).
-fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset) -> Result<()> {
-    let est = crate::run::memory::estimate(&config.model, vocab_size, config.train.batch_size, dataset.max_seq_len().max(1))?;
-    crate::run::memory::check_fits(&est, crate::run::memory::available())
-}
-
-fn new_session(config: &RunConfig, run: &RunDir, force: bool) -> Result<Session> {
-    config.validate()?;
-    let mut config = config.clone();
-    // Runs are read back from other folders (eval, resume): keep the data path absolute.
-    for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
-        *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
-    }
-    let corpus = load_corpus(&config.data)?;
-    let tokenizer = build_tokenizer(&config.data, &corpus.text)?;
-    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
-    let total_steps = total_steps(&config, &dataset)?;
-    if config.schedule.warmup_steps > total_steps {
-        return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
-    }
-    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
-    let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
-    let optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    // Only now, with everything built, is the folder claimed and written.
-    let (lock, mut manifest, moved_aside) = run.claim(force)?;
-    run.save_setup(&config, &tokenizer)?;
-    run.record_fingerprints(&mut manifest, &config, corpus.fingerprint)?;
-    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
-    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
-}
-
-fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEvent<'_>) -> Result<Session> {
-    let (lock, mut manifest) = run.open_for_resume()?;
-    let mut config = run.load_config()?;
-    run.remove_stale_temp_files()?;
-    if opts.threads.is_some() {
-        config.train.threads = opts.threads;
-    }
-    let tokenizer = run.load_tokenizer()?;
-    let corpus = load_corpus(&config.data)?;
-    match &manifest {
-        Some(m) => {
-            if let Some(warning) = run.check_data(m, &corpus.fingerprint, opts.allow_data_change)? {
-                on_event(TrainEvent::Warning(warning));
-            }
-        }
-        None => {
-            // A run from before run markers: mark it now, with today's files.
-            let mut m = RunManifest::new();
-            run.record_fingerprints(&mut m, &config, corpus.fingerprint.clone())?;
-            manifest = Some(m);
-        }
-    }
-    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
-    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
-    let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
-    let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    let mut state = run.load_checkpoint(&mut model, &mut optimizer, &config, &tokenizer)?;
-    if let Some(m) = &manifest {
-        run.check_setup(m, &config)?;
-    }
-    let asked = match (opts.steps, opts.epochs) {
-        (Some(steps), _) => Some(steps),
-        (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),
-        (None, None) => None,
-    };
-    if let Some(total) = asked {
-        if total < state.step {
-            return Err(Error::config("steps", format!("the run is already at step {}; to train further, ask for more steps in all", state.step)));
-        }
-        state.total_steps = total;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
-    let pos: u128 = state.rng_word_pos.parse().map_err(|_| Error::bad_file(run.file(crate::run::checkpoint::CHECKPOINT_FILE), "bad rng position"))?;
-    rng.set_word_pos(pos);
-    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
 }

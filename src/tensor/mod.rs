@@ -11,7 +11,7 @@ pub mod kernels;
 pub(crate) mod ops;
 pub mod threads;
 
-pub use dense::Tensor;
+pub use dense::{all_finite, Tensor};
 pub use graph::{Graph, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};

@@ -1,0 +1,203 @@
+//! The state of a training run in memory ([`Session`]): made fresh for a new run, loaded
+//! from the last checkpoint to resume one, and rebuilt by replay when an update diverged.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{Dataset, Split, Tokenizer};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::optim::Optimizer;
+use crate::run::checkpoint::{RunDir, TrainState, CHECKPOINT_FILE};
+use crate::run::config::RunConfig;
+use crate::run::events::{OnEvent, TrainEvent};
+use crate::run::ownership::{RunLock, RunManifest};
+use crate::run::prepare::{build_dataset, build_tokenizer, load_corpus};
+use crate::run::step::{train_step, StepOutcome, StepSettings};
+
+/// Offset mixed into the run seed for the batch RNG, so batches and init differ.
+const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
+
+/// What a resumed run may change: how long it trains and on how many threads. Everything
+/// else comes from the run's own config.json.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// Train until this many steps in all (default: the total the run was started with).
+    pub steps: Option<u64>,
+    /// Or until this many passes over the training split in all.
+    pub epochs: Option<f64>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Continue even though the data files changed since the run started.
+    pub allow_data_change: bool,
+}
+
+/// Everything a run needs in memory.
+pub(super) struct Session {
+    pub config: RunConfig,
+    pub tokenizer: Tokenizer,
+    pub dataset: Dataset,
+    pub model: Model,
+    pub optimizer: Optimizer,
+    /// Draws the training batches; its position is saved in every checkpoint.
+    pub rng: ChaCha8Rng,
+    pub state: TrainState,
+    /// The run directory's lock, held while the session lives.
+    _lock: RunLock,
+    pub moved_aside: Option<std::path::PathBuf>,
+}
+
+/// A run's state before its first step.
+struct Start {
+    model: Model,
+    optimizer: Optimizer,
+    rng: ChaCha8Rng,
+    state: TrainState,
+}
+
+/// The model, optimizer, batch RNG and progress of `config` at step 0.
+fn start(config: &RunConfig, vocab_size: usize, total_steps: u64) -> Result<Start> {
+    let model = Model::new(&config.model, vocab_size, config.seed)?;
+    let optimizer = Optimizer::new(&config.optimizer, model.params())?;
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
+    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
+    Ok(Start { model, optimizer, rng, state })
+}
+
+/// The batch RNG at the position a checkpoint recorded.
+fn batch_rng(run: &RunDir, state: &TrainState) -> Result<ChaCha8Rng> {
+    let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
+    let pos: u128 = state.rng_word_pos.parse().map_err(|_| Error::bad_file(run.file(CHECKPOINT_FILE), "bad rng position"))?;
+    rng.set_word_pos(pos);
+    Ok(rng)
+}
+
+/// Longest run a step count may ask for (a year of the smallest model's steps): `--epochs
+/// 1e12` is a mistake, not a plan.
+pub(super) const MAX_STEPS: u64 = 1_000_000_000;
+
+/// Total optimizer steps of `epochs` passes over the training split (at least one).
+fn epochs_to_steps(epochs: f64, dataset: &Dataset, batch_size: usize) -> Result<u64> {
+    let steps = (epochs * dataset.num_examples(Split::Train) as f64 / batch_size as f64).ceil();
+    if !(steps.is_finite() && steps <= MAX_STEPS as f64) {
+        return Err(Error::config("epochs", format!("{epochs} epochs are {steps:.3e} steps of batch {batch_size}; at most {MAX_STEPS} steps")));
+    }
+    Ok((steps as u64).max(1))
+}
+
+fn total_steps(config: &RunConfig, dataset: &Dataset) -> Result<u64> {
+    match config.train.epochs {
+        Some(e) => epochs_to_steps(e, dataset, config.train.batch_size),
+        None => Ok(config.train.steps),
+    }
+}
+
+/// Refuses a run whose model and batches would not fit in memory (before allocating them).
+fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset) -> Result<()> {
+    let est = crate::run::memory::estimate(&config.model, vocab_size, config.train.batch_size, dataset.max_seq_len().max(1))?;
+    crate::run::memory::check_fits(&est, crate::run::memory::available())
+}
+
+pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool) -> Result<Session> {
+    config.validate()?;
+    let mut config = config.clone();
+    // Runs are read back from other folders (eval, resume): keep the data path absolute.
+    for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
+        *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
+    }
+    let corpus = load_corpus(&config.data)?;
+    let tokenizer = build_tokenizer(&config.data, &corpus.text)?;
+    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    let total_steps = total_steps(&config, &dataset)?;
+    if config.schedule.warmup_steps > total_steps {
+        return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
+    }
+    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
+    let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
+    let optimizer = Optimizer::new(&config.optimizer, model.params())?;
+    // Only now, with everything built, is the folder claimed and written.
+    let (lock, mut manifest, moved_aside) = run.claim(force)?;
+    run.save_setup(&config, &tokenizer)?;
+    run.record_fingerprints(&mut manifest, &config, corpus.fingerprint)?;
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
+    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
+}
+
+pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEvent<'_>) -> Result<Session> {
+    let (lock, mut manifest) = run.open_for_resume()?;
+    let mut config = run.load_config()?;
+    run.remove_stale_temp_files()?;
+    if opts.threads.is_some() {
+        config.train.threads = opts.threads;
+    }
+    let tokenizer = run.load_tokenizer()?;
+    let corpus = load_corpus(&config.data)?;
+    match &manifest {
+        Some(m) => {
+            if let Some(warning) = run.check_data(m, &corpus.fingerprint, opts.allow_data_change)? {
+                on_event(TrainEvent::Warning(warning));
+            }
+        }
+        None => {
+            // A run from before run markers: mark it now, with today's files.
+            let mut m = RunManifest::new();
+            run.record_fingerprints(&mut m, &config, corpus.fingerprint.clone())?;
+            manifest = Some(m);
+        }
+    }
+    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
+    let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
+    let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
+    let mut state = run.load_checkpoint(&mut model, &mut optimizer, &config, &tokenizer)?;
+    if let Some(m) = &manifest {
+        run.check_setup(m, &config)?;
+    }
+    let asked = match (opts.steps, opts.epochs) {
+        (Some(steps), _) => Some(steps),
+        (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),
+        (None, None) => None,
+    };
+    if let Some(total) = asked {
+        if total < state.step {
+            return Err(Error::config("steps", format!("the run is already at step {}; to train further, ask for more steps in all", state.step)));
+        }
+        state.total_steps = total;
+    }
+    let rng = batch_rng(run, &state)?;
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
+}
+
+/// Saves the state after `step` steps when the update of step `step + 1` made the model
+/// non-finite (the update ran in place, so the session's own model is lost): replays the
+/// steps since the last checkpoint (or since the start) exactly as they ran — same batches,
+/// same numbers, as a resume would — and saves a checkpoint there. Costs nothing until a
+/// run diverges, instead of a copy of every parameter and moment at every step.
+pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64) -> Result<()> {
+    let cfg = &s.config;
+    let (mut model, mut optimizer, mut rng, mut state) = if run.file(CHECKPOINT_FILE).is_file() {
+        let mut model = Model::new(&cfg.model, s.tokenizer.vocab_size(), cfg.seed)?;
+        let mut optimizer = Optimizer::new(&cfg.optimizer, model.params())?;
+        let state = run.load_checkpoint(&mut model, &mut optimizer, cfg, &s.tokenizer)?;
+        let rng = batch_rng(run, &state)?;
+        (model, optimizer, rng, state)
+    } else {
+        let Start { model, optimizer, rng, state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+        (model, optimizer, rng, state)
+    };
+    while state.step < step {
+        let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
+        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.total_steps);
+        match train_step(&mut model, &mut optimizer, &batch, StepSettings { lr, clip_grad: cfg.train.clip_grad })? {
+            StepOutcome::Done(_) => state.step += 1,
+            // The same steps ran without trouble the first time.
+            StepOutcome::Diverged { what } => {
+                return Err(Error::NonFinite { step: state.step + 1, what: format!("{what} (while replaying to save the last good state)") })
+            }
+        }
+    }
+    state.rng_word_pos = rng.get_word_pos().to_string();
+    (state.best_val_loss, state.best_step, state.total_steps) = (s.state.best_val_loss, s.state.best_step, s.state.total_steps);
+    run.save_checkpoint(&model, &optimizer, &state)
+}

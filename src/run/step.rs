@@ -1,0 +1,82 @@
+//! One training step — the one `convlm train` takes and `convlm bench` times: zero the
+//! gradients, forward with the head fused into the loss, backward, clip, and update, all
+//! with the pool's workers kept awake. Divergence is detected on the way at no extra cost:
+//! the loss is a number already, the gradient norm (needed for clipping and the log) is
+//! NaN or infinite exactly when a gradient is, and the optimizer checks its own output.
+
+use crate::data::Batch;
+use crate::error::Result;
+use crate::models::Model;
+use crate::optim::{clip_grad_norm, first_non_finite, grad_norm, Optimizer};
+use crate::tensor::threads::with_workers_awake;
+use crate::tensor::Graph;
+
+/// How one step updates the model.
+#[derive(Clone, Copy, Debug)]
+pub struct StepSettings {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad: Option<f32>,
+}
+
+/// What a finished step measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean cross-entropy of the batch (before the update).
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Targets that counted in the loss.
+    pub tokens: usize,
+}
+
+/// The outcome of a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The model was updated.
+    Done(StepStats),
+    /// Something became NaN or infinite; `what` says what (`the loss`, `the gradient of
+    /// <param>`, `parameter <param> after the update`). After a failed update the model and
+    /// optimizer hold non-finite values: the caller recovers the last good state.
+    Diverged { what: String },
+}
+
+/// Shape of a batch's token ids for the model: (B, T) or (B, H, W).
+pub fn batch_shape(batch: &Batch) -> Vec<usize> {
+    match batch.grid {
+        Some((h, w)) => vec![batch.batch_size, h, w],
+        None => vec![batch.batch_size, batch.seq_len],
+    }
+}
+
+/// Takes one optimizer step on `batch`.
+pub fn train_step(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings) -> Result<StepOutcome> {
+    let shape = batch_shape(batch);
+    // The whole step, the update included, with the other workers kept awake between ops.
+    with_workers_awake(|| -> Result<StepOutcome> {
+        model.params_mut().zero_grad();
+        let mut g = Graph::new(true);
+        let loss_var = model.loss(&mut g, &batch.inputs, &shape, &batch.targets)?;
+        let loss = g.value(loss_var).data()[0] as f64;
+        if !loss.is_finite() {
+            return Ok(StepOutcome::Diverged { what: "the loss".into() });
+        }
+        g.backward(loss_var)?;
+        model.params_mut().accumulate_grads(&g);
+        drop(g);
+        let norm = match settings.clip_grad {
+            Some(max) => clip_grad_norm(model.params_mut(), max) as f64,
+            None => grad_norm(model.params()),
+        };
+        if !norm.is_finite() {
+            // Only now is each gradient scanned, to name the first bad one.
+            let name = first_non_finite(model.params()).unwrap_or_else(|| "a parameter".into());
+            return Ok(StepOutcome::Diverged { what: format!("the gradient of {name}") });
+        }
+        if let Some(name) = optimizer.step(model.params_mut(), settings.lr) {
+            return Ok(StepOutcome::Diverged { what: format!("parameter {name} after the update") });
+        }
+        Ok(StepOutcome::Done(StepStats { loss, grad_norm: norm, tokens: batch.num_targets() }))
+    })
+}
