@@ -29,6 +29,9 @@ enum Command {
     /// Train a model (with no flags: a small dilated CNN on the built-in English word list),
     /// printing validation loss and samples; writes a run directory.
     Train(Box<TrainArgs>),
+    /// Tokenize a corpus once into a folder that training memory-maps (any size: read in
+    /// blocks, tokenized in parallel).
+    Prepare(cli::prepare::PrepareArgs),
     /// Sample text from a trained run.
     Sample(SampleArgs),
     /// Loss, perplexity and bits per token of a trained run on a split or another file.
@@ -72,6 +75,7 @@ fn report(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or_else(|| Command::Train(Box::default())) {
         Command::Train(a) => cli::train::cmd_train(*a),
+        Command::Prepare(a) => cli::prepare::cmd_prepare(a),
         Command::Sample(a) => cli::inspect::cmd_sample(a),
         Command::Eval(a) => cli::inspect::cmd_eval(a),
         Command::Plot(a) => cli::inspect::cmd_plot(a),

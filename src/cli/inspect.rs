@@ -10,7 +10,7 @@ use convlm::data::{Split, Splits, Tokenizer};
 use convlm::generate::SamplingConfig;
 use convlm::models::Model;
 use convlm::run::checkpoint::{BEST_FILE, MODEL_FILE};
-use convlm::run::prepare::{build_dataset, load_corpus};
+use convlm::run::prepare::{build_dataset, check_same_tokenizer, open_data};
 use convlm::run::samples::{sample_texts, SampleRequest};
 use convlm::run::{evaluate, RunConfig, RunDir};
 use convlm::tensor::threads::init_threads;
@@ -94,20 +94,24 @@ pub fn cmd_sample(a: SampleArgs) -> Result<()> {
     let (run, config, tokenizer, model) = load_run(&a.run, a.last)?;
     // The corpus only marks line samples as in-train / in-test / new: a changed or missing
     // corpus leaves them unmarked, with a word.
-    let corpus = match load_corpus(&config.data) {
-        Ok(corpus) => match run.manifest()?.map(|m| run.check_data(&m, &corpus.fingerprint, false)).transpose() {
-            Ok(_) => Some(corpus),
+    let dataset = if config.data.kind == convlm::data::DatasetKind::Lines {
+        let checked = open_data(&config.data, None, |_| {}).and_then(|data| {
+            if let Some(m) = run.manifest()? {
+                run.check_data(&m, &data.fingerprint, false)?;
+            }
+            check_same_tokenizer(&tokenizer, &data)?;
+            build_dataset(&config.data, &data, config.seed)
+        });
+        match checked {
+            Ok(dataset) => Some(dataset),
             Err(e) => {
                 eprintln!("warning: samples are not marked in-train / new: {e}");
                 None
             }
-        },
-        Err(e) => {
-            eprintln!("warning: samples are not marked in-train / new: the run's data cannot be read: {e}");
-            None
         }
+    } else {
+        None
     };
-    let dataset = corpus.and_then(|c| build_dataset(&config.data, &c.text, &tokenizer, config.seed).ok());
     let grid = (config.data.grid_height, config.data.grid_width);
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed };
     let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
@@ -144,15 +148,18 @@ pub fn cmd_eval(a: EvalArgs) -> Result<()> {
         }
         None => a.split,
     };
-    let corpus = load_corpus(&config.data)?;
+    // Another file is tokenized with the run's tokenizer; the run's own data was already.
+    let given = a.data.as_ref().map(|_| &tokenizer);
+    let data = open_data(&config.data, given, |_| {})?;
     if a.data.is_none() {
         if let Some(manifest) = run.manifest()? {
-            if let Some(warning) = run.check_data(&manifest, &corpus.fingerprint, a.allow_data_change)? {
+            if let Some(warning) = run.check_data(&manifest, &data.fingerprint, a.allow_data_change)? {
                 eprintln!("warning: {warning}");
             }
         }
+        check_same_tokenizer(&tokenizer, &data)?;
     }
-    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    let dataset = build_dataset(&config.data, &data, config.seed)?;
     let r = evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?;
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),

@@ -3,6 +3,7 @@
 
 pub mod inspect;
 pub mod parse;
+pub mod prepare;
 pub mod progress;
 pub mod tools;
 pub mod train;

@@ -28,6 +28,9 @@ impl Progress {
             TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
             _ if !self.verbose => {}
             TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
                 let bar = indicatif::ProgressBar::new(total_steps).with_position(step);
                 let style =
                     indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
@@ -52,6 +55,17 @@ impl Progress {
                     let tag = sample.novelty.map(|n| format!(" [{}]", n.name())).unwrap_or_default();
                     self.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
                 }
+            }
+            TrainEvent::Preparing(p) => {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = indicatif::ProgressBar::new(p.total_bytes);
+                    let style = indicatif::ProgressStyle::with_template("preparing the corpus ({msg}) {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                    bar.set_style(style);
+                    bar
+                });
+                bar.set_message(p.phase);
+                bar.set_position(p.bytes);
             }
             TrainEvent::Finished => {
                 if let Some(b) = self.bar.take() {

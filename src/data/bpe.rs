@@ -75,15 +75,23 @@ impl BpeTokenizer {
     /// The vocabulary can end up smaller than `vocab_size` when the corpus has too few distinct
     /// pairs to merge.
     pub fn train<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Self> {
+        Self::train_from_lines(texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n')), vocab_size, normalization)
+    }
+
+    /// [`BpeTokenizer::train`] from an iterator over the lines of a corpus (each with its line
+    /// break), consumed once: the trainer keeps word counts, so a corpus read as it goes never
+    /// sits in memory whole.
+    pub fn train_from_lines<I, S>(lines: I, vocab_size: usize, normalization: Normalization) -> Result<Self>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
         let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
         if vocab_size < minimum {
             return Err(Error::config(
                 "vocab_size",
                 format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
             ));
-        }
-        if texts.iter().all(|t| t.as_ref().trim().is_empty()) {
-            return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
         }
         let model = BPE::builder().unk_token(UNK.into()).build().map_err(hf_error("cannot create the BPE model"))?;
         let mut tok = tokenizers::Tokenizer::new(model);
@@ -99,8 +107,16 @@ impl BpeTokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let mut trainer = TrainerWrapper::from(trainer);
-        let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
+        let has_text = std::sync::atomic::AtomicBool::new(false);
+        let lines = lines.inspect(|l| {
+            if !l.as_ref().trim().is_empty() {
+                has_text.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         tok.train(&mut trainer, lines).map_err(hf_error("BPE training failed"))?;
+        if !has_text.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
+        }
         BpeTokenizer::from_hf(tok)
     }
 

@@ -93,6 +93,12 @@ impl CharTokenizer {
         Self::from_chars(chars.collect(), normalization, unknown)
     }
 
+    /// The special tokens followed by `chars` in code-point order (an alphabet collected
+    /// elsewhere, e.g. while a corpus is read in blocks).
+    pub fn from_alphabet(chars: BTreeSet<char>, normalization: Normalization, unknown: UnknownPolicy) -> Self {
+        Self::from_chars(chars, normalization, unknown)
+    }
+
     /// The special tokens followed by `chars` in code-point order.
     fn from_chars(chars: BTreeSet<char>, normalization: Normalization, unknown: UnknownPolicy) -> Self {
         let vocab = SPECIAL_TOKEN_NAMES.iter().map(|s| s.to_string()).chain(chars.into_iter().map(String::from)).collect();

@@ -1,9 +1,14 @@
-//! Building datasets from text: lines, a stream of windows, or grids; then the seeded split.
+//! Building datasets: the seeded (or contiguous) split of a [`TokenStore`]'s lines, stream
+//! chunks or grids, and the constructors from text, which tokenize through the same
+//! `data::encode` path as a prepared corpus.
 
-use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
 
-use super::dataset::{line_example, Dataset, DatasetKind, LineOptions};
-use super::split::Splits;
+use super::dataset::{Dataset, DatasetKind, LineOptions, Part};
+use super::encode::{Encoder, LineEncoder, LineRules, MemorySink};
+use super::split::{SplitMode, Splits};
+use super::store::TokenStore;
 use super::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -11,22 +16,60 @@ use crate::{Error, Result};
 /// splits; windows never cross a chunk boundary.
 const STREAM_CHUNKS: usize = 100;
 
-/// Adds "line N: " to a tokenizer error.
-fn at_line(line: usize, e: Error) -> Error {
-    match e {
-        Error::Tokenizer(msg) => Error::Tokenizer(format!("line {line}: {msg}")),
-        other => other,
-    }
+/// How to cut a store into examples and splits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    pub kind: DatasetKind,
+    /// Window length (stream).
+    pub block_size: usize,
+    /// (width, height) of a grid (grid).
+    pub grid: (usize, usize),
+    pub splits: Splits,
+    pub mode: SplitMode,
+    pub seed: u64,
 }
 
-/// Deals `items` to the three splits by [`Splits::assign`].
-fn deal(items: Vec<Vec<u32>>, splits: &Splits, unit: &str, seed: u64) -> Result<[Vec<Vec<u32>>; 3]> {
-    let assignment = splits.assign(items.len(), unit, seed)?;
-    let mut slots: Vec<Option<Vec<u32>>> = items.into_iter().map(Some).collect();
+/// The items of each split, by [`Splits::assign_by`].
+fn deal<T>(items: Vec<T>, layout: &Layout, unit: &str) -> Result<[Vec<T>; 3]> {
+    let assignment = layout.splits.assign_by(layout.mode, items.len(), unit, layout.seed)?;
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
     Ok(assignment.map(|ids| ids.into_iter().filter_map(|i| slots[i].take()).collect()))
 }
 
 impl Dataset {
+    /// Cuts `store` (made by `tokenizer`) into examples and splits as `layout` says: its
+    /// documents as lines or grid rows, or the whole stream as chunks of windows.
+    pub fn from_store(store: Arc<TokenStore>, tokenizer: &Tokenizer, layout: &Layout) -> Result<Self> {
+        layout.splits.validate()?;
+        let specials = tokenizer.specials();
+        let (parts, block_size, grid, max_seq_len) = match layout.kind {
+            DatasetKind::Lines => {
+                if store.num_docs() == 0 {
+                    return Err(Error::Data("the corpus has no non-blank lines".into()));
+                }
+                let longest = (0..store.num_docs()).map(|d| store.doc(d).len()).max().unwrap_or(0);
+                let parts = deal((0..store.num_docs()).collect(), layout, "lines")?.map(Part::Lines);
+                (parts, 0, None, longest + 1)
+            }
+            DatasetKind::Stream => {
+                let parts = stream_parts(&store, layout)?;
+                (parts, layout.block_size, None, layout.block_size)
+            }
+            DatasetKind::Grid => {
+                let (w, h) = layout.grid;
+                if w == 0 || h == 0 {
+                    return Err(Error::config("grid", format!("width and height must be at least 1, got {w}×{h}")));
+                }
+                let grids = grid_rows(&store, w, h);
+                if grids.is_empty() {
+                    return Err(Error::Data("the corpus has no text to lay out in grids".into()));
+                }
+                (deal(grids, layout, "grids")?.map(Part::Grid), 0, Some((h, w)), w * h)
+            }
+        };
+        Ok(Dataset { kind: layout.kind, specials, tokenizer: tokenizer.clone(), store, parts, block_size, grid, max_seq_len, lookup: Default::default() })
+    }
+
     /// One example per line of `text` (LF or CRLF line ends): `[<bos>, tokens…, <eos>]`.
     ///
     /// Lines that are empty or whitespace-only — or encode to no tokens after normalization —
@@ -39,32 +82,10 @@ impl Dataset {
         if opts.max_line_len == 0 {
             return Err(Error::config("max_line_len", "must be at least 1"));
         }
-        let specials = tok.specials();
-        let mut seen = HashSet::new();
-        let mut examples = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let tokens = tok.encode(line).map_err(|e| at_line(i + 1, e))?;
-            if tokens.len() > opts.max_line_len {
-                return Err(Error::Data(format!("line {} has {} tokens, more than max_line_len = {}", i + 1, tokens.len(), opts.max_line_len)));
-            }
-            if tokens.is_empty() || (opts.dedupe && !seen.insert(tokens.clone())) {
-                continue;
-            }
-            examples.push(line_example(&tokens, specials));
-        }
-        if examples.is_empty() {
-            return Err(Error::Data("the corpus has no non-blank lines".into()));
-        }
-        let parts = deal(examples, &opts.splits, "lines", opts.seed)?;
-        let index = parts.each_ref().map(|examples| {
-            let mut order: Vec<usize> = (0..examples.len()).collect();
-            order.sort_unstable_by(|&a, &b| examples[a].cmp(&examples[b]));
-            order
-        });
-        Ok(Dataset { kind: DatasetKind::Lines, specials, tokenizer: tok.clone(), parts, block_size: 0, grid: None, index })
+        let rules = LineRules { dedupe: opts.dedupe, max_line_len: opts.max_line_len };
+        let store = lines_store(text, tok, DatasetKind::Lines, rules)?;
+        let layout = Layout { kind: DatasetKind::Lines, block_size: 0, grid: (0, 0), splits: opts.splits, mode: opts.split_mode, seed: opts.seed };
+        Self::from_store(Arc::new(store), tok, &layout)
     }
 
     /// The whole `text` as one token stream, trained on windows of `block_size` tokens.
@@ -75,41 +96,9 @@ impl Dataset {
     /// chunk per needed split is an [`Error::Data`] saying how many tokens are needed.
     pub fn stream(text: &str, tok: &Tokenizer, block_size: usize, splits: &Splits, seed: u64) -> Result<Self> {
         splits.validate()?;
-        if block_size == 0 {
-            return Err(Error::config("block_size", "must be at least 1"));
-        }
-        let tokens = tok.encode(text)?;
-        let min_chunk = block_size + 1;
-        let need = splits.min_items();
-        if tokens.len() < need * min_chunk {
-            return Err(Error::Data(format!(
-                "the corpus has {} tokens; block_size {block_size} with splits {splits} needs at least {} \
-                 ({need} chunks of block_size + 1 tokens)",
-                tokens.len(),
-                need * min_chunk
-            )));
-        }
-        let chunk_len = tokens.len().div_ceil(STREAM_CHUNKS).max(min_chunk);
-        let n_chunks = tokens.len() / chunk_len;
-        let mut chunks: Vec<Vec<u32>> = tokens.chunks(chunk_len).map(<[u32]>::to_vec).collect();
-        if chunks.len() > n_chunks {
-            let tail = chunks.pop().unwrap_or_default();
-            if let Some(last) = chunks.last_mut() {
-                last.extend(tail);
-            }
-        }
-        let parts = deal(chunks, splits, "chunks", seed)?;
-        let index = parts.each_ref().map(|chunks| {
-            chunks
-                .iter()
-                .scan(0, |total, c| {
-                    *total += c.len() - block_size;
-                    Some(*total)
-                })
-                .collect()
-        });
-        let specials = tok.specials();
-        Ok(Dataset { kind: DatasetKind::Stream, specials, tokenizer: tok.clone(), parts, block_size, grid: None, index })
+        let ids = Encoder::new(tok)?.encode_stream(text)?;
+        let layout = Layout { kind: DatasetKind::Stream, block_size, grid: (0, 0), splits: *splits, mode: SplitMode::Dealt, seed };
+        Self::from_store(Arc::new(TokenStore::owned(ids, None)), tok, &layout)
     }
 
     /// `text` laid out as rows of `width` tokens, grouped into grids of `height` rows.
@@ -124,33 +113,68 @@ impl Dataset {
         if width == 0 || height == 0 {
             return Err(Error::config("grid", format!("width and height must be at least 1, got {width}×{height}")));
         }
-        let pad = tok.specials().pad;
-        let mut rows: Vec<Vec<u32>> = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let tokens = tok.encode(line).map_err(|e| at_line(i + 1, e))?;
-            if tokens.is_empty() {
-                rows.push(vec![pad; width]);
-            }
-            for piece in tokens.chunks(width) {
-                let mut row = piece.to_vec();
-                row.resize(width, pad);
-                rows.push(row);
-            }
-        }
-        let grids: Vec<Vec<u32>> = rows
-            .chunks(height)
-            .map(|rows| {
-                let mut grid = rows.concat();
-                grid.resize(width * height, pad);
-                grid
-            })
-            .filter(|grid| grid.iter().any(|&t| t != pad))
-            .collect();
-        if grids.is_empty() {
-            return Err(Error::Data("the corpus has no text to lay out in grids".into()));
-        }
-        let parts = deal(grids, splits, "grids", seed)?;
-        let specials = tok.specials();
-        Ok(Dataset { kind: DatasetKind::Grid, specials, tokenizer: tok.clone(), parts, block_size: 0, grid: Some((height, width)), index: Default::default() })
+        let store = lines_store(text, tok, DatasetKind::Grid, LineRules { dedupe: false, max_line_len: usize::MAX })?;
+        let layout = Layout { kind: DatasetKind::Grid, block_size: 0, grid: (width, height), splits: *splits, mode: SplitMode::Dealt, seed };
+        Self::from_store(Arc::new(store), tok, &layout)
     }
+}
+
+/// The lines of `text` as documents in memory.
+fn lines_store(text: &str, tok: &Tokenizer, kind: DatasetKind, rules: LineRules) -> Result<TokenStore> {
+    let mut sink = MemorySink::default();
+    let encoder = Encoder::new(tok)?;
+    LineEncoder::new(&encoder, kind, rules).encode(text, 1, "", &mut sink)?;
+    Ok(sink.into_store(true))
+}
+
+/// The stream's chunks per split, with each split's running count of window starts.
+fn stream_parts(store: &TokenStore, layout: &Layout) -> Result<[Part; 3]> {
+    let (n, block_size, splits) = (store.len(), layout.block_size, &layout.splits);
+    if block_size == 0 {
+        return Err(Error::config("block_size", "must be at least 1"));
+    }
+    let min_chunk = block_size + 1;
+    let need = splits.min_items();
+    if n < need * min_chunk {
+        return Err(Error::Data(format!(
+            "the corpus has {n} tokens; block_size {block_size} with splits {splits} needs at least {} ({need} chunks of block_size + 1 tokens)",
+            need * min_chunk
+        )));
+    }
+    let chunk_len = n.div_ceil(STREAM_CHUNKS).max(min_chunk);
+    let n_chunks = (n / chunk_len).max(1);
+    // Equal chunks; the remainder joins the last one.
+    let chunks: Vec<Range<usize>> = (0..n_chunks).map(|i| i * chunk_len..if i + 1 == n_chunks { n } else { (i + 1) * chunk_len }).collect();
+    Ok(deal(chunks, layout, "chunks")?.map(|chunks| {
+        let cumulative = chunks
+            .iter()
+            .scan(0, |total, c| {
+                *total += c.len() - block_size;
+                Some(*total)
+            })
+            .collect();
+        Part::Stream { chunks, cumulative }
+    }))
+}
+
+/// The grids of a store's lines: each line wrapped into rows of `width` tokens (an empty line
+/// is one row of `<pad>`), `height` rows per grid, the last grid filled with `<pad>` rows,
+/// grids without any text dropped.
+fn grid_rows(store: &TokenStore, width: usize, height: usize) -> Vec<Vec<Option<Range<usize>>>> {
+    let mut rows: Vec<Option<Range<usize>>> = Vec::new();
+    for d in 0..store.num_docs() {
+        let line = store.doc(d);
+        if line.is_empty() {
+            rows.push(None);
+        }
+        rows.extend((line.start..line.end).step_by(width).map(|s| Some(s..(s + width).min(line.end))));
+    }
+    rows.chunks(height)
+        .map(|grid| {
+            let mut grid = grid.to_vec();
+            grid.resize(height, None);
+            grid
+        })
+        .filter(|grid| grid.iter().any(Option::is_some))
+        .collect()
 }

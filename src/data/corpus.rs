@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::source::{list_sources, read_source, SourceFingerprint, SourceOptions};
+use super::reader::read_blocks;
+use super::source::{list_sources, SourceFingerprint, SourceOptions};
 
 use crate::{Error, Result};
 
@@ -29,46 +30,33 @@ pub fn read_corpus_with(path: &Path, opts: &SourceOptions) -> Result<(String, So
     if files.is_empty() {
         return Err(Error::bad_file(path, "the corpus folder has no regular files"));
     }
-    let mut corpus = String::new();
-    let mut fingerprints = Vec::with_capacity(files.len());
-    for file in &files {
-        let (bytes, fp) = read_source(file, opts)?;
-        fingerprints.push(fp);
-        let text = decode_text(bytes).map_err(|msg| Error::bad_file(&file.path, msg))?;
-        if text.trim().is_empty() {
-            if !is_dir {
-                return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
+    let (mut corpus, mut file_text) = (String::new(), String::new());
+    let fingerprints = read_blocks(
+        &files,
+        opts,
+        |block| {
+            file_text.push_str(&block.text);
+            if block.last_of_file {
+                let text = std::mem::take(&mut file_text);
+                if text.trim().is_empty() {
+                    if !is_dir {
+                        return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
+                    }
+                } else {
+                    corpus.push_str(&text);
+                    if is_dir && !corpus.ends_with('\n') {
+                        corpus.push('\n');
+                    }
+                }
             }
-            continue;
-        }
-        if !is_dir {
-            return Ok((text, SourceFingerprint { files: fingerprints }));
-        }
-        corpus.push_str(&text);
-        if !corpus.ends_with('\n') {
-            corpus.push('\n');
-        }
-    }
+            Ok(())
+        },
+        |_| {},
+    )?;
     if corpus.is_empty() {
         return Err(Error::bad_file(path, format!("all {} files of the corpus folder are empty (no text)", files.len())));
     }
     Ok((corpus, SourceFingerprint { files: fingerprints }))
-}
-
-/// Validates and cleans file content; the error message gives the byte offset of the problem
-/// in the original bytes.
-fn decode_text(mut bytes: Vec<u8>) -> std::result::Result<String, String> {
-    const BOM: &[u8] = b"\xEF\xBB\xBF";
-    let skipped = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
-    bytes.drain(..skipped);
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
-        return Err(format!("contains a NUL byte at byte offset {}: a binary file, not text", pos + skipped));
-    }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let pos = e.utf8_error().valid_up_to() + skipped;
-        format!("not valid UTF-8 at byte offset {pos} (a binary file, or another text encoding)")
-    })?;
-    Ok(if text.contains("\r\n") { text.replace("\r\n", "\n") } else { text })
 }
 
 /// The built-in corpus for a run without data: the English word list of the
@@ -82,18 +70,4 @@ pub fn builtin_corpus() -> String {
         text.push('\n');
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_text;
-
-    #[test]
-    fn decode_cleans_and_reports_offsets() {
-        assert_eq!(decode_text(b"\xEF\xBB\xBFab\r\ncd\r".to_vec()).unwrap(), "ab\ncd\r");
-        let err = decode_text(b"\xEF\xBB\xBFabc\xFFdef".to_vec()).unwrap_err();
-        assert!(err.contains("byte offset 6"), "{err}");
-        let err = decode_text(b"ab\0cd".to_vec()).unwrap_err();
-        assert!(err.contains("NUL byte at byte offset 2"), "{err}");
-    }
 }

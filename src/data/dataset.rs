@@ -1,11 +1,16 @@
-//! Datasets after splitting: examples per split, random batches and ordered evaluation batches.
-//! The constructors ([`Dataset::lines`], [`Dataset::stream`], [`Dataset::grid`]) live in
-//! `construct.rs`.
+//! Datasets after splitting: examples per split, random batches and ordered evaluation batches,
+//! read from a [`TokenStore`] (in memory, or a memory-mapped prepared corpus) without copying
+//! the corpus. The constructors live in `construct.rs`.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::batch::Batch;
-use super::split::{uniform_index, Split, Splits};
+use super::split::{uniform_index, Split, SplitMode, Splits};
+use super::store::{ids_hash, TokenStore};
 use super::{SpecialTokens, Tokenizer};
 
 /// How a corpus is cut into examples.
@@ -32,14 +37,28 @@ pub struct LineOptions {
     pub max_line_len: usize,
     /// Split fractions (default 0.8/0.1/0.1).
     pub splits: Splits,
+    /// Dealt (default) or contiguous splits.
+    pub split_mode: SplitMode,
     /// Seed of the split.
     pub seed: u64,
 }
 
 impl Default for LineOptions {
     fn default() -> Self {
-        LineOptions { dedupe: false, max_line_len: 1000, splits: Splits::default(), seed: 0 }
+        LineOptions { dedupe: false, max_line_len: 1000, splits: Splits::default(), split_mode: SplitMode::Dealt, seed: 0 }
     }
+}
+
+/// The examples of one split.
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    /// Lines: the store's document ids.
+    Lines(Vec<usize>),
+    /// Stream: token ranges (chunks) and the number of window starts up to each chunk.
+    Stream { chunks: Vec<Range<usize>>, cumulative: Vec<usize> },
+    /// Grid: per grid, its rows: a token range (at most W tokens) or `None` for a row of
+    /// `<pad>`.
+    Grid(Vec<Vec<Option<Range<usize>>>>),
 }
 
 /// A tokenized corpus split into train/val/test, ready to batch.
@@ -59,15 +78,16 @@ pub struct Dataset {
     pub(crate) specials: SpecialTokens,
     /// The tokenizer the corpus was encoded with (for [`Dataset::contains_line`]).
     pub(crate) tokenizer: Tokenizer,
-    /// Per split: line examples, stream chunks, or flattened grids.
-    pub(crate) parts: [Vec<Vec<u32>>; 3],
+    pub(crate) store: Arc<TokenStore>,
+    pub(crate) parts: [Part; 3],
     /// Stream window length T (0 for other kinds).
     pub(crate) block_size: usize,
     /// (H, W) of a grid dataset.
     pub(crate) grid: Option<(usize, usize)>,
-    /// Stream: per split, the cumulative number of window starts after each chunk.
-    /// Lines: per split, example indices sorted by content (for [`Dataset::contains_line`]).
-    pub(crate) index: [Vec<usize>; 3],
+    /// The longest input row any batch can have.
+    pub(crate) max_seq_len: usize,
+    /// Lines: per split, hashes of its lines' ids, built on the first lookup.
+    pub(crate) lookup: [OnceLock<HashSet<u64>>; 3],
 }
 
 impl Dataset {
@@ -94,25 +114,35 @@ impl Dataset {
     /// The longest input row any batch can have: the longest line example minus one, the
     /// stream's block size, or H·W.
     pub fn max_seq_len(&self) -> usize {
-        match self.kind {
-            DatasetKind::Lines => self.parts.iter().flatten().map(|e| e.len() - 1).max().unwrap_or(0),
-            DatasetKind::Stream => self.block_size,
-            DatasetKind::Grid => self.grid.map_or(0, |(h, w)| h * w),
-        }
+        self.max_seq_len
     }
 
     /// Number of examples of a split: lines, grids, or non-overlapping stream windows (see
     /// [`Dataset`]); the rows that [`Dataset::batches`] yields.
     pub fn num_examples(&self, split: Split) -> usize {
-        match self.kind {
-            DatasetKind::Stream => self.parts[split.index()].iter().map(|c| (c.len() - 1).div_ceil(self.block_size)).sum(),
-            _ => self.parts[split.index()].len(),
+        match &self.parts[split.index()] {
+            Part::Lines(docs) => docs.len(),
+            Part::Grid(grids) => grids.len(),
+            Part::Stream { chunks, .. } => chunks.iter().map(|c| (c.len() - 1).div_ceil(self.block_size)).sum(),
         }
     }
 
-    /// Number of tokens in a split (for lines, `<bos>` and `<eos>` included).
+    /// Number of tokens in a split (for lines, `<bos>` and `<eos>` included; for grids, every
+    /// cell).
     pub fn num_tokens(&self, split: Split) -> usize {
-        self.parts[split.index()].iter().map(Vec::len).sum()
+        match &self.parts[split.index()] {
+            Part::Lines(docs) => docs.iter().map(|&d| self.store.doc(d).len() + 2).sum(),
+            Part::Grid(grids) => grids.len() * self.grid.map_or(0, |(h, w)| h * w),
+            Part::Stream { chunks, .. } => chunks.iter().map(Range::len).sum(),
+        }
+    }
+
+    /// Number of examples [`Dataset::sample_batch`] draws from.
+    fn population(&self, split: Split) -> usize {
+        match &self.parts[split.index()] {
+            Part::Stream { cumulative, .. } => cumulative.last().copied().unwrap_or(0),
+            _ => self.num_examples(split),
+        }
     }
 
     /// `batch_size` examples drawn uniformly with replacement from `split` (for streams, from
@@ -120,85 +150,96 @@ impl Dataset {
     /// `rng.next_u64()`, so a seeded `ChaCha8Rng` gives the same batch on every platform.
     /// An empty split (fraction 0) gives an empty batch.
     pub fn sample_batch(&self, split: Split, batch_size: usize, rng: &mut impl rand::Rng) -> Batch {
-        let population = match self.kind {
-            DatasetKind::Stream => self.index[split.index()].last().copied().unwrap_or(0),
-            _ => self.parts[split.index()].len(),
-        };
+        let population = self.population(split);
         let batch_size = if population == 0 { 0 } else { batch_size };
-        let rows: Vec<(&[u32], &[u32])> = (0..batch_size).map(|_| self.sample_row(split, uniform_index(rng, population))).collect();
-        Batch::pad_rows(&rows, self.specials.pad, self.grid)
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..batch_size).map(|_| self.sample_row(split, uniform_index(rng, population))).collect();
+        self.batch_of(&rows)
     }
 
     /// Every example of `split` once, in order, `batch_size` per batch (the last may be
     /// smaller; a `batch_size` of 0 counts as 1), each padded to its longest row.
     pub fn batches(&self, split: Split, batch_size: usize) -> impl Iterator<Item = Batch> + '_ {
-        let rows = self.eval_rows(split);
+        let n = self.num_examples(split);
         let batch_size = batch_size.max(1);
-        (0..rows.len()).step_by(batch_size).map(move |start| {
-            let end = (start + batch_size).min(rows.len());
-            Batch::pad_rows(&rows[start..end], self.specials.pad, self.grid)
+        (0..n).step_by(batch_size).map(move |start| {
+            let rows: Vec<(Vec<u32>, Vec<u32>)> = (start..(start + batch_size).min(n)).map(|k| self.eval_row(split, k)).collect();
+            self.batch_of(&rows)
         })
     }
 
+    fn batch_of(&self, rows: &[(Vec<u32>, Vec<u32>)]) -> Batch {
+        let slices: Vec<(&[u32], &[u32])> = rows.iter().map(|(x, y)| (x.as_slice(), y.as_slice())).collect();
+        Batch::pad_rows(&slices, self.specials.pad, self.grid)
+    }
+
     /// Whether `text`, encoded like a line of the corpus, is an example of `split`; always
-    /// false for stream and grid datasets, and for text the tokenizer cannot encode.
+    /// false for stream and grid datasets, and for text the tokenizer cannot encode. (Lines
+    /// are compared by a 64-bit hash of their ids.)
     pub fn contains_line(&self, split: Split, text: &str) -> bool {
-        if self.kind != DatasetKind::Lines {
-            return false;
+        let Part::Lines(docs) = &self.parts[split.index()] else { return false };
+        let Ok(tokens) = self.tokenizer.encode(text) else { return false };
+        let set = self.lookup[split.index()].get_or_init(|| docs.iter().map(|&d| ids_hash(&self.store.read(self.store.doc(d)))).collect());
+        set.contains(&ids_hash(&tokens))
+    }
+
+    /// The `<bos> line <eos>` example of document `d`.
+    fn line_example(&self, d: usize) -> Vec<u32> {
+        let mut example = vec![self.specials.bos];
+        self.store.read_into(self.store.doc(d), &mut example);
+        example.push(self.specials.eos);
+        example
+    }
+
+    /// The flattened cells of a grid.
+    fn grid_cells(&self, rows: &[Option<Range<usize>>]) -> Vec<u32> {
+        let (_, w) = self.grid.unwrap_or((0, 0));
+        let mut cells = Vec::with_capacity(rows.len() * w);
+        for row in rows {
+            let start = cells.len();
+            if let Some(r) = row {
+                self.store.read_into(r.clone(), &mut cells);
+            }
+            cells.resize(start + w, self.specials.pad);
         }
-        let Ok(tokens) = self.tokenizer.encode(text) else {
-            return false;
-        };
-        let example = line_example(&tokens, self.specials);
-        let examples = &self.parts[split.index()];
-        self.index[split.index()].binary_search_by(|&i| examples[i].cmp(&example)).is_ok()
+        cells
     }
 
     /// Input and target of sample `k` of `split` (a window start for streams).
-    fn sample_row(&self, split: Split, k: usize) -> (&[u32], &[u32]) {
-        let examples = &self.parts[split.index()];
-        match self.kind {
-            DatasetKind::Lines => {
-                let e = &examples[k];
-                (&e[..e.len() - 1], &e[1..])
+    fn sample_row(&self, split: Split, k: usize) -> (Vec<u32>, Vec<u32>) {
+        match &self.parts[split.index()] {
+            Part::Lines(docs) => {
+                let e = self.line_example(docs[k]);
+                (e[..e.len() - 1].to_vec(), e[1..].to_vec())
             }
-            DatasetKind::Grid => (&examples[k], &examples[k]),
-            DatasetKind::Stream => {
-                let cumulative = &self.index[split.index()];
+            Part::Grid(grids) => {
+                let cells = self.grid_cells(&grids[k]);
+                (cells.clone(), cells)
+            }
+            Part::Stream { chunks, cumulative } => {
                 let chunk = cumulative.partition_point(|&c| c <= k);
-                let start = k - if chunk == 0 { 0 } else { cumulative[chunk - 1] };
-                let c = &examples[chunk];
-                (&c[start..start + self.block_size], &c[start + 1..start + self.block_size + 1])
+                let start = chunks[chunk].start + k - if chunk == 0 { 0 } else { cumulative[chunk - 1] };
+                let w = self.store.read(start..start + self.block_size + 1);
+                (w[..self.block_size].to_vec(), w[1..].to_vec())
             }
         }
     }
 
-    /// The rows of [`Dataset::batches`], in order.
-    fn eval_rows(&self, split: Split) -> Vec<(&[u32], &[u32])> {
-        let examples = &self.parts[split.index()];
-        match self.kind {
-            DatasetKind::Lines | DatasetKind::Grid => (0..examples.len()).map(|k| self.sample_row(split, k)).collect(),
-            DatasetKind::Stream => {
-                let t = self.block_size;
-                examples
-                    .iter()
-                    .flat_map(|c| {
-                        (0..c.len() - 1).step_by(t).map(move |s| {
-                            let end = (s + t).min(c.len() - 1);
-                            (&c[s..end], &c[s + 1..end + 1])
-                        })
-                    })
-                    .collect()
+    /// Row `k` of [`Dataset::batches`].
+    fn eval_row(&self, split: Split, k: usize) -> (Vec<u32>, Vec<u32>) {
+        let Part::Stream { chunks, .. } = &self.parts[split.index()] else { return self.sample_row(split, k) };
+        let t = self.block_size;
+        // Non-overlapping windows: chunk by chunk, starts 0, T, 2T…; the last one shorter.
+        let mut k = k;
+        for c in chunks {
+            let n = (c.len() - 1).div_ceil(t);
+            if k < n {
+                let s = c.start + k * t;
+                let end = (s + t).min(c.end - 1);
+                let w = self.store.read(s..end + 1);
+                return (w[..w.len() - 1].to_vec(), w[1..].to_vec());
             }
+            k -= n;
         }
+        (Vec::new(), Vec::new())
     }
-}
-
-/// `[<bos>, tokens…, <eos>]`.
-pub(crate) fn line_example(tokens: &[u32], specials: SpecialTokens) -> Vec<u32> {
-    let mut example = Vec::with_capacity(tokens.len() + 2);
-    example.push(specials.bos);
-    example.extend_from_slice(tokens);
-    example.push(specials.eos);
-    example
 }

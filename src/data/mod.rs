@@ -19,21 +19,31 @@ mod bulk_encode;
 mod char_tokenizer;
 mod construct;
 mod corpus;
+mod corpus_file;
 mod dataset;
+mod encode;
 mod normalize;
+mod prepare;
+mod reader;
 mod source;
 mod split;
+mod store;
 mod tokenizer;
 
 pub use batch::Batch;
 pub use bpe::BpeTokenizer;
 pub use bulk_encode::{BulkEncoder, DEFAULT_CACHE_BYTES};
 pub use char_tokenizer::{CharTokenizer, UnknownPolicy};
+pub use construct::Layout;
 pub use corpus::{builtin_corpus, read_corpus, read_corpus_with};
+pub use corpus_file::{is_corpus, open_corpus, CorpusMeta, CorpusWriter, Dtype, CORPUS_META, CORPUS_TOKENIZER, DOCS_FILE, TOKENS_FILE};
 pub use dataset::{Dataset, DatasetKind, LineOptions};
+pub use encode::{Encoder, LineEncoder, LineRules, MemorySink, TokenSink};
 pub use normalize::Normalization;
-pub use source::{list_sources, read_source, FileFingerprint, SourceFile, SourceFingerprint, SourceOptions};
-pub use split::{Split, Splits};
+pub use prepare::{prepare, PrepareOptions, PrepareProgress, Source, TokenizerSpec};
+pub use source::{fingerprint_files, list_sources, FileFingerprint, SourceFile, SourceFingerprint, SourceOptions};
+pub use split::{Split, SplitMode, Splits};
+pub use store::{ids_hash, TokenStore};
 pub use tokenizer::{train_bpe, train_bpe_from_path, Tokenizer};
 
 /// Target value of positions that must not contribute to the loss (padding); the same

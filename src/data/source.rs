@@ -2,11 +2,9 @@
 //! recursively in sorted order), read with a content hash computed on the way, and the
 //! [`SourceFingerprint`] a run records so that `--resume` and `eval` notice a changed corpus.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::{Error, Result};
 
@@ -159,45 +157,11 @@ fn kind_name(_meta: &std::fs::Metadata) -> &'static str {
     "a special file"
 }
 
-/// Reads a whole source file, hashing its bytes on the way; non-regular files are opened
-/// without blocking (a FIFO without a writer reads as empty) and read up to
-/// `opts.special_file_limit` bytes.
-pub fn read_source(file: &SourceFile, opts: &SourceOptions) -> Result<(Vec<u8>, FileFingerprint)> {
-    let path = &file.path;
-    let mut f = open(file)?;
-    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::with_capacity(if file.regular { usize::try_from(meta.len()).unwrap_or(0) } else { 0 });
-    let mut hasher = Xxh3::new();
-    let limit = if file.regular { u64::MAX } else { opts.special_file_limit };
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = match f.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break, // a FIFO with nothing to read
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        if bytes.len() as u64 + n as u64 > limit {
-            return Err(Error::bad_file(path, format!("is not a regular file and holds more than data.special_file_limit = {limit} bytes")));
-        }
-        hasher.update(&chunk[..n]);
-        bytes.extend_from_slice(&chunk[..n]);
-    }
-    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-    let fp = FileFingerprint { name: file.name.clone(), size: bytes.len() as u64, modified, xxh3: format!("{:016x}", hasher.digest()) };
-    Ok((bytes, fp))
-}
-
-fn open(file: &SourceFile) -> Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    if !file.regular {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    options.open(&file.path).map_err(|e| Error::io(&file.path, e))
+/// The fingerprint of `files` (sizes and content hashes), reading each once in blocks
+/// without keeping it.
+pub fn fingerprint_files(files: &[SourceFile], opts: &SourceOptions) -> Result<SourceFingerprint> {
+    let files = super::reader::read_blocks(files, opts, |_| Ok(()), |_| {})?;
+    Ok(SourceFingerprint { files })
 }
 
 #[cfg(test)]
@@ -238,10 +202,10 @@ mod tests {
         // Allowed: a FIFO without a writer reads as empty instead of blocking.
         let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000 };
         let files = list_sources(&fifo, &opts).unwrap();
-        assert_eq!(read_source(&files[0], &opts).unwrap().0, b"");
+        assert_eq!(fingerprint_files(&files, &opts).unwrap().files[0].size, 0);
         // /dev/zero never ends: the limit stops it.
         let zero = list_sources(Path::new("/dev/zero"), &opts).unwrap();
-        let err = read_source(&zero[0], &opts).unwrap_err().to_string();
+        let err = fingerprint_files(&zero, &opts).unwrap_err().to_string();
         assert!(err.contains("/dev/zero") && err.contains("1000 bytes"), "{err}");
     }
 }

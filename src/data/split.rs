@@ -44,6 +44,18 @@ impl std::fmt::Display for Split {
     }
 }
 
+/// How items go to the splits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitMode {
+    /// Dealt by the seed: a shuffle, then consecutive runs of it (the default).
+    #[default]
+    Dealt,
+    /// Contiguous: train is the beginning of the data, then val, then test at the end
+    /// (nanoGPT's protocol: the model is scored on text after everything it saw).
+    Tail,
+}
+
 /// Fractions of the examples in each split (default 0.8 / 0.1 / 0.1).
 ///
 /// Each fraction must be finite and in [0, 1], `train` must be positive and the three must sum
@@ -126,9 +138,16 @@ impl Splits {
     /// `seed`, then consecutive runs of the shuffled order; each split lists its indices in
     /// increasing order.
     pub fn assign(&self, n: usize, unit: &str, seed: u64) -> Result<[Vec<usize>; 3]> {
+        self.assign_by(SplitMode::Dealt, n, unit, seed)
+    }
+
+    /// [`Splits::assign`], or with [`SplitMode::Tail`] consecutive runs of the items in order.
+    pub fn assign_by(&self, mode: SplitMode, n: usize, unit: &str, seed: u64) -> Result<[Vec<usize>; 3]> {
         let [train, val, _] = self.counts(n, unit)?;
         let mut order: Vec<usize> = (0..n).collect();
-        shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
+        if mode == SplitMode::Dealt {
+            shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(seed));
+        }
         let mut parts = [order[..train].to_vec(), order[train..train + val].to_vec(), order[train + val..].to_vec()];
         parts.iter_mut().for_each(|p| p.sort_unstable());
         Ok(parts)

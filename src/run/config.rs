@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DatasetKind, Normalization, Splits, UnknownPolicy};
+use crate::data::{DatasetKind, Normalization, SplitMode, Splits, UnknownPolicy};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::optim::{OptimizerConfig, ScheduleConfig};
@@ -51,6 +51,9 @@ pub struct DataConfig {
     pub grid_height: usize,
     /// Train/val/test fractions.
     pub splits: Splits,
+    /// `dealt` (items dealt to the splits by the seed) or `tail` (train is the beginning of
+    /// the data, val and test its end, as nanoGPT scores models).
+    pub split: SplitMode,
     /// Read FIFOs and devices as data (refused otherwise: a FIFO without a writer blocks,
     /// `/dev/zero` never ends).
     pub allow_special_files: bool,
@@ -74,6 +77,7 @@ impl Default for DataConfig {
             grid_width: 32,
             grid_height: 16,
             splits: Splits::default(),
+            split: SplitMode::Dealt,
             allow_special_files: false,
             special_file_limit: 1 << 30,
         }

@@ -52,6 +52,8 @@ pub enum TrainEvent<'a> {
     Eval { step: u64, val_loss: f64, best: bool },
     /// Samples drawn after an evaluation (only when [`TrainOptions::samples`](super::TrainOptions) is set).
     Samples(&'a [Sample]),
+    /// The corpus is being tokenized into the cache (text given as `--data` the first time).
+    Preparing(crate::data::PrepareProgress),
     /// Something went wrong that does not stop the run (a plot that could not be drawn).
     Warning(String),
     /// The loop ended (finished, interrupted or diverged); the summary or error follows.

@@ -4,7 +4,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Dataset, Split, Tokenizer};
+use crate::data::{Dataset, PrepareProgress, Split, Tokenizer};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::optim::Optimizer;
@@ -12,7 +12,7 @@ use crate::run::checkpoint::{RunDir, TrainState, CHECKPOINT_FILE};
 use crate::run::config::RunConfig;
 use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
-use crate::run::prepare::{build_dataset, build_tokenizer, load_corpus};
+use crate::run::prepare::{build_dataset, check_same_tokenizer, open_data};
 use crate::run::step::{train_step, StepOutcome, StepSettings};
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
@@ -98,16 +98,25 @@ fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset) -> Res
     crate::run::memory::check_fits(&est, crate::run::memory::available())
 }
 
-pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool) -> Result<Session> {
+/// The events of a run, shareable with the corpus reader's thread.
+type SharedEvents<'a, 'b> = std::sync::Mutex<&'a mut (dyn FnMut(TrainEvent<'_>) + Send + 'b)>;
+
+/// Reports a preparation's progress as an event.
+fn preparing(events: &SharedEvents, p: &PrepareProgress) {
+    (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Preparing(*p));
+}
+
+pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, on_event: OnEvent<'_>) -> Result<Session> {
+    let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
     for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
         *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
     }
-    let corpus = load_corpus(&config.data)?;
-    let tokenizer = build_tokenizer(&config.data, &corpus.text)?;
-    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    let data = open_data(&config.data, None, |p| preparing(&events, p))?;
+    let tokenizer = data.tokenizer.clone();
+    let dataset = build_dataset(&config.data, &data, config.seed)?;
     let total_steps = total_steps(&config, &dataset)?;
     if config.schedule.warmup_steps > total_steps {
         return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
@@ -118,13 +127,14 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool) -> Resu
     // Only now, with everything built, is the folder claimed and written.
     let (lock, mut manifest, moved_aside) = run.claim(force)?;
     run.save_setup(&config, &tokenizer)?;
-    run.record_fingerprints(&mut manifest, &config, corpus.fingerprint)?;
+    run.record_fingerprints(&mut manifest, &config, data.fingerprint)?;
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
     let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
 }
 
 pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEvent<'_>) -> Result<Session> {
+    let events: SharedEvents = std::sync::Mutex::new(on_event);
     let (lock, mut manifest) = run.open_for_resume()?;
     let mut config = run.load_config()?;
     run.remove_stale_temp_files()?;
@@ -132,21 +142,21 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEve
         config.train.threads = opts.threads;
     }
     let tokenizer = run.load_tokenizer()?;
-    let corpus = load_corpus(&config.data)?;
+    let data = open_data(&config.data, None, |p| preparing(&events, p))?;
     match &manifest {
         Some(m) => {
-            if let Some(warning) = run.check_data(m, &corpus.fingerprint, opts.allow_data_change)? {
-                on_event(TrainEvent::Warning(warning));
+            if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {
+                (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
             }
         }
         None => {
             // A run from before run markers: mark it now, with today's files.
             let mut m = RunManifest::new();
-            run.record_fingerprints(&mut m, &config, corpus.fingerprint.clone())?;
+            run.record_fingerprints(&mut m, &config, data.fingerprint.clone())?;
             manifest = Some(m);
         }
     }
-    let dataset = build_dataset(&config.data, &corpus.text, &tokenizer, config.seed)?;
+    let dataset = build_dataset(&config.data, &data, config.seed)?;
     check_memory(&config, tokenizer.vocab_size(), &dataset)?;
     let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
@@ -154,6 +164,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEve
     if let Some(m) = &manifest {
         run.check_setup(m, &config)?;
     }
+    check_same_tokenizer(&tokenizer, &data)?;
     let asked = match (opts.steps, opts.epochs) {
         (Some(steps), _) => Some(steps),
         (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),

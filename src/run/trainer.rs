@@ -49,7 +49,7 @@ pub struct TrainSummary {
 /// Trains `config` into a new run in `run` (claiming the folder: see
 /// [`RunDir::claim`]). Progress is reported to `on_event`.
 pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let s = new_session(config, run, opts.force)?;
+    let s = new_session(config, run, opts.force, &mut *on_event)?;
     run_session(s, run, opts, on_event)
 }
 
