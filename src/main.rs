@@ -51,8 +51,12 @@ enum Command {
 }
 
 fn main() {
+    let cli = Cli::parse();
     big_alloc::keep_freed_memory();
-    if let Err(e) = run(Cli::parse()) {
+    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
+        big_alloc::cache_large_blocks();
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }

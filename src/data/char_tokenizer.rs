@@ -12,6 +12,9 @@ use crate::{Error, Result};
 
 /// The `"type"` value that marks a character tokenizer file.
 pub(crate) const CHAR_TYPE: &str = "char";
+/// An ASCII table entry for a character outside the vocabulary.
+const NO_ID: u32 = u32::MAX;
+
 /// Version of the character tokenizer JSON format written by [`CharTokenizer::to_json`].
 const FORMAT_VERSION: u32 = 1;
 
@@ -47,6 +50,9 @@ pub struct CharTokenizer {
     vocab: Vec<String>,
     /// Character → id for the non-special entries.
     index: HashMap<char, u32>,
+    /// Id of each ASCII character, [`NO_ID`] when it is not in the vocabulary (the fast path
+    /// of [`CharTokenizer::encode`]: a table lookup instead of a hash per character).
+    ascii: Box<[u32; 128]>,
     specials: SpecialTokens,
     normalization: Normalization,
     unknown: UnknownPolicy,
@@ -135,7 +141,13 @@ impl CharTokenizer {
         if special_ids.len() != 4 {
             return Err("the four special tokens must have four different names".into());
         }
-        Ok(CharTokenizer { vocab, index, specials, normalization, unknown })
+        let mut ascii = [NO_ID; 128];
+        for (&c, &id) in &index {
+            if c.is_ascii() {
+                ascii[c as usize] = id;
+            }
+        }
+        Ok(CharTokenizer { vocab, index, ascii: Box::new(ascii), specials, normalization, unknown })
     }
 
     /// Number of ids (special tokens included).
@@ -163,23 +175,26 @@ impl CharTokenizer {
     /// an [`Error::Tokenizer`] naming the character, its code point and its character offset
     /// in the normalized text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let normalized;
-        let text = if self.normalization.is_identity() {
-            text
-        } else {
-            normalized = self.normalization.apply(text);
-            &normalized
-        };
-        text.chars()
-            .enumerate()
-            .map(|(pos, c)| match (self.index.get(&c), self.unknown) {
-                (Some(&id), _) => Ok(id),
-                (None, UnknownPolicy::MapToUnk) => Ok(self.specials.unk),
-                (None, UnknownPolicy::Reject) => {
-                    Err(Error::Tokenizer(format!("character {c:?} (U+{:04X}) at character offset {pos} is not in the vocabulary", c as u32)))
+        let text = self.normalization.apply_cow(text);
+        if text.is_ascii() {
+            // One table lookup per byte.
+            let ids: Vec<u32> = text.bytes().map(|b| self.ascii[b as usize]).collect();
+            if !ids.contains(&NO_ID) {
+                return Ok(ids);
+            }
+        }
+        let mut ids = Vec::with_capacity(text.len());
+        for (pos, c) in text.chars().enumerate() {
+            let id = if c.is_ascii() { self.ascii[c as usize] } else { self.index.get(&c).copied().unwrap_or(NO_ID) };
+            ids.push(match (id, self.unknown) {
+                (NO_ID, UnknownPolicy::MapToUnk) => self.specials.unk,
+                (NO_ID, UnknownPolicy::Reject) => {
+                    return Err(Error::Tokenizer(format!("character {c:?} (U+{:04X}) at character offset {pos} is not in the vocabulary", c as u32)))
                 }
-            })
-            .collect()
+                (id, _) => id,
+            });
+        }
+        Ok(ids)
     }
 
     /// Concatenates the characters of `ids`, skipping the special tokens; an id outside the

@@ -159,12 +159,16 @@ impl Dataset {
     /// Every example of `split` once, in order, `batch_size` per batch (the last may be
     /// smaller; a `batch_size` of 0 counts as 1), each padded to its longest row.
     pub fn batches(&self, split: Split, batch_size: usize) -> impl Iterator<Item = Batch> + '_ {
-        let n = self.num_examples(split);
         let batch_size = batch_size.max(1);
-        (0..n).step_by(batch_size).map(move |start| {
-            let rows: Vec<(Vec<u32>, Vec<u32>)> = (start..(start + batch_size).min(n)).map(|k| self.eval_row(split, k)).collect();
-            self.batch_of(&rows)
-        })
+        (0..self.num_examples(split).div_ceil(batch_size)).map(move |i| self.batch_at(split, i, batch_size))
+    }
+
+    /// Batch `index` of [`Dataset::batches`] alone (reads only its own rows).
+    pub fn batch_at(&self, split: Split, index: usize, batch_size: usize) -> Batch {
+        let (n, batch_size) = (self.num_examples(split), batch_size.max(1));
+        let start = index.saturating_mul(batch_size).min(n);
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = (start..(start + batch_size).min(n)).map(|k| self.eval_row(split, k)).collect();
+        self.batch_of(&rows)
     }
 
     fn batch_of(&self, rows: &[(Vec<u32>, Vec<u32>)]) -> Batch {

@@ -47,8 +47,13 @@ impl Normalization {
 
     /// Normalizes `text`: NFKC, then lowercase, then punctuation removal, each if enabled.
     pub fn apply(&self, text: &str) -> String {
+        self.apply_cow(text).into_owned()
+    }
+
+    /// [`Normalization::apply`] without copying when there is nothing to do.
+    pub fn apply_cow<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         if self.is_identity() {
-            return text.to_owned();
+            return std::borrow::Cow::Borrowed(text);
         }
         let nfkc: String = if self.nfkc { text.nfkc().collect() } else { text.to_owned() };
         let mut out = String::with_capacity(nfkc.len());
@@ -62,7 +67,7 @@ impl Normalization {
                 out.push(c);
             }
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// The equivalent `tokenizers` normalizer, `None` when nothing is enabled.

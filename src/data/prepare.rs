@@ -174,12 +174,12 @@ fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, 
                 &opts.source,
                 |block| {
                     let mut add = |text: &str| {
-                        for c in opts.normalization.apply(text).chars() {
-                            if c.is_ascii() {
-                                ascii[c as usize] = true;
-                            } else {
-                                chars.insert(c);
-                            }
+                        let text = opts.normalization.apply_cow(text);
+                        for &b in text.as_bytes().iter().filter(|b| b.is_ascii()) {
+                            ascii[b as usize] = true;
+                        }
+                        if !text.is_ascii() {
+                            chars.extend(text.chars().filter(|c| !c.is_ascii()));
                         }
                     };
                     match opts.kind {

@@ -63,7 +63,7 @@ pub fn read_blocks(
                 let bytes = std::mem::replace(&mut pending, rest);
                 let text = decode(bytes, consumed).map_err(|msg| Error::bad_file(path, msg))?;
                 consumed += cut as u64;
-                let lines = text.matches('\n').count();
+                let lines = count_newlines(&text);
                 each(Block { file: index, first_line: line, text, last_of_file: eof })?;
                 line += lines;
             }
@@ -75,6 +75,11 @@ pub fn read_blocks(
         prints.push(FileFingerprint { name: file.name.clone(), size: total, modified, xxh3: format!("{:016x}", hasher.digest()) });
     }
     Ok(prints)
+}
+
+/// Number of `\n` in `text` (a byte count that vectorises, unlike `str::matches`).
+pub(crate) fn count_newlines(text: &str) -> usize {
+    text.as_bytes().iter().filter(|&&b| b == b'\n').count()
 }
 
 fn open(file: &SourceFile) -> Result<std::fs::File> {

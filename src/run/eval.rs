@@ -35,7 +35,9 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
     let n_batches = dataset.num_examples(split).div_ceil(batch_size.max(1));
     let stride = n_batches.checked_div(max_batches).map_or(1, |s| s.max(1));
     let limit = if max_batches == 0 { usize::MAX } else { max_batches };
-    for batch in dataset.batches(split, batch_size).step_by(stride).take(limit) {
+    // Only the chosen batches are read (a stepped iterator would build the skipped ones).
+    for index in (0..n_batches).step_by(stride).take(limit) {
+        let batch = dataset.batch_at(split, index, batch_size);
         let n = batch.num_targets();
         if n == 0 {
             continue;
