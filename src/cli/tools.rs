@@ -55,7 +55,8 @@ pub struct ShapeArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// w1, w2 or w3 (../shared/bench/WORKLOADS.md).
+    /// w1, w2 or w3 (../shared/bench/WORKLOADS.md): w1 and w2 are registry models (causal-cnn,
+    /// dilated) trained by the same step as `convlm train` on random tokens; w3 is engine-level
     #[arg(long, value_parser = |s: &str| s.parse::<Workload>().map_err(|e| e.to_string()))]
     workload: Option<Workload>,
     #[arg(long, default_value_t = 10)]
