@@ -4,6 +4,7 @@
 pub(crate) mod activation;
 mod conv;
 pub(crate) mod linear;
+mod long_conv;
 pub(crate) mod loss;
 pub(crate) mod norm;
 mod shape;
