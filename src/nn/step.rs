@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::nn::backend::Backend;
 use crate::nn::gemv::gemv_rows;
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
+use crate::nn::long_conv::{LongConv, LongConvState};
 use crate::nn::{Buffers, ParamStore};
 use crate::tensor::{matmul, sigmoid, Activation, Mat, Par, Tensor};
 
@@ -17,6 +18,8 @@ pub struct StepState {
     /// Per causal conv: its last `span` inputs of every sequence, (B, span, C_in), written
     /// circularly at `position % span`.
     rings: Vec<Option<Vec<f32>>>,
+    /// Per long conv: its filter and input history (see [`LongConvState`]), by slot.
+    long: Vec<Option<LongConvState>>,
     /// Number of positions consumed so far.
     pub position: usize,
 }
@@ -24,7 +27,7 @@ pub struct StepState {
 impl StepState {
     /// Fresh state for `batch` sequences of a model with `n_slots` causal convs.
     pub fn new(batch: usize, n_slots: usize) -> Self {
-        StepState { batch, rings: vec![None; n_slots], position: 0 }
+        StepState { batch, rings: vec![None; n_slots], long: vec![None; n_slots], position: 0 }
     }
 
     /// Batch size.
@@ -218,6 +221,30 @@ impl Backend for StepBackend<'_> {
         let mut out = a.clone();
         out.data_mut().iter_mut().zip(b.data()).for_each(|(o, v)| *o *= v);
         Ok(out)
+    }
+
+    fn slice_channels(&mut self, x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
+        let c = channels(x);
+        if start > end || end > c {
+            return Err(Error::shape("step", format!("channels {start}..{end} of {c}")));
+        }
+        let data = x.data().chunks(c.max(1)).flat_map(|row| row[start..end].iter().copied()).collect();
+        Ok(self.value(data, end - start))
+    }
+
+    fn long_conv(&mut self, layer: &LongConv, u: &Tensor) -> Result<Tensor> {
+        let c = layer.spec.channels;
+        if channels(u) != c {
+            return Err(Error::shape("step", format!("long conv expects {c} channels, got {}", channels(u))));
+        }
+        let (store, batch) = (self.store, self.state.batch);
+        let slot = self.state.long.get_mut(layer.slot).ok_or_else(|| Error::shape("step", "long conv slot out of range"))?;
+        if slot.is_none() {
+            *slot = Some(LongConvState::new(layer, batch, |id| store.get(id).value.clone())?);
+        }
+        let state = slot.as_mut().ok_or_else(|| Error::shape("step", "long conv state missing"))?;
+        let y = state.step(self.state.position, u.data())?;
+        Ok(self.value(y, c))
     }
 
     fn glu(&mut self, x: &Tensor) -> Result<Tensor> {
