@@ -210,3 +210,15 @@ fn sin_and_scale_channels() {
     });
     check("scale_channels same input", vec![randn(&[4], 49)], |g, v| g.scale_channels(v[0], v[0]).unwrap());
 }
+
+#[test]
+fn depthwise_conv1d() {
+    // groups = C_in = C_out, stride 1: the direct depthwise kernel (Hyena's short conv is the
+    // causal k = 3 case), row blocks of 64 crossing a batch boundary.
+    use convlm::tensor::{Conv1dSpec, Padding};
+    for (len, ch, k, dilation, padding, seed) in [(40, 3, 3, 1, Padding::causal(3, 1), 50), (6, 4, 2, 2, Padding::Symmetric(1), 53)] {
+        let spec = Conv1dSpec { in_channels: ch, out_channels: ch, kernel_size: k, stride: 1, padding, dilation, groups: ch };
+        let inputs = vec![randn(&[2, len, ch], seed), randn(&[ch, 1, k], seed + 1), randn(&[ch], seed + 2)];
+        check(&format!("depthwise k={k} d={dilation}"), inputs, move |g, v| g.conv1d(v[0], v[1], Some(v[2]), &spec).unwrap());
+    }
+}

@@ -200,7 +200,6 @@ impl Family for Hyena {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::models::{Model, ModelConfig};
     use crate::nn::{Cost, LayerKind};
     use std::path::Path;

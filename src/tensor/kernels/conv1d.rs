@@ -6,8 +6,11 @@
 //!   windows read in place (`window_gemm`), one GEMM over the whole batch; its weight
 //!   gradient reads explicit batch-wide columns (`im2col`);
 //! - other groups-1 convs whose columns fit in `im2col::MAX_COLS`: explicit columns;
+//! - depthwise convs (groups = C_in = C_out, stride 1): a direct kernel over contiguous
+//!   channels (`depthwise`), no GEMM;
 //! - everything else: one GEMM per tap and group over strided views (`tap_gemm`).
 
+use super::depthwise::{self, Depthwise};
 use super::im2col::{self, Columns};
 use super::matmul::{matmul_init, Init, Mat, Par};
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
@@ -89,7 +92,7 @@ impl Conv1dSpec {
     }
 
     /// Validates the spec and builds the tap geometry for (batch, len).
-    fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
+    pub(super) fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
         self.validate()?;
         let t_out = self.output_len(len)?;
         let pad = self.padding.left() as isize;
@@ -110,6 +113,13 @@ impl Conv1dSpec {
     /// Stride 1, groups 1 and dilation 1 (or a single tap): one window GEMM per item.
     fn windowed(&self) -> bool {
         self.stride == 1 && self.groups == 1 && (self.dilation == 1 || self.kernel_size == 1)
+    }
+
+    /// The direct kernel's geometry when this conv is depthwise (groups = C_in = C_out > 1,
+    /// stride 1).
+    fn depthwise(&self, len: usize, t_out: usize) -> Option<Depthwise> {
+        let depthwise = self.stride == 1 && self.groups > 1 && self.groups == self.in_channels && self.in_channels == self.out_channels;
+        depthwise.then_some(Depthwise { len, t_out, ch: self.in_channels, k: self.kernel_size, dilation: self.dilation, pad_left: self.padding.left() })
     }
 
     /// The batch-wide columns geometry when this conv should use it (groups 1, columns
@@ -163,6 +173,10 @@ pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, we
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, out)?;
+    if let Some(dw) = spec.depthwise(len, t_out) {
+        depthwise::forward(&dw, x, weight, bias, out);
+        return Ok(());
+    }
     if spec.windowed() {
         let k = spec.kernel_size;
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
@@ -227,6 +241,10 @@ pub fn conv1d_backward_hinted(
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
+    if let Some(dw) = spec.depthwise(len, t_out) {
+        depthwise::backward(&dw, x, weight, grad_out, grad_x, grad_weight, grad_bias);
+        return Ok(());
+    }
     let (k, pl) = (spec.kernel_size, spec.padding.left() as isize);
     let columns = spec.columns(batch, len, t_out);
     if let Some(gx) = grad_x {
