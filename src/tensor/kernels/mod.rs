@@ -10,6 +10,7 @@ mod im2col;
 pub mod long_conv;
 mod mat;
 pub mod matmul;
+pub(crate) mod pointwise;
 mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;

@@ -1,8 +1,9 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{acc_zip, map_into, map_slices};
+use super::{acc_zip, map_into, map_slices, zip3_slices};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_slice};
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.
@@ -11,7 +12,8 @@ use crate::tensor::Tensor;
 pub enum Activation {
     Tanh,
     Relu,
-    /// Exact (erf) GELU, as `torch.nn.functional.gelu`.
+    /// Exact (erf) GELU, as `torch.nn.functional.gelu` (erf within 1.5e-7, see
+    /// `kernels::pointwise`).
     Gelu,
     Sigmoid,
 }
@@ -22,7 +24,7 @@ impl Activation {
         match self {
             Activation::Tanh => fast_tanh(x),
             Activation::Relu => x.max(0.0),
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::Gelu => gelu(x),
             Activation::Sigmoid => sigmoid(x),
         }
     }
@@ -38,11 +40,7 @@ impl Activation {
                     0.0
                 }
             }
-            Activation::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
-                cdf + x * pdf
-            }
+            Activation::Gelu => gelu_derivative(x),
             Activation::Sigmoid => y * (1.0 - y),
         }
     }
@@ -119,10 +117,8 @@ impl BackwardOp for ActBack {
             match act {
                 Activation::Tanh => acc_zip(gx, g, out.data(), |g, y| g * (1.0 - y * y)),
                 Activation::Relu => acc_zip(gx, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
-                _ => {
-                    let dy: Vec<f32> = x.iter().zip(out.data()).map(|(&x, &y)| act.derivative(x, y)).collect();
-                    acc_zip(gx, g, &dy, |g, d| g * d);
-                }
+                Activation::Gelu => zip3_slices(gx, g, x, gelu_backward_slice),
+                Activation::Sigmoid => acc_zip(gx, g, out.data(), |g, y| g * act.derivative(0.0, y)),
             }
         }
         Ok(())
@@ -212,6 +208,7 @@ impl Graph {
         match act {
             Activation::Tanh => map_slices(out.data_mut(), xv.data(), tanh_slice),
             Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),
+            Activation::Gelu => map_slices(out.data_mut(), xv.data(), gelu_slice),
             _ => map_into(out.data_mut(), xv.data(), |v| act.apply(v)),
         }
         self.record(out, &[x], ActBack { x, act })

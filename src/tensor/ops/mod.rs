@@ -29,6 +29,16 @@ pub(crate) fn map_slices(out: &mut [f32], a: &[f32], f: impl Fn(&mut [f32], &[f3
     }
 }
 
+/// `f(acc_chunk, a_chunk, b_chunk)` over matching chunks of three equal-length slices, in
+/// parallel for large inputs (for kernels that work on a whole slice at a time).
+pub(crate) fn zip3_slices(acc: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) {
+    if acc.len() >= PAR_THRESHOLD {
+        acc.par_chunks_mut(4096).zip(a.par_chunks(4096).zip(b.par_chunks(4096))).for_each(|(o, (a, b))| f(o, a, b));
+    } else {
+        f(acc, a, b);
+    }
+}
+
 /// `acc[i] += f(a[i], b[i])`, in parallel for large inputs.
 pub(crate) fn acc_zip(acc: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     if acc.len() >= PAR_THRESHOLD {

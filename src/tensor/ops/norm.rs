@@ -1,10 +1,14 @@
 //! Normalisation and regularisation: batchnorm (train/eval), layernorm, dropout.
 
 use rand::Rng;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
+
+/// Rows per parallel task of the normalisations' row loops.
+const ROWS: usize = 64;
 
 /// Batch statistics from a training-mode batchnorm, for the running-average update.
 #[derive(Clone, Debug)]
@@ -34,33 +38,52 @@ impl BackwardOp for NormBack {
         let c = ctx.value(self.gamma).numel();
         let gamma = ctx.value(self.gamma).data();
         let rows = self.xhat.len() / c.max(1);
-        if let Some(gg) = ctx.grad(self.gamma) {
-            for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
-                for j in 0..c {
-                    gg[j] += grow[j] * xrow[j];
-                }
-            }
+        if c == 0 {
+            return Ok(());
         }
-        if let Some(gb) = ctx.grad(self.beta) {
-            for grow in g.chunks(c) {
-                gb.iter_mut().zip(grow).for_each(|(a, b)| *a += b);
+        let (want_gg, want_gb) = (ctx.grad(self.gamma).is_some(), ctx.grad(self.beta).is_some());
+        if want_gg || want_gb {
+            // Per block of rows: Σ g·xhat (gamma) then Σ g (beta), summed in block order.
+            let partials: Vec<Vec<f32>> = g
+                .par_chunks(ROWS * c)
+                .zip(self.xhat.par_chunks(ROWS * c))
+                .map(|(gb, xb)| {
+                    let mut acc = vec![0.0f32; 2 * c];
+                    let (sg, sb) = acc.split_at_mut(c);
+                    for (grow, xrow) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
+                        sg.iter_mut().zip(grow.iter().zip(xrow)).for_each(|(a, (&g, &x))| *a += g * x);
+                        sb.iter_mut().zip(grow).for_each(|(a, &g)| *a += g);
+                    }
+                    acc
+                })
+                .collect();
+            for (k, v) in [(0, self.gamma), (1, self.beta)] {
+                if let Some(gv) = ctx.grad(v) {
+                    for p in &partials {
+                        gv.iter_mut().zip(&p[k * c..(k + 1) * c]).for_each(|(a, b)| *a += b);
+                    }
+                }
             }
         }
         let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
         if self.per_row {
-            for ((gxrow, grow), (xrow, &istd)) in gx.chunks_mut(c).zip(g.chunks(c)).zip(self.xhat.chunks(c).zip(&self.inv_std)) {
-                let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                for j in 0..c {
-                    let d = (grow[j] * gamma[j]) as f64;
-                    s1 += d;
-                    s2 += d * xrow[j] as f64;
-                }
-                let n = c as f64;
-                for j in 0..c {
-                    let d = (grow[j] * gamma[j]) as f64;
-                    gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
-                }
-            }
+            let n = c as f64;
+            gx.par_chunks_mut(ROWS * c).zip(g.par_chunks(ROWS * c)).zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS))).for_each(
+                |((gxb, gb), (xb, sb))| {
+                    for ((gxrow, grow), (xrow, &istd)) in gxb.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(xb.chunks_exact(c).zip(sb)) {
+                        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                        for j in 0..c {
+                            let d = (grow[j] * gamma[j]) as f64;
+                            s1 += d;
+                            s2 += d * xrow[j] as f64;
+                        }
+                        for j in 0..c {
+                            let d = (grow[j] * gamma[j]) as f64;
+                            gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                        }
+                    }
+                },
+            );
         } else if self.batch_stats {
             let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
             for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
@@ -168,18 +191,27 @@ impl Graph {
     pub fn layernorm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
         let c = self.norm_channels("layernorm", x, gamma, beta)?;
         let xd = self.value(x).data();
+        let (gd, bd) = (self.value(gamma).data(), self.value(beta).data());
         let mut xhat = vec![0.0f32; xd.len()];
-        let mut inv_std = Vec::with_capacity(xd.len() / c.max(1));
-        for (hrow, row) in xhat.chunks_mut(c).zip(xd.chunks(c)) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-            let istd = 1.0 / (var + eps as f64).sqrt();
-            for j in 0..c {
-                hrow[j] = ((row[j] as f64 - mean) * istd) as f32;
-            }
-            inv_std.push(istd as f32);
+        let mut inv_std = vec![0.0f32; xd.len() / c.max(1)];
+        let mut out = Tensor::zeros(self.shape(x).to_vec());
+        if c > 0 {
+            // Statistics in f64 per row (as the step backend's layernorm, so a step equals a
+            // forward), blocks of rows across the pool.
+            let blocks = out.data_mut().par_chunks_mut(ROWS * c).zip(xhat.par_chunks_mut(ROWS * c)).zip(inv_std.par_chunks_mut(ROWS));
+            blocks.zip(xd.par_chunks(ROWS * c)).for_each(|(((ob, hb), sb), xb)| {
+                for (((orow, hrow), istd_out), row) in ob.chunks_exact_mut(c).zip(hb.chunks_exact_mut(c)).zip(sb).zip(xb.chunks_exact(c)) {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+                    let istd = 1.0 / (var + eps as f64).sqrt();
+                    for j in 0..c {
+                        hrow[j] = ((row[j] as f64 - mean) * istd) as f32;
+                        orow[j] = hrow[j] * gd[j] + bd[j];
+                    }
+                    *istd_out = istd as f32;
+                }
+            });
         }
-        let out = self.affine(&xhat, x, gamma, beta);
         let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: false, per_row: true };
         Ok(self.record(out, &[x, gamma, beta], op))
     }
