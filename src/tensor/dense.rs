@@ -94,12 +94,19 @@ impl Tensor {
         let (rows, cols) = (self.shape[r - 2], self.shape[r - 1]);
         let batch = self.data.len() / (rows * cols).max(1);
         let mut out = vec![0.0; self.data.len()];
+        // 32 × 32 tiles, so both sides stay in cache (a plain double loop missed on every
+        // write once a column of the output outgrew the cache: Hyena's (1024, 128) filters).
+        const TILE: usize = 32;
         for b in 0..batch {
             let src = &self.data[b * rows * cols..(b + 1) * rows * cols];
             let dst = &mut out[b * rows * cols..(b + 1) * rows * cols];
-            for i in 0..rows {
-                for j in 0..cols {
-                    dst[j * rows + i] = src[i * cols + j];
+            for i0 in (0..rows).step_by(TILE) {
+                for j0 in (0..cols).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(rows) {
+                        for j in j0..(j0 + TILE).min(cols) {
+                            dst[j * rows + i] = src[i * cols + j];
+                        }
+                    }
                 }
             }
         }
@@ -133,5 +140,22 @@ mod rand_distr_free {
                 return (r * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_last2_moves_every_value_across_tile_edges() {
+        let (b, r, c) = (2, 70, 33);
+        let t = Tensor::new(vec![b, r, c], (0..b * r * c).map(|v| v as f32).collect()).unwrap();
+        let u = t.transpose_last2();
+        assert_eq!(u.shape(), [b, c, r]);
+        for (bi, i, j) in (0..b).flat_map(|bi| (0..r).flat_map(move |i| (0..c).map(move |j| (bi, i, j)))) {
+            assert_eq!(u.data()[(bi * c + j) * r + i], t.data()[(bi * r + i) * c + j]);
+        }
+        assert_eq!(u.transpose_last2(), t);
     }
 }

@@ -38,6 +38,11 @@ impl<'a> GradCtx<'a> {
         Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
     }
 
+    /// Whether `v` takes a gradient.
+    pub fn needs_grad(&self, v: Var) -> bool {
+        self.requires[v.0]
+    }
+
     /// Whether `v` has no gradient buffer yet: the next [`GradCtx::grad`] or
     /// [`GradCtx::grads_disjoint`] creates it zeroed, so a kernel may write it instead of
     /// adding to it.

@@ -132,8 +132,10 @@ struct AddBack {
 impl BackwardOp for AddBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         for v in [self.a, self.b] {
-            if let Some(gv) = ctx.grad(v) {
-                gv.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+            if ctx.needs_grad(v) && ctx.grad_is_unset(v) {
+                ctx.add_grad(v, g.to_vec()); // a copy instead of zeros plus a sum
+            } else if let Some(gv) = ctx.grad(v) {
+                map_slices(gv, g, |a, b| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
             }
         }
         Ok(())
@@ -238,7 +240,7 @@ impl Graph {
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("add", a, b)?;
         let mut out = self.value(a).clone();
-        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o += b);
+        map_slices(out.data_mut(), self.value(b).data(), |o, b| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
         Ok(self.record(out, &[a, b], AddBack { a, b }))
     }
 
@@ -246,7 +248,7 @@ impl Graph {
     pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("mul", a, b)?;
         let mut out = self.value(a).clone();
-        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o *= b);
+        map_slices(out.data_mut(), self.value(b).data(), |o, b| o.iter_mut().zip(b).for_each(|(o, b)| *o *= b));
         Ok(self.record(out, &[a, b], MulBack { a, b }))
     }
 
