@@ -8,7 +8,7 @@ use crate::nn::gemv::gemv_rows;
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
 use crate::nn::long_conv::{LongConv, LongConvState};
 use crate::nn::{Buffers, ParamStore};
-use crate::tensor::{matmul, sigmoid, Activation, Mat, Par, Tensor};
+use crate::tensor::{layernorm_row, matmul, sigmoid, Activation, Mat, Par, Tensor};
 
 /// Per-layer ring buffers of a batch of sequences being generated; positions start at 0
 /// (all history zero, as the causal left padding).
@@ -183,14 +183,10 @@ impl Backend for StepBackend<'_> {
         }
         let (gamma, beta) = (self.store.get(layer.weight).value.data(), self.store.get(layer.bias).value.data());
         let mut out = x.clone();
-        // The same f64 statistics as the tape's layernorm, so a step equals a forward.
-        for row in out.data_mut().chunks_mut(c) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-            let inv_std = 1.0 / (var + layer.eps as f64).sqrt();
-            for j in 0..c {
-                row[j] = (((row[j] as f64 - mean) * inv_std) as f32) * gamma[j] + beta[j];
-            }
+        let mut xhat = vec![0.0f32; c];
+        // The tape's own row function, so a step equals a forward.
+        for (row, orow) in x.data().chunks(c.max(1)).zip(out.data_mut().chunks_mut(c.max(1))) {
+            layernorm_row(row, gamma, beta, layer.eps, &mut xhat, orow);
         }
         Ok(out)
     }

@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::tensor::cpu::{avx2_fma, Avx2Fma};
+use crate::tensor::cpu::{avx2_fma, with_avx2};
 
 /// Rows per parallel task.
 const ROWS: usize = 64;
@@ -62,30 +62,6 @@ fn mul_add_row(acc: &mut [f32], a: &[f32], b: &[f32]) {
     acc.iter_mut().zip(a.iter().zip(b)).for_each(|(s, (&p, &q))| *s += p * q);
 }
 
-/// Runs `body`, compiled for AVX2 + FMA when the token is given (the same operations, so the
-/// same results: no contraction into FMAs).
-#[inline(always)]
-fn dispatch(simd: Option<Avx2Fma>, body: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(token) = simd {
-        return run_avx2(token, body);
-    }
-    let _ = simd;
-    body()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn run_avx2(_token: Avx2Fma, body: impl FnOnce()) {
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn inner(body: impl FnOnce()) {
-        body()
-    }
-    // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-    unsafe { inner(body) }
-}
-
 /// Forward: overwrites `out` (B, T_out, C) with `bias + Σ_j w[:, j] ⊙ x[b, t + j·d − pad]`.
 pub(super) fn forward(dw: &Depthwise, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     let ch = dw.ch;
@@ -95,7 +71,7 @@ pub(super) fn forward(dw: &Depthwise, x: &[f32], weight: &[f32], bias: Option<&[
     let wt = dw.taps(weight); // (K, C)
     let simd = avx2_fma();
     out.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| {
-        dispatch(simd, || {
+        with_avx2(simd, || {
             for (r, orow) in dst.chunks_exact_mut(ch).enumerate() {
                 let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);
                 match bias {
@@ -131,7 +107,7 @@ pub(super) fn backward(
     if let Some(gx) = grad_x {
         let wt = dw.taps(weight); // (K, C)
         gx.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| {
-            dispatch(simd, || {
+            with_avx2(simd, || {
                 for (r, grow) in dst.chunks_exact_mut(ch).enumerate() {
                     let (b, s) = ((blk * ROWS + r) / dw.len, (blk * ROWS + r) % dw.len);
                     for (j, wrow) in wt.chunks_exact(ch).enumerate() {
@@ -152,7 +128,7 @@ pub(super) fn backward(
         .enumerate()
         .map(|(blk, rows)| {
             let mut acc = vec![0.0f32; (dw.k + 1) * ch];
-            dispatch(simd, || {
+            with_avx2(simd, || {
                 let (taps, bias) = acc.split_at_mut(dw.k * ch);
                 for (r, grow) in rows.chunks_exact(ch).enumerate() {
                     let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);

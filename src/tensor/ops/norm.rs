@@ -4,11 +4,47 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::tensor::cpu::{avx2_fma, with_avx2};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
 
 /// Rows per parallel task of the normalisations' row loops.
 const ROWS: usize = 64;
+
+/// `Σ f(v)` over a row in f64, as eight interleaved partial sums so the loop vectorizes.
+#[inline(always)]
+fn row_sum(row: &[f32], f: impl Fn(usize, f64) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let body = row.len() / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        for k in 0..LANES {
+            acc[k] += f(i + k, row[i + k] as f64);
+        }
+    }
+    let mut total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (i, &v) in row.iter().enumerate().skip(body) {
+        total += f(i, v as f64);
+    }
+    total
+}
+
+/// Layer normalisation of one row: `xhat = (row − mean)·istd` and `out = xhat·gamma + beta`,
+/// the statistics in f64; returns istd. The tape's layernorm and the step backend's both
+/// call it, so a step equals a forward.
+#[inline(always)]
+pub(crate) fn layernorm_row(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32, xhat: &mut [f32], out: &mut [f32]) -> f32 {
+    let c = row.len();
+    let (gamma, beta, xhat, out) = (&gamma[..c], &beta[..c], &mut xhat[..c], &mut out[..c]);
+    let mean = row_sum(row, |_, v| v) / c as f64;
+    let var = row_sum(row, |_, v| (v - mean) * (v - mean)) / c as f64;
+    let istd = 1.0 / (var + eps as f64).sqrt();
+    for j in 0..c {
+        xhat[j] = ((row[j] as f64 - mean) * istd) as f32;
+        out[j] = xhat[j] * gamma[j] + beta[j];
+    }
+    istd as f32
+}
 
 /// Batch statistics from a training-mode batchnorm, for the running-average update.
 #[derive(Clone, Debug)]
@@ -41,6 +77,7 @@ impl BackwardOp for NormBack {
         if c == 0 {
             return Ok(());
         }
+        let simd = avx2_fma();
         let (want_gg, want_gb) = (ctx.grad(self.gamma).is_some(), ctx.grad(self.beta).is_some());
         if want_gg || want_gb {
             // Per block of rows: Σ g·xhat (gamma) then Σ g (beta), summed in block order.
@@ -50,10 +87,14 @@ impl BackwardOp for NormBack {
                 .map(|(gb, xb)| {
                     let mut acc = vec![0.0f32; 2 * c];
                     let (sg, sb) = acc.split_at_mut(c);
-                    for (grow, xrow) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
-                        sg.iter_mut().zip(grow.iter().zip(xrow)).for_each(|(a, (&g, &x))| *a += g * x);
-                        sb.iter_mut().zip(grow).for_each(|(a, &g)| *a += g);
-                    }
+                    with_avx2(simd, || {
+                        for (grow, xrow) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
+                            for j in 0..c {
+                                sg[j] += grow[j] * xrow[j];
+                                sb[j] += grow[j];
+                            }
+                        }
+                    });
                     acc
                 })
                 .collect();
@@ -70,18 +111,16 @@ impl BackwardOp for NormBack {
             let n = c as f64;
             gx.par_chunks_mut(ROWS * c).zip(g.par_chunks(ROWS * c)).zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS))).for_each(
                 |((gxb, gb), (xb, sb))| {
-                    for ((gxrow, grow), (xrow, &istd)) in gxb.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(xb.chunks_exact(c).zip(sb)) {
-                        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                        for j in 0..c {
-                            let d = (grow[j] * gamma[j]) as f64;
-                            s1 += d;
-                            s2 += d * xrow[j] as f64;
+                    with_avx2(simd, || {
+                        for ((gxrow, grow), (xrow, &istd)) in gxb.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(xb.chunks_exact(c).zip(sb)) {
+                            let s1 = row_sum(grow, |j, g| g * gamma[j] as f64);
+                            let s2 = row_sum(grow, |j, g| g * gamma[j] as f64 * xrow[j] as f64);
+                            for j in 0..c {
+                                let d = grow[j] as f64 * gamma[j] as f64;
+                                gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                            }
                         }
-                        for j in 0..c {
-                            let d = (grow[j] * gamma[j]) as f64;
-                            gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
-                        }
-                    }
+                    })
                 },
             );
         } else if self.batch_stats {
@@ -196,20 +235,15 @@ impl Graph {
         let mut inv_std = vec![0.0f32; xd.len() / c.max(1)];
         let mut out = Tensor::zeros(self.shape(x).to_vec());
         if c > 0 {
-            // Statistics in f64 per row (as the step backend's layernorm, so a step equals a
-            // forward), blocks of rows across the pool.
+            // Blocks of rows across the pool.
+            let simd = avx2_fma();
             let blocks = out.data_mut().par_chunks_mut(ROWS * c).zip(xhat.par_chunks_mut(ROWS * c)).zip(inv_std.par_chunks_mut(ROWS));
             blocks.zip(xd.par_chunks(ROWS * c)).for_each(|(((ob, hb), sb), xb)| {
-                for (((orow, hrow), istd_out), row) in ob.chunks_exact_mut(c).zip(hb.chunks_exact_mut(c)).zip(sb).zip(xb.chunks_exact(c)) {
-                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-                    let istd = 1.0 / (var + eps as f64).sqrt();
-                    for j in 0..c {
-                        hrow[j] = ((row[j] as f64 - mean) * istd) as f32;
-                        orow[j] = hrow[j] * gd[j] + bd[j];
+                with_avx2(simd, || {
+                    for (((orow, hrow), istd), row) in ob.chunks_exact_mut(c).zip(hb.chunks_exact_mut(c)).zip(sb).zip(xb.chunks_exact(c)) {
+                        *istd = layernorm_row(row, gd, bd, eps, hrow, orow);
                     }
-                    *istd_out = istd as f32;
-                }
+                })
             });
         }
         let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: false, per_row: true };
