@@ -36,7 +36,7 @@ impl BackwardOp for LinearBack {
         let (n_out, n_in) = (w.shape()[0], w.shape()[1]);
         let rows = x.numel() / n_in.max(1);
         let gm = Mat::row_major(g, rows, n_out); // (N, Out)
-        // A gradient buffer created here holds zeros: the product overwrites it.
+                                                 // A gradient buffer created here holds zeros: the product overwrites it.
         let x_unset = ctx.grad_is_unset(self.x);
         if let Some(gx) = ctx.grad(self.x) {
             matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !x_unset, Par::Pool);
