@@ -2,6 +2,7 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
+use crate::tensor::dense::zeroed;
 use crate::tensor::Tensor;
 
 /// A handle to a value recorded on a [`Graph`].
@@ -35,7 +36,7 @@ impl<'a> GradCtx<'a> {
             return None;
         }
         let n = self.values[v.0].numel();
-        Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
+        Some(self.grads[v.0].get_or_insert_with(|| zeroed(n)).as_mut_slice())
     }
 
     /// Whether `v` takes a gradient.
@@ -75,7 +76,7 @@ impl<'a> GradCtx<'a> {
         }
         for v in vars.iter().flatten() {
             if self.requires[v.0] && self.grads[v.0].is_none() {
-                self.grads[v.0] = Some(vec![0.0; self.values[v.0].numel()]);
+                self.grads[v.0] = Some(zeroed(self.values[v.0].numel()));
             }
         }
         let mut out: [Option<&mut [f32]>; N] = std::array::from_fn(|_| None);

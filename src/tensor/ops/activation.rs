@@ -1,6 +1,6 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{acc_zip, map_into, map_slices, zip3_slices};
+use super::{acc_zip, copy_of, map_into, map_slices, zip3_slices, zip_map};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_slice};
@@ -133,7 +133,7 @@ impl BackwardOp for AddBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         for v in [self.a, self.b] {
             if ctx.needs_grad(v) && ctx.grad_is_unset(v) {
-                ctx.add_grad(v, g.to_vec()); // a copy instead of zeros plus a sum
+                ctx.add_grad(v, copy_of(g)); // a copy instead of zeros plus a sum
             } else if let Some(gv) = ctx.grad(v) {
                 map_slices(gv, g, |a, b| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
             }
@@ -239,16 +239,14 @@ impl Graph {
     /// `a + b` (same shapes).
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("add", a, b)?;
-        let mut out = self.value(a).clone();
-        map_slices(out.data_mut(), self.value(b).data(), |o, b| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
+        let out = Tensor::new(self.shape(a).to_vec(), zip_map(self.value(a).data(), self.value(b).data(), |x, y| x + y))?;
         Ok(self.record(out, &[a, b], AddBack { a, b }))
     }
 
     /// `a * b` elementwise (same shapes).
     pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("mul", a, b)?;
-        let mut out = self.value(a).clone();
-        map_slices(out.data_mut(), self.value(b).data(), |o, b| o.iter_mut().zip(b).for_each(|(o, b)| *o *= b));
+        let out = Tensor::new(self.shape(a).to_vec(), zip_map(self.value(a).data(), self.value(b).data(), |x, y| x * y))?;
         Ok(self.record(out, &[a, b], MulBack { a, b }))
     }
 

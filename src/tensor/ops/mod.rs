@@ -14,6 +14,29 @@ use rayon::prelude::*;
 /// Element count above which elementwise loops are split across the rayon pool.
 const PAR_THRESHOLD: usize = 1 << 15;
 
+/// `f(a[i], b[i])` for every `i`, as a new buffer written across the pool for large inputs
+/// (no zero fill, no copy first).
+pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Vec<f32> {
+    if a.len() >= PAR_THRESHOLD {
+        let mut out = Vec::with_capacity(a.len().min(b.len()));
+        out.par_extend(a.par_iter().zip(b).map(|(&x, &y)| f(x, y)));
+        out
+    } else {
+        a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+    }
+}
+
+/// A copy of `a`, written across the pool for large inputs.
+pub(crate) fn copy_of(a: &[f32]) -> Vec<f32> {
+    if a.len() >= PAR_THRESHOLD {
+        let mut out = Vec::with_capacity(a.len());
+        out.par_extend(a.par_iter().copied());
+        out
+    } else {
+        a.to_vec()
+    }
+}
+
 /// `out[i] = f(a[i])`, in parallel for large inputs.
 pub(crate) fn map_into(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
     map_slices(out, a, |o, a| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
