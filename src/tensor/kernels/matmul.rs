@@ -102,6 +102,12 @@ fn crate_gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init
     let accumulate = match init {
         Init::Zero => false,
         Init::Accumulate => true,
+        Init::Rows(_) if threads > 1 && dst_row_stride == n => {
+            // The start rows across the pool (one thread copying a (4096, 512) output's
+            // bias rows had the others wait).
+            dst[..m * n].par_chunks_mut(64 * n).for_each(|rows| init.fill(rows, rows.len() / n, n, n));
+            true
+        }
         Init::Rows(_) => {
             init.fill(dst, m, n, dst_row_stride);
             true

@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::matmul::{matmul, Mat, Par};
+use rayon::prelude::*;
+
+use crate::tensor::kernels::matmul::{matmul, matmul_init, Init, Mat, Par};
 use crate::tensor::Tensor;
 
 /// Adds `bias` (C) to every row of `out` (N, C).
@@ -15,13 +17,26 @@ pub(crate) fn add_bias_rows(out: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// `grad_bias (C) += Σ_rows grad (N, C)`.
+/// `grad_bias (C) += Σ_rows grad (N, C)`: blocks of rows across the pool, their sums added
+/// in block order (the same result on any number of threads).
 pub(crate) fn acc_bias_grad(grad_bias: &mut [f32], grad: &[f32]) {
-    if grad_bias.is_empty() {
+    const ROWS: usize = 256;
+    let c = grad_bias.len();
+    if c == 0 {
         return;
     }
-    for row in grad.chunks(grad_bias.len()) {
-        grad_bias.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    let partials: Vec<Vec<f32>> = grad
+        .par_chunks(ROWS * c)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; c];
+            for row in rows.chunks_exact(c) {
+                acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+            acc
+        })
+        .collect();
+    for p in &partials {
+        grad_bias.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -95,10 +110,8 @@ impl Graph {
         let mut out = Tensor::zeros(out_shape);
         let xm = Mat::row_major(self.value(x).data(), rows, n_in);
         let wm = Mat::row_major(self.value(w).data(), n_out, n_in);
-        matmul(out.data_mut(), n_out, xm, wm.t(), false, Par::Pool); // (N, Out)
-        if let Some(b) = b {
-            add_bias_rows(out.data_mut(), self.value(b).data());
-        }
+        let init = b.map_or(Init::Zero, |b| Init::Rows(self.value(b).data()));
+        matmul_init(out.data_mut(), n_out, xm, wm.t(), init, Par::Pool); // (N, Out)
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         Ok(self.record(out, &inputs, LinearBack { x, w, b }))
     }
