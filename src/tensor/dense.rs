@@ -3,28 +3,21 @@
 use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr_free::standard_normal;
-use rayon::prelude::*;
 
-/// Values from which [`zeroed`] fills across the pool.
-const PAR_FILL: usize = 1 << 16;
-
-/// `n` zeros. Large buffers are written by the pool's threads instead of one `memset`
-/// (zeroing fresh activations and gradients had been ~7% of a W4 step, all of it on the
-/// thread that allocated while the others waited).
-pub(crate) fn zeroed(n: usize) -> Vec<f32> {
-    if n < PAR_FILL {
-        return vec![0.0; n];
-    }
-    let mut v = Vec::with_capacity(n);
-    v.par_extend(rayon::iter::repeat_n(0.0f32, n));
-    v
-}
+use super::buffers::{copied, stale, zeroed};
 
 /// A dense f32 tensor in row-major (C) order.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Debug, PartialEq, Default)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Vec<f32>,
+}
+
+impl Clone for Tensor {
+    /// Large tensors are copied into a kept buffer (see `tensor::buffers`), across the pool.
+    fn clone(&self) -> Self {
+        Tensor { shape: self.shape.clone(), data: copied(&self.data) }
+    }
 }
 
 impl Tensor {
@@ -43,6 +36,14 @@ impl Tensor {
         let shape = shape.into();
         let n = shape.iter().product();
         Tensor { shape, data: zeroed(n) }
+    }
+
+    /// A tensor whose values are unspecified (a recycled buffer's, or zeros): only for ops
+    /// that overwrite every value before anything reads them.
+    pub(crate) fn stale(shape: impl Into<Vec<usize>>) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor { shape, data: stale(n) }
     }
 
     /// A tensor filled with `value`.
@@ -109,10 +110,10 @@ impl Tensor {
         assert!(r >= 2, "transpose_last2 needs rank >= 2");
         let (rows, cols) = (self.shape[r - 2], self.shape[r - 1]);
         let batch = self.data.len() / (rows * cols).max(1);
-        let mut out = vec![0.0; self.data.len()];
-        // 32 × 32 tiles, the inner loop along the longer side's stride: with a power-of-two
-        // stride, the 32 values an inner loop scatters all map to the same cache set (a plain
-        // double loop took 1 ms for Hyena's (1024, 128) filters, 0.09 ms this way).
+        let mut out = stale(self.data.len()); // every value written below
+                                              // 32 × 32 tiles, the inner loop along the longer side's stride: with a power-of-two
+                                              // stride, the 32 values an inner loop scatters all map to the same cache set (a plain
+                                              // double loop took 1 ms for Hyena's (1024, 128) filters, 0.09 ms this way).
         const TILE: usize = 32;
         for b in 0..batch {
             let src = &self.data[b * rows * cols..(b + 1) * rows * cols];

@@ -58,11 +58,12 @@ fn gelu_portable(out: &mut [f32], x: &[f32]) {
 }
 
 #[inline(always)]
-fn gelu_backward_portable(gx: &mut [f32], g: &[f32], x: &[f32]) {
+fn gelu_backward_portable<const ADD: bool>(gx: &mut [f32], g: &[f32], x: &[f32]) {
     let n = gx.len().min(g.len()).min(x.len());
     let (gx, g, x) = (&mut gx[..n], &g[..n], &x[..n]);
     for i in 0..n {
-        gx[i] += g[i] * gelu_derivative(x[i]);
+        let d = g[i] * gelu_derivative(x[i]);
+        gx[i] = if ADD { gx[i] + d } else { d };
     }
 }
 
@@ -81,9 +82,19 @@ pub fn gelu_backward_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2_fma().is_some() {
         // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { gelu_backward_avx2(gx, g, x) };
+        return unsafe { gelu_backward_avx2::<true>(gx, g, x) };
     }
-    gelu_backward_portable(gx, g, x)
+    gelu_backward_portable::<true>(gx, g, x)
+}
+
+/// `gx[i] = g[i] · gelu'(x[i])` (overwrites).
+pub fn gelu_grad_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma().is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
+        return unsafe { gelu_backward_avx2::<false>(gx, g, x) };
+    }
+    gelu_backward_portable::<false>(gx, g, x)
 }
 
 /// [`gelu_portable`] compiled for AVX2 + FMA.
@@ -102,8 +113,8 @@ unsafe fn gelu_avx2(out: &mut [f32], x: &[f32]) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_backward_avx2(gx: &mut [f32], g: &[f32], x: &[f32]) {
-    gelu_backward_portable(gx, g, x)
+unsafe fn gelu_backward_avx2<const ADD: bool>(gx: &mut [f32], g: &[f32], x: &[f32]) {
+    gelu_backward_portable::<ADD>(gx, g, x)
 }
 
 #[cfg(test)]
@@ -139,9 +150,12 @@ mod tests {
         gelu_slice(&mut out, &x);
         let mut gx = vec![1.0; x.len()];
         gelu_backward_slice(&mut gx, &g, &x);
+        let mut put = vec![f32::NAN; x.len()];
+        gelu_grad_slice(&mut put, &g, &x);
         for i in 0..x.len() {
             assert_eq!(out[i].to_bits(), gelu(x[i]).to_bits(), "gelu({})", x[i]);
             assert_eq!(gx[i].to_bits(), (1.0 + g[i] * gelu_derivative(x[i])).to_bits(), "gelu'({})", x[i]);
+            assert_eq!(put[i].to_bits(), (g[i] * gelu_derivative(x[i])).to_bits(), "gelu'({})", x[i]);
         }
     }
 }

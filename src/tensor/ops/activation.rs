@@ -1,9 +1,9 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{acc_zip, copy_of, map_into, map_slices, zip3_slices, zip_map};
+use super::{copy_of, map_into, map_slices, put_zip, zip3_slices, zip_map};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_slice};
+use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_grad_slice, gelu_slice};
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.
@@ -113,12 +113,13 @@ impl BackwardOp for ActBack {
     fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let x = ctx.value(self.x).data();
         let act = self.act;
-        if let Some(gx) = ctx.grad(self.x) {
+        if let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) {
             match act {
-                Activation::Tanh => acc_zip(gx, g, out.data(), |g, y| g * (1.0 - y * y)),
-                Activation::Relu => acc_zip(gx, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
+                Activation::Tanh => put_zip(gx, fresh, g, out.data(), |g, y| g * (1.0 - y * y)),
+                Activation::Relu => put_zip(gx, fresh, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
+                Activation::Gelu if fresh => zip3_slices(gx, g, x, gelu_grad_slice),
                 Activation::Gelu => zip3_slices(gx, g, x, gelu_backward_slice),
-                Activation::Sigmoid => acc_zip(gx, g, out.data(), |g, y| g * act.derivative(0.0, y)),
+                Activation::Sigmoid => put_zip(gx, fresh, g, out.data(), |g, y| g * act.derivative(0.0, y)),
             }
         }
         Ok(())
@@ -149,11 +150,11 @@ struct MulBack {
 impl BackwardOp for MulBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (av, bv) = (ctx.value(self.a).data(), ctx.value(self.b).data());
-        if let Some(ga) = ctx.grad(self.a) {
-            acc_zip(ga, g, bv, |g, b| g * b);
+        if let Some((ga, fresh)) = ctx.grad_or_fresh(self.a) {
+            put_zip(ga, fresh, g, bv, |g, b| g * b);
         }
-        if let Some(gb) = ctx.grad(self.b) {
-            acc_zip(gb, g, av, |g, a| g * a);
+        if let Some((gb, fresh)) = ctx.grad_or_fresh(self.b) {
+            put_zip(gb, fresh, g, av, |g, a| g * a);
         }
         Ok(())
     }
@@ -205,8 +206,8 @@ impl Graph {
     /// Pointwise activation.
     pub fn activation(&mut self, x: Var, act: Activation) -> Var {
         let xv = self.value(x);
-        let mut out = Tensor::zeros(xv.shape().to_vec());
-        // One monomorphized (vectorizable) loop per activation, not a match per value.
+        let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
+                                                          // One monomorphized (vectorizable) loop per activation, not a match per value.
         match act {
             Activation::Tanh => map_slices(out.data_mut(), xv.data(), tanh_slice),
             Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),

@@ -1,6 +1,7 @@
 //! Dense ops: linear layers over the last axis and embedding lookups.
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use rayon::prelude::*;
 
@@ -51,10 +52,9 @@ impl BackwardOp for LinearBack {
         let (n_out, n_in) = (w.shape()[0], w.shape()[1]);
         let rows = x.numel() / n_in.max(1);
         let gm = Mat::row_major(g, rows, n_out); // (N, Out)
-                                                 // A gradient buffer created here holds zeros: the product overwrites it.
-        let x_unset = ctx.grad_is_unset(self.x);
-        if let Some(gx) = ctx.grad(self.x) {
-            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !x_unset, Par::Pool);
+                                                 // A gradient buffer created here is overwritten by the product.
+        if let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) {
+            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !fresh, Par::Pool);
             // (N, In)
         }
         if let Some(gw) = ctx.grad(self.w) {
@@ -107,7 +107,7 @@ impl Graph {
         let rows = self.value(x).numel() / n_in.max(1);
         let mut out_shape = xs.clone();
         *out_shape.last_mut().unwrap_or(&mut 0) = n_out;
-        let mut out = Tensor::zeros(out_shape);
+        let mut out = Tensor::stale(out_shape); // the product overwrites every value
         let xm = Mat::row_major(self.value(x).data(), rows, n_in);
         let wm = Mat::row_major(self.value(w).data(), n_out, n_in);
         let init = b.map_or(Init::Zero, |b| Init::Rows(self.value(b).data()));
@@ -133,9 +133,9 @@ impl Graph {
             return Err(Error::shape("embedding", format!("token id {bad} is outside the vocabulary of {v}")));
         }
         let table = self.value(w).data();
-        let mut data = Vec::with_capacity(ids.len() * e);
-        for &id in ids {
-            data.extend_from_slice(&table[id as usize * e..(id as usize + 1) * e]);
+        let mut data = stale(ids.len() * e); // every row written below
+        for (&id, row) in ids.iter().zip(data.chunks_exact_mut(e.max(1))) {
+            row.copy_from_slice(&table[id as usize * e..(id as usize + 1) * e]);
         }
         let mut out_shape = shape.to_vec();
         out_shape.push(e);

@@ -122,7 +122,7 @@ impl Graph {
             return Err(Error::shape(op, format!("u has {c} channels but k has {kc} and d {dc}")));
         }
         let shape = LongConvShape::new(*b, *t, *c, *l);
-        let mut out = Tensor::zeros(us.clone()); // (B, T, C)
+        let mut out = Tensor::stale(us.clone()); // (B, T, C), overwritten by the kernel
         long_conv_forward(&shape, self.value(u).data(), self.value(k).data(), self.value(d).data(), out.data_mut())?;
         Ok(self.record(out, &[u, k, d], LongConvBack { u, k, d, shape }))
     }
@@ -130,7 +130,7 @@ impl Graph {
     /// `sin(x)` elementwise (the activation of Hyena's filter network).
     pub fn sin(&mut self, x: Var) -> Var {
         let xv = self.value(x);
-        let mut out = Tensor::zeros(xv.shape().to_vec());
+        let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
         map_slices(out.data_mut(), xv.data(), |o, a| o.iter_mut().zip(a).for_each(|(o, &a)| *o = a.sin()));
         self.record(out, &[x], SinBack { x })
     }

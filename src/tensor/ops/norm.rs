@@ -4,6 +4,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
 use crate::tensor::cpu::{avx2_fma, with_avx2};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
@@ -106,8 +107,8 @@ impl BackwardOp for NormBack {
                 }
             }
         }
-        let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
         if self.per_row {
+            let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) else { return Ok(()) };
             let n = c as f64;
             gx.par_chunks_mut(ROWS * c).zip(g.par_chunks(ROWS * c)).zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS))).for_each(
                 |((gxb, gb), (xb, sb))| {
@@ -117,13 +118,17 @@ impl BackwardOp for NormBack {
                             let s2 = row_sum(grow, |j, g| g * gamma[j] as f64 * xrow[j] as f64);
                             for j in 0..c {
                                 let d = grow[j] as f64 * gamma[j] as f64;
-                                gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                                let v = (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                                gxrow[j] = if fresh { v } else { gxrow[j] + v };
                             }
                         }
                     })
                 },
             );
-        } else if self.batch_stats {
+            return Ok(());
+        }
+        let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
+        if self.batch_stats {
             let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
             for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
                 for j in 0..c {
@@ -231,9 +236,10 @@ impl Graph {
         let c = self.norm_channels("layernorm", x, gamma, beta)?;
         let xd = self.value(x).data();
         let (gd, bd) = (self.value(gamma).data(), self.value(beta).data());
-        let mut xhat = vec![0.0f32; xd.len()];
+        // Every row of xhat and out is written below (nothing to write when c = 0).
+        let mut xhat = stale(xd.len());
         let mut inv_std = vec![0.0f32; xd.len() / c.max(1)];
-        let mut out = Tensor::zeros(self.shape(x).to_vec());
+        let mut out = Tensor::stale(self.shape(x).to_vec());
         if c > 0 {
             // Blocks of rows across the pool.
             let simd = avx2_fma();

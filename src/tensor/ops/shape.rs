@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
 
@@ -148,9 +149,15 @@ impl Graph {
         let mut out_shape = shape.clone();
         out_shape[axis] = end - start;
         let (ob, xb) = ((end - start) * inner, len * inner);
-        let mut data = Vec::with_capacity(out_shape.iter().product());
-        for block in self.value(x).data().chunks(xb.max(1)) {
-            data.extend_from_slice(&block[start * inner..start * inner + ob]);
+        let mut data = stale(out_shape.iter().product()); // every block written below
+        if ob > 0 {
+            let src = self.value(x).data();
+            let per_task = (8192 / ob).max(1); // blocks per task
+            data.par_chunks_mut(per_task * ob).zip(src.par_chunks(per_task * xb.max(1))).for_each(|(d, s)| {
+                for (d, s) in d.chunks_exact_mut(ob).zip(s.chunks(xb.max(1))) {
+                    d.copy_from_slice(&s[start * inner..start * inner + ob]);
+                }
+            });
         }
         let out = Tensor::new(out_shape, data)?;
         Ok(self.record(out, &[x], WindowBack { x, axis, offset: start, input_is_larger: true }))
