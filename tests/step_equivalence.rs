@@ -200,7 +200,7 @@ fn check_hyena(json: &str, seed: u64) {
         }
         eprintln!("{json} len {len}: worst |step - forward| {worst:.2e}");
         if len == max_len {
-            let err = model.step(&mut state, &vec![0; BATCH]).unwrap_err().to_string();
+            let err = model.step(&mut state, &[0; BATCH]).unwrap_err().to_string();
             assert!(err.contains(&format!("at most {max_len} tokens")), "{err}");
             assert_eq!(state.position, max_len, "a refused step must not advance the state");
         }

@@ -119,7 +119,7 @@ impl Family for Hyena {
             ("mlp_ratio", c.mlp_ratio),
             ("filter_width", c.filter_width),
         ])?;
-        if c.filter_emb_dim < 3 || c.filter_emb_dim % 2 == 0 {
+        if c.filter_emb_dim < 3 || c.filter_emb_dim.is_multiple_of(2) {
             return Err(Error::config("filter_emb_dim", format!("must be odd and at least 3 (1 + 2·bands), got {}", c.filter_emb_dim)));
         }
         for (field, v) in [("decay_fast", c.decay_fast), ("decay_slow", c.decay_slow), ("decay_target", c.decay_target)] {

@@ -47,7 +47,7 @@ impl LongConvSpec {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
-        if self.emb_dim < 3 || self.emb_dim % 2 == 0 {
+        if self.emb_dim < 3 || self.emb_dim.is_multiple_of(2) {
             return Err(Error::config("emb_dim", format!("must be odd and at least 3 (1 + 2·bands), got {}", self.emb_dim)));
         }
         for (field, v) in [("decay_fast", self.decay_fast), ("decay_slow", self.decay_slow), ("decay_target", self.decay_target)] {

@@ -150,9 +150,9 @@ impl Graph {
         out_shape[axis] = end - start;
         let (ob, xb) = ((end - start) * inner, len * inner);
         let mut data = stale(out_shape.iter().product()); // every block written below
-        if ob > 0 {
+        if let Some(per_task) = 8192usize.checked_div(ob) {
             let src = self.value(x).data();
-            let per_task = (8192 / ob).max(1); // blocks per task
+            let per_task = per_task.max(1); // blocks per task
             data.par_chunks_mut(per_task * ob).zip(src.par_chunks(per_task * xb.max(1))).for_each(|(d, s)| {
                 for (d, s) in d.chunks_exact_mut(ob).zip(s.chunks(xb.max(1))) {
                     d.copy_from_slice(&s[start * inner..start * inner + ob]);
