@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side training-step benchmark: convlm vs PyTorch on the same CPU, same run.
-#   scripts/bench_vs_pytorch.sh [w1|w2|w3|train|all] [steps] [warmup]
+#   scripts/bench_vs_pytorch.sh [w1|w2|w3|w4|train|all] [steps] [warmup]
 # Env: ROUNDS (alternating rounds per workload, default 3), THREADS (default 2),
 #      CONVLM_TORCH_VENV (default ~/.cache/convlm-torch-venv).
 # Each round runs convlm then PyTorch (order swapped every other round, so neither always
@@ -24,7 +24,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   bash "$SHARED/bench/setup_pytorch.sh" >&2
 fi
 
-case "$WHICH" in all) WORKLOADS="w1 w2 w3 train";; w1|w2|w3|train) WORKLOADS=$WHICH;; *) echo "usage: $0 [w1|w2|w3|train|all] [steps] [warmup]" >&2; exit 2;; esac
+case "$WHICH" in all) WORKLOADS="w1 w2 w3 w4 train";; w1|w2|w3|w4|train) WORKLOADS=$WHICH;; *) echo "usage: $0 [w1|w2|w3|w4|train|all] [steps] [warmup]" >&2; exit 2;; esac
 LOG=$(mktemp); RUN=$(mktemp -d); trap 'rm -rf "$LOG" "$RUN"' EXIT
 
 run_convlm()  { "$BIN" bench --workload "$1" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" | tail -n 1 | tee -a "$LOG"; }

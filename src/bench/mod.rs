@@ -28,15 +28,18 @@ pub enum Workload {
     W2,
     /// "strided+grouped" (engine-level): strided/grouped/dilated conv + conv_transpose, B=16, L=128.
     W3,
+    /// "hyena-long": the `hyena` family, V=256, d_model 128, 4 layers, max_len 1024, B=4, L=1024.
+    W4,
 }
 
 impl Workload {
-    /// `"w1"`, `"w2"` or `"w3"`.
+    /// `"w1"`, `"w2"`, `"w3"` or `"w4"`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "w1",
             Workload::W2 => "w2",
             Workload::W3 => "w3",
+            Workload::W4 => "w4",
         }
     }
 
@@ -46,6 +49,7 @@ impl Workload {
             Workload::W1 => ProductSpec::w1().map(Some),
             Workload::W2 => ProductSpec::w2().map(Some),
             Workload::W3 => Ok(None),
+            Workload::W4 => ProductSpec::w4().map(Some),
         }
     }
 }
@@ -57,7 +61,8 @@ impl std::str::FromStr for Workload {
             "w1" => Ok(Workload::W1),
             "w2" => Ok(Workload::W2),
             "w3" => Ok(Workload::W3),
-            _ => Err(Error::config("workload", format!("must be w1, w2 or w3, got `{s}`"))),
+            "w4" => Ok(Workload::W4),
+            _ => Err(Error::config("workload", format!("must be w1, w2, w3 or w4, got `{s}`"))),
         }
     }
 }
@@ -242,10 +247,10 @@ mod tests {
 
     #[test]
     fn workloads_have_pytorchs_parameter_counts() {
-        for (w, expected) in [(Workload::W1, 3_549_832), (Workload::W2, 109_244), (Workload::W3, 72_064)] {
+        for (w, expected) in [(Workload::W1, 3_549_832), (Workload::W2, 109_244), (Workload::W3, 72_064), (Workload::W4, 933_120)] {
             let (_, params, family) = Runner::new(w, 0).unwrap();
             assert_eq!(params, expected, "{w:?}");
-            assert_eq!(family.is_some(), w != Workload::W3, "{w:?}: W1 and W2 come from the registry");
+            assert_eq!(family.is_some(), w != Workload::W3, "{w:?}: W1, W2 and W4 come from the registry");
         }
     }
 

@@ -49,6 +49,14 @@ impl ProductSpec {
         let model = json!({"family": "dilated", "n_embd": 24, "channels": 128, "kernel_size": 2, "dilations": [1, 2, 4, 8], "activation": "tanh"});
         Self::new(model, 28, 32, 24, 109_244)
     }
+
+    /// W4 "hyena-long": the `hyena` family (d_model 128, 4 layers, max_len 1024, mlp_ratio 4,
+    /// filter_emb_dim 3, filter_width 64, filter_inner 2), bytes (vocabulary 256), batch 4 × 1024.
+    pub fn w4() -> Result<Self> {
+        let model = json!({"family": "hyena", "d_model": 128, "n_layers": 4, "max_len": 1024, "mlp_ratio": 4,
+            "filter_emb_dim": 3, "filter_width": 64, "filter_inner": 2});
+        Self::new(model, 256, 4, 1024, 933_120)
+    }
 }
 
 /// Tokens in the random stream: enough for many distinct windows of any workload.

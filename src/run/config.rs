@@ -246,11 +246,12 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).
-pub const PRESETS: [(&str, &str); 5] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("names-mlp", include_str!("../../configs/names-mlp.toml")),
     ("names-dilated", include_str!("../../configs/names-dilated.toml")),
     ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
     ("shakespeare-cnn", include_str!("../../configs/shakespeare-cnn.toml")),
+    ("shakespeare-hyena", include_str!("../../configs/shakespeare-hyena.toml")),
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
 ];
 
