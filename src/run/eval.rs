@@ -33,10 +33,11 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
     let n_batches = dataset.num_examples(split).div_ceil(batch_size.max(1));
-    let stride = n_batches.checked_div(max_batches).map_or(1, |s| s.max(1));
-    let limit = if max_batches == 0 { usize::MAX } else { max_batches };
+    // Batch i of the `chosen` is batch ⌊i·n/chosen⌋: spaced over the whole split (a whole
+    // stride ⌊n/chosen⌋ would leave out the end of the split whenever n < 2·chosen).
+    let chosen = if max_batches == 0 { n_batches } else { max_batches.min(n_batches) };
     // Only the chosen batches are read (a stepped iterator would build the skipped ones).
-    for index in (0..n_batches).step_by(stride).take(limit) {
+    for index in (0..chosen).map(|i| evenly_spaced(i, n_batches, chosen)) {
         let batch = dataset.batch_at(split, index, batch_size);
         let n = batch.num_targets();
         if n == 0 {
@@ -52,4 +53,27 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
     }
     let loss = total / count as f64;
     Ok(EvalReport { split: split.name().to_string(), loss, perplexity: loss.exp(), bits_per_token: loss / std::f64::consts::LN_2, tokens: count })
+}
+
+/// The `i`-th of `chosen` indices spread evenly over `0..n` (`i < chosen <= n`), without
+/// overflow for any sizes.
+fn evenly_spaced(i: usize, n: usize, chosen: usize) -> usize {
+    (i as u128 * n as u128 / chosen.max(1) as u128) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evenly_spaced;
+
+    #[test]
+    fn chosen_batches_cover_the_whole_split() {
+        // 30 batches, 20 chosen: the old whole stride (1) took batches 0..20 only.
+        let picked: Vec<usize> = (0..20).map(|i| evenly_spaced(i, 30, 20)).collect();
+        assert_eq!(picked.first(), Some(&0));
+        assert_eq!(picked.last(), Some(&28));
+        assert!(picked.windows(2).all(|w| w[1] > w[0]), "{picked:?}");
+        let all: Vec<usize> = (0..7).map(|i| evenly_spaced(i, 7, 7)).collect();
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        assert_eq!(evenly_spaced(1, usize::MAX, 2), usize::MAX / 2);
+    }
 }
