@@ -42,7 +42,7 @@ pub fn keep_freed_memory() {
 use std::sync::Mutex;
 
 const MIN_SIZE: usize = 128 << 10;
-const SLOTS: usize = 256;
+const SLOTS: usize = 1024;
 const MAX_CACHED_BYTES: usize = 1 << 30;
 
 /// A cached free block: (address, size, align); address 0 marks an empty slot.

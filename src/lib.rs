@@ -1,7 +1,7 @@
 //! convlm: train, evaluate and sample convolutional language models on the CPU.
 //!
 //! Layers, each depending only on those above it: [`tensor`] (tensors, autograd, kernels),
-//! [`nn`] (layers and backends), [`models`] (the seven families), `data` (tokenizers and
+//! [`nn`] (layers and backends), [`models`] (the eight families), `data` (tokenizers and
 //! datasets), [`optim`] (optimizers, schedules), and the run-level modules.
 
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -270,3 +270,55 @@ fn degenerate_pixelcnns_that_would_see_their_own_cell_or_nothing_are_rejected() 
         assert!(err.contains("n_layers") || err.contains("kernel_size"), "{json}: {err}");
     }
 }
+
+/// Like [`measure_offsets`] for a model whose long convolutions run by FFT: an FFT's
+/// rounding reaches every output (and its two-items-per-transform packing the neighbouring
+/// sequence), so changes up to `roundoff` are allowed where nothing may depend on the token,
+/// and only changes above it count as dependence.
+fn measure_offsets_fft(model: &mut Model, len: usize, training: bool, seed: u64, roundoff: f32) -> BTreeSet<usize> {
+    let (batch, v) = (2, VOCAB);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let ids: Vec<u32> = (0..batch * len).map(|_| rng.gen_range(0..v as u32)).collect();
+    let base = logits(model, &ids, &[batch, len], training);
+    let change = |a: &[f32], b: &[f32], item: usize, s: usize| {
+        let r = (item * len + s) * v..(item * len + s + 1) * v;
+        a[r.clone()].iter().zip(&b[r]).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+    };
+    let mut offsets = BTreeSet::new();
+    for p in 0..len {
+        let mut x = ids.clone();
+        x[p] = (x[p] + rng.gen_range(1..v as u32)) % v as u32;
+        let out = logits(model, &x, &[batch, len], training);
+        for s in 0..len {
+            let moved = change(&base, &out, 0, s);
+            if s < p {
+                assert!(moved <= roundoff, "token {p} moved the logits at earlier position {s} by {moved}");
+            } else if moved > roundoff {
+                offsets.insert(s - p);
+            }
+            let other = change(&base, &out, 1, s);
+            assert!(other <= roundoff, "token {p} of sequence 0 moved sequence 1 at {s} by {other}");
+        }
+    }
+    offsets
+}
+
+/// Hyena: causal at every position, and every position depends on its whole prefix (the
+/// long convolution spans the context): the offsets that influence a prediction are all of
+/// 0..len, for len up to max_len (the receptive field), in both modes (LayerNorm, not
+/// BatchNorm, so training mode is causal too). Below 128 steps the long convolution is a
+/// direct sum, so causality is bit-exact; from 128 on it runs by FFT (140 here), checked
+/// to rounding (a window decaying only to 0.3 keeps the farthest taps well above it).
+#[test]
+fn hyena_is_causal_and_sees_its_whole_prefix() {
+    for (d, layers, max_len, len) in [(8, 2, 16, 16), (6, 1, 24, 11), (8, 2, 140, 140)] {
+        let json =
+            format!(r#"{{"family":"hyena","d_model":{d},"n_layers":{layers},"max_len":{max_len},"filter_width":8,"filter_inner":1,"decay_target":0.3}}"#);
+        let mut model = Model::new(&config(&json), VOCAB, 21).unwrap();
+        assert_eq!(model.receptive_field(), max_len);
+        for training in [false, true] {
+            let measured = if len < 128 { measure_offsets(&mut model, len, training, 23) } else { measure_offsets_fft(&mut model, len, training, 23, 1e-5) };
+            assert_eq!(measured, (0..len).collect::<BTreeSet<usize>>(), "{json} (training={training}): offsets that influence a prediction");
+        }
+    }
+}

@@ -19,6 +19,7 @@ fn families() -> Vec<(&'static str, Model)> {
         ("wavenet", r#"{"family":"wavenet","residual_channels":8,"dilation_channels":8,"skip_channels":12,"kernel_size":2,"n_layers":3,"n_stacks":2}"#),
         ("gated-cnn", r#"{"family":"gated-cnn","n_embd":8,"channels":8,"kernel_size":3,"n_blocks":2,"layers_per_block":2}"#),
         ("hierarchical", r#"{"family":"hierarchical","block_size":8,"n_embd":6,"n_hidden":16}"#),
+        ("hyena", r#"{"family":"hyena","d_model":8,"n_layers":2,"max_len":64,"filter_width":8,"filter_inner":1}"#),
     ]
     .into_iter()
     .enumerate()
@@ -149,6 +150,23 @@ fn bad_requests_are_errors_not_panics() {
     let bad = SamplingConfig { top_p: Some(2.0), ..ok.clone() };
     let err = generate(&m, &request(vec![vec![1]], None, &bad, vec![])).expect_err("bad top-p").to_string();
     assert!(err.contains("--top-p"), "{err}");
+}
+
+#[test]
+fn a_model_with_a_context_limit_stops_when_its_context_is_full() {
+    // Hyena reads at most max_len = 10 tokens: a sample ends with the token predicted from a
+    // full context (11 tokens in all), whatever max_tokens asks; a longer prompt is refused.
+    let m = model(r#"{"family":"hyena","d_model":8,"n_layers":1,"max_len":10,"filter_width":6}"#, VOCAB, 7);
+    let c = sampling(1.0, 40, 1);
+    let req = request(vec![vec![1], vec![1, 4, 5, 6], (0..10).collect()], None, &c, vec![]);
+    let out = generate(&m, &req).expect("generates");
+    assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 7, 1]);
+    assert_eq!(generate_naive(&m, &req).expect("generates"), out);
+    let long = request(vec![(0..11).collect()], None, &c, vec![]);
+    for result in [generate(&m, &long), generate_naive(&m, &long)] {
+        let err = result.expect_err("prompt longer than max_len").to_string();
+        assert!(err.contains("prompt 0 has 11 tokens") && err.contains("at most 10"), "{err}");
+    }
 }
 
 const PIXELCNN: &str = r#"{"family":"pixelcnn","n_embd":8,"channels":8,"kernel_size":3,"n_layers":2}"#;

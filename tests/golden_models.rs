@@ -122,6 +122,10 @@ fn gated_cnn() {
 fn pixelcnn() {
     golden_forward_backward("pixelcnn");
 }
+#[test]
+fn hyena() {
+    golden_forward_backward("hyena");
+}
 
 #[test]
 fn every_family_has_a_golden_file() {

@@ -42,6 +42,23 @@ fn check_mode<F>(name: &str, training: bool, inputs: Vec<Tensor>, f: F)
 where
     F: Fn(&mut Graph, &[Var]) -> Var,
 {
+    check_eps(name, training, EPS, inputs, f)
+}
+
+/// For ops linear in each input separately (a convolution in its input and in its filter),
+/// central differences are exact at any step, so a large step keeps the f32 rounding of a long
+/// FFT forward out of the estimate.
+fn check_multilinear<F>(name: &str, inputs: Vec<Tensor>, f: F)
+where
+    F: Fn(&mut Graph, &[Var]) -> Var,
+{
+    check_eps(name, true, 0.5, inputs, f)
+}
+
+fn check_eps<F>(name: &str, training: bool, eps: f32, inputs: Vec<Tensor>, f: F)
+where
+    F: Fn(&mut Graph, &[Var]) -> Var,
+{
     let (mut g, loss, leaves, r) = eval(&f, &inputs, training, None);
     g.backward(loss).expect("scalar loss");
     let mut worst = 0.0f64;
@@ -49,9 +66,9 @@ where
         let analytic = g.grad(leaves[i]).map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; input.numel()]);
         for (j, &a) in analytic.iter().enumerate() {
             let mut plus = inputs.clone();
-            plus[i].data_mut()[j] += EPS;
+            plus[i].data_mut()[j] += eps;
             let mut minus = inputs.clone();
-            minus[i].data_mut()[j] -= EPS;
+            minus[i].data_mut()[j] -= eps;
             let lp = {
                 let (g, l, _, _) = eval(&f, &plus, training, Some(&r));
                 g.value(l).data()[0] as f64
@@ -60,7 +77,7 @@ where
                 let (g, l, _, _) = eval(&f, &minus, training, Some(&r));
                 g.value(l).data()[0] as f64
             };
-            let numeric = (lp - lm) / (2.0 * EPS as f64);
+            let numeric = (lp - lm) / (2.0 * eps as f64);
             let a = a as f64;
             let err = (a - numeric).abs() / (1e-1 + numeric.abs());
             worst = worst.max(err);
@@ -155,4 +172,53 @@ fn conv1d_cross_entropy_fused_head() {
     let targets = [2i64, -1, 0, 4, 1, 3, -1, 0];
     let inputs = vec![randn(&[2, 4, 3], 31), randn(&[5, 3, 3], 32), randn(&[5], 33)];
     check("conv1d_cross_entropy", inputs, move |g, v| g.conv1d_cross_entropy(v[0], v[1], Some(v[2]), &spec, &targets).unwrap());
+}
+
+#[test]
+fn long_conv_direct_and_fft() {
+    // T = 7 runs the direct kernel, T = 130 the FFT (kernels::long_conv::FFT_MIN_LEN = 128);
+    // L > T leaves taps the forward never reads (zero gradient); an odd batch leaves one FFT
+    // lane empty.
+    for (b, t, c, l, seed) in [(2, 7, 3, 9, 40), (3, 130, 2, 130, 41)] {
+        let inputs = vec![randn(&[b, t, c], seed), randn(&[c, l], seed + 100), randn(&[c], seed + 200)];
+        check_multilinear(&format!("long_conv T={t}"), inputs, |g, v| g.long_conv(v[0], v[1], v[2]).unwrap());
+    }
+}
+
+#[test]
+fn long_conv_rejects_bad_shapes() {
+    let mut g = Graph::new(true);
+    let u = g.leaf(randn(&[1, 5, 2], 1));
+    let short = g.leaf(randn(&[2, 4], 2));
+    let d = g.leaf(randn(&[2], 3));
+    let err = g.long_conv(u, short, d).unwrap_err().to_string();
+    assert!(err.contains("shorter than the sequence"), "{err}");
+    let wide = g.leaf(randn(&[3, 5], 4));
+    let err = g.long_conv(u, wide, d).unwrap_err().to_string();
+    assert!(err.contains("2 channels but k has 3"), "{err}");
+}
+
+#[test]
+fn sin_and_scale_channels() {
+    check("sin", vec![randn(&[3, 5], 42)], |g, v| g.sin(v[0]));
+    check("scale_channels", vec![randn(&[2, 3, 4], 43), randn(&[4], 44)], |g, v| g.scale_channels(v[0], v[1]).unwrap());
+    // Hyena's filter layer: sin(freq · linear(z)), one freq shared by the layer.
+    check("sin(freq * linear)", vec![randn(&[6, 3], 45), randn(&[4, 3], 46), randn(&[4], 47), randn(&[4], 48)], |g, v| {
+        let h = g.linear(v[0], v[1], Some(v[2])).unwrap();
+        let h = g.scale_channels(h, v[3]).unwrap();
+        g.sin(h)
+    });
+    check("scale_channels same input", vec![randn(&[4], 49)], |g, v| g.scale_channels(v[0], v[0]).unwrap());
+}
+
+#[test]
+fn depthwise_conv1d() {
+    // groups = C_in = C_out, stride 1: the direct depthwise kernel (Hyena's short conv is the
+    // causal k = 3 case), row blocks of 64 crossing a batch boundary.
+    use convlm::tensor::{Conv1dSpec, Padding};
+    for (len, ch, k, dilation, padding, seed) in [(40, 3, 3, 1, Padding::causal(3, 1), 50), (6, 4, 2, 2, Padding::Symmetric(1), 53)] {
+        let spec = Conv1dSpec { in_channels: ch, out_channels: ch, kernel_size: k, stride: 1, padding, dilation, groups: ch };
+        let inputs = vec![randn(&[2, len, ch], seed), randn(&[ch, 1, k], seed + 1), randn(&[ch], seed + 2)];
+        check(&format!("depthwise k={k} d={dilation}"), inputs, move |g, v| g.conv1d(v[0], v[1], Some(v[2]), &spec).unwrap());
+    }
 }

@@ -171,3 +171,65 @@ fn pixelcnn_has_no_step() {
     let err = model.step(&mut state, &[0]).unwrap_err().to_string();
     assert!(err.contains("pixelcnn") && err.contains("no incremental step"), "{err}");
 }
+
+/// Hyena: step ≡ forward at every position up to max_len, the whole sequence at once and a
+/// shorter one (whose forward generates its filter for fewer taps); max_len 150 takes the
+/// forward's FFT path (kernels::long_conv::FFT_MIN_LEN = 128), the others its direct sum.
+fn check_hyena(json: &str, seed: u64) {
+    let mut model = Model::new(&config(json), VOCAB, seed).unwrap();
+    let max_len = model.max_len().expect("hyena has a context limit");
+    assert_eq!(model.receptive_field(), max_len);
+    for len in [max_len, max_len / 2 + 1] {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ len as u64);
+        let ids: Vec<u32> = (0..BATCH * len).map(|_| rng.gen_range(0..VOCAB as u32)).collect(); // (B, T)
+        let mut g = Graph::new(false);
+        let full = model.forward(&mut g, &ids, &[BATCH, len]).unwrap();
+        let full = g.value(full).data().to_vec(); // (B, T, V)
+        let mut state = model.new_state(BATCH);
+        let mut worst = 0.0f32;
+        for t in 0..len {
+            let column: Vec<u32> = (0..BATCH).map(|b| ids[b * len + t]).collect();
+            let out = model.step(&mut state, &column).unwrap(); // (B, V)
+            for b in 0..BATCH {
+                let want = &full[(b * len + t) * VOCAB..(b * len + t + 1) * VOCAB];
+                for (v, (g, w)) in out.data()[b * VOCAB..(b + 1) * VOCAB].iter().zip(want).enumerate() {
+                    worst = worst.max((g - w).abs());
+                    assert!((g - w).abs() <= ATOL + RTOL * w.abs(), "{json}: sequence {b}, position {t}, logit {v}: step gives {g}, forward {w}");
+                }
+            }
+        }
+        eprintln!("{json} len {len}: worst |step - forward| {worst:.2e}");
+        if len == max_len {
+            let err = model.step(&mut state, &[0; BATCH]).unwrap_err().to_string();
+            assert!(err.contains(&format!("at most {max_len} tokens")), "{err}");
+            assert_eq!(state.position, max_len, "a refused step must not advance the state");
+        }
+    }
+    let ids = vec![0u32; max_len + 1];
+    let err = model.forward(&mut Graph::new(false), &ids, &[1, max_len + 1]).unwrap_err().to_string();
+    assert!(err.contains(&format!("at most {max_len} tokens")), "{err}");
+}
+
+#[test]
+fn hyena_step_matches_forward_up_to_max_len() {
+    // The golden file's configuration, the reference defaults at a small width, and a
+    // context long enough for the forward's FFT.
+    check_hyena(r#"{"family":"hyena","d_model":8,"n_layers":2,"max_len":16,"mlp_ratio":2,"filter_emb_dim":5,"filter_width":6,"filter_inner":1}"#, 50);
+    check_hyena(r#"{"family":"hyena","d_model":12,"n_layers":3,"max_len":40,"filter_width":16,"filter_inner":0,"filter_freq":2.5}"#, 51);
+    check_hyena(r#"{"family":"hyena","d_model":16,"n_layers":2,"max_len":150,"filter_width":8}"#, 52);
+}
+
+#[test]
+fn hyena_step_after_a_refused_id_continues_where_it_was() {
+    let json = r#"{"family":"hyena","d_model":8,"n_layers":2,"max_len":12,"filter_width":6}"#;
+    let model = Model::new(&config(json), VOCAB, 3).unwrap();
+    let (mut a, mut b) = (model.new_state(1), model.new_state(1));
+    for &id in &[3u32, 5, 7] {
+        model.step(&mut a, &[id]).unwrap();
+    }
+    model.step(&mut b, &[3]).unwrap();
+    model.step(&mut b, &[5]).unwrap();
+    assert!(model.step(&mut b, &[VOCAB as u32]).is_err(), "an id outside the vocabulary is refused");
+    model.step(&mut b, &[7]).unwrap();
+    assert_eq!(model.step(&mut a, &[1]).unwrap(), model.step(&mut b, &[1]).unwrap());
+}

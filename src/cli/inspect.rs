@@ -57,8 +57,10 @@ pub struct EvalArgs {
     /// Score every example of this file (or folder) instead, with the run's tokenizer
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Window length for stream data (non-overlapping blocks) [default: the run's]
-    #[arg(long, requires = "data")]
+    /// Window length for stream data: the split (or --data) is scored over non-overlapping
+    /// blocks of this many tokens, each token predicted from its block's earlier ones
+    /// [default: the run's]
+    #[arg(long)]
     block_size: Option<usize>,
     /// Use the last checkpoint (model.safetensors) instead of the best one on validation
     #[arg(long)]
@@ -141,13 +143,15 @@ pub fn cmd_eval(a: EvalArgs) -> Result<()> {
             // Every example of the file, in one split, as the run cuts its own data.
             config.data.path = Some(path.clone());
             config.data.splits = Splits::EVAL_ONLY;
-            if let Some(b) = a.block_size {
-                config.data.block_size = b;
-            }
             Split::Test
         }
         None => a.split,
     };
+    if let Some(b) = a.block_size {
+        // Stream chunks do not depend on the block size (unless a block outgrows them), so
+        // the run's splits stay the same texts.
+        config.data.block_size = b;
+    }
     // Another file is tokenized with the run's tokenizer; the run's own data was already.
     let given = a.data.as_ref().map(|_| &tokenizer);
     let data = open_data(&config.data, given, |_| {})?;

@@ -7,7 +7,10 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::parse::serde_name;
-use convlm::data::{is_corpus, prepare, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec, UnknownPolicy};
+use convlm::data::{
+    corpus_state, holds_only_corpus_files, prepare, CorpusState, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer,
+    TokenizerSpec, UnknownPolicy,
+};
 use convlm::tensor::threads::{init_threads, oversubscription_warning};
 
 #[derive(Args)]
@@ -62,11 +65,14 @@ pub fn cmd_prepare(a: PrepareArgs) -> Result<()> {
     }
     init_threads(a.threads);
     if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        if !is_corpus(&a.out) {
-            bail!("{}: is not empty and is not a prepared corpus: choose another --out", a.out.display());
-        }
-        if !a.force {
-            bail!("{}: already holds a prepared corpus: pass --force to replace it, or choose another --out", a.out.display());
+        match corpus_state(&a.out) {
+            // The leftovers of an interrupted prepare are written over: they hold nothing.
+            CorpusState::Unfinished if holds_only_corpus_files(&a.out) => {}
+            CorpusState::Finished if a.force && holds_only_corpus_files(&a.out) => {}
+            CorpusState::Finished if holds_only_corpus_files(&a.out) => {
+                bail!("{}: already holds a prepared corpus: pass --force to replace it, or choose another --out", a.out.display())
+            }
+            _ => bail!("{}: is not empty and holds more than a prepared corpus: choose another --out", a.out.display()),
         }
     }
     let tokenizer = match a.tokenizer.as_str() {
@@ -102,9 +108,9 @@ pub fn cmd_prepare(a: PrepareArgs) -> Result<()> {
     let bytes: u64 = meta.source.files.iter().map(|f| f.size).sum();
     let docs = if meta.documents > 0 { format!(" in {} lines", meta.documents) } else { String::new() };
     println!(
-        "prepared {} tokens{docs} ({:?}, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}",
+        "prepared {} tokens{docs} (u{} ids, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}",
         meta.tokens,
-        meta.dtype,
+        meta.dtype.bytes() * 8,
         meta.vocab_size,
         meta.source.files.len(),
         bytes as f64 / 1e6,

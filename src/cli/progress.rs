@@ -8,11 +8,13 @@ use convlm::run::TrainEvent;
 pub struct Progress {
     verbose: bool,
     bar: Option<indicatif::ProgressBar>,
+    /// The run has a time limit: the bar counts seconds.
+    timed: bool,
 }
 
 impl Progress {
     pub fn new(verbose: bool) -> Self {
-        Progress { verbose, bar: None }
+        Progress { verbose, bar: None, timed: false }
     }
 
     /// Prints a line above the bar (or on stderr when there is none).
@@ -27,13 +29,18 @@ impl Progress {
         match event {
             TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
             _ if !self.verbose => {}
-            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps } => {
+            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps, time_limit_s } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
-                let bar = indicatif::ProgressBar::new(total_steps).with_position(step);
-                let style =
-                    indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                // A time-limited run's bar counts seconds of its budget; others count steps.
+                let (len, template) = match time_limit_s {
+                    Some(limit) => (limit.ceil() as u64, "{bar:30} {pos}/{len} s {msg}"),
+                    None => (total_steps, "{bar:30} {pos}/{len} {msg} ETA {eta}"),
+                };
+                self.timed = time_limit_s.is_some();
+                let bar = indicatif::ProgressBar::new(len).with_position(if self.timed { 0 } else { step });
+                let style = indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
                 bar.set_style(style);
                 self.bar = Some(bar);
                 self.println(&format!(
@@ -41,10 +48,16 @@ impl Progress {
                     run_dir.display()
                 ));
             }
-            TrainEvent::Step { step, loss, tokens_per_s, steps_per_s, .. } => {
+            TrainEvent::Step { step, loss, tokens_per_s, steps_per_s, train_seconds, .. } => {
                 if let Some(b) = &self.bar {
-                    b.set_position(step);
-                    b.set_message(format!("loss {loss:.4} | {tokens_per_s:.0} tok/s | {steps_per_s:.1} steps/s"));
+                    let speed = format!("loss {loss:.4} | {tokens_per_s:.0} tok/s | {steps_per_s:.1} steps/s");
+                    if self.timed {
+                        b.set_position(train_seconds as u64);
+                        b.set_message(format!("step {step} | {speed}"));
+                    } else {
+                        b.set_position(step);
+                        b.set_message(speed);
+                    }
                 }
             }
             TrainEvent::Eval { step, val_loss, best } => {

@@ -55,7 +55,9 @@ pub struct ShapeArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// w1, w2 or w3 (../shared/bench/WORKLOADS.md).
+    /// w1, w2, w3 or w4 (../shared/bench/WORKLOADS.md): w1, w2 and w4 are registry models
+    /// (causal-cnn, dilated, hyena) trained by the same step as `convlm train` on random
+    /// tokens; w3 is engine-level
     #[arg(long, value_parser = |s: &str| s.parse::<Workload>().map_err(|e| e.to_string()))]
     workload: Option<Workload>,
     #[arg(long, default_value_t = 10)]
@@ -138,7 +140,7 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
-    let Some(workload) = a.workload else { bail!("--workload w1|w2|w3 or --generate is required") };
+    let Some(workload) = a.workload else { bail!("--workload w1|w2|w3|w4 or --generate is required") };
     let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed })?;
     println!("{}", report.to_json_line());
     Ok(())

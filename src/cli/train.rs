@@ -45,6 +45,11 @@ pub struct TrainArgs {
     /// Passes over the training split (instead of --steps)
     #[arg(long, value_parser = positive_f64)]
     epochs: Option<f64>,
+    /// Train for a wall-clock budget instead of a number of steps: seconds, or e.g. 15m,
+    /// 1h30m. The schedule is laid over the steps the budget allows; the last evaluation and
+    /// checkpoint happen before it ends
+    #[arg(long, conflicts_with_all = ["steps", "epochs"], value_parser = |s: &str| convlm::run::budget::parse_duration(s).map_err(|e| e.to_string()))]
+    time_limit: Option<f64>,
     /// Sequences per optimizer step [default: 32]
     #[arg(long)]
     batch_size: Option<usize>,
@@ -84,7 +89,7 @@ pub struct TrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Continue the run in --out from its last checkpoint, exactly (same data order). Only
-    /// --steps, --epochs and --threads may change.
+    /// --steps, --epochs, --time-limit (a new budget in all) and --threads may change.
     #[arg(long)]
     resume: bool,
     /// Start a new run although --out already holds one (or other files): the folder is
@@ -136,11 +141,13 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
         Some(file) => c.data.tokenizer_file = Some(PathBuf::from(file)),
     }
     if let Some(s) = a.steps {
-        c.train.steps = s;
-        c.train.epochs = None;
+        (c.train.steps, c.train.epochs, c.train.time_limit) = (s, None, None);
     }
     if a.epochs.is_some() {
-        c.train.epochs = a.epochs;
+        (c.train.epochs, c.train.time_limit) = (a.epochs, None);
+    }
+    if a.time_limit.is_some() {
+        c.train.time_limit = a.time_limit;
     }
     if let Some(v) = a.batch_size {
         c.train.batch_size = v;
@@ -236,7 +243,7 @@ fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelTok
         if failed {
             return Err(convlm::Error::PeerFailed.into());
         }
-        let options = ResumeOptions { steps: a.steps, epochs: a.epochs, threads: a.threads, allow_data_change: a.allow_data_change };
+        let options = ResumeOptions { steps: a.steps, epochs: a.epochs, time_limit: a.time_limit, threads: a.threads, allow_data_change: a.allow_data_change };
         let result = resume(&RunDir::new(&out), &options, &opts, &mut |event| progress.show(event));
         Ok((out, result))
     } else {
@@ -248,7 +255,7 @@ fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelTok
 }
 
 /// Settings that a resumed run may change.
-const RESUMABLE: [&str; 3] = ["train.steps", "train.epochs", "train.threads"];
+const RESUMABLE: [&str; 4] = ["train.steps", "train.epochs", "train.time_limit", "train.threads"];
 
 /// With `--resume`, the other flags may repeat the run's settings but not change them
 /// (they would be ignored, or make the resumed run differ from an uninterrupted one).
@@ -274,7 +281,7 @@ fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
     }
     let list: Vec<String> = changed.iter().map(|(k, old, new)| format!("{k} {old} -> {new}")).collect();
     bail!(
-        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs and --threads may change); start a new run with another --out or with --force",
+        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit and --threads may change); start a new run with another --out or with --force",
         list.join(", ")
     )
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::corpus_names::{corpus_state, partial_name, CorpusState, CORPUS_META, DOCS_FILE, TOKENS_FILE};
 use super::dataset::DatasetKind;
 use super::encode::TokenSink;
 use super::source::SourceFingerprint;
@@ -24,14 +25,6 @@ use super::store::TokenStore;
 use crate::io::{read_json, write_json};
 use crate::{Error, Result};
 
-/// The description file of a prepared corpus.
-pub const CORPUS_META: &str = "corpus.json";
-/// The token ids.
-pub const TOKENS_FILE: &str = "tokens.bin";
-/// The line boundaries.
-pub const DOCS_FILE: &str = "docs.bin";
-/// The tokenizer.
-pub const CORPUS_TOKENIZER: &str = "tokenizer.json";
 const FORMAT: &str = "convlm-corpus";
 const VERSION: u32 = 1;
 
@@ -102,7 +95,7 @@ pub struct CorpusWriter {
 
 /// `name` inside `dir`, while it is being written.
 fn partial(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.partial"))
+    dir.join(partial_name(name))
 }
 
 impl CorpusWriter {
@@ -174,7 +167,7 @@ impl CorpusWriter {
 
 /// Whether `dir` holds a prepared corpus (its `corpus.json`).
 pub fn is_corpus(dir: &Path) -> bool {
-    dir.join(CORPUS_META).is_file()
+    corpus_state(dir) == CorpusState::Finished
 }
 
 /// Maps a file read-only.

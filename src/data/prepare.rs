@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bpe::BpeTokenizer;
 use super::char_tokenizer::{CharTokenizer, UnknownPolicy};
-use super::corpus_file::{CorpusMeta, CorpusWriter, Dtype, CORPUS_TOKENIZER};
+use super::corpus_file::{CorpusMeta, CorpusWriter, Dtype};
+use super::corpus_names::CORPUS_TOKENIZER;
 use super::dataset::DatasetKind;
 use super::encode::{Encoder, LineEncoder, LineRules, TokenSink};
 use super::normalize::Normalization;

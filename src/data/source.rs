@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::corpus_names::{corpus_state, CorpusState};
 use crate::{Error, Result};
 
 /// How a corpus may be read.
@@ -102,6 +103,16 @@ const MAX_DEPTH: usize = 64;
 fn walk(root: &Path, dir: &Path, opts: &SourceOptions, out: &mut Vec<SourceFile>, depth: usize) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(Error::bad_file(dir, format!("folders nested more than {MAX_DEPTH} deep (a symbolic link loop?)")));
+    }
+    match corpus_state(dir) {
+        CorpusState::Finished => return Err(Error::bad_file(dir, "is a prepared corpus, not text: give it to `convlm train --data` as it is")),
+        CorpusState::Unfinished => {
+            return Err(Error::bad_file(
+                dir,
+                "holds token files without a corpus.json: a `convlm prepare` into it did not finish; run it again with this folder as --out",
+            ))
+        }
+        CorpusState::NotACorpus => {}
     }
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

@@ -16,7 +16,10 @@ use crate::tensor::Graph;
 /// At step `t` every sequence is fed its token `t` (from its prompt while the prompt lasts,
 /// then its own last sampled token); a sequence samples once its prompt is exhausted, and is
 /// finished when it samples `stop` or reaches `max_tokens` new tokens, while the others go on.
-/// Returns the generated tokens only (no prompt, no stop token).
+/// A model with a context limit ([`Model::max_len`], e.g. Hyena's) also finishes a sequence
+/// once it holds max_len + 1 tokens: the last one was predicted from a full context, and no
+/// position is left to feed it at. Returns the generated tokens only (no prompt, no stop
+/// token).
 pub fn generate(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
     // On a pool worker a layer split over the pool keeps one half on this thread instead of
     // handing both halves to sleeping workers (the W1 head is split once per token).
@@ -83,6 +86,9 @@ struct Lockstep<'r, 'a> {
     seqs: Vec<Seq>,
     banned: Vec<bool>,
     scratch: Vec<f32>,
+    /// Most tokens a sequence may hold (prompt included): max_len + 1 for models with a
+    /// context limit.
+    limit: usize,
 }
 
 impl<'r, 'a> Lockstep<'r, 'a> {
@@ -111,10 +117,15 @@ impl<'r, 'a> Lockstep<'r, 'a> {
         if let Some(stop) = req.stop {
             check("stop", stop)?;
         }
+        let limit = model.max_len().map_or(usize::MAX, |m| m.saturating_add(1));
         let mut seqs = Vec::with_capacity(req.prompts.len());
         for (i, prompt) in req.prompts.iter().enumerate() {
             if prompt.is_empty() {
                 return Err(Error::config("prompt", format!("prompt {i} is empty (put <bos> first)")));
+            }
+            if prompt.len() >= limit {
+                let family = model.config().family();
+                return Err(Error::config("prompt", format!("prompt {i} has {} tokens; {family} reads at most {} tokens", prompt.len(), limit - 1)));
             }
             for &id in prompt {
                 check("prompt", id)?;
@@ -124,7 +135,7 @@ impl<'r, 'a> Lockstep<'r, 'a> {
             let done = req.sampling.max_tokens == 0;
             seqs.push(Seq { tokens: prompt.clone(), prompt_len: prompt.len(), done, rng });
         }
-        Ok(Lockstep { req, seqs, banned, scratch: vec![0.0; vocab] })
+        Ok(Lockstep { req, seqs, banned, scratch: vec![0.0; vocab], limit })
     }
 
     fn all_done(&self) -> bool {
@@ -159,7 +170,7 @@ impl<'r, 'a> Lockstep<'r, 'a> {
             return;
         }
         s.tokens.push(id);
-        if s.tokens.len() - s.prompt_len >= self.req.sampling.max_tokens {
+        if s.tokens.len() - s.prompt_len >= self.req.sampling.max_tokens || s.tokens.len() >= self.limit {
             s.done = true;
         }
     }

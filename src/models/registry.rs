@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Map, Value};
 
 use super::family::{Family, Input, Network};
-use super::{CausalCnn, Dilated, GatedCnn, Hierarchical, Mlp, PixelCnn, WaveNet};
+use super::{CausalCnn, Dilated, GatedCnn, Hierarchical, Hyena, Mlp, PixelCnn, WaveNet};
 use crate::error::{Error, Result};
 use crate::nn::ModelBuilder;
 
@@ -32,8 +32,16 @@ type Settings = Map<String, Value>;
 
 /// The families convlm ships, in the order of reference/models.py. Adding one: a file in
 /// `src/models/`, a line here, and its golden file in `../shared/golden/models/`.
-pub const REGISTRY: &[FamilyInfo] =
-    &[family::<Mlp>(), family::<CausalCnn>(), family::<Dilated>(), family::<Hierarchical>(), family::<WaveNet>(), family::<GatedCnn>(), family::<PixelCnn>()];
+pub const REGISTRY: &[FamilyInfo] = &[
+    family::<Mlp>(),
+    family::<CausalCnn>(),
+    family::<Dilated>(),
+    family::<Hierarchical>(),
+    family::<WaveNet>(),
+    family::<GatedCnn>(),
+    family::<PixelCnn>(),
+    family::<Hyena>(),
+];
 
 /// The names of the built-in families, in [`REGISTRY`] order.
 pub const FAMILIES: [&str; REGISTRY.len()] = {

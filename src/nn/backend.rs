@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
+use crate::nn::long_conv::LongConv;
 use crate::nn::{Buffers, ParamId, ParamStore};
 use crate::tensor::{Activation, BatchStats, Graph, Var};
 
@@ -37,6 +38,11 @@ pub trait Backend {
     fn mul(&mut self, a: &Self::Value, b: &Self::Value) -> Result<Self::Value>;
     /// GLU over the channel axis.
     fn glu(&mut self, x: &Self::Value) -> Result<Self::Value>;
+    /// Channels `start..end` of every position.
+    fn slice_channels(&mut self, x: &Self::Value, start: usize, end: usize) -> Result<Self::Value>;
+    /// Hyena's long causal convolution over the whole context, with the layer's implicit
+    /// filter generated for the sequence length: (B, T, C) → (B, T, C).
+    fn long_conv(&mut self, layer: &LongConv, u: &Self::Value) -> Result<Self::Value>;
 
     /// The logits of a network's output layer.
     fn head(&mut self, head: Head<'_>, x: &Self::Value) -> Result<Self::Value> {
@@ -153,5 +159,19 @@ impl Backend for GraphBackend<'_> {
 
     fn glu(&mut self, x: &Var) -> Result<Var> {
         self.graph.glu(*x)
+    }
+
+    fn slice_channels(&mut self, x: &Var, start: usize, end: usize) -> Result<Var> {
+        let axis = self.graph.shape(*x).len().saturating_sub(1);
+        self.graph.slice(*x, axis, start, end)
+    }
+
+    fn long_conv(&mut self, layer: &LongConv, u: &Var) -> Result<Var> {
+        let len = *self.graph.shape(*u).get(1).ok_or_else(|| Error::shape("long_conv", "input must be (B, T, C)"))?;
+        let vars = layer.vars(|id| self.param(id));
+        let taps = layer.filter(self.graph, &vars, len)?; // (T, C)
+        let k = self.graph.transpose_last2(taps)?; // (C, T)
+        let d = self.param(layer.bias); // (C)
+        self.graph.long_conv(*u, k, d) // (B, T, C)
     }
 }

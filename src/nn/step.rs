@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 use crate::nn::backend::Backend;
 use crate::nn::gemv::gemv_rows;
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, LayerNorm, Linear, MaskedConv2d};
+use crate::nn::long_conv::{LongConv, LongConvState};
 use crate::nn::{Buffers, ParamStore};
-use crate::tensor::{matmul, sigmoid, Activation, Mat, Par, Tensor};
+use crate::tensor::{layernorm_row, matmul, sigmoid, Activation, Mat, Par, Tensor};
 
 /// Per-layer ring buffers of a batch of sequences being generated; positions start at 0
 /// (all history zero, as the causal left padding).
@@ -17,6 +18,8 @@ pub struct StepState {
     /// Per causal conv: its last `span` inputs of every sequence, (B, span, C_in), written
     /// circularly at `position % span`.
     rings: Vec<Option<Vec<f32>>>,
+    /// Per long conv: its filter and input history (see [`LongConvState`]), by slot.
+    long: Vec<Option<LongConvState>>,
     /// Number of positions consumed so far.
     pub position: usize,
 }
@@ -24,7 +27,7 @@ pub struct StepState {
 impl StepState {
     /// Fresh state for `batch` sequences of a model with `n_slots` causal convs.
     pub fn new(batch: usize, n_slots: usize) -> Self {
-        StepState { batch, rings: vec![None; n_slots], position: 0 }
+        StepState { batch, rings: vec![None; n_slots], long: vec![None; n_slots], position: 0 }
     }
 
     /// Batch size.
@@ -180,14 +183,10 @@ impl Backend for StepBackend<'_> {
         }
         let (gamma, beta) = (self.store.get(layer.weight).value.data(), self.store.get(layer.bias).value.data());
         let mut out = x.clone();
-        // The same f64 statistics as the tape's layernorm, so a step equals a forward.
-        for row in out.data_mut().chunks_mut(c) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-            let inv_std = 1.0 / (var + layer.eps as f64).sqrt();
-            for j in 0..c {
-                row[j] = (((row[j] as f64 - mean) * inv_std) as f32) * gamma[j] + beta[j];
-            }
+        let mut xhat = vec![0.0f32; c];
+        // The tape's own row function, so a step equals a forward.
+        for (row, orow) in x.data().chunks(c.max(1)).zip(out.data_mut().chunks_mut(c.max(1))) {
+            layernorm_row(row, gamma, beta, layer.eps, &mut xhat, orow);
         }
         Ok(out)
     }
@@ -218,6 +217,30 @@ impl Backend for StepBackend<'_> {
         let mut out = a.clone();
         out.data_mut().iter_mut().zip(b.data()).for_each(|(o, v)| *o *= v);
         Ok(out)
+    }
+
+    fn slice_channels(&mut self, x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
+        let c = channels(x);
+        if start > end || end > c {
+            return Err(Error::shape("step", format!("channels {start}..{end} of {c}")));
+        }
+        let data = x.data().chunks(c.max(1)).flat_map(|row| row[start..end].iter().copied()).collect();
+        Ok(self.value(data, end - start))
+    }
+
+    fn long_conv(&mut self, layer: &LongConv, u: &Tensor) -> Result<Tensor> {
+        let c = layer.spec.channels;
+        if channels(u) != c {
+            return Err(Error::shape("step", format!("long conv expects {c} channels, got {}", channels(u))));
+        }
+        let (store, batch) = (self.store, self.state.batch);
+        let slot = self.state.long.get_mut(layer.slot).ok_or_else(|| Error::shape("step", "long conv slot out of range"))?;
+        if slot.is_none() {
+            *slot = Some(LongConvState::new(layer, batch, |id| store.get(id).value.clone())?);
+        }
+        let state = slot.as_mut().ok_or_else(|| Error::shape("step", "long conv state missing"))?;
+        let y = state.step(self.state.position, u.data())?;
+        Ok(self.value(y, c))
     }
 
     fn glu(&mut self, x: &Tensor) -> Result<Tensor> {

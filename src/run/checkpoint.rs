@@ -44,6 +44,38 @@ pub struct TrainState {
     /// Best validation loss so far and the step it was reached at.
     pub best_val_loss: Option<f64>,
     pub best_step: Option<u64>,
+    /// Seconds spent in the training loop so far, over every session of the run.
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// The wall-clock budget of a time-limited run, in seconds ([`crate::run::budget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<f64>,
+    /// A time-limited run's projections of its total steps: `[from step, total]`, the
+    /// total the learning-rate schedule used from that step on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_plan: Vec<[u64; 2]>,
+}
+
+impl TrainState {
+    /// The state before the first of `total_steps` steps.
+    pub fn start(total_steps: u64, rng_seed: u64, time_limit_s: Option<f64>) -> Self {
+        TrainState {
+            step: 0,
+            total_steps,
+            rng_seed,
+            rng_word_pos: "0".into(),
+            best_val_loss: None,
+            best_step: None,
+            train_seconds: 0.0,
+            time_limit_s,
+            schedule_plan: Vec::new(),
+        }
+    }
+
+    /// The total steps the schedule lays itself over at `step`.
+    pub fn schedule_total(&self, step: u64) -> u64 {
+        crate::run::budget::schedule_total(&self.schedule_plan, step, self.total_steps)
+    }
 }
 
 /// A run directory on disk.

@@ -88,8 +88,13 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Optimizer steps (ignored when `epochs` is set).
+    /// Optimizer steps (ignored when `epochs` or `time_limit` is set).
     pub steps: u64,
+    /// Train for this many seconds of wall-clock time instead of a number of steps (a number
+    /// of seconds, or a string like "15m" or "1h30m"); the schedule is laid over the steps
+    /// the budget allows.
+    #[serde(deserialize_with = "crate::run::config::time_limit", skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<f64>,
     /// Passes over the training split, converted to steps from its size.
     pub epochs: Option<f64>,
     /// Sequences per step.
@@ -112,6 +117,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             steps: 2000,
+            time_limit: None,
             epochs: None,
             batch_size: 32,
             clip_grad: Some(1.0),
@@ -182,6 +188,9 @@ impl RunConfig {
         if t.epochs.is_none() && t.steps == 0 {
             return Err(Error::config("steps", "must be at least 1"));
         }
+        if let Some(limit) = t.time_limit {
+            crate::run::budget::parse_duration(&limit.to_string())?;
+        }
         if let Some(e) = t.epochs {
             if !(e.is_finite() && e > 0.0) {
                 return Err(Error::config("epochs", format!("must be a positive number, got {e}")));
@@ -237,11 +246,12 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).
-pub const PRESETS: [(&str, &str); 5] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("names-mlp", include_str!("../../configs/names-mlp.toml")),
     ("names-dilated", include_str!("../../configs/names-dilated.toml")),
     ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
     ("shakespeare-cnn", include_str!("../../configs/shakespeare-cnn.toml")),
+    ("shakespeare-hyena", include_str!("../../configs/shakespeare-hyena.toml")),
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
 ];
 
@@ -259,5 +269,20 @@ pub fn load_preset(name_or_path: &str) -> Result<RunConfig> {
             "config",
             format!("`{name_or_path}` is neither a file nor a preset (presets: {})", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
         )),
+    }
+}
+
+/// Reads `train.time_limit`: seconds, or a duration string (`"15m"`).
+fn time_limit<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Limit {
+        Seconds(f64),
+        Text(String),
+    }
+    match Option::<Limit>::deserialize(d)? {
+        None => Ok(None),
+        Some(Limit::Seconds(s)) => crate::run::budget::parse_duration(&s.to_string()).map(Some).map_err(serde::de::Error::custom),
+        Some(Limit::Text(t)) => crate::run::budget::parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
     }
 }

@@ -49,10 +49,13 @@ pub enum TrainEvent<'a> {
         train_examples: usize,
         run_dir: &'a std::path::Path,
         step: u64,
+        /// Steps in all (for a time-limited run, an upper bound: the clock ends it).
         total_steps: u64,
+        /// The wall-clock budget of a time-limited run, in seconds.
+        time_limit_s: Option<f64>,
     },
     /// An optimizer step finished.
-    Step { step: u64, total_steps: u64, loss: f64, tokens_per_s: f64, steps_per_s: f64 },
+    Step { step: u64, total_steps: u64, loss: f64, tokens_per_s: f64, steps_per_s: f64, train_seconds: f64 },
     /// A validation pass finished; `best` when it improved on every earlier one (and the
     /// weights were saved as best.safetensors).
     Eval { step: u64, val_loss: f64, best: bool },

@@ -1,6 +1,7 @@
 //! Layer 6: runs — configuration, data preparation, the training loop, evaluation,
 //! sampling and the run directory.
 
+pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;

@@ -15,7 +15,7 @@ use crate::optim::Optimizer;
 use crate::run::config::{DataConfig, RunConfig};
 use crate::run::ownership::config_hash;
 use crate::run::prepare::{open_data, RunData};
-use crate::run::step::{train_step, StepOutcome, StepSettings};
+use crate::run::step::{train_step_in, StepOutcome, StepSettings};
 
 /// The ranks of a run, and this rank's gradient reducer (none in one process).
 pub(super) struct Ranks {
@@ -33,10 +33,10 @@ impl Ranks {
     /// Takes one step on `batch`, the global batch: in one process on all of it, else on
     /// this rank's rows with the gradients summed over the ranks.
     pub fn step(&mut self, model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings) -> Result<StepOutcome> {
-        let Some(reducer) = &mut self.reducer else { return train_step(model, optimizer, batch, settings, None) };
+        let Some(reducer) = &mut self.reducer else { return train_step_in(model, optimizer, batch, settings, None) };
         let mine = shard(batch, self.group.rank(), self.group.size());
         let mut replica = Replica { group: &self.group, reducer, global_targets: batch.num_targets() };
-        train_step(model, optimizer, &mine, settings, Some(&mut replica))
+        train_step_in(model, optimizer, &mine, settings, Some(&mut replica))
     }
 }
 

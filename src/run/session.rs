@@ -32,6 +32,9 @@ pub struct ResumeOptions {
     pub steps: Option<u64>,
     /// Or until this many passes over the training split in all.
     pub epochs: Option<f64>,
+    /// Or for this many seconds of training in all (a new budget for a time-limited run,
+    /// or a time limit for one that counted steps).
+    pub time_limit: Option<f64>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Continue even though the data files changed since the run started.
@@ -66,7 +69,7 @@ fn start(config: &RunConfig, vocab_size: usize, total_steps: u64) -> Result<Star
     let model = Model::new(&config.model, vocab_size, config.seed)?;
     let optimizer = Optimizer::new(&config.optimizer, model.params())?;
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
+    let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
     Ok(Start { model, optimizer, rng, state })
 }
 
@@ -91,10 +94,12 @@ fn epochs_to_steps(epochs: f64, dataset: &Dataset, batch_size: usize) -> Result<
     Ok((steps as u64).max(1))
 }
 
+/// The steps a run is asked for; a time-limited run is bounded by its clock instead.
 fn total_steps(config: &RunConfig, dataset: &Dataset) -> Result<u64> {
-    match config.train.epochs {
-        Some(e) => epochs_to_steps(e, dataset, config.train.batch_size),
-        None => Ok(config.train.steps),
+    match (config.train.time_limit, config.train.epochs) {
+        (Some(_), _) => Ok(MAX_STEPS),
+        (None, Some(e)) => epochs_to_steps(e, dataset, config.train.batch_size),
+        (None, None) => Ok(config.train.steps),
     }
 }
 
@@ -133,7 +138,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     let tokenizer = data.tokenizer.clone();
     let dataset = build_dataset(&config.data, &data, config.seed)?;
     let total_steps = total_steps(&config, &dataset)?;
-    if config.schedule.warmup_steps > total_steps {
+    if config.train.time_limit.is_none() && config.schedule.warmup_steps > total_steps {
         return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
     }
     check_memory(&config, tokenizer.vocab_size(), &dataset, group)?;
@@ -149,7 +154,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
     let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState { step: 0, total_steps, rng_seed: config.seed ^ BATCH_RNG_STREAM, rng_word_pos: "0".into(), best_val_loss: None, best_step: None };
+    let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
 }
 
@@ -221,7 +226,14 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         if total < state.step {
             return Err(Error::config("steps", format!("the run is already at step {}; to train further, ask for more steps in all", state.step)));
         }
-        state.total_steps = total;
+        (state.total_steps, state.time_limit_s) = (total, None);
+    } else if let Some(limit) = opts.time_limit {
+        // A new budget in all: the clock decides where the run ends, from this step on.
+        if limit > state.train_seconds {
+            (state.total_steps, state.time_limit_s) = (MAX_STEPS.max(state.step), Some(limit));
+        } else {
+            state.total_steps = state.step;
+        }
     }
     let rng = batch_rng(run, &state)?;
     check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
@@ -273,7 +285,7 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
     let mut ranks = Ranks::new(group, &model);
     while state.step < step {
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
-        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.total_steps);
+        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.schedule_total(state.step));
         match ranks.step(&mut model, &mut optimizer, &batch, StepSettings { lr, clip_grad: cfg.train.clip_grad })? {
             StepOutcome::Done(_) => state.step += 1,
             // The same steps ran without trouble the first time.
@@ -284,5 +296,6 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
     }
     state.rng_word_pos = rng.get_word_pos().to_string();
     (state.best_val_loss, state.best_step, state.total_steps) = (s.state.best_val_loss, s.state.best_step, s.state.total_steps);
+    (state.time_limit_s, state.schedule_plan) = (s.state.time_limit_s, s.state.schedule_plan.clone());
     on_root(group, "saving the last good checkpoint", || run.save_checkpoint(&model, &optimizer, &state)).map(|_| ())
 }

@@ -60,9 +60,14 @@ pub fn batch_shape(batch: &Batch) -> Vec<usize> {
     }
 }
 
+/// Takes one optimizer step on `batch`.
+pub fn train_step(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings) -> Result<StepOutcome> {
+    train_step_in(model, optimizer, batch, settings, None)
+}
+
 /// Takes one optimizer step on `batch` — this rank's shard of the global batch when
-/// `replica` is given.
-pub fn train_step(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings, replica: Option<&mut Replica>) -> Result<StepOutcome> {
+/// `replica` is given (every rank of the replica's group must call it with its shard).
+pub fn train_step_in(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings, replica: Option<&mut Replica>) -> Result<StepOutcome> {
     let shape = batch_shape(batch);
     // The whole step, the update included, with the other workers kept awake between ops.
     with_workers_awake(|| -> Result<StepOutcome> {

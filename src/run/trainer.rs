@@ -14,6 +14,7 @@ use crate::data::Split;
 use crate::dist::Group;
 use crate::error::{Error, Result};
 use crate::generate::SamplingConfig;
+use crate::run::budget::{TimeBudget, FIRST_REVISION, REVISE_EVERY};
 use crate::run::checkpoint::{RunDir, BEST_FILE, METRICS_FILE};
 use crate::run::config::RunConfig;
 use crate::run::eval::evaluate_in;
@@ -108,11 +109,20 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         run_dir: run.root(),
         step: s.state.step,
         total_steps: s.state.total_steps,
+        time_limit_s: s.state.time_limit_s,
     });
     let cfg = s.config.clone();
     let mut last_loss = None;
     let started = Instant::now();
     let start_step = s.state.step;
+    let seconds_before = s.state.train_seconds;
+    let mut budget = s.state.time_limit_s.map(|limit| TimeBudget::new(limit, seconds_before, start_step));
+    // Batches one evaluation reads (for the time budget's reserve before the first one).
+    let val_batches = s.dataset.num_examples(Split::Val).div_ceil(cfg.train.batch_size.max(1));
+    let eval_batches = if cfg.train.eval_batches == 0 { val_batches } else { cfg.train.eval_batches.min(val_batches) };
+    if budget.as_ref().is_some_and(|b| b.must_stop(s.state.step, eval_batches)) {
+        s.state.total_steps = s.state.step;
+    }
     while s.state.step < s.state.total_steps {
         // The batch RNG's position before this step's batch: what a checkpoint of the
         // `step` completed steps must record for an exact resume.
@@ -121,13 +131,14 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let cancelled = if group.is_distributed() { group.any(opts.cancel.is_cancelled(), "the check for Ctrl-C")? } else { opts.cancel.is_cancelled() };
         if cancelled {
             s.state.rng_word_pos = rng_pos.to_string();
+            s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
             save(group, run, &s, &mut log, "saving the checkpoint")?;
             return Err(Error::Interrupted { step: s.state.step });
         }
         let step = s.state.step;
         let step_started = Instant::now();
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
-        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.total_steps);
+        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.schedule_total(step));
         let stats = match ranks.step(&mut s.model, &mut s.optimizer, &batch, StepSettings { lr, clip_grad: cfg.train.clip_grad })? {
             StepOutcome::Done(stats) => stats,
             StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what, group),
@@ -147,16 +158,32 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
             log.write(&record)?;
         }
         let steps_per_s = (s.state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss: stats.loss, tokens_per_s, steps_per_s });
+        let train_seconds = seconds_before + started.elapsed().as_secs_f64();
+        on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss: stats.loss, tokens_per_s, steps_per_s, train_seconds });
+        if let Some(b) = &budget {
+            if b.must_stop(s.state.step, eval_batches) {
+                // This step is the last: its evaluation and checkpoint follow.
+                s.state.total_steps = s.state.step;
+            } else if s.state.step == FIRST_REVISION || (s.state.step > FIRST_REVISION && s.state.step.is_multiple_of(REVISE_EVERY)) {
+                let total = b.projected_total(s.state.step, eval_batches);
+                s.state.schedule_plan.push([s.state.step, total]);
+            }
+        }
 
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
+        let eval_started = Instant::now();
         if at_eval {
             evaluate_and_sample(&mut s, run, &mut log, opts.samples, group, &mut *on_event)?;
         }
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
+            s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+            // Records up to this step reach the disk before the checkpoint that covers them.
             save(group, run, &s, &mut log, "saving a checkpoint")?;
+        }
+        if let (Some(b), true) = (&mut budget, at_eval) {
+            b.record_final_cost(eval_started.elapsed().as_secs_f64());
         }
     }
     if let Some(log) = &mut log {

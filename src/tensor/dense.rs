@@ -4,11 +4,20 @@ use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr_free::standard_normal;
 
+use super::buffers::{copied, stale, zeroed};
+
 /// A dense f32 tensor in row-major (C) order.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Debug, PartialEq, Default)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Vec<f32>,
+}
+
+impl Clone for Tensor {
+    /// Large tensors are copied into a kept buffer (see `tensor::buffers`), across the pool.
+    fn clone(&self) -> Self {
+        Tensor { shape: self.shape.clone(), data: copied(&self.data) }
+    }
 }
 
 impl Tensor {
@@ -26,7 +35,15 @@ impl Tensor {
     pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
         let shape = shape.into();
         let n = shape.iter().product();
-        Tensor { shape, data: vec![0.0; n] }
+        Tensor { shape, data: zeroed(n) }
+    }
+
+    /// A tensor whose values are unspecified (a recycled buffer's, or zeros): only for ops
+    /// that overwrite every value before anything reads them.
+    pub(crate) fn stale(shape: impl Into<Vec<usize>>) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor { shape, data: stale(n) }
     }
 
     /// A tensor filled with `value`.
@@ -93,13 +110,30 @@ impl Tensor {
         assert!(r >= 2, "transpose_last2 needs rank >= 2");
         let (rows, cols) = (self.shape[r - 2], self.shape[r - 1]);
         let batch = self.data.len() / (rows * cols).max(1);
-        let mut out = vec![0.0; self.data.len()];
+        let mut out = stale(self.data.len()); // every value written below
+                                              // 32 × 32 tiles, the inner loop along the longer side's stride: with a power-of-two
+                                              // stride, the 32 values an inner loop scatters all map to the same cache set (a plain
+                                              // double loop took 1 ms for Hyena's (1024, 128) filters, 0.09 ms this way).
+        const TILE: usize = 32;
         for b in 0..batch {
             let src = &self.data[b * rows * cols..(b + 1) * rows * cols];
             let dst = &mut out[b * rows * cols..(b + 1) * rows * cols];
-            for i in 0..rows {
-                for j in 0..cols {
-                    dst[j * rows + i] = src[i * cols + j];
+            for i0 in (0..rows).step_by(TILE) {
+                for j0 in (0..cols).step_by(TILE) {
+                    let (is, js) = (i0..(i0 + TILE).min(rows), j0..(j0 + TILE).min(cols));
+                    if rows >= cols {
+                        for j in js {
+                            for i in is.clone() {
+                                dst[j * rows + i] = src[i * cols + j];
+                            }
+                        }
+                    } else {
+                        for i in is {
+                            for j in js.clone() {
+                                dst[j * rows + i] = src[i * cols + j];
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -147,6 +181,24 @@ mod rand_distr_free {
                 let r = (-2.0 * u1.ln()).sqrt();
                 return (r * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_last2_moves_every_value_across_tile_edges() {
+        for (b, r, c) in [(2, 70, 33), (1, 33, 70)] {
+            let t = Tensor::new(vec![b, r, c], (0..b * r * c).map(|v| v as f32).collect()).unwrap();
+            let u = t.transpose_last2();
+            assert_eq!(u.shape(), [b, c, r]);
+            for (bi, i, j) in (0..b).flat_map(|bi| (0..r).flat_map(move |i| (0..c).map(move |j| (bi, i, j)))) {
+                assert_eq!(u.data()[(bi * c + j) * r + i], t.data()[(bi * r + i) * c + j]);
+            }
+            assert_eq!(u.transpose_last2(), t);
         }
     }
 }

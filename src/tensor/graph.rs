@@ -2,6 +2,7 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::{recycle, stale, zeroed};
 use crate::tensor::Tensor;
 
 /// A handle to a value recorded on a [`Graph`].
@@ -39,7 +40,25 @@ impl<'a> GradCtx<'a> {
             return None;
         }
         let n = self.values[v.0].numel();
-        Some(self.grads[v.0].get_or_insert_with(|| vec![0.0; n]).as_mut_slice())
+        Some(self.grads[v.0].get_or_insert_with(|| zeroed(n)).as_mut_slice())
+    }
+
+    /// Whether `v` takes a gradient.
+    pub fn needs_grad(&self, v: Var) -> bool {
+        self.requires[v.0]
+    }
+
+    /// The gradient buffer of `v` for a rule that computes its whole contribution at once:
+    /// `Some((buf, true))` when `v` had no gradient yet — `buf` then holds unspecified values
+    /// and the rule must OVERWRITE every one of them — `Some((buf, false))` when it has one,
+    /// to be added to; `None` when `v` needs no gradient.
+    pub fn grad_or_fresh(&mut self, v: Var) -> Option<(&mut [f32], bool)> {
+        if !self.requires[v.0] {
+            return None;
+        }
+        let fresh = self.grads[v.0].is_none();
+        let n = self.values[v.0].numel();
+        Some((self.grads[v.0].get_or_insert_with(|| stale(n)).as_mut_slice(), fresh))
     }
 
     /// Whether `v` has no gradient buffer yet: the next [`GradCtx::grad`] or
@@ -76,7 +95,7 @@ impl<'a> GradCtx<'a> {
         vars.iter().flatten().for_each(|&v| self.check_open(v));
         for v in vars.iter().flatten() {
             if self.requires[v.0] && self.grads[v.0].is_none() {
-                self.grads[v.0] = Some(vec![0.0; self.values[v.0].numel()]);
+                self.grads[v.0] = Some(zeroed(self.values[v.0].numel()));
             }
         }
         let mut out: [Option<&mut [f32]>; N] = std::array::from_fn(|_| None);
@@ -256,6 +275,19 @@ impl Graph {
             hand_over(self, &mut next, &mut finished, i)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Graph {
+    /// Hands the large value and gradient buffers to the next graph's ops
+    /// (`tensor::buffers`), instead of freeing them and zero-filling new ones.
+    fn drop(&mut self) {
+        for t in std::mem::take(&mut self.values) {
+            recycle(t.into_data());
+        }
+        for g in std::mem::take(&mut self.grads).into_iter().flatten() {
+            recycle(g);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! convolution specs, [`matmul`]); [`kernels`] is public for the engine's own benchmarks and
 //! tests, not for the other layers.
 
+mod buffers;
 pub mod cpu;
 mod dense;
 mod graph;
@@ -11,6 +12,7 @@ pub mod kernels;
 pub(crate) mod ops;
 pub mod threads;
 
+pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};
 pub use graph::{Graph, ParamHook, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
@@ -21,4 +23,5 @@ pub use kernels::softmax::exp_nonpos;
 pub use ops::activation::{sigmoid, Activation};
 pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
+pub(crate) use ops::norm::layernorm_row;
 pub use ops::norm::BatchStats;

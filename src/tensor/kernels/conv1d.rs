@@ -6,8 +6,11 @@
 //!   windows read in place (`window_gemm`), one GEMM over the whole batch; its weight
 //!   gradient reads explicit batch-wide columns (`im2col`);
 //! - other groups-1 convs whose columns fit in `im2col::MAX_COLS`: explicit columns;
+//! - depthwise convs (groups = C_in = C_out, stride 1): a direct kernel over contiguous
+//!   channels (`depthwise`), no GEMM;
 //! - everything else: one GEMM per tap and group over strided views (`tap_gemm`).
 
+use super::depthwise::{self, Depthwise};
 use super::im2col::{self, Columns};
 use super::matmul::{matmul_init, Init, Mat, Par};
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
@@ -89,7 +92,7 @@ impl Conv1dSpec {
     }
 
     /// Validates the spec and builds the tap geometry for (batch, len).
-    fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
+    pub(super) fn geometry(&self, batch: usize, len: usize) -> Result<TapGemm> {
         self.validate()?;
         let t_out = self.output_len(len)?;
         let pad = self.padding.left() as isize;
@@ -110,6 +113,13 @@ impl Conv1dSpec {
     /// Stride 1, groups 1 and dilation 1 (or a single tap): one window GEMM per item.
     fn windowed(&self) -> bool {
         self.stride == 1 && self.groups == 1 && (self.dilation == 1 || self.kernel_size == 1)
+    }
+
+    /// The direct kernel's geometry when this conv is depthwise (groups = C_in = C_out > 1,
+    /// stride 1).
+    fn depthwise(&self, len: usize, t_out: usize) -> Option<Depthwise> {
+        let depthwise = self.stride == 1 && self.groups > 1 && self.groups == self.in_channels && self.in_channels == self.out_channels;
+        depthwise.then_some(Depthwise { len, t_out, ch: self.in_channels, k: self.kernel_size, dilation: self.dilation, pad_left: self.padding.left() })
     }
 
     /// The batch-wide columns geometry when this conv should use it (groups 1, columns
@@ -163,6 +173,10 @@ pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, we
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, out)?;
+    if let Some(dw) = spec.depthwise(len, t_out) {
+        depthwise::forward(&dw, x, weight, bias, out);
+        return Ok(());
+    }
     if spec.windowed() {
         let k = spec.kernel_size;
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
@@ -227,6 +241,10 @@ pub fn conv1d_backward_hinted(
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
+    if let Some(dw) = spec.depthwise(len, t_out) {
+        depthwise::backward(&dw, x, weight, grad_out, grad_x, grad_weight, grad_bias);
+        return Ok(());
+    }
     let (k, pl) = (spec.kernel_size, spec.padding.left() as isize);
     let columns = spec.columns(batch, len, t_out);
     if let Some(gx) = grad_x {
@@ -257,4 +275,75 @@ pub fn conv1d_backward_hinted(
         add_column_sums(grad_out, c_out, gb);
     }
     Ok(())
+}
+
+/// The depthwise kernel against the general grouped path (here, so that `depthwise` needs
+/// nothing from this file).
+#[cfg(test)]
+mod depthwise_tests {
+    use super::depthwise::{backward, forward, Depthwise};
+    use super::{Conv1dSpec, Padding};
+    use crate::tensor::kernels::tap_gemm::par_batches;
+    use crate::tensor::Tensor;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn randn(n: usize, seed: u64) -> Vec<f32> {
+        Tensor::randn(vec![n], 1.0, &mut ChaCha8Rng::seed_from_u64(seed)).into_data()
+    }
+
+    /// |a - b| ≤ 1e-6 · terms · (1 + |b|): sums of `terms` products of unit values, added in
+    /// different orders.
+    fn close(what: &str, a: &[f32], b: &[f32], terms: usize) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-6 * (terms.max(10) as f32) * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Forward and all gradients equal the grouped conv path (one GEMM per tap and group)
+    /// for causal, symmetric and dilated paddings, batch and block boundaries included.
+    #[test]
+    fn equals_the_grouped_tap_gemm_path() {
+        let cases = [
+            (2, 70, 5, 3, 1, Padding::causal(3, 1)),
+            (3, 130, 17, 3, 2, Padding::causal(3, 2)),
+            (1, 9, 4, 4, 1, Padding::Symmetric(1)),
+            (2, 12, 3, 2, 3, Padding::Asymmetric { left: 1, right: 4 }),
+            (2, 5, 8, 1, 1, Padding::Symmetric(0)),
+        ];
+        for (n, &(batch, len, ch, k, dilation, padding)) in cases.iter().enumerate() {
+            let spec = Conv1dSpec { in_channels: ch, out_channels: ch, kernel_size: k, stride: 1, padding, dilation, groups: ch };
+            let geo = spec.geometry(batch, len).unwrap();
+            let t_out = geo.d_len;
+            let dw = Depthwise { len, t_out, ch, k, dilation, pad_left: padding.left() };
+            let seed = 10 * n as u64;
+            let (x, w, bias, g) = (randn(batch * len * ch, seed), randn(ch * k, seed + 1), randn(ch, seed + 2), randn(batch * t_out * ch, seed + 3));
+
+            let mut want = vec![0.0f32; batch * t_out * ch];
+            par_batches(&mut want, t_out * ch, |b, out_b, par| {
+                out_b.chunks_exact_mut(ch).for_each(|r| r.copy_from_slice(&bias));
+                geo.d_from_s(&x[b * len * ch..], &w, out_b, par);
+            });
+            let mut got = vec![f32::NAN; want.len()];
+            forward(&dw, &x, &w, Some(&bias), &mut got);
+            close("forward", &got, &want, k);
+
+            let mut want_gx = randn(x.len(), seed + 4);
+            let mut got_gx = want_gx.clone();
+            par_batches(&mut want_gx, len * ch, |b, gx_b, par| geo.s_from_d(&g[b * t_out * ch..], &w, gx_b, par));
+            let mut want_gw = randn(w.len(), seed + 5);
+            let mut got_gw = want_gw.clone();
+            geo.weight_grad(&g, &x, &mut want_gw);
+            let mut want_gb = randn(ch, seed + 6);
+            let mut got_gb = want_gb.clone();
+            for row in g.chunks_exact(ch) {
+                want_gb.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+            }
+            backward(&dw, &x, &w, &g, Some(&mut got_gx), Some(&mut got_gw), Some(&mut got_gb));
+            close("grad_x", &got_gx, &want_gx, k);
+            close("grad_w", &got_gw, &want_gw, batch * t_out);
+            close("grad_b", &got_gb, &want_gb, batch * t_out);
+        }
+    }
 }

@@ -5,10 +5,12 @@ pub mod conv1d;
 pub mod conv1d_loss;
 pub mod conv2d_masked;
 pub mod conv_transpose1d;
+mod depthwise;
 mod im2col;
 pub mod long_conv;
 mod mat;
 pub mod matmul;
+pub(crate) mod pointwise;
 mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;

@@ -1,8 +1,9 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{acc_zip, map_into, map_slices};
+use super::{copy_of, map_into, map_slices, put_zip, zip3_slices, zip_map};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_grad_slice, gelu_slice};
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.
@@ -11,7 +12,8 @@ use crate::tensor::Tensor;
 pub enum Activation {
     Tanh,
     Relu,
-    /// Exact (erf) GELU, as `torch.nn.functional.gelu`.
+    /// Exact (erf) GELU, as `torch.nn.functional.gelu` (erf within 1.5e-7, see
+    /// `kernels::pointwise`).
     Gelu,
     Sigmoid,
 }
@@ -22,7 +24,7 @@ impl Activation {
         match self {
             Activation::Tanh => fast_tanh(x),
             Activation::Relu => x.max(0.0),
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::Gelu => gelu(x),
             Activation::Sigmoid => sigmoid(x),
         }
     }
@@ -38,11 +40,7 @@ impl Activation {
                     0.0
                 }
             }
-            Activation::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
-                cdf + x * pdf
-            }
+            Activation::Gelu => gelu_derivative(x),
             Activation::Sigmoid => y * (1.0 - y),
         }
     }
@@ -115,14 +113,13 @@ impl BackwardOp for ActBack {
     fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let x = ctx.value(self.x).data();
         let act = self.act;
-        if let Some(gx) = ctx.grad(self.x) {
+        if let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) {
             match act {
-                Activation::Tanh => acc_zip(gx, g, out.data(), |g, y| g * (1.0 - y * y)),
-                Activation::Relu => acc_zip(gx, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
-                _ => {
-                    let dy: Vec<f32> = x.iter().zip(out.data()).map(|(&x, &y)| act.derivative(x, y)).collect();
-                    acc_zip(gx, g, &dy, |g, d| g * d);
-                }
+                Activation::Tanh => put_zip(gx, fresh, g, out.data(), |g, y| g * (1.0 - y * y)),
+                Activation::Relu => put_zip(gx, fresh, g, x, |g, x| if x > 0.0 { g } else { 0.0 }),
+                Activation::Gelu if fresh => zip3_slices(gx, g, x, gelu_grad_slice),
+                Activation::Gelu => zip3_slices(gx, g, x, gelu_backward_slice),
+                Activation::Sigmoid => put_zip(gx, fresh, g, out.data(), |g, y| g * act.derivative(0.0, y)),
             }
         }
         Ok(())
@@ -136,8 +133,10 @@ struct AddBack {
 impl BackwardOp for AddBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         for v in [self.a, self.b] {
-            if let Some(gv) = ctx.grad(v) {
-                gv.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+            if ctx.needs_grad(v) && ctx.grad_is_unset(v) {
+                ctx.add_grad(v, copy_of(g)); // a copy instead of zeros plus a sum
+            } else if let Some(gv) = ctx.grad(v) {
+                map_slices(gv, g, |a, b| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
             }
         }
         Ok(())
@@ -151,11 +150,11 @@ struct MulBack {
 impl BackwardOp for MulBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         let (av, bv) = (ctx.value(self.a).data(), ctx.value(self.b).data());
-        if let Some(ga) = ctx.grad(self.a) {
-            acc_zip(ga, g, bv, |g, b| g * b);
+        if let Some((ga, fresh)) = ctx.grad_or_fresh(self.a) {
+            put_zip(ga, fresh, g, bv, |g, b| g * b);
         }
-        if let Some(gb) = ctx.grad(self.b) {
-            acc_zip(gb, g, av, |g, a| g * a);
+        if let Some((gb, fresh)) = ctx.grad_or_fresh(self.b) {
+            put_zip(gb, fresh, g, av, |g, a| g * a);
         }
         Ok(())
     }
@@ -207,11 +206,12 @@ impl Graph {
     /// Pointwise activation.
     pub fn activation(&mut self, x: Var, act: Activation) -> Var {
         let xv = self.value(x);
-        let mut out = Tensor::zeros(xv.shape().to_vec());
-        // One monomorphized (vectorizable) loop per activation, not a match per value.
+        let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
+                                                          // One monomorphized (vectorizable) loop per activation, not a match per value.
         match act {
             Activation::Tanh => map_slices(out.data_mut(), xv.data(), tanh_slice),
             Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),
+            Activation::Gelu => map_slices(out.data_mut(), xv.data(), gelu_slice),
             _ => map_into(out.data_mut(), xv.data(), |v| act.apply(v)),
         }
         self.record(out, &[x], ActBack { x, act })
@@ -240,16 +240,14 @@ impl Graph {
     /// `a + b` (same shapes).
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("add", a, b)?;
-        let mut out = self.value(a).clone();
-        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o += b);
+        let out = Tensor::new(self.shape(a).to_vec(), zip_map(self.value(a).data(), self.value(b).data(), |x, y| x + y))?;
         Ok(self.record(out, &[a, b], AddBack { a, b }))
     }
 
     /// `a * b` elementwise (same shapes).
     pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
         self.check_same("mul", a, b)?;
-        let mut out = self.value(a).clone();
-        out.data_mut().iter_mut().zip(self.value(b).data()).for_each(|(o, b)| *o *= b);
+        let out = Tensor::new(self.shape(a).to_vec(), zip_map(self.value(a).data(), self.value(b).data(), |x, y| x * y))?;
         Ok(self.record(out, &[a, b], MulBack { a, b }))
     }
 

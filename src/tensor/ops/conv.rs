@@ -139,7 +139,7 @@ impl Graph {
         spec.validate()?;
         let xs = self.conv_inputs("conv1d", x, 3, w, &spec.weight_shape(), b, spec.out_channels)?;
         let t_out = spec.output_len(xs[1])?;
-        let mut out = Tensor::zeros(vec![xs[0], t_out, spec.out_channels]);
+        let mut out = Tensor::stale(vec![xs[0], t_out, spec.out_channels]); // conv1d_forward overwrites it
         let bias = b.map(|b| self.value(b).data());
         conv1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
         Ok(self.record_conv(out, ConvKind::Conv1d(*spec), x, w, b))

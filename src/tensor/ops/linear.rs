@@ -1,8 +1,11 @@
 //! Dense ops: linear layers over the last axis and embedding lookups.
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::matmul::{matmul, Mat, Par};
+use rayon::prelude::*;
+
+use crate::tensor::kernels::matmul::{matmul, matmul_init, Init, Mat, Par};
 use crate::tensor::Tensor;
 
 /// Adds `bias` (C) to every row of `out` (N, C).
@@ -15,13 +18,26 @@ pub(crate) fn add_bias_rows(out: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// `grad_bias (C) += Σ_rows grad (N, C)`.
+/// `grad_bias (C) += Σ_rows grad (N, C)`: blocks of rows across the pool, their sums added
+/// in block order (the same result on any number of threads).
 pub(crate) fn acc_bias_grad(grad_bias: &mut [f32], grad: &[f32]) {
-    if grad_bias.is_empty() {
+    const ROWS: usize = 256;
+    let c = grad_bias.len();
+    if c == 0 {
         return;
     }
-    for row in grad.chunks(grad_bias.len()) {
-        grad_bias.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    let partials: Vec<Vec<f32>> = grad
+        .par_chunks(ROWS * c)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; c];
+            for row in rows.chunks_exact(c) {
+                acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+            acc
+        })
+        .collect();
+    for p in &partials {
+        grad_bias.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -36,8 +52,9 @@ impl BackwardOp for LinearBack {
         let (n_out, n_in) = (w.shape()[0], w.shape()[1]);
         let rows = x.numel() / n_in.max(1);
         let gm = Mat::row_major(g, rows, n_out); // (N, Out)
-        if let Some(gx) = ctx.grad(self.x) {
-            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), true, Par::Pool);
+                                                 // A gradient buffer created here is overwritten by the product.
+        if let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) {
+            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !fresh, Par::Pool);
             // (N, In)
         }
         if let Some(gw) = ctx.grad(self.w) {
@@ -90,13 +107,11 @@ impl Graph {
         let rows = self.value(x).numel() / n_in.max(1);
         let mut out_shape = xs.clone();
         *out_shape.last_mut().unwrap_or(&mut 0) = n_out;
-        let mut out = Tensor::zeros(out_shape);
+        let mut out = Tensor::stale(out_shape); // the product overwrites every value
         let xm = Mat::row_major(self.value(x).data(), rows, n_in);
         let wm = Mat::row_major(self.value(w).data(), n_out, n_in);
-        matmul(out.data_mut(), n_out, xm, wm.t(), false, Par::Pool); // (N, Out)
-        if let Some(b) = b {
-            add_bias_rows(out.data_mut(), self.value(b).data());
-        }
+        let init = b.map_or(Init::Zero, |b| Init::Rows(self.value(b).data()));
+        matmul_init(out.data_mut(), n_out, xm, wm.t(), init, Par::Pool); // (N, Out)
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         Ok(self.record(out, &inputs, LinearBack { x, w, b }))
     }
@@ -118,9 +133,9 @@ impl Graph {
             return Err(Error::shape("embedding", format!("token id {bad} is outside the vocabulary of {v}")));
         }
         let table = self.value(w).data();
-        let mut data = Vec::with_capacity(ids.len() * e);
-        for &id in ids {
-            data.extend_from_slice(&table[id as usize * e..(id as usize + 1) * e]);
+        let mut data = stale(ids.len() * e); // every row written below
+        for (&id, row) in ids.iter().zip(data.chunks_exact_mut(e.max(1))) {
+            row.copy_from_slice(&table[id as usize * e..(id as usize + 1) * e]);
         }
         let mut out_shape = shape.to_vec();
         out_shape.push(e);

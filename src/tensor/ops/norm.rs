@@ -1,10 +1,51 @@
 //! Normalisation and regularisation: batchnorm (train/eval), layernorm, dropout.
 
 use rand::Rng;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
+use crate::tensor::cpu::{avx2_fma, with_avx2};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
+
+/// Rows per parallel task of the normalisations' row loops.
+const ROWS: usize = 64;
+
+/// `Σ f(v)` over a row in f64, as eight interleaved partial sums so the loop vectorizes.
+#[inline(always)]
+fn row_sum(row: &[f32], f: impl Fn(usize, f64) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let body = row.len() / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        for k in 0..LANES {
+            acc[k] += f(i + k, row[i + k] as f64);
+        }
+    }
+    let mut total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (i, &v) in row.iter().enumerate().skip(body) {
+        total += f(i, v as f64);
+    }
+    total
+}
+
+/// Layer normalisation of one row: `xhat = (row − mean)·istd` and `out = xhat·gamma + beta`,
+/// the statistics in f64; returns istd. The tape's layernorm and the step backend's both
+/// call it, so a step equals a forward.
+#[inline(always)]
+pub(crate) fn layernorm_row(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32, xhat: &mut [f32], out: &mut [f32]) -> f32 {
+    let c = row.len();
+    let (gamma, beta, xhat, out) = (&gamma[..c], &beta[..c], &mut xhat[..c], &mut out[..c]);
+    let mean = row_sum(row, |_, v| v) / c as f64;
+    let var = row_sum(row, |_, v| (v - mean) * (v - mean)) / c as f64;
+    let istd = 1.0 / (var + eps as f64).sqrt();
+    for j in 0..c {
+        xhat[j] = ((row[j] as f64 - mean) * istd) as f32;
+        out[j] = xhat[j] * gamma[j] + beta[j];
+    }
+    istd as f32
+}
 
 /// Batch statistics from a training-mode batchnorm, for the running-average update.
 #[derive(Clone, Debug)]
@@ -34,34 +75,60 @@ impl BackwardOp for NormBack {
         let c = ctx.value(self.gamma).numel();
         let gamma = ctx.value(self.gamma).data();
         let rows = self.xhat.len() / c.max(1);
-        if let Some(gg) = ctx.grad(self.gamma) {
-            for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
-                for j in 0..c {
-                    gg[j] += grow[j] * xrow[j];
+        if c == 0 {
+            return Ok(());
+        }
+        let simd = avx2_fma();
+        let (want_gg, want_gb) = (ctx.grad(self.gamma).is_some(), ctx.grad(self.beta).is_some());
+        if want_gg || want_gb {
+            // Per block of rows: Σ g·xhat (gamma) then Σ g (beta), summed in block order.
+            let partials: Vec<Vec<f32>> = g
+                .par_chunks(ROWS * c)
+                .zip(self.xhat.par_chunks(ROWS * c))
+                .map(|(gb, xb)| {
+                    let mut acc = vec![0.0f32; 2 * c];
+                    let (sg, sb) = acc.split_at_mut(c);
+                    with_avx2(simd, || {
+                        for (grow, xrow) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
+                            for j in 0..c {
+                                sg[j] += grow[j] * xrow[j];
+                                sb[j] += grow[j];
+                            }
+                        }
+                    });
+                    acc
+                })
+                .collect();
+            for (k, v) in [(0, self.gamma), (1, self.beta)] {
+                if let Some(gv) = ctx.grad(v) {
+                    for p in &partials {
+                        gv.iter_mut().zip(&p[k * c..(k + 1) * c]).for_each(|(a, b)| *a += b);
+                    }
                 }
             }
         }
-        if let Some(gb) = ctx.grad(self.beta) {
-            for grow in g.chunks(c) {
-                gb.iter_mut().zip(grow).for_each(|(a, b)| *a += b);
-            }
+        if self.per_row {
+            let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) else { return Ok(()) };
+            let n = c as f64;
+            gx.par_chunks_mut(ROWS * c).zip(g.par_chunks(ROWS * c)).zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS))).for_each(
+                |((gxb, gb), (xb, sb))| {
+                    with_avx2(simd, || {
+                        for ((gxrow, grow), (xrow, &istd)) in gxb.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(xb.chunks_exact(c).zip(sb)) {
+                            let s1 = row_sum(grow, |j, g| g * gamma[j] as f64);
+                            let s2 = row_sum(grow, |j, g| g * gamma[j] as f64 * xrow[j] as f64);
+                            for j in 0..c {
+                                let d = grow[j] as f64 * gamma[j] as f64;
+                                let v = (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                                gxrow[j] = if fresh { v } else { gxrow[j] + v };
+                            }
+                        }
+                    })
+                },
+            );
+            return Ok(());
         }
         let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
-        if self.per_row {
-            for ((gxrow, grow), (xrow, &istd)) in gx.chunks_mut(c).zip(g.chunks(c)).zip(self.xhat.chunks(c).zip(&self.inv_std)) {
-                let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                for j in 0..c {
-                    let d = (grow[j] * gamma[j]) as f64;
-                    s1 += d;
-                    s2 += d * xrow[j] as f64;
-                }
-                let n = c as f64;
-                for j in 0..c {
-                    let d = (grow[j] * gamma[j]) as f64;
-                    gxrow[j] += (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
-                }
-            }
-        } else if self.batch_stats {
+        if self.batch_stats {
             let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
             for (grow, xrow) in g.chunks(c).zip(self.xhat.chunks(c)) {
                 for j in 0..c {
@@ -168,18 +235,23 @@ impl Graph {
     pub fn layernorm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
         let c = self.norm_channels("layernorm", x, gamma, beta)?;
         let xd = self.value(x).data();
-        let mut xhat = vec![0.0f32; xd.len()];
-        let mut inv_std = Vec::with_capacity(xd.len() / c.max(1));
-        for (hrow, row) in xhat.chunks_mut(c).zip(xd.chunks(c)) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-            let istd = 1.0 / (var + eps as f64).sqrt();
-            for j in 0..c {
-                hrow[j] = ((row[j] as f64 - mean) * istd) as f32;
-            }
-            inv_std.push(istd as f32);
+        let (gd, bd) = (self.value(gamma).data(), self.value(beta).data());
+        // Every row of xhat and out is written below (nothing to write when c = 0).
+        let mut xhat = stale(xd.len());
+        let mut inv_std = vec![0.0f32; xd.len() / c.max(1)];
+        let mut out = Tensor::stale(self.shape(x).to_vec());
+        if c > 0 {
+            // Blocks of rows across the pool.
+            let simd = avx2_fma();
+            let blocks = out.data_mut().par_chunks_mut(ROWS * c).zip(xhat.par_chunks_mut(ROWS * c)).zip(inv_std.par_chunks_mut(ROWS));
+            blocks.zip(xd.par_chunks(ROWS * c)).for_each(|(((ob, hb), sb), xb)| {
+                with_avx2(simd, || {
+                    for (((orow, hrow), istd), row) in ob.chunks_exact_mut(c).zip(hb.chunks_exact_mut(c)).zip(sb).zip(xb.chunks_exact(c)) {
+                        *istd = layernorm_row(row, gd, bd, eps, hrow, orow);
+                    }
+                })
+            });
         }
-        let out = self.affine(&xhat, x, gamma, beta);
         let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: false, per_row: true };
         Ok(self.record(out, &[x, gamma, beta], op))
     }

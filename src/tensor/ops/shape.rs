@@ -1,6 +1,9 @@
 //! Shape ops: zero-pad, slice and concatenate along an axis, reshape, transpose.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
+use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::Tensor;
 
@@ -11,18 +14,28 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 
 /// Copies `src` blocks (outer, src_len, inner) into `dst` (outer, dst_len, inner) at `offset`
 /// along the axis, adding (`acc`) or overwriting.
+/// Large copies run in parallel over groups of whole blocks.
 fn copy_blocks(dst: &mut [f32], dst_len: usize, src: &[f32], src_len: usize, inner: usize, offset: usize, acc: bool) {
     let (sb, db) = (src_len * inner, dst_len * inner);
-    if sb == 0 {
+    if sb == 0 || db == 0 {
         return;
     }
-    for (o, s) in src.chunks(sb).enumerate() {
-        let d = &mut dst[o * db + offset * inner..o * db + offset * inner + sb];
-        if acc {
-            d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-        } else {
-            d.copy_from_slice(s);
+    let copy = |dst: &mut [f32], src: &[f32]| {
+        for (d, s) in dst.chunks_exact_mut(db).zip(src.chunks_exact(sb)) {
+            let d = &mut d[offset * inner..offset * inner + sb];
+            if acc {
+                d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+            } else {
+                d.copy_from_slice(s);
+            }
         }
+    };
+    const PAR_VALUES: usize = 1 << 15;
+    if dst.len() >= PAR_VALUES {
+        let per_task = (8192 / db).max(1); // blocks per task
+        dst.par_chunks_mut(per_task * db).zip(src.par_chunks(per_task * sb)).for_each(|(d, s)| copy(d, s));
+    } else {
+        copy(dst, src);
     }
 }
 
@@ -136,9 +149,15 @@ impl Graph {
         let mut out_shape = shape.clone();
         out_shape[axis] = end - start;
         let (ob, xb) = ((end - start) * inner, len * inner);
-        let mut data = Vec::with_capacity(out_shape.iter().product());
-        for block in self.value(x).data().chunks(xb.max(1)) {
-            data.extend_from_slice(&block[start * inner..start * inner + ob]);
+        let mut data = stale(out_shape.iter().product()); // every block written below
+        if let Some(per_task) = 8192usize.checked_div(ob) {
+            let src = self.value(x).data();
+            let per_task = per_task.max(1); // blocks per task
+            data.par_chunks_mut(per_task * ob).zip(src.par_chunks(per_task * xb.max(1))).for_each(|(d, s)| {
+                for (d, s) in d.chunks_exact_mut(ob).zip(s.chunks(xb.max(1))) {
+                    d.copy_from_slice(&s[start * inner..start * inner + ob]);
+                }
+            });
         }
         let out = Tensor::new(out_shape, data)?;
         Ok(self.record(out, &[x], WindowBack { x, axis, offset: start, input_is_larger: true }))
