@@ -74,6 +74,19 @@ impl Group {
         Ok(v[0] != 0)
     }
 
+    /// Rank 0's `values` on every rank (the others' are ignored): for decisions that
+    /// depend on something each rank measures differently, such as its clock.
+    pub fn from_root_u64(&self, values: &mut [u64], what: &str) -> Result<()> {
+        if !self.is_distributed() {
+            return Ok(());
+        }
+        if !self.is_root() {
+            values.fill(0);
+        }
+        // Every value but rank 0's is 0: the maximum is rank 0's.
+        self.0.max_u64(values, what, Wait::Step)
+    }
+
     /// Whether every rank holds the same `value` (the same answer on every rank).
     pub fn all_equal(&self, value: u64, what: &str) -> Result<bool> {
         // max(v) == min(v), and min(v) = !max(!v): one reduction.

@@ -67,7 +67,13 @@ pub fn train_step(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, s
 
 /// Takes one optimizer step on `batch` — this rank's shard of the global batch when
 /// `replica` is given (every rank of the replica's group must call it with its shard).
-pub fn train_step_in(model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings, replica: Option<&mut Replica>) -> Result<StepOutcome> {
+pub fn train_step_in(
+    model: &mut Model,
+    optimizer: &mut Optimizer,
+    batch: &Batch,
+    settings: StepSettings,
+    replica: Option<&mut Replica>,
+) -> Result<StepOutcome> {
     let shape = batch_shape(batch);
     // The whole step, the update included, with the other workers kept awake between ops.
     with_workers_awake(|| -> Result<StepOutcome> {

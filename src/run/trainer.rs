@@ -120,7 +120,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
     // Batches one evaluation reads (for the time budget's reserve before the first one).
     let val_batches = s.dataset.num_examples(Split::Val).div_ceil(cfg.train.batch_size.max(1));
     let eval_batches = if cfg.train.eval_batches == 0 { val_batches } else { cfg.train.eval_batches.min(val_batches) };
-    if budget.as_ref().is_some_and(|b| b.must_stop(s.state.step, eval_batches)) {
+    if budget.is_some() && budget_verdict(group, budget.as_ref(), s.state.step, eval_batches, false)?.0 {
         s.state.total_steps = s.state.step;
     }
     while s.state.step < s.state.total_steps {
@@ -160,13 +160,13 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let steps_per_s = (s.state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
         let train_seconds = seconds_before + started.elapsed().as_secs_f64();
         on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss: stats.loss, tokens_per_s, steps_per_s, train_seconds });
-        if let Some(b) = &budget {
-            if b.must_stop(s.state.step, eval_batches) {
+        if budget.is_some() {
+            let revise = s.state.step == FIRST_REVISION || (s.state.step > FIRST_REVISION && s.state.step.is_multiple_of(REVISE_EVERY));
+            match budget_verdict(group, budget.as_ref(), s.state.step, eval_batches, revise)? {
                 // This step is the last: its evaluation and checkpoint follow.
-                s.state.total_steps = s.state.step;
-            } else if s.state.step == FIRST_REVISION || (s.state.step > FIRST_REVISION && s.state.step.is_multiple_of(REVISE_EVERY)) {
-                let total = b.projected_total(s.state.step, eval_batches);
-                s.state.schedule_plan.push([s.state.step, total]);
+                (true, _) => s.state.total_steps = s.state.step,
+                (false, Some(total)) => s.state.schedule_plan.push([s.state.step, total]),
+                (false, None) => {}
             }
         }
 
@@ -201,6 +201,17 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         params: s.model.params().numel(),
         moved_aside: s.moved_aside,
     })
+}
+
+/// Whether the time budget ends the run after `step` steps, and (when `revise`) the total
+/// it now projects — by rank 0's clock on every rank, so that all ranks stop at the same
+/// step and lay the schedule over the same total.
+fn budget_verdict(group: &Group, budget: Option<&TimeBudget>, step: u64, eval_batches: usize, revise: bool) -> Result<(bool, Option<u64>)> {
+    let Some(b) = budget else { return Ok((false, None)) };
+    let stop = b.must_stop(step, eval_batches);
+    let mut verdict = [u64::from(stop), if revise && !stop { b.projected_total(step, eval_batches) } else { 0 }];
+    group.from_root_u64(&mut verdict, "the time budget")?;
+    Ok((verdict[0] != 0, (revise && verdict[0] == 0).then_some(verdict[1])))
 }
 
 /// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
