@@ -2,6 +2,8 @@
 //! two processes with the same global batch as one agree on the loss of each of 50 steps
 //! (1e-5 relative) and on the final weights (1e-5); killing a rank ends the job with a
 //! message within a bounded time, and `--resume` under mpirun continues the run exactly.
+//! A prepared corpus (memory-mapped by each rank) trains the same as in one process, and a
+//! time-limited run ends on every rank at the same step.
 //! Each test prints `skipped: <reason>` and passes when mpirun is missing or the binary was
 //! built without the `mpi` feature (`cargo test --features mpi --test mpi`).
 
@@ -40,7 +42,10 @@ macro_rules! require_mpi {
 fn mpirun(n: usize, args: &[String]) -> Command {
     let mut cmd = Command::new("mpirun");
     cmd.args(["-np", &n.to_string(), "--oversubscribe", "--bind-to", "none", BIN, "train"]).args(args);
-    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1").env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    cmd.env("CONVLM_MPI_TIMEOUT", "30")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
     cmd
 }
 
@@ -64,6 +69,15 @@ fn args(out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
     a.extend(["--steps".to_string(), steps.to_string(), "--out".to_string(), out.to_string_lossy().into_owned()]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// Asserts that the losses of two runs agree step by step within 1e-5 relative.
+fn same_losses(one: &Path, two: &Path, steps: usize) {
+    let (a, b) = (records(one, "loss"), records(two, "loss"));
+    assert_eq!((a.len(), b.len()), (steps, steps));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "step {}: loss {x} in one process, {y} in two", step + 1);
+    }
 }
 
 fn records(dir: &Path, key: &str) -> Vec<f64> {
@@ -90,16 +104,49 @@ fn two_processes_train_the_model_one_process_trains() {
     let out = run_ok(mpirun(2, &args(&two, 50, &[])));
     // Rank 0 alone reports.
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("trained 50 steps").count(), 1, "{}", text(&out));
-    let (a, b) = (records(&one, "loss"), records(&two, "loss"));
-    assert_eq!((a.len(), b.len()), (50, 50));
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= 1e-5 * x.abs(), "step {}: loss {x} in one process, {y} in two", step + 1);
-    }
+    same_losses(&one, &two, 50);
     assert!(records(&two, "allreduce_ms").len() == 50, "two processes log their all-reduce time");
     for ((name, x), (_, y)) in weights(&one).iter().zip(&weights(&two)) {
         let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         assert!(diff <= 1e-5, "{name} differs by {diff}");
     }
+}
+
+#[test]
+fn a_prepared_corpus_trains_the_same_on_two_processes() {
+    require_mpi!();
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    let names = common::shared("data/names.txt");
+    let mut prepare = Command::new(BIN);
+    prepare.args(["prepare", "--dataset", "lines", "--data"]).arg(&names).arg("--out").arg(&corpus);
+    run_ok(prepare);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let mut a = args(&one, 20, &[]);
+    a[1] = corpus.to_string_lossy().into_owned();
+    let mut single = Command::new(BIN);
+    single.arg("train").args(&a);
+    run_ok(single);
+    let mut b = args(&two, 20, &[]);
+    b[1] = corpus.to_string_lossy().into_owned();
+    run_ok(mpirun(2, &b));
+    same_losses(&one, &two, 20);
+}
+
+#[test]
+fn a_time_limited_run_ends_on_every_rank_at_the_same_step() {
+    require_mpi!();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut a = args(&run, 1, &["--time-limit", "4"]);
+    // `--steps` and `--time-limit` exclude each other: drop the steps.
+    let at = a.iter().position(|x| x == "--steps").unwrap();
+    a.drain(at..at + 2);
+    let started = Instant::now();
+    run_ok(mpirun(2, &a));
+    assert!(started.elapsed() < Duration::from_secs(60), "a 4 s run took {:?}", started.elapsed());
+    assert!(step_of(&run) > 0);
+    assert_eq!(records(&run, "loss").len() as u64, step_of(&run));
 }
 
 /// The pids of the processes mpirun started (its children, read from /proc).
