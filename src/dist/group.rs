@@ -157,6 +157,13 @@ impl Group {
         self.0.set_interrupt(flag)
     }
 
+    /// Lets waits run to the communicator's time limit again after an interrupt, once every
+    /// rank has agreed to stop (they are all alive: they just answered), so that the last
+    /// checkpoint's agreement is not given up on while rank 0 writes it.
+    pub fn clear_interrupt(&self) {
+        self.0.set_interrupt(Arc::new(AtomicBool::new(false)))
+    }
+
     /// Ends every rank of the job with exit status `code`.
     pub fn abort(&self, code: i32) -> ! {
         self.0.abort(code)

@@ -130,6 +130,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         // Every rank stops at the same step when any was interrupted.
         let cancelled = if group.is_distributed() { group.any(opts.cancel.is_cancelled(), "the check for Ctrl-C")? } else { opts.cancel.is_cancelled() };
         if cancelled {
+            group.clear_interrupt();
             s.state.rng_word_pos = rng_pos.to_string();
             s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
             save(group, run, &s, &mut log, "saving the checkpoint")?;
