@@ -259,8 +259,8 @@ impl Graph {
         let mut finished = vec![false; if cfg!(debug_assertions) { self.values.len() } else { 0 }];
         let mut next = 0;
         let mut hand_over = |graph: &Graph, next: &mut usize, finished: &mut [bool], done_through: usize| -> Result<()> {
-            while let Some(&(first_use, v, key)) = order.get(*next).filter(|p| p.0 >= done_through) {
-                let grad = if first_use > loss.0 { None } else { graph.grads[v.0].as_deref() };
+            while let Some(&(used_at, v, key)) = order.get(*next).filter(|p| p.0 >= done_through) {
+                let grad = if used_at > loss.0 { None } else { graph.grads[v.0].as_deref() };
                 if let Some(f) = finished.get_mut(v.0) {
                     *f = true;
                 }
