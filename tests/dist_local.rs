@@ -200,6 +200,9 @@ fn agreements_stop_every_rank_together_and_a_missing_rank_is_a_named_error() {
         let differ = g.check_same(g.rank() as u64, "the rank");
         let bytes = g.broadcast_bytes(g.is_root().then(|| vec![7u8; 100_000]), "a test").unwrap();
         let any = g.any(g.rank() == 2, "a test").unwrap();
+        let mut clock = [g.rank() as u64 + 5, 9 - g.rank() as u64];
+        g.from_root_u64(&mut clock, "a test").unwrap();
+        assert_eq!(clock, [5, 9], "rank 0's values on rank {}", g.rank());
         let lowest = g.conclude(g.rank() >= 1, LIMIT).unwrap();
         (failed.map_err(|e| e.to_string()), same.is_ok(), differ.map_err(|e| e.to_string()), bytes.len(), any, lowest)
     });

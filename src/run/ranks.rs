@@ -104,6 +104,21 @@ pub(super) fn check_same_setup(group: &Group, config: &RunConfig, tokenizer: &To
     group.check_same(value, "the config, tokenizer, data or starting weights")
 }
 
+/// Errors on every rank unless all ranks hold the same weights, bit for bit: every rank takes
+/// the same update from the same summed gradient, so they can only differ when the
+/// transport's sums do (checked before each checkpoint, so that none records a drifted
+/// run).
+pub(super) fn check_same_weights(group: &Group, model: &Model) -> Result<()> {
+    if !group.is_distributed() {
+        return Ok(());
+    }
+    let mut h = Xxh3::new();
+    for p in model.params().params() {
+        p.value.data().iter().for_each(|v| h.update(&v.to_le_bytes()));
+    }
+    group.check_same(h.digest(), "the weights after training (the ranks' gradient sums differed)")
+}
+
 /// Copies rank 0's BatchNorm running statistics to every rank (each rank's own follow its
 /// shard; evaluation uses rank 0's, as a single process's would follow its whole batch).
 pub(super) fn share_buffers(group: &Group, model: &mut Model) -> Result<()> {

@@ -20,7 +20,7 @@ use crate::run::config::RunConfig;
 use crate::run::eval::evaluate_in;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::ranks::{on_root, share_buffers, threads_per_rank, Ranks};
+use crate::run::ranks::{check_same_weights, on_root, share_buffers, threads_per_rank, Ranks};
 use crate::run::samples::{sample_texts, SampleRequest};
 use crate::run::session::{new_session, resume_session, save_last_good, ResumeOptions, Session};
 use crate::run::step::{StepOutcome, StepSettings};
@@ -215,11 +215,10 @@ fn budget_verdict(group: &Group, budget: Option<&TimeBudget>, step: u64, eval_ba
     Ok((verdict[0] != 0, (revise && verdict[0] == 0).then_some(verdict[1])))
 }
 
-/// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
-/// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
-/// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
-/// Rank 0 saves a checkpoint of `s` (after the records it covers reach the disk).
+/// Rank 0 saves a checkpoint of `s` (after the records it covers reach the disk), once the
+/// ranks are found to hold the same weights.
 fn save(group: &Group, run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, what: &str) -> Result<()> {
+    check_same_weights(group, &s.model)?;
     on_root(group, what, || {
         if let Some(log) = log {
             log.sync()?;
@@ -229,6 +228,9 @@ fn save(group: &Group, run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, 
     .map(|_| ())
 }
 
+/// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
+/// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
+/// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
 fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, group: &Group) -> Result<TrainSummary> {
     if s.model.params().params().iter().all(|p| p.value.all_finite()) {
         // The loss or a gradient failed before the update: the model is the last good
