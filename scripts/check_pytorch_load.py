@@ -55,6 +55,7 @@ def build_model(run):
         sys.exit(f"{run}: only character tokenizers are supported, not {tokenizer.get('type')!r}")
     settings = dict(config["model"])
     family = settings.pop("family")
+    settings.pop("dropout", None)  # no parameters; off in eval, which is what this checks
     if family not in FAMILIES or family == "pixelcnn":
         sys.exit(f"{run}: family {family!r} is not a sequence family of models.py")
     vocab = tokenizer["vocab"]

@@ -95,7 +95,7 @@ fn it_builds_trains_steps_and_summarises() {
     for _ in 0..60 {
         model.params_mut().zero_grad();
         let mut g = Graph::new(true);
-        let loss = model.loss(&mut g, &ids, &[2, 10], &targets).unwrap();
+        let loss = model.loss(&mut g, &ids, &[2, 10], &targets, 0).unwrap();
         losses.push(g.value(loss).data()[0]);
         g.backward(loss).unwrap();
         model.params_mut().accumulate_grads(&g);

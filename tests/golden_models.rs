@@ -148,7 +148,7 @@ fn golden_fused_loss(family: &str) {
         let mut model = Model::new(&config, vocab, 0).expect("model builds");
         model.params_mut().load_named(named(&doc["params"]), &path).expect("golden params load");
         let mut g = Graph::new(training);
-        let loss = model.loss(&mut g, &ids, &shape, &targets).expect("fused loss");
+        let loss = model.loss(&mut g, &ids, &shape, &targets, 0).expect("fused loss");
         if training {
             let want_loss = doc["loss"].as_f64().unwrap() as f32;
             assert_close(&format!("{family} fused loss"), g.value(loss).data(), &[want_loss], ATOL, RTOL);

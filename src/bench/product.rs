@@ -112,7 +112,7 @@ impl ProductRun {
     pub fn step(&mut self) -> Result<f64> {
         let batch = self.dataset.sample_batch(Split::Train, self.batch_size, &mut self.rng);
         self.steps += 1;
-        match train_step(&mut self.model, &mut self.optimizer, &batch, StepSettings { lr: self.lr, clip_grad: None })? {
+        match train_step(&mut self.model, &mut self.optimizer, &batch, StepSettings { lr: self.lr, clip_grad: None, dropout_seed: self.steps })? {
             StepOutcome::Done(stats) => Ok(stats.loss),
             StepOutcome::Diverged { what } => Err(Error::NonFinite { step: self.steps, what }),
         }

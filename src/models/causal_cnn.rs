@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::Result;
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, ModelBuilder};
 use crate::tensor::Activation;
@@ -21,11 +21,14 @@ pub struct CausalCnnConfig {
     pub n_layers: usize,
     /// Hidden activation.
     pub activation: Activation,
+    /// Dropout probability while training (0: none), after every hidden activation.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for CausalCnnConfig {
     fn default() -> Self {
-        CausalCnnConfig { n_embd: 256, channels: 128, kernel_size: 3, n_layers: 6, activation: Activation::Relu }
+        CausalCnnConfig { n_embd: 256, channels: 128, kernel_size: 3, n_layers: 6, activation: Activation::Relu, dropout: 0.0 }
     }
 }
 
@@ -44,6 +47,7 @@ impl Family for CausalCnn {
     type Config = CausalCnnConfig;
 
     fn validate(c: &CausalCnnConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)])
     }
 
@@ -65,7 +69,8 @@ impl Family for CausalCnn {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for conv in &self.convs {
             let z = b.causal_conv(conv, &h)?; // (B, T, C)
-            h = b.activation(&z, self.cfg.activation);
+            let z = b.activation(&z, self.cfg.activation);
+            h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::Result;
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
@@ -21,11 +21,14 @@ pub struct DilatedConfig {
     pub dilations: Vec<usize>,
     /// Hidden activation.
     pub activation: Activation,
+    /// Dropout probability while training (0: none), after every hidden activation.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for DilatedConfig {
     fn default() -> Self {
-        DilatedConfig { n_embd: 24, channels: 128, kernel_size: 2, dilations: vec![1, 2, 4, 8], activation: Activation::Tanh }
+        DilatedConfig { n_embd: 24, channels: 128, kernel_size: 2, dilations: vec![1, 2, 4, 8], activation: Activation::Tanh, dropout: 0.0 }
     }
 }
 
@@ -44,6 +47,7 @@ impl Family for Dilated {
     type Config = DilatedConfig;
 
     fn validate(c: &DilatedConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         let mut sizes = vec![("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)];
         sizes.extend(c.dilations.iter().map(|&d| ("dilations", d)));
         require_positive(&sizes)
@@ -70,7 +74,8 @@ impl Family for Dilated {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for conv in &self.convs {
             let z = b.causal_conv(conv, &h)?; // (B, T, C)
-            h = b.activation(&z, self.cfg.activation);
+            let z = b.activation(&z, self.cfg.activation);
+            h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::Result;
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 
@@ -20,11 +20,14 @@ pub struct GatedCnnConfig {
     pub n_blocks: usize,
     /// Convs per block.
     pub layers_per_block: usize,
+    /// Dropout probability while training (0: none), on every residual block's output.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for GatedCnnConfig {
     fn default() -> Self {
-        GatedCnnConfig { n_embd: 64, channels: 64, kernel_size: 4, n_blocks: 2, layers_per_block: 2 }
+        GatedCnnConfig { n_embd: 64, channels: 64, kernel_size: 4, n_blocks: 2, layers_per_block: 2, dropout: 0.0 }
     }
 }
 
@@ -44,6 +47,7 @@ impl Family for GatedCnn {
     type Config = GatedCnnConfig;
 
     fn validate(c: &GatedCnnConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[("n_embd", c.n_embd), ("channels", c.channels), ("kernel_size", c.kernel_size)])
     }
 
@@ -74,6 +78,7 @@ impl Family for GatedCnn {
                 let z = b.causal_conv(conv, &r)?; // (B, T, 2C)
                 r = b.glu(&z)?; // (B, T, C)
             }
+            let r = b.dropout(&r, self.cfg.dropout)?;
             h = b.add(&h, &r)?;
         }
         Ok(h)

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::{Error, Result};
 use crate::nn::{Backend, BatchNorm1d, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
@@ -24,11 +24,14 @@ pub struct HierarchicalConfig {
     pub bn_momentum: f32,
     /// BatchNorm epsilon.
     pub bn_eps: f32,
+    /// Dropout probability while training (0: none), after every tanh.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for HierarchicalConfig {
     fn default() -> Self {
-        HierarchicalConfig { block_size: 8, n_embd: 24, n_hidden: 128, batchnorm: true, bn_momentum: 0.1, bn_eps: 1e-5 }
+        HierarchicalConfig { block_size: 8, n_embd: 24, n_hidden: 128, batchnorm: true, bn_momentum: 0.1, bn_eps: 1e-5, dropout: 0.0 }
     }
 }
 
@@ -58,6 +61,7 @@ impl Family for Hierarchical {
     type Config = HierarchicalConfig;
 
     fn validate(c: &HierarchicalConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[("n_embd", c.n_embd), ("n_hidden", c.n_hidden), ("block_size", c.block_size)])?;
         c.levels().map(|_| ())
     }
@@ -88,7 +92,8 @@ impl Family for Hierarchical {
             if let Some(norm) = self.norms.get(i) {
                 z = b.batchnorm(norm, &z)?;
             }
-            h = b.activation(&z, Activation::Tanh);
+            let z = b.activation(&z, Activation::Tanh);
+            h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)
     }

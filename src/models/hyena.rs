@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::{Error, Result};
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, LayerNorm, Linear, LongConv, LongConvSpec, ModelBuilder};
 use crate::tensor::Activation;
@@ -39,6 +39,9 @@ pub struct HyenaConfig {
     pub decay_slow: f32,
     /// Window value the decays are defined by.
     pub decay_target: f32,
+    /// Dropout probability while training (0: none), on the embeddings and on each mixer and MLP output.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for HyenaConfig {
@@ -55,6 +58,7 @@ impl Default for HyenaConfig {
             decay_fast: 0.3,
             decay_slow: 1.5,
             decay_target: 1e-2,
+            dropout: 0.0,
         }
     }
 }
@@ -112,6 +116,7 @@ impl Family for Hyena {
     type Config = HyenaConfig;
 
     fn validate(c: &HyenaConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[
             ("d_model", c.d_model),
             ("n_layers", c.n_layers),
@@ -161,7 +166,8 @@ impl Family for Hyena {
 
     fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let d = self.cfg.d_model;
-        let mut h = b.embedding(&self.embedding, ids)?; // (B, T, d)
+        let h = b.embedding(&self.embedding, ids)?; // (B, T, d)
+        let mut h = b.dropout(&h, self.cfg.dropout)?;
         for block in &self.blocks {
             let m = &block.mixer;
             let x = b.layernorm(&block.ln1, &h)?; // (B, T, d)
@@ -174,11 +180,13 @@ impl Family for Hyena {
             let v = b.long_conv(&m.filter, &v)?; // (B, T, d)
             let y = b.mul(&v, &x0)?;
             let y = b.linear(&m.out_proj, &y)?; // (B, T, d)
+            let y = b.dropout(&y, self.cfg.dropout)?;
             h = b.add(&h, &y)?;
             let x = b.layernorm(&block.ln2, &h)?;
             let x = b.linear(&block.fc1, &x)?; // (B, T, hidden)
             let x = b.activation(&x, Activation::Gelu);
             let x = b.linear(&block.fc2, &x)?; // (B, T, d)
+            let x = b.dropout(&x, self.cfg.dropout)?;
             h = b.add(&h, &x)?;
         }
         b.layernorm(&self.ln_f, &h) // (B, T, d)

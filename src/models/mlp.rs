@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::Result;
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
@@ -19,11 +19,14 @@ pub struct MlpConfig {
     pub n_hidden: usize,
     /// Hidden activation.
     pub activation: Activation,
+    /// Dropout probability while training (0: none), on the hidden layer's output.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { block_size: 3, n_embd: 10, n_hidden: 64, activation: Activation::Tanh }
+        MlpConfig { block_size: 3, n_embd: 10, n_hidden: 64, activation: Activation::Tanh, dropout: 0.0 }
     }
 }
 
@@ -42,6 +45,7 @@ impl Family for Mlp {
     type Config = MlpConfig;
 
     fn validate(c: &MlpConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[("block_size", c.block_size), ("n_embd", c.n_embd), ("n_hidden", c.n_hidden)])
     }
 
@@ -55,7 +59,8 @@ impl Family for Mlp {
     fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         let h = b.causal_conv(&self.hidden, &h)?; // (B, T, H)
-        Ok(b.activation(&h, self.cfg.activation))
+        let h = b.activation(&h, self.cfg.activation);
+        b.dropout(&h, self.cfg.dropout)
     }
 
     fn head(&self) -> Head<'_> {

@@ -35,6 +35,21 @@ pub use wavenet::{WaveNet, WaveNetConfig};
 
 use crate::error::{Error, Result};
 
+/// Errors naming `field` unless `p` is a probability in [0, 1) (a dropout rate).
+pub(crate) fn require_probability(field: &str, p: f32) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(field, format!("must be in [0, 1), got {p}")))
+    }
+}
+
+/// Serde's `skip_serializing_if` for a dropout rate: configs without dropout are saved as
+/// before the field existed (the same file and fingerprint).
+pub(crate) fn is_zero(p: &f32) -> bool {
+    *p == 0.0
+}
+
 /// Errors naming `field` unless every given size is at least 1.
 pub(crate) fn require_positive(sizes: &[(&str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, v)| *v == 0) {

@@ -144,9 +144,15 @@ impl Model {
 
     /// Runs `f` with a tape backend over `graph`, then folds training-mode BatchNorm batch
     /// statistics into the running ones (PyTorch semantics).
-    fn on_graph(&mut self, graph: &mut Graph, shape: &[usize], f: impl FnOnce(&dyn Network, &mut GraphBackend<'_>) -> Result<Var>) -> Result<Var> {
+    fn on_graph(
+        &mut self,
+        graph: &mut Graph,
+        shape: &[usize],
+        dropout_seed: u64,
+        f: impl FnOnce(&dyn Network, &mut GraphBackend<'_>) -> Result<Var>,
+    ) -> Result<Var> {
         self.check_input(shape)?;
-        let mut b = GraphBackend::new(graph, &self.params, &self.buffers, shape);
+        let mut b = GraphBackend::new(graph, &self.params, &self.buffers, shape, dropout_seed);
         let out = f(self.net.as_ref(), &mut b)?;
         let stats = std::mem::take(&mut b.batch_stats);
         for (slot, momentum, s) in stats {
@@ -163,17 +169,19 @@ impl Model {
 
     /// Records the forward pass of token ids of `shape` ((B, T), or (B, H, W) for grids) on
     /// `graph` and returns the logits ((B, T, V), or (B, H, W, V)). In training mode
-    /// BatchNorm running statistics are updated (PyTorch semantics).
+    /// BatchNorm running statistics are updated (PyTorch semantics) and dropout masks are
+    /// drawn from seed 0.
     pub fn forward(&mut self, graph: &mut Graph, ids: &[u32], shape: &[usize]) -> Result<Var> {
-        self.on_graph(graph, shape, |net, b| net.logits(b, ids))
+        self.on_graph(graph, shape, 0, |net, b| net.logits(b, ids))
     }
 
     /// The mean cross-entropy of the model's predictions against `targets` (one per input
     /// position; -1 is ignored): the same value and gradients as [`Model::forward`] then
     /// [`Graph::cross_entropy`], but the head and the loss run fused, so the logits are
-    /// never stored.
-    pub fn loss(&mut self, graph: &mut Graph, ids: &[u32], shape: &[usize], targets: &[i64]) -> Result<Var> {
-        self.on_graph(graph, shape, |net, b| net.loss(b, ids, targets))
+    /// never stored. On a training graph the dropout masks come from `dropout_seed` (a
+    /// training run gives each step its own); evaluation graphs have no dropout.
+    pub fn loss(&mut self, graph: &mut Graph, ids: &[u32], shape: &[usize], targets: &[i64], dropout_seed: u64) -> Result<Var> {
+        self.on_graph(graph, shape, dropout_seed, |net, b| net.loss(b, ids, targets))
     }
 
     /// Fresh generation state for `batch` sequences.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family, Input};
+use super::{is_zero, require_positive, require_probability, Family, Input};
 use crate::error::{Error, Result};
 use crate::nn::{Backend, Embedding, Head, Linear, MaskedConv2d, ModelBuilder};
 use crate::tensor::{Activation, MaskType};
@@ -19,11 +19,14 @@ pub struct PixelCnnConfig {
     pub kernel_size: usize,
     /// Number of masked convs (mask A first, B after).
     pub n_layers: usize,
+    /// Dropout probability while training (0: none), after every hidden activation.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for PixelCnnConfig {
     fn default() -> Self {
-        PixelCnnConfig { n_embd: 16, channels: 32, kernel_size: 5, n_layers: 4 }
+        PixelCnnConfig { n_embd: 16, channels: 32, kernel_size: 5, n_layers: 4, dropout: 0.0 }
     }
 }
 
@@ -43,6 +46,7 @@ impl Family for PixelCnn {
     type Config = PixelCnnConfig;
 
     fn validate(cfg: &PixelCnnConfig) -> Result<()> {
+        require_probability("dropout", cfg.dropout)?;
         require_positive(&[("n_embd", cfg.n_embd), ("channels", cfg.channels), ("kernel_size", cfg.kernel_size)])?;
         if cfg.kernel_size.is_multiple_of(2) || cfg.kernel_size < 3 {
             // k = 1 would make the mask-A layer all zeros: the model would see nothing.
@@ -74,7 +78,8 @@ impl Family for PixelCnn {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, H, W, E)
         for conv in &self.convs {
             let z = b.masked_conv2d(conv, &h)?; // (B, H, W, C)
-            h = b.activation(&z, Activation::Relu);
+            let z = b.activation(&z, Activation::Relu);
+            h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)
     }

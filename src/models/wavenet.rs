@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_positive, Family};
+use super::{is_zero, require_positive, require_probability, Family};
 use crate::error::{Error, Result};
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, Linear, ModelBuilder};
 use crate::tensor::Activation;
@@ -23,11 +23,14 @@ pub struct WaveNetConfig {
     pub n_layers: usize,
     /// Number of stacks.
     pub n_stacks: usize,
+    /// Dropout probability while training (0: none), on every block's gated output.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f32,
 }
 
 impl Default for WaveNetConfig {
     fn default() -> Self {
-        WaveNetConfig { residual_channels: 64, dilation_channels: 64, skip_channels: 128, kernel_size: 2, n_layers: 8, n_stacks: 1 }
+        WaveNetConfig { residual_channels: 64, dilation_channels: 64, skip_channels: 128, kernel_size: 2, n_layers: 8, n_stacks: 1, dropout: 0.0 }
     }
 }
 
@@ -63,6 +66,7 @@ impl Family for WaveNet {
     type Config = WaveNetConfig;
 
     fn validate(c: &WaveNetConfig) -> Result<()> {
+        require_probability("dropout", c.dropout)?;
         require_positive(&[
             ("residual_channels", c.residual_channels),
             ("dilation_channels", c.dilation_channels),
@@ -109,6 +113,7 @@ impl Family for WaveNet {
             let g = b.causal_conv(&block.gate, &h)?; // (B, T, D)
             let g = b.activation(&g, Activation::Sigmoid);
             let z = b.mul(&f, &g)?; // (B, T, D)
+            let z = b.dropout(&z, self.cfg.dropout)?;
             if let Some(res) = &block.residual {
                 let r = b.linear(res, &z)?; // (B, T, R)
                 h = b.add(&h, &r)?;

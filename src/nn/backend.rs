@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
 use crate::error::{Error, Result};
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
 use crate::nn::long_conv::LongConv;
@@ -43,6 +46,9 @@ pub trait Backend {
     /// Hyena's long causal convolution over the whole context, with the layer's implicit
     /// filter generated for the sequence length: (B, T, C) → (B, T, C).
     fn long_conv(&mut self, layer: &LongConv, u: &Self::Value) -> Result<Self::Value>;
+    /// Dropout with probability `p` while training on the tape (inverted: kept values are
+    /// scaled by 1/(1-p)); the identity in evaluation and when stepping.
+    fn dropout(&mut self, x: &Self::Value, p: f32) -> Result<Self::Value>;
 
     /// The logits of a network's output layer.
     fn head(&mut self, head: Head<'_>, x: &Self::Value) -> Result<Self::Value> {
@@ -63,12 +69,16 @@ pub struct GraphBackend<'a> {
     /// Batch statistics of every batchnorm run in training mode: (buffer slot, the layer's
     /// running-average momentum, statistics).
     pub batch_stats: Vec<(usize, f32, BatchStats)>,
+    /// Draws the dropout masks of this forward pass, in the order the layers run.
+    dropout_rng: ChaCha8Rng,
 }
 
 impl<'a> GraphBackend<'a> {
-    /// A backend over `graph` for inputs of `shape` ((B, T), or (B, H, W) for grids).
-    pub fn new(graph: &'a mut Graph, store: &'a ParamStore, buffers: &'a Buffers, shape: &[usize]) -> Self {
-        GraphBackend { graph, store, buffers, bound: HashMap::new(), shape: shape.to_vec(), batch_stats: Vec::new() }
+    /// A backend over `graph` for inputs of `shape` ((B, T), or (B, H, W) for grids); its
+    /// dropout masks (training graphs only) come from `dropout_seed`.
+    pub fn new(graph: &'a mut Graph, store: &'a ParamStore, buffers: &'a Buffers, shape: &[usize], dropout_seed: u64) -> Self {
+        let dropout_rng = ChaCha8Rng::seed_from_u64(dropout_seed);
+        GraphBackend { graph, store, buffers, bound: HashMap::new(), shape: shape.to_vec(), batch_stats: Vec::new(), dropout_rng }
     }
 
     /// The tape variable of a parameter, recorded on first use.
@@ -173,5 +183,9 @@ impl Backend for GraphBackend<'_> {
         let k = self.graph.transpose_last2(taps)?; // (C, T)
         let d = self.param(layer.bias); // (C)
         self.graph.long_conv(*u, k, d) // (B, T, C)
+    }
+
+    fn dropout(&mut self, x: &Var, p: f32) -> Result<Var> {
+        self.graph.dropout(*x, p, &mut self.dropout_rng)
     }
 }

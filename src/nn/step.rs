@@ -219,6 +219,11 @@ impl Backend for StepBackend<'_> {
         Ok(out)
     }
 
+    /// Generation runs the evaluation maths: no dropout.
+    fn dropout(&mut self, x: &Tensor, _p: f32) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
     fn slice_channels(&mut self, x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
         let c = channels(x);
         if start > end || end > c {

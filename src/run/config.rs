@@ -155,6 +155,7 @@ impl Default for RunConfig {
                 kernel_size: 2,
                 dilations: vec![1, 2, 4, 8],
                 activation: crate::tensor::Activation::Tanh,
+                dropout: 0.0,
             })
             .expect("the dilated family is built in"),
             data: DataConfig::default(),

@@ -52,7 +52,7 @@ fn evaluate_on_pool(group: &Group, model: &mut Model, dataset: &Dataset, split: 
             continue;
         }
         let mut g = Graph::new(false);
-        let loss = model.loss(&mut g, &batch.inputs, &batch_shape(&batch), &batch.targets)?;
+        let loss = model.loss(&mut g, &batch.inputs, &batch_shape(&batch), &batch.targets, 0)?;
         total += g.value(loss).data()[0] as f64 * n as f64;
         count += n;
     }

@@ -15,7 +15,7 @@ use crate::optim::Optimizer;
 use crate::run::config::{DataConfig, RunConfig};
 use crate::run::ownership::config_hash;
 use crate::run::prepare::{open_data, RunData};
-use crate::run::step::{train_step_in, StepOutcome, StepSettings};
+use crate::run::step::{dropout_seed, train_step_in, StepOutcome, StepSettings};
 
 /// The ranks of a run, and this rank's gradient reducer (none in one process).
 pub(super) struct Ranks {
@@ -35,6 +35,9 @@ impl Ranks {
     pub fn step(&mut self, model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings) -> Result<StepOutcome> {
         let Some(reducer) = &mut self.reducer else { return train_step_in(model, optimizer, batch, settings, None) };
         let mine = shard(batch, self.group.rank(), self.group.size());
+        // Each rank draws its own rows' dropout masks, from the step's seed mixed with the rank
+        // (so with dropout a run depends on N, like a run with BatchNorm).
+        let settings = StepSettings { dropout_seed: dropout_seed(settings.dropout_seed, self.group.rank() as u64), ..settings };
         let mut replica = Replica { group: &self.group, reducer, global_targets: batch.num_targets() };
         train_step_in(model, optimizer, &mine, settings, Some(&mut replica))
     }

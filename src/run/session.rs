@@ -19,7 +19,7 @@ use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
 use crate::run::prepare::{build_dataset, check_same_tokenizer};
 use crate::run::ranks::{check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
-use crate::run::step::{StepOutcome, StepSettings};
+use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
 const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
@@ -286,7 +286,8 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
     while state.step < step {
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.schedule_total(state.step));
-        match ranks.step(&mut model, &mut optimizer, &batch, StepSettings { lr, clip_grad: cfg.train.clip_grad })? {
+        let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, state.step) };
+        match ranks.step(&mut model, &mut optimizer, &batch, settings)? {
             StepOutcome::Done(_) => state.step += 1,
             // The same steps ran without trouble the first time.
             StepOutcome::Diverged { what } => {

@@ -25,6 +25,18 @@ pub struct StepSettings {
     pub lr: f32,
     /// Clip the global gradient norm to this value.
     pub clip_grad: Option<f32>,
+    /// Seed of this step's dropout masks ([`dropout_seed`]).
+    pub dropout_seed: u64,
+}
+
+/// The dropout seed of the step a run takes after `step` steps: a fixed function of the run's seed and the
+/// step, so an exact resume draws the same masks as the uninterrupted run.
+pub fn dropout_seed(run_seed: u64, step: u64) -> u64 {
+    // SplitMix64's finaliser over the pair: nearby steps get unrelated seeds.
+    let mut z = run_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// What a finished step measured.
@@ -81,7 +93,7 @@ pub fn train_step_in(
             None => {
                 model.params_mut().zero_grad();
                 let mut g = Graph::new(true);
-                let loss_var = model.loss(&mut g, &batch.inputs, &shape, &batch.targets)?;
+                let loss_var = model.loss(&mut g, &batch.inputs, &shape, &batch.targets, settings.dropout_seed)?;
                 let loss = g.value(loss_var).data()[0] as f64;
                 if !loss.is_finite() {
                     return Ok(StepOutcome::Diverged { what: "the loss".into() });
@@ -94,7 +106,7 @@ pub fn train_step_in(
                 let local_targets = batch.num_targets();
                 // A shard whose every target is ignored adds nothing (the loss refuses it).
                 let mut g = Graph::new(true);
-                let local = if local_targets == 0 { None } else { Some(model.loss(&mut g, &batch.inputs, &shape, &batch.targets)?) };
+                let local = if local_targets == 0 { None } else { Some(model.loss(&mut g, &batch.inputs, &shape, &batch.targets, settings.dropout_seed)?) };
                 let local_loss = local.map_or(0.0, |v| g.value(v).data()[0] as f64);
                 let loss = replica.global_loss(local_loss, local_targets)?;
                 if !loss.is_finite() {

@@ -1,6 +1,7 @@
 //! Normalisation and regularisation: batchnorm (train/eval), layernorm, dropout.
 
-use rand::Rng;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -11,6 +12,8 @@ use crate::tensor::Tensor;
 
 /// Rows per parallel task of the normalisations' row loops.
 const ROWS: usize = 64;
+/// Values per dropout mask block (one random stream each, a task of the pool).
+const DROPOUT_BLOCK: usize = 1 << 15;
 
 /// `Σ f(v)` over a row in f64, as eight interleaved partial sums so the loop vectorizes.
 #[inline(always)]
@@ -278,9 +281,23 @@ impl Graph {
             return Ok(x);
         }
         let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..self.value(x).numel()).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
-        let mut out = self.value(x).clone();
-        out.data_mut().iter_mut().zip(&mask).for_each(|(o, m)| *o *= m);
+        // A value is dropped when a uniform u32 falls below p·2³² (p < 1, so it fits).
+        let threshold = (f64::from(p) * 4_294_967_296.0) as u64;
+        // One seed from the caller's generator; each block of values draws from its own
+        // stream of it, so the masks are the same for any number of threads.
+        let seed: u64 = rng.gen();
+        let xv = self.value(x);
+        let mut mask = vec![0.0f32; xv.numel()];
+        let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
+        mask.par_chunks_mut(DROPOUT_BLOCK).zip(out.data_mut().par_chunks_mut(DROPOUT_BLOCK)).zip(xv.data().par_chunks(DROPOUT_BLOCK)).enumerate().for_each(
+            |(block, ((m, o), xs))| {
+                let mut r = ChaCha8Rng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                for ((m, o), &v) in m.iter_mut().zip(o.iter_mut()).zip(xs) {
+                    *m = if u64::from(r.next_u32()) < threshold { 0.0 } else { keep };
+                    *o = v * *m;
+                }
+            },
+        );
         Ok(self.record(out, &[x], DropoutBack { x, mask }))
     }
 }
