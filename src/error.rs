@@ -54,6 +54,17 @@ pub enum Error {
     /// Training was interrupted (Ctrl-C) after the last checkpoint was saved.
     #[error("interrupted at step {step}; checkpoint saved")]
     Interrupted { step: u64 },
+
+    /// Data-parallel training across processes failed: a rank timed out or was stopped
+    /// while waiting for the others, MPI reported an error, or the ranks disagree on their
+    /// setup.
+    #[error("distributed training: {0}")]
+    Distributed(String),
+
+    /// Another rank of a data-parallel run failed, and that rank reports why: this one stops
+    /// with it, saying nothing more.
+    #[error("another rank failed (it reports the error)")]
+    PeerFailed,
 }
 
 impl Error {
@@ -75,6 +86,11 @@ impl Error {
     /// Shorthand for an [`Error::RunDir`] error.
     pub fn run_dir(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::RunDir { path: path.into(), msg: msg.into() }
+    }
+
+    /// Shorthand for an [`Error::Distributed`] error.
+    pub fn distributed(msg: impl Into<String>) -> Self {
+        Error::Distributed(msg.into())
     }
 
     /// Shorthand for an [`Error::BadFile`] error.

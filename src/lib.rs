@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod generate;
 pub mod io;

@@ -64,7 +64,7 @@ fn main() {
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text the message
 /// already holds (convlm's I/O errors print their source themselves).
-fn report(e: &anyhow::Error) -> String {
+pub(crate) fn report(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();
@@ -77,7 +77,15 @@ fn report(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or_else(|| Command::Train(Box::default())) {
+    let command = cli.command.unwrap_or_else(|| Command::Train(Box::default()));
+    if let Some(launch) = convlm::dist::launched().filter(|l| l.size > 1) {
+        if !matches!(command, Command::Train(_)) {
+            // Said once, by rank 0; the others just fail.
+            anyhow::ensure!(launch.rank != 0, "only `convlm train` runs on several processes: start this command without mpirun");
+            std::process::exit(1);
+        }
+    }
+    match command {
         Command::Train(a) => cli::train::cmd_train(*a),
         Command::Prepare(a) => cli::prepare::cmd_prepare(a),
         Command::Sample(a) => cli::inspect::cmd_sample(a),

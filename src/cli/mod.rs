@@ -5,5 +5,7 @@ pub mod inspect;
 pub mod parse;
 pub mod prepare;
 pub mod progress;
+#[cfg(target_os = "linux")]
+pub mod ranks;
 pub mod tools;
 pub mod train;

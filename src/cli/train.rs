@@ -199,24 +199,59 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
 }
 
 pub fn cmd_train(a: TrainArgs) -> Result<()> {
+    // One of several ranks under mpirun (MPI is initialised here, on the main thread), or alone.
+    let group = convlm::dist::join()?;
     let cancel = CancelToken::new();
     let on_signal = cancel.clone();
     ctrlc::set_handler(move || on_signal.cancel()).context("installing the Ctrl-C handler")?;
-    let opts = TrainOptions { samples: !a.quiet, cancel, force: a.force };
-    let mut progress = Progress::new(!a.quiet);
-    let (out, result) = if a.resume {
+    if !group.is_distributed() {
+        let (out, result) = train_or_resume(&a, &group, cancel)?;
+        if let Some(code) = finish(&out, result)? {
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let outcome = super::ranks::cancel_on_sigterm(&cancel).and_then(|_| train_or_resume(&a, &group, cancel)).and_then(|(out, result)| {
+            if group.is_root() {
+                return finish(&out, result);
+            }
+            match result {
+                Ok(_) => Ok(None),
+                Err(convlm::Error::Interrupted { .. }) => Ok(Some(130)),
+                Err(e) => Err(e.into()),
+            }
+        });
+        super::ranks::end(group, outcome)
+    }
+    #[cfg(not(target_os = "linux"))]
+    bail!("training on several processes is supported on Linux only")
+}
+
+/// Trains or resumes as the flags say, on the ranks of `group`: the run folder and the
+/// library's result.
+fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelToken) -> Result<(PathBuf, convlm::Result<TrainSummary>)> {
+    let opts = TrainOptions { samples: !a.quiet, cancel, force: a.force, group: group.clone() };
+    let mut progress = Progress::new(!a.quiet && group.is_root());
+    if a.resume {
         let Some(out) = a.out.clone() else { bail!("--resume needs --out, the run directory to continue") };
-        check_unchanged(&RunDir::new(&out), &a)?;
+        // Rank 0 checks the flags against the run's config; the others stop with it.
+        let checked = if group.is_root() { check_unchanged(&RunDir::new(&out), a) } else { Ok(()) };
+        let failed = group.any(checked.is_err(), "checking the flags")?;
+        checked?;
+        if failed {
+            return Err(convlm::Error::PeerFailed.into());
+        }
         let options = ResumeOptions { steps: a.steps, epochs: a.epochs, time_limit: a.time_limit, threads: a.threads, allow_data_change: a.allow_data_change };
         let result = resume(&RunDir::new(&out), &options, &opts, &mut |event| progress.show(event));
-        (out, result)
+        Ok((out, result))
     } else {
-        let config = train_config(&a)?;
+        let config = train_config(a)?;
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(config.model.family()));
         let result = train(&config, &RunDir::new(&out), &opts, &mut |event| progress.show(event));
-        (out, result)
-    };
-    finish(&out, result)
+        Ok((out, result))
+    }
 }
 
 /// Settings that a resumed run may change.
@@ -265,8 +300,9 @@ fn diff_settings(prefix: &str, old: &serde_json::Value, new: &serde_json::Value,
     }
 }
 
-/// Prints the outcome of a run, or the error with what survived.
-fn finish(out: &std::path::Path, result: convlm::Result<TrainSummary>) -> Result<()> {
+/// Prints the outcome of a run, or the error with what survived; `Some(status)` when the
+/// process should exit with that status after saying why (Ctrl-C: 130).
+fn finish(out: &std::path::Path, result: convlm::Result<TrainSummary>) -> Result<Option<i32>> {
     let run = RunDir::new(out);
     match result {
         Ok(s) => {
@@ -287,11 +323,11 @@ fn finish(out: &std::path::Path, result: convlm::Result<TrainSummary>) -> Result
                     println!("next: convlm sample --run {0}   |   convlm eval --run {0} --split test   |   convlm plot --run {0}", out.display());
                 }
             }
-            Ok(())
+            Ok(None)
         }
         Err(convlm::Error::Interrupted { step }) => {
             eprintln!("interrupted at step {step}: checkpoint saved in {}; continue with --resume --out {}", out.display(), out.display());
-            std::process::exit(130);
+            Ok(Some(130))
         }
         Err(e @ convlm::Error::NonFinite { .. }) => {
             // Say which checkpoint survives (state.json is written last in a checkpoint).

@@ -70,7 +70,13 @@ fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<St
 /// disagrees with the data size is an [`Error::BadFile`] naming the file and the problem.
 pub fn load_safetensors(path: &Path) -> Result<TensorFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode(&bytes).map_err(|msg| Error::bad_file(path, msg))
+    decode_safetensors(&bytes, path)
+}
+
+/// Reads the contents of a safetensors file read elsewhere (as [`load_safetensors`] does;
+/// `path` names it in errors).
+pub fn decode_safetensors(bytes: &[u8], path: &Path) -> Result<TensorFile> {
+    decode(bytes).map_err(|msg| Error::bad_file(path, msg))
 }
 
 /// Parses file contents; the error is the message to report.

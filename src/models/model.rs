@@ -74,6 +74,12 @@ impl Model {
         &self.buffers
     }
 
+    /// BatchNorm running statistics, mutable (a data-parallel run copies rank 0's to the
+    /// others before they evaluate).
+    pub fn buffers_mut(&mut self) -> &mut Buffers {
+        &mut self.buffers
+    }
+
     /// The layers in registration order, with their types and costs (for summaries).
     pub fn layers(&self) -> &[LayerInfo] {
         &self.layers

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::io::{load_safetensors, read_json, save_safetensors, write_json};
+use crate::io::{decode_safetensors, load_safetensors, read_json, save_safetensors, write_json};
 use crate::models::Model;
 use crate::optim::Optimizer;
 use crate::run::config::RunConfig;
@@ -189,8 +189,28 @@ impl RunDir {
 
     /// Loads the resumable checkpoint into `model` and `optimizer` and returns the state.
     pub fn load_checkpoint(&self, model: &mut Model, optimizer: &mut Optimizer, config: &RunConfig, tokenizer: &Tokenizer) -> Result<TrainState> {
+        let bytes = self.read_checkpoint()?;
+        self.load_checkpoint_from(&bytes, model, optimizer, config, tokenizer)
+    }
+
+    /// The bytes of the resumable checkpoint (an error naming it when it is missing).
+    pub fn read_checkpoint(&self) -> Result<Vec<u8>> {
         let path = self.require(CHECKPOINT_FILE)?;
-        let (tensors, meta) = load_safetensors(&path)?;
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// [`RunDir::load_checkpoint`] from the checkpoint's bytes, read by
+    /// [`RunDir::read_checkpoint`] here or in another process.
+    pub fn load_checkpoint_from(
+        &self,
+        bytes: &[u8],
+        model: &mut Model,
+        optimizer: &mut Optimizer,
+        config: &RunConfig,
+        tokenizer: &Tokenizer,
+    ) -> Result<TrainState> {
+        let path = self.file(CHECKPOINT_FILE);
+        let (tensors, meta) = decode_safetensors(bytes, &path)?;
         check_metadata(&path, &meta, config, tokenizer)?;
         let state: TrainState = meta
             .get("train_state")

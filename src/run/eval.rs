@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::data::{Dataset, Split};
+use crate::dist::Group;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::run::step::batch_shape;
@@ -25,10 +26,17 @@ pub struct EvalReport {
 /// Mean loss over `max_batches` batches spread evenly over `split` (0 = all of it), in eval
 /// mode.
 pub fn evaluate(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
-    crate::tensor::threads::on_pool(|| evaluate_on_pool(model, dataset, split, batch_size, max_batches))
+    evaluate_in(&Group::single(), model, dataset, split, batch_size, max_batches)
 }
 
-fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+/// [`evaluate`] shared by the ranks of `group`, which must all call it (with the same model):
+/// each scores every `size`-th of the chosen batches, and the sums are added up, so every
+/// rank returns the report one process would (up to the order of the additions).
+pub fn evaluate_in(group: &Group, model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+    crate::tensor::threads::on_pool(|| evaluate_on_pool(group, model, dataset, split, batch_size, max_batches))
+}
+
+fn evaluate_on_pool(group: &Group, model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
     let (mut total, mut count) = (0.0f64, 0usize);
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
@@ -37,7 +45,9 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
     // stride ⌊n/chosen⌋ would leave out the end of the split whenever n < 2·chosen).
     let chosen = if max_batches == 0 { n_batches } else { max_batches.min(n_batches) };
     // Only the chosen batches are read (a stepped iterator would build the skipped ones).
-    for index in (0..chosen).map(|i| evenly_spaced(i, n_batches, chosen)) {
+    // Each rank scores every size-th of them.
+    let mine = (0..chosen).skip(group.rank()).step_by(group.size()).map(|i| evenly_spaced(i, n_batches, chosen));
+    for index in mine {
         let batch = dataset.batch_at(split, index, batch_size);
         let n = batch.num_targets();
         if n == 0 {
@@ -48,6 +58,13 @@ fn evaluate_on_pool(model: &mut Model, dataset: &Dataset, split: Split, batch_si
         total += g.value(loss).data()[0] as f64 * n as f64;
         count += n;
     }
+    let (total, count) = if group.is_distributed() {
+        let mut sums = [total, count as f64];
+        group.sum_f64(&mut sums, "the evaluation")?;
+        (sums[0], sums[1] as usize)
+    } else {
+        (total, count)
+    };
     if count == 0 {
         return Err(Error::Data(format!("the {} split is empty: nothing to evaluate", split.name())));
     }

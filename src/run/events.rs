@@ -29,6 +29,12 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// The flag itself, for code below the run layer that must notice a cancel while it
+    /// waits (a data-parallel run's wait for the other ranks).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
 }
 
 /// One thing that happened during training.

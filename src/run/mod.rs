@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod plots;
 pub mod prepare;
+mod ranks;
 pub mod samples;
 mod session;
 pub mod step;
@@ -18,7 +19,7 @@ pub mod trainer;
 
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};
-pub use eval::{evaluate, EvalReport};
+pub use eval::{evaluate, evaluate_in, EvalReport};
 pub use events::{CancelToken, OnEvent, TrainEvent};
 pub use session::ResumeOptions;
 pub use trainer::{resume, train, TrainOptions, TrainSummary};

@@ -1,19 +1,25 @@
 //! The state of a training run in memory ([`Session`]): made fresh for a new run, loaded
 //! from the last checkpoint to resume one, and rebuilt by replay when an update diverged.
+//!
+//! In a data-parallel run every rank holds a session: rank 0 claims, locks and reads the run
+//! folder and hands its config, tokenizer and checkpoint to the others ([`crate::run::ranks`]),
+//! so the other ranks never touch the folder (nor need it: another machine may not see it).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Dataset, PrepareProgress, Split, Tokenizer};
+use crate::dist::{check_batch_size, Group};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::optim::Optimizer;
-use crate::run::checkpoint::{RunDir, TrainState, CHECKPOINT_FILE};
+use crate::run::checkpoint::{RunDir, TrainState, CHECKPOINT_FILE, TOKENIZER_FILE};
 use crate::run::config::RunConfig;
 use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
-use crate::run::prepare::{build_dataset, check_same_tokenizer, open_data};
-use crate::run::step::{dropout_seed, train_step, StepOutcome, StepSettings};
+use crate::run::prepare::{build_dataset, check_same_tokenizer};
+use crate::run::ranks::{check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
+use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
 const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
@@ -45,8 +51,8 @@ pub(super) struct Session {
     /// Draws the training batches; its position is saved in every checkpoint.
     pub rng: ChaCha8Rng,
     pub state: TrainState,
-    /// The run directory's lock, held while the session lives.
-    _lock: RunLock,
+    /// The run directory's lock, held while the session lives (by rank 0 only).
+    _lock: Option<RunLock>,
     pub moved_aside: Option<std::path::PathBuf>,
 }
 
@@ -97,10 +103,15 @@ fn total_steps(config: &RunConfig, dataset: &Dataset) -> Result<u64> {
     }
 }
 
-/// Refuses a run whose model and batches would not fit in memory (before allocating them).
-fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset) -> Result<()> {
-    let est = crate::run::memory::estimate(&config.model, vocab_size, config.train.batch_size, dataset.max_seq_len().max(1))?;
-    crate::run::memory::check_fits(&est, crate::run::memory::available())
+/// Refuses a run whose model and batches would not fit in memory (before allocating them):
+/// each rank holds the model and its share of the batch, in a machine's memory shared with
+/// the other ranks on it.
+fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset, group: &Group) -> Result<()> {
+    check_batch_size(config.train.batch_size, group.size())?;
+    let rows = config.train.batch_size.div_ceil(group.size());
+    let est = crate::run::memory::estimate(&config.model, vocab_size, rows, dataset.max_seq_len().max(1))?;
+    let available = crate::run::memory::available().map(|a| a / group.local_size().max(1) as u64);
+    group.agree(crate::run::memory::check_fits(&est, available), "checking memory", crate::dist::Wait::Step)
 }
 
 /// The events of a run, shareable with the corpus reader's thread.
@@ -111,65 +122,101 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
     (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Preparing(*p));
 }
 
-pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, on_event: OnEvent<'_>) -> Result<Session> {
+pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
-    for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
-        *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
-    }
-    let data = open_data(&config.data, None, |p| preparing(&events, p))?;
+    let mut absolute = || -> Result<()> {
+        for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {
+            *path = std::fs::canonicalize(&*path).map_err(|e| Error::io(&*path, e))?;
+        }
+        Ok(())
+    };
+    group.agree(absolute(), "finding the data", crate::dist::Wait::Step)?;
+    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
     let tokenizer = data.tokenizer.clone();
     let dataset = build_dataset(&config.data, &data, config.seed)?;
     let total_steps = total_steps(&config, &dataset)?;
     if config.train.time_limit.is_none() && config.schedule.warmup_steps > total_steps {
         return Err(Error::config("warmup", format!("{} warm-up steps are more than the run's {total_steps} steps", config.schedule.warmup_steps)));
     }
-    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
+    check_memory(&config, tokenizer.vocab_size(), &dataset, group)?;
     let model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    // Only now, with everything built, is the folder claimed and written.
-    let (lock, mut manifest, moved_aside) = run.claim(force)?;
-    run.save_setup(&config, &tokenizer)?;
-    run.record_fingerprints(&mut manifest, &config, data.fingerprint)?;
+    // Only now, with everything built, is the folder claimed and written (by rank 0).
+    let claimed = on_root(group, "claiming the run folder", || {
+        let (lock, mut manifest, moved_aside) = run.claim(force)?;
+        run.save_setup(&config, &tokenizer)?;
+        run.record_fingerprints(&mut manifest, &config, data.fingerprint.clone())?;
+        Ok((lock, moved_aside))
+    })?;
+    check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
+    let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
     let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
 }
 
-pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEvent<'_>) -> Result<Session> {
+/// What rank 0 reads from a run folder it resumes.
+struct Opened {
+    lock: RunLock,
+    manifest: Option<RunManifest>,
+    config: (RunConfig, Vec<u8>),
+    tokenizer: (Tokenizer, Vec<u8>),
+}
+
+pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
-    let (lock, mut manifest) = run.open_for_resume()?;
-    let mut config = run.load_config()?;
-    run.remove_stale_temp_files()?;
+    let opened = on_root(group, "opening the run", || {
+        let (lock, manifest) = run.open_for_resume()?;
+        let config = run.load_config()?;
+        run.remove_stale_temp_files()?;
+        let tokenizer = run.load_tokenizer()?;
+        let config_bytes = if group.is_distributed() { serde_json::to_vec(&config).map_err(|e| Error::config("config", e.to_string()))? } else { Vec::new() };
+        let tokenizer_bytes = if group.is_distributed() { tokenizer.to_json()?.into_bytes() } else { Vec::new() };
+        Ok(Opened { lock, manifest, config: (config, config_bytes), tokenizer: (tokenizer, tokenizer_bytes) })
+    })?;
+    let (lock, mut manifest, config, tokenizer) = match opened {
+        Some(o) => (Some(o.lock), o.manifest, Some(o.config), Some(o.tokenizer)),
+        None => (None, None, None, None),
+    };
+    let mut config = from_root(group, "rank 0's config.json", config, |b| {
+        let c: RunConfig = serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's config: {e}")))?;
+        c.validate().map(|_| c)
+    })?;
+    let tokenizer = from_root(group, "rank 0's tokenizer.json", tokenizer, |b| Tokenizer::from_json(&String::from_utf8_lossy(b), &run.file(TOKENIZER_FILE)))?;
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
     }
-    let tokenizer = run.load_tokenizer()?;
-    let data = open_data(&config.data, None, |p| preparing(&events, p))?;
-    match &manifest {
-        Some(m) => {
-            if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {
-                (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
+    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
+    on_root(group, "checking the data", || {
+        match &manifest {
+            Some(m) => {
+                if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {
+                    (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
+                }
+            }
+            None => {
+                // A run from before run markers: mark it now, with today's files.
+                let mut m = RunManifest::new();
+                run.record_fingerprints(&mut m, &config, data.fingerprint.clone())?;
+                manifest = Some(m);
             }
         }
-        None => {
-            // A run from before run markers: mark it now, with today's files.
-            let mut m = RunManifest::new();
-            run.record_fingerprints(&mut m, &config, data.fingerprint.clone())?;
-            manifest = Some(m);
-        }
-    }
+        Ok(())
+    })?;
     let dataset = build_dataset(&config.data, &data, config.seed)?;
-    check_memory(&config, tokenizer.vocab_size(), &dataset)?;
+    check_memory(&config, tokenizer.vocab_size(), &dataset, group)?;
     let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    let mut state = run.load_checkpoint(&mut model, &mut optimizer, &config, &tokenizer)?;
-    if let Some(m) = &manifest {
-        run.check_setup(m, &config)?;
-    }
-    check_same_tokenizer(&tokenizer, &data)?;
+    let missing = || if group.is_root() { run.require(CHECKPOINT_FILE).err().unwrap_or(Error::PeerFailed) } else { Error::PeerFailed };
+    let bytes = checkpoint_bytes(group, run)?.ok_or_else(missing)?;
+    let loaded = run.load_checkpoint_from(&bytes, &mut model, &mut optimizer, &config, &tokenizer);
+    drop(bytes);
+    let mut state = group.agree(loaded, "loading the checkpoint", crate::dist::Wait::Step)?;
+    on_root(group, "checking the run's setup", || manifest.as_ref().map_or(Ok(()), |m| run.check_setup(m, &config)))?;
+    group.agree(check_same_tokenizer(&tokenizer, &data), "checking the tokenizer", crate::dist::Wait::Step)?;
     let asked = match (opts.steps, opts.epochs) {
         (Some(steps), _) => Some(steps),
         (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),
@@ -189,7 +236,30 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEve
         }
     }
     let rng = batch_rng(run, &state)?;
+    check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
+}
+
+/// The bytes of the run's checkpoint on every rank, read by rank 0 (`None` when the run
+/// has none yet).
+fn checkpoint_bytes(group: &Group, run: &RunDir) -> Result<Option<Vec<u8>>> {
+    let read = on_root(group, "reading the checkpoint", || if run.file(CHECKPOINT_FILE).is_file() { run.read_checkpoint().map(Some) } else { Ok(None) })?;
+    if !group.is_distributed() {
+        return Ok(read.flatten());
+    }
+    // A leading byte says whether there is a checkpoint.
+    let framed = read.map(|r| match r {
+        Some(mut b) => {
+            b.insert(0, 1);
+            b
+        }
+        None => vec![0],
+    });
+    let mut bytes = group.broadcast_bytes(framed, "sending the checkpoint")?;
+    Ok((bytes.first() == Some(&1)).then(|| {
+        bytes.remove(0);
+        bytes
+    }))
 }
 
 /// Saves the state after `step` steps when the update of step `step + 1` made the model
@@ -197,27 +267,27 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, on_event: OnEve
 /// steps since the last checkpoint (or since the start) exactly as they ran — same batches,
 /// same numbers, as a resume would — and saves a checkpoint there. Costs nothing until a
 /// run diverges, instead of a copy of every parameter and moment at every step.
-pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64) -> Result<()> {
+pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {
     let cfg = &s.config;
-    let (mut model, mut optimizer, mut rng, mut state) = if run.file(CHECKPOINT_FILE).is_file() {
-        let mut model = Model::new(&cfg.model, s.tokenizer.vocab_size(), cfg.seed)?;
-        let mut optimizer = Optimizer::new(&cfg.optimizer, model.params())?;
-        let state = run.load_checkpoint(&mut model, &mut optimizer, cfg, &s.tokenizer)?;
-        let rng = batch_rng(run, &state)?;
-        (model, optimizer, rng, state)
-    } else {
-        let Start { model, optimizer, rng, state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
-        (model, optimizer, rng, state)
+    let (mut model, mut optimizer, mut rng, mut state) = match checkpoint_bytes(group, run)? {
+        Some(bytes) => {
+            let mut model = Model::new(&cfg.model, s.tokenizer.vocab_size(), cfg.seed)?;
+            let mut optimizer = Optimizer::new(&cfg.optimizer, model.params())?;
+            let state = run.load_checkpoint_from(&bytes, &mut model, &mut optimizer, cfg, &s.tokenizer)?;
+            let rng = batch_rng(run, &state)?;
+            (model, optimizer, rng, state)
+        }
+        None => {
+            let Start { model, optimizer, rng, state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+            (model, optimizer, rng, state)
+        }
     };
+    let mut ranks = Ranks::new(group, &model);
     while state.step < step {
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.schedule_total(state.step));
-        match train_step(
-            &mut model,
-            &mut optimizer,
-            &batch,
-            StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, state.step) },
-        )? {
+        let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, state.step) };
+        match ranks.step(&mut model, &mut optimizer, &batch, settings)? {
             StepOutcome::Done(_) => state.step += 1,
             // The same steps ran without trouble the first time.
             StepOutcome::Diverged { what } => {
@@ -228,5 +298,5 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64) -> Result<()>
     state.rng_word_pos = rng.get_word_pos().to_string();
     (state.best_val_loss, state.best_step, state.total_steps) = (s.state.best_val_loss, s.state.best_step, s.state.total_steps);
     (state.time_limit_s, state.schedule_plan) = (s.state.time_limit_s, s.state.schedule_plan.clone());
-    run.save_checkpoint(&model, &optimizer, &state)
+    on_root(group, "saving the last good checkpoint", || run.save_checkpoint(&model, &optimizer, &state)).map(|_| ())
 }

@@ -21,6 +21,9 @@ pub(crate) struct GradCtx<'a> {
     values: &'a [Tensor],
     grads: &'a mut [Option<Vec<f32>>],
     requires: &'a [bool],
+    /// Variables whose gradient was declared final ([`Graph::backward_with_hook`]; empty
+    /// otherwise): a rule writing into one would break that promise.
+    finished: &'a [bool],
 }
 
 impl<'a> GradCtx<'a> {
@@ -32,6 +35,7 @@ impl<'a> GradCtx<'a> {
     /// The gradient buffer of `v`, zero-initialised on first use; `None` when `v` needs no
     /// gradient. Backward rules must accumulate (`+=`) into it.
     pub fn grad(&mut self, v: Var) -> Option<&mut [f32]> {
+        self.check_open(v);
         if !self.requires[v.0] {
             return None;
         }
@@ -68,6 +72,7 @@ impl<'a> GradCtx<'a> {
     /// when `v` has no gradient yet, `buf` becomes it with no zeroing or copy. Does nothing
     /// when `v` needs no gradient.
     pub fn add_grad(&mut self, v: Var, buf: Vec<f32>) {
+        self.check_open(v);
         if !self.requires[v.0] {
             return;
         }
@@ -87,6 +92,7 @@ impl<'a> GradCtx<'a> {
         if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
             return None;
         }
+        vars.iter().flatten().for_each(|&v| self.check_open(v));
         for v in vars.iter().flatten() {
             if self.requires[v.0] && self.grads[v.0].is_none() {
                 self.grads[v.0] = Some(zeroed(self.values[v.0].numel()));
@@ -103,7 +109,16 @@ impl<'a> GradCtx<'a> {
         }
         Some(out)
     }
+
+    /// Debug builds check that no rule writes a gradient already handed to a hook: every
+    /// input an op writes must be among the inputs it was recorded with.
+    fn check_open(&self, v: Var) {
+        debug_assert!(!self.finished.get(v.0).copied().unwrap_or(false), "gradient of variable {} written after it was declared final", v.0);
+    }
 }
+
+/// What [`Graph::backward_with_hook`] calls with a parameter's key and final gradient.
+pub type ParamHook<'a> = dyn FnMut(usize, Option<&[f32]>) -> Result<()> + 'a;
 
 /// A tape of recorded ops for one forward (and backward) pass.
 pub struct Graph {
@@ -112,13 +127,16 @@ pub struct Graph {
     ops: Vec<Option<Box<dyn BackwardOp>>>,
     grads: Vec<Option<Vec<f32>>>,
     params: Vec<(Var, usize)>,
+    /// Per variable, the lowest-numbered op that takes it as an input (`usize::MAX` when
+    /// none does): walking the tape backwards, its gradient is final once that op is done.
+    first_use: Vec<usize>,
     training: bool,
 }
 
 impl Graph {
     /// An empty tape; `training` selects batchnorm/dropout behaviour.
     pub fn new(training: bool) -> Self {
-        Graph { values: Vec::new(), requires: Vec::new(), ops: Vec::new(), grads: Vec::new(), params: Vec::new(), training }
+        Graph { values: Vec::new(), requires: Vec::new(), ops: Vec::new(), grads: Vec::new(), params: Vec::new(), first_use: Vec::new(), training }
     }
 
     /// Whether ops run in training mode.
@@ -174,6 +192,13 @@ impl Graph {
     pub(crate) fn record(&mut self, value: Tensor, inputs: &[Var], op: impl BackwardOp + 'static) -> Var {
         let requires = inputs.iter().any(|v| self.requires[v.0]);
         let op: Option<Box<dyn BackwardOp>> = if requires { Some(Box::new(op)) } else { None };
+        let index = self.values.len();
+        for v in inputs {
+            // Ops are numbered in recording order, so the first use is the first recorded.
+            if self.first_use[v.0] == usize::MAX {
+                self.first_use[v.0] = index;
+            }
+        }
         self.push(value, requires, op)
     }
 
@@ -181,6 +206,7 @@ impl Graph {
         self.values.push(value);
         self.requires.push(requires);
         self.ops.push(op);
+        self.first_use.push(usize::MAX);
         Var(self.values.len() - 1)
     }
 
@@ -200,12 +226,53 @@ impl Graph {
         self.grads = vec![None; self.values.len()];
         self.grads[out.0] = Some(seed);
         for i in (0..=out.0).rev() {
-            let Some(op) = self.ops[i].as_ref() else { continue };
-            let Some(grad_out) = self.grads[i].take() else { continue };
-            let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires };
-            let result = op.backward(&self.values[i], &grad_out, &mut ctx);
-            self.grads[i] = Some(grad_out);
-            result?;
+            self.backward_op(i, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Runs the backward rule of op `i` (nothing when it has none or got no gradient).
+    fn backward_op(&mut self, i: usize, finished: &[bool]) -> Result<()> {
+        let Some(op) = self.ops[i].as_ref() else { return Ok(()) };
+        let Some(grad_out) = self.grads[i].take() else { return Ok(()) };
+        let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires, finished };
+        let result = op.backward(&self.values[i], &grad_out, &mut ctx);
+        self.grads[i] = Some(grad_out);
+        result
+    }
+
+    /// [`Graph::backward`] that hands each parameter's gradient to `on_param` as soon as it
+    /// is final — once the last op (in backward order) that takes the parameter as an input
+    /// has run — so that work on it (sending it to other processes) overlaps the rest of the
+    /// backward pass. `on_param(key, grad)` is called exactly once per [`Graph::param`]
+    /// entry, with `None` when the parameter got no gradient; an error stops the pass.
+    pub fn backward_with_hook(&mut self, loss: Var, on_param: &mut ParamHook<'_>) -> Result<()> {
+        if self.values[loss.0].numel() != 1 {
+            return Err(Error::shape("backward", format!("loss must be a scalar, got shape {:?}", self.shape(loss))));
+        }
+        self.grads = vec![None; self.values.len()];
+        self.grads[loss.0] = Some(vec![1.0]);
+        // Parameters by the op after which their gradient is final, latest first; one first
+        // used after the loss (or never) gets none and is handed over at once.
+        let mut order: Vec<(usize, Var, usize)> = self.params.iter().map(|&(v, key)| (self.first_use[v.0], v, key)).collect();
+        order.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let mut finished = vec![false; if cfg!(debug_assertions) { self.values.len() } else { 0 }];
+        let mut next = 0;
+        let mut hand_over = |graph: &Graph, next: &mut usize, finished: &mut [bool], done_through: usize| -> Result<()> {
+            while let Some(&(used_at, v, key)) = order.get(*next).filter(|p| p.0 >= done_through) {
+                let grad = if used_at > loss.0 { None } else { graph.grads[v.0].as_deref() };
+                if let Some(f) = finished.get_mut(v.0) {
+                    *f = true;
+                }
+                on_param(key, grad)?;
+                *next += 1;
+            }
+            Ok(())
+        };
+        hand_over(self, &mut next, &mut finished, loss.0 + 1)?;
+        for i in (0..=loss.0).rev() {
+            self.backward_op(i, &finished)?;
+            hand_over(self, &mut next, &mut finished, i)?;
         }
         Ok(())
     }
@@ -243,5 +310,41 @@ mod tests {
         let y = g.record(Tensor::full(vec![1], 4.0), &[x], Refuses);
         let err = g.backward(y).expect_err("the op's error must not be lost");
         assert_eq!(err.to_string(), "refuses: kernel error during backward");
+    }
+
+    /// `x·w1·w2`, summed, with w3 recorded but unused and w1 used twice: the hook hands
+    /// over w2 before w1 (w2's last use in backward order comes first), w3 with no gradient,
+    /// and the same gradients `backward` computes.
+    #[test]
+    fn the_hook_hands_over_each_final_gradient_once_in_backward_order() {
+        let build = |g: &mut Graph| {
+            let x = g.constant(Tensor::new(vec![3], vec![1.0, 2.0, 3.0]).unwrap());
+            let w1 = g.param(Tensor::new(vec![3], vec![0.5, -1.0, 2.0]).unwrap(), 10);
+            let a = g.mul(x, w1).unwrap();
+            let a = g.mul(a, w1).unwrap();
+            let w2 = g.param(Tensor::new(vec![3], vec![3.0, 1.0, -2.0]).unwrap(), 20);
+            let _w3 = g.param(Tensor::new(vec![3], vec![7.0, 7.0, 7.0]).unwrap(), 30);
+            let b = g.mul(a, w2).unwrap();
+            g.sum(b)
+        };
+        let mut plain = Graph::new(true);
+        let loss = build(&mut plain);
+        plain.backward(loss).unwrap();
+        let mut hooked = Graph::new(true);
+        let loss = build(&mut hooked);
+        let mut seen: Vec<(usize, Option<Vec<f32>>)> = Vec::new();
+        hooked
+            .backward_with_hook(loss, &mut |key, grad| {
+                seen.push((key, grad.map(<[f32]>::to_vec)));
+                Ok(())
+            })
+            .unwrap();
+        let keys: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(keys, [30, 20, 10]);
+        assert_eq!(seen[0].1, None);
+        for (key, grad) in &seen[1..] {
+            let v = plain.params().iter().find(|p| p.1 == *key).unwrap().0;
+            assert_eq!(grad.as_deref(), plain.grad(v), "key {key}");
+        }
     }
 }

@@ -14,7 +14,7 @@ pub mod threads;
 
 pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};
-pub use graph::{Graph, Var};
+pub use graph::{Graph, ParamHook, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};
 pub use kernels::conv_transpose1d::{conv_transpose_output_len, ConvTranspose1dSpec};
