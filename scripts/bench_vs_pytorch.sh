@@ -19,7 +19,7 @@ VENV=${CONVLM_TORCH_VENV:-$HOME/.cache/convlm-torch-venv}
 PY="$VENV/bin/python"
 
 cargo build --release --quiet --bins
-BIN=./target/release/convlm
+BIN="${CARGO_TARGET_DIR:-target}/release/convlm"
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   bash "$SHARED/bench/setup_pytorch.sh" >&2
 fi

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=$1; LIMIT=$2; shift 2
-BIN=${CONVLM_BIN:-./target/release/convlm}
+BIN=${CONVLM_BIN:-${CARGO_TARGET_DIR:-target}/release/convlm}
 [ -x "$BIN" ] || cargo build --release --quiet --bins
 
 start=$(date +%s.%N)

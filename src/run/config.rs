@@ -247,12 +247,14 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).
-pub const PRESETS: [(&str, &str); 6] = [
+pub const PRESETS: [(&str, &str); 8] = [
     ("names-mlp", include_str!("../../configs/names-mlp.toml")),
     ("names-dilated", include_str!("../../configs/names-dilated.toml")),
     ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
+    ("names-best", include_str!("../../configs/names-best.toml")),
     ("shakespeare-cnn", include_str!("../../configs/shakespeare-cnn.toml")),
     ("shakespeare-hyena", include_str!("../../configs/shakespeare-hyena.toml")),
+    ("shakespeare-best", include_str!("../../configs/shakespeare-best.toml")),
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
 ];
 
