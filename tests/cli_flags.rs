@@ -4,33 +4,14 @@
 
 mod common;
 
+use common::cli::{convlm, fails, shared_arg, text};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn convlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn names() -> String {
-    common::shared("data/names.txt").to_str().unwrap().to_string()
-}
-
-/// Expects exit code `code` with stderr containing every one of `parts` and no panic.
-fn fails<S: AsRef<str>>(code: i32, args: &[S], parts: &[&str]) -> String {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let out = convlm(&args);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "convlm {args:?}\nstdout: {}\nstderr: {err}", text(&out.stdout));
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
-    for p in parts {
-        assert!(err.contains(p), "convlm {args:?}: stderr lacks `{p}`:\n{err}");
-    }
-    err
+    shared_arg("data/names.txt")
 }
 
 /// A fresh output folder that must stay absent after a refused command.

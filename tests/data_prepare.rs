@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use convlm::data::{
@@ -42,7 +42,7 @@ fn every_batch(ds: &Dataset) -> Vec<(Vec<u32>, Vec<i64>)> {
 }
 
 fn convlm(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").env("CONVLM_CACHE", cache).output().expect("convlm runs")
+    common::cli::command().args(args).env("CONVLM_CACHE", cache).output().expect("convlm runs")
 }
 
 fn stderr(out: &Output) -> String {

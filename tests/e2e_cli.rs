@@ -4,14 +4,10 @@
 
 mod common;
 
+use common::cli::succeeds as convlm;
+
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn convlm(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs");
-    assert!(out.status.success(), "convlm {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

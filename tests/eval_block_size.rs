@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::cli::convlm;
 
-fn convlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs")
-}
+use std::process::Output;
 
 fn scored(out: &Output) -> (f64, String) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -3,24 +3,18 @@
 //! error that names the file, with exit code 1 and never a panic — through the CLI
 //! (`sample`, `eval`, `train --resume`) and through the library.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::cli::{convlm, s, text};
 use convlm::io::load_safetensors;
 use convlm::run::RunDir;
 use convlm::Error;
 use serde_json::Value;
 
 const NAMES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/names.txt");
-
-fn convlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A small trained run (30 steps, one evaluation: every file present), made once.
 fn base_run() -> &'static Path {
@@ -75,10 +69,6 @@ fn fails_naming(args: &[&str], file: &Path) -> String {
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains(file.to_str().unwrap()), "convlm {args:?}: the error does not name {}:\n{err}", file.display());
     err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn sample_last(run: &Path) -> Vec<String> {

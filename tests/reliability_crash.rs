@@ -8,11 +8,14 @@
 //! Every wait is a poll with a generous deadline, never a sleep that assumes a speed.
 #![cfg(unix)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::cli::{command as convlm, text};
 use convlm::data::Tokenizer;
 use convlm::models::Model;
 use convlm::optim::Optimizer;
@@ -35,16 +38,6 @@ fn train_args(out: &Path) -> Vec<String> {
     a.extend(["--set", "model.channels=32", "--set", "train.eval_batches=4", "--out"].map(String::from));
     a.push(out.to_str().unwrap().to_string());
     a
-}
-
-fn convlm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_convlm"));
-    c.env("CONVLM_THREADS", "2");
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn run_ok(args: &[String]) -> Output {
@@ -315,8 +308,9 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_a_finite_checkpoin
 
 #[test]
 fn an_update_that_overflows_keeps_the_exact_state_before_it() {
-    // Plain SGD whose rate jumps by 1e37 at step 12 (a step schedule): the gradients stay
-    // finite but the update overflows the parameters in place. Checkpoints every 5 steps: the
+    // Plain SGD whose rate jumps by 1e38 after step 12 (a step schedule), past the largest
+    // f32: the gradients stay finite but every nonzero update overflows the parameters in
+    // place, whatever the gradients' bits. Checkpoints every 5 steps: the
     // last good state (after step 12) is rebuilt by replaying steps 11 and 12 from the
     // checkpoint at step 10, and must equal the state of a run stopped at step 12.
     let dir = tempfile::tempdir().unwrap();
@@ -327,7 +321,7 @@ fn an_update_that_overflows_keeps_the_exact_state_before_it() {
         let i = a.iter().position(|x| x == "--checkpoint-every").unwrap();
         a[i + 1] = "5".into();
         a.extend(["--optimizer", "sgd", "--lr", "10", "--clip-grad", "0", "--schedule", "step"].map(String::from));
-        a.extend(["--set", "schedule.step_size=12", "--set", "schedule.gamma=1e37"].map(String::from));
+        a.extend(["--set", "schedule.step_size=12", "--set", "schedule.gamma=1e38"].map(String::from));
         a
     };
     let run = dir.path().join("overflow");

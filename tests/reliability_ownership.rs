@@ -4,42 +4,19 @@
 
 mod common;
 
+use common::cli::{fails, s, shared_arg, succeeds as ok, text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn convlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn names() -> String {
-    common::shared("data/names.txt").to_str().unwrap().to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    shared_arg("data/names.txt")
 }
 
 /// Expects exit code 1 with an error containing every one of `parts`; returns stderr.
 fn fails_with(args: &[&str], parts: &[&str]) -> String {
-    let out = convlm(args);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "convlm {args:?}: expected exit code 1\nstdout: {}\nstderr: {err}", text(&out.stdout));
-    assert!(!err.contains("panicked"), "{err}");
-    for p in parts {
-        assert!(err.contains(p), "convlm {args:?}: the error lacks `{p}`:\n{err}");
-    }
-    err
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = convlm(args);
-    assert!(out.status.success(), "convlm {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
-    out
+    fails(1, args, parts)
 }
 
 /// A tiny run on `data`: 20 steps of a 16-channel dilated CNN.

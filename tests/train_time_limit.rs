@@ -6,14 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::cli::convlm;
 use convlm::optim::ScheduleConfig;
 use serde_json::Value;
-
-fn convlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convlm")).args(args).env("CONVLM_THREADS", "2").output().expect("convlm runs")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

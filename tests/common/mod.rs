@@ -1,5 +1,8 @@
-//! Helpers shared by integration tests: reading the PyTorch golden files of ../shared.
+//! Helpers shared by integration tests: reading the PyTorch golden files of ../shared, and
+//! running the binary (`cli`).
 #![allow(dead_code)]
+
+pub mod cli;
 
 use std::path::PathBuf;
 
