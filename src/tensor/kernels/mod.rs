@@ -15,5 +15,5 @@ mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 pub mod softmax;
-mod tap_gemm;
+pub(crate) mod tap_gemm;
 mod window_gemm;

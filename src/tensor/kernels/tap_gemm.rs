@@ -161,28 +161,26 @@ pub fn fill_rows(out: &mut [f32], bias: Option<&[f32]>, cols: usize) {
     }
 }
 
-/// `out` (cols) += the column sums of `x` (rows, cols): the bias gradient.
+/// `out` (cols) += the column sums of `x` (rows, cols): the bias gradient. Rows are summed
+/// in blocks of a fixed size and the blocks' sums added in order, so the result is the same
+/// bits whatever the number of threads.
 pub fn add_column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
+    const ROWS: usize = 256;
     if cols == 0 || x.is_empty() {
         return;
     }
-    let rows = x.len() / cols;
-    let rows_per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
-    let sums = x
-        .par_chunks(rows_per_task * cols)
-        .map(|chunk| {
-            let mut acc = vec![0.0f32; cols];
-            for r in chunk.chunks_exact(cols) {
-                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(ROWS * cols)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; cols]; // (cols)
+            for row in rows.chunks_exact(cols) {
+                acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
             }
             acc
         })
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        });
-    if let Some(sums) = sums {
-        out.iter_mut().zip(&sums).for_each(|(o, s)| *o += s);
+        .collect();
+    for p in &partials {
+        out.iter_mut().zip(p).for_each(|(o, s)| *o += s);
     }
 }
 
@@ -271,4 +269,32 @@ pub fn check_groups(op: &'static str, groups: usize, in_channels: usize, out_cha
         return Err(Error::shape(op, format!("groups ({groups}) must divide in_channels ({in_channels}) and out_channels ({out_channels})")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_column_sums;
+
+    fn sums_on(threads: usize, x: &[f32], cols: usize) -> Vec<f32> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let mut out = vec![0.5f32; cols];
+        pool.install(|| add_column_sums(x, cols, &mut out));
+        out
+    }
+
+    #[test]
+    fn column_sums_are_exact_and_the_same_bits_on_any_number_of_threads() {
+        // 1,000 rows of 7 columns: several blocks of 256 rows and a short last one.
+        let (rows, cols) = (1000usize, 7usize);
+        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1009) as f32 - 504.0) * 1e-3).collect();
+        let one = sums_on(1, &x, cols);
+        for c in 0..cols {
+            let want: f64 = 0.5 + (0..rows).map(|r| x[r * cols + c] as f64).sum::<f64>();
+            assert!((one[c] as f64 - want).abs() < 1e-4, "column {c}: {} vs {want}", one[c]);
+        }
+        for threads in [2, 3, 8] {
+            let got = sums_on(threads, &x, cols);
+            assert!(got.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads: {got:?} vs {one:?}");
+        }
+    }
 }

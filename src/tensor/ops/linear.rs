@@ -3,9 +3,8 @@
 use crate::error::{Error, Result};
 use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use rayon::prelude::*;
-
 use crate::tensor::kernels::matmul::{matmul, matmul_init, Init, Mat, Par};
+use crate::tensor::kernels::tap_gemm::add_column_sums;
 use crate::tensor::Tensor;
 
 /// Adds `bias` (C) to every row of `out` (N, C).
@@ -15,29 +14,6 @@ pub(crate) fn add_bias_rows(out: &mut [f32], bias: &[f32]) {
     }
     for row in out.chunks_mut(bias.len()) {
         row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-    }
-}
-
-/// `grad_bias (C) += Σ_rows grad (N, C)`: blocks of rows across the pool, their sums added
-/// in block order (the same result on any number of threads).
-pub(crate) fn acc_bias_grad(grad_bias: &mut [f32], grad: &[f32]) {
-    const ROWS: usize = 256;
-    let c = grad_bias.len();
-    if c == 0 {
-        return;
-    }
-    let partials: Vec<Vec<f32>> = grad
-        .par_chunks(ROWS * c)
-        .map(|rows| {
-            let mut acc = vec![0.0f32; c];
-            for row in rows.chunks_exact(c) {
-                acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-            }
-            acc
-        })
-        .collect();
-    for p in &partials {
-        grad_bias.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -63,7 +39,7 @@ impl BackwardOp for LinearBack {
         }
         if let Some(b) = self.b {
             if let Some(gb) = ctx.grad(b) {
-                acc_bias_grad(gb, g);
+                add_column_sums(g, n_out, gb); // (Out)
             }
         }
         Ok(())
