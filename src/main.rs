@@ -42,7 +42,7 @@ enum Command {
     Summary(SummaryArgs),
     /// Output length of a convolution: L_out from length, kernel, stride, padding, dilation.
     Shape(ShapeArgs),
-    /// Benchmarks: training-step workloads W1-W3 (same JSON as bench_pytorch.py) or
+    /// Benchmarks: training-step workloads W1-W4 (same JSON as bench_pytorch.py) or
     /// cached vs naive generation.
     Bench(BenchArgs),
     /// Tokenizer utilities.
