@@ -4,9 +4,9 @@
 //! The logits (B·T_out, V) are the biggest tensor of a step (W1: 82 MB). Computed apart,
 //! they are written by the conv, read by the loss, whose gradient goes to a second buffer
 //! that is read once more for the bias gradient. Here each block of [`EPILOGUE_ROWS`] rows
-//! of logits becomes its loss and gradient as soon as the GEMM has computed it, in place
-//! and while it is still in cache ([`matmul_then`]), and the bias gradient is summed on the
-//! way. Only the gradient buffer ever exists; backward reads it twice, in one GEMM each for
+//! of logits becomes its loss and gradient in place ([`matmul_then`]: on AVX2-only CPUs as
+//! soon as the GEMM has computed it, while it is still in cache; with AVX-512 after the
+//! faster whole product), and the bias gradient is summed on the way. Only the gradient buffer ever exists; backward reads it twice, in one GEMM each for
 //! the input and the weight gradient, over the input's explicit columns.
 
 use std::sync::{Mutex, PoisonError};
