@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{convlm, fails, shared_arg, text};
+use common::cli::{convlm, fails, shared_arg, succeeds, text, train_args};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -158,27 +158,11 @@ fn grid_samples_are_separated_and_a_trained_tokenizer_can_be_used() {
     let dir = tempfile::tempdir().unwrap();
     let shakespeare = common::shared("data/tinyshakespeare.txt");
     let run = dir.path().join("grid");
-    let o = convlm(&[
-        "train",
-        "--model",
-        "pixelcnn",
-        "--data",
-        shakespeare.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--eval-every",
-        "2",
-        "-q",
-        "--set",
-        "data.grid_width=6",
-        "--set",
-        "data.grid_height=3",
-        "--set",
-        "train.eval_batches=1",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeds(&train_args(
+        &shakespeare,
+        &run,
+        "--model pixelcnn --steps 2 --eval-every 2 --set data.grid_width=6 --set data.grid_height=3 --set train.eval_batches=1",
+    ));
     let samples = text(&convlm(&["sample", "--run", run.to_str().unwrap(), "-n", "3", "--seed", "1"]).stdout);
     assert_eq!(samples.lines().filter(|l| *l == "------").count(), 2, "two rules between three grids:\n{samples}");
 
@@ -187,27 +171,8 @@ fn grid_samples_are_separated_and_a_trained_tokenizer_can_be_used() {
     let o = convlm(&["tokenizer", "train", "--data", shakespeare.to_str().unwrap(), "--vocab-size", "300", "--out", tok.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let run = dir.path().join("bpe");
-    let o = convlm(&[
-        "train",
-        "--data",
-        shakespeare.to_str().unwrap(),
-        "--dataset",
-        "stream",
-        "--tokenizer",
-        tok.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--eval-every",
-        "2",
-        "-q",
-        "--set",
-        "model.channels=8",
-        "--set",
-        "train.eval_batches=1",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let bpe = format!("--dataset stream --tokenizer {} --steps 2 --eval-every 2 --set model.channels=8 --set train.eval_batches=1", tok.to_str().unwrap());
+    succeeds(&train_args(&shakespeare, &run, &bpe));
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("tokenizer.json")).unwrap()).unwrap();
     let given: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
     assert_eq!(saved["model"]["vocab"], given["model"]["vocab"], "the run did not use the given tokenizer");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::convlm;
+use common::cli::{convlm, succeeds, train_args};
 
 use std::process::Output;
 
@@ -20,29 +20,9 @@ fn the_tail_split_is_scored_over_blocks_of_any_size() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let data = common::shared("data/tinyshakespeare.txt");
-    let trained = convlm(&[
-        "train",
-        "--config",
-        "shakespeare-cnn",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "-q",
-        "--steps",
-        "30",
-        "--warmup",
-        "5",
-        "--set",
-        "data.split=tail",
-        "--set",
-        "data.splits.train=0.9",
-        "--set",
-        "data.splits.val=0.1",
-        "--set",
-        "data.splits.test=0.0",
-    ]);
-    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let tail =
+        "--config shakespeare-cnn --steps 30 --warmup 5 --set data.split=tail --set data.splits.train=0.9 --set data.splits.val=0.1 --set data.splits.test=0.0";
+    succeeds(&train_args(&data, &run, tail));
     let run = run.to_str().unwrap();
     // The last 10 of the stream's 99 chunks: 122,688 characters, every one predicted but
     // each chunk's first.

@@ -51,3 +51,11 @@ pub fn fails<S: AsRef<OsStr> + std::fmt::Debug>(code: i32, args: &[S], parts: &[
     }
     err
 }
+
+/// `train --data DATA --out OUT -q` followed by `extra`'s whitespace-separated words (flags
+/// and `--set key=value` pairs, none with spaces).
+pub fn train_args(data: &Path, out: &Path, extra: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--data", s(data), "--out", s(out), "-q"].map(String::from).to_vec();
+    args.extend(extra.split_whitespace().map(String::from));
+    args
+}
