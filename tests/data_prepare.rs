@@ -160,6 +160,15 @@ fn damaged_and_unfinished_corpora_are_errors_naming_the_file() {
     std::fs::write(&tokens, &bytes).unwrap();
     assert!(open_corpus(&corpus).is_ok());
 
+    // Ids outside the vocabulary show only in the batches drawn from them (opening maps the
+    // file without reading it through): training names tokens.bin, and nothing panics.
+    let damaged: Vec<u8> = bytes.iter().map(|_| 0xff).collect();
+    std::fs::write(&tokens, &damaged).unwrap();
+    let run = dir.path().join("run");
+    let args = ["train", "--data", common::cli::s(&corpus), "--out", common::cli::s(&run), "--steps", "5", "--warmup", "0", "-q"];
+    common::cli::fails(1, &args, &[&tokens.display().to_string(), "token id 65535, outside the tokenizer's vocabulary of 30"]);
+    std::fs::write(&tokens, &bytes).unwrap();
+
     // corpus.json is written last: without it the folder is a prepare that did not finish,
     // never a folder of text files to read as text.
     std::fs::remove_file(corpus.join(CORPUS_META)).unwrap();

@@ -227,7 +227,7 @@ pub fn open_corpus(dir: &Path) -> Result<(CorpusMeta, TokenStore)> {
             Some(docs)
         }
     };
-    let store = TokenStore::mapped(ids, meta.dtype == Dtype::U32, len, docs);
+    let store = TokenStore::mapped(ids, meta.dtype == Dtype::U32, len, docs, &tokens_path);
     store.advise_random();
     Ok((meta, store))
 }

@@ -12,6 +12,7 @@ use super::batch::Batch;
 use super::split::{uniform_index, Split, SplitMode, Splits};
 use super::store::{ids_hash, TokenStore};
 use super::{SpecialTokens, Tokenizer};
+use crate::error::{Error, Result};
 
 /// How a corpus is cut into examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,6 +155,20 @@ impl Dataset {
         let batch_size = if population == 0 { 0 } else { batch_size };
         let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..batch_size).map(|_| self.sample_row(split, uniform_index(rng, population))).collect();
         self.batch_of(&rows)
+    }
+
+    /// Errors unless every id of `batch` lies in the tokenizer's vocabulary. A prepared
+    /// corpus is mapped, not read through, when it is opened (its size does not matter), so
+    /// a damaged `tokens.bin` shows only in the batches drawn from it: the error names it.
+    pub fn check_batch(&self, batch: &Batch) -> Result<()> {
+        let v = self.tokenizer.vocab_size();
+        let target = batch.targets.iter().copied().find(|&t| t >= 0 && t as u64 >= v as u64);
+        let Some(id) = batch.inputs.iter().map(|&i| i as u64).find(|&i| i >= v as u64).or(target.map(|t| t as u64)) else { return Ok(()) };
+        let msg = format!("holds token id {id}, outside the tokenizer's vocabulary of {v}: the file is damaged (prepare the corpus again)");
+        Err(match self.store.path() {
+            Some(path) => Error::bad_file(path, msg),
+            None => Error::Data(format!("the corpus {msg}")),
+        })
     }
 
     /// Every example of `split` once, in order, `batch_size` per batch (the last may be

@@ -3,6 +3,7 @@
 //! prepared corpus. Datasets read windows and documents from it without copying the corpus.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
@@ -31,19 +32,26 @@ pub struct TokenStore {
     ids: Ids,
     docs: Option<Offsets>,
     len: usize,
+    /// The file the ids are mapped from, for errors about its contents.
+    path: Option<PathBuf>,
 }
 
 impl TokenStore {
     /// A store in memory: `ids`, and for documents (lines) their `n + 1` boundary offsets.
     pub fn owned(ids: Vec<u32>, docs: Option<Vec<u64>>) -> Self {
         let len = ids.len();
-        TokenStore { ids: Ids::Owned(ids), docs: docs.map(Offsets::Owned), len }
+        TokenStore { ids: Ids::Owned(ids), docs: docs.map(Offsets::Owned), len, path: None }
     }
 
-    /// A store over mapped files whose sizes the caller has checked: `ids` holds `len`
-    /// values of 2 (`wide` false) or 4 bytes, `docs` whole u64 offsets.
-    pub(crate) fn mapped(ids: Mmap, wide: bool, len: usize, docs: Option<Mmap>) -> Self {
-        TokenStore { ids: Ids::Mapped { map: ids, wide }, docs: docs.map(Offsets::Mapped), len }
+    /// A store over mapped files whose sizes the caller has checked: `ids` (mapped from
+    /// `path`) holds `len` values of 2 (`wide` false) or 4 bytes, `docs` whole u64 offsets.
+    pub(crate) fn mapped(ids: Mmap, wide: bool, len: usize, docs: Option<Mmap>, path: &Path) -> Self {
+        TokenStore { ids: Ids::Mapped { map: ids, wide }, docs: docs.map(Offsets::Mapped), len, path: Some(path.to_path_buf()) }
+    }
+
+    /// The file the ids are mapped from (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Number of tokens.

@@ -49,6 +49,7 @@ fn evaluate_on_pool(group: &Group, model: &mut Model, dataset: &Dataset, split: 
     let mine = (0..chosen).skip(group.rank()).step_by(group.size()).map(|i| evenly_spaced(i, n_batches, chosen));
     for index in mine {
         let batch = dataset.batch_at(split, index, batch_size);
+        dataset.check_batch(&batch)?;
         let n = batch.num_targets();
         if n == 0 {
             continue;

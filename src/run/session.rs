@@ -285,6 +285,7 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
     let mut ranks = Ranks::new(group, &model);
     while state.step < step {
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
+        s.dataset.check_batch(&batch)?;
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.schedule_total(state.step));
         let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, state.step) };
         match ranks.step(&mut model, &mut optimizer, &batch, settings)? {

@@ -139,6 +139,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let step = s.state.step;
         let step_started = Instant::now();
         let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
+        s.dataset.check_batch(&batch)?;
         let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.schedule_total(step));
         let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) };
         let stats = match ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
