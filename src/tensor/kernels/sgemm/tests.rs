@@ -112,3 +112,35 @@ fn writes_only_its_rows_and_columns() {
         assert!(c[i * rs + n..(i + 1) * rs].iter().all(|&v| v == -7.0), "row {i} gap written");
     }
 }
+
+#[test]
+fn fused_epilogues_see_each_finished_block_once() {
+    // `matmul_then` takes this path only on AVX2-only CPUs, so it is tested here directly.
+    if !available() {
+        return;
+    }
+    use std::sync::Mutex;
+    let (m, k, n) = (2 * EPILOGUE_ROWS + 17, 96, 41); // two whole blocks and a partial one
+    let (ad, bd) = (values(m * k, 5), values(k * n, 6));
+    let bias = values(n, 7);
+    let (a, b) = (Mat::row_major(&ad, m, k), Mat::row_major(&bd, k, n));
+    let want: Vec<f64> = naive(&a, &b).iter().enumerate().map(|(i, v)| v + bias[i % n] as f64).collect();
+    for threads in [1, 2] {
+        let seen = Mutex::new(vec![0usize; m.div_ceil(EPILOGUE_ROWS)]);
+        let mut c = vec![f32::NAN; m * n];
+        let epilogue = |block: usize, rows: &mut [f32]| {
+            let r0 = block * EPILOGUE_ROWS;
+            assert_eq!(rows.len(), EPILOGUE_ROWS.min(m - r0) * n, "block {block} size");
+            for (i, (x, w)) in rows.iter().zip(&want[r0 * n..]).enumerate() {
+                assert!((*x as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "block {block} [{i}]: {x} vs {w}");
+            }
+            rows.iter_mut().for_each(|x| *x = -*x);
+            seen.lock().unwrap()[block] += 1;
+        };
+        assert!(fuses_epilogue(k));
+        // SAFETY: AVX2 + FMA are available (checked above); `c` holds m·n values and k ≤ KC.
+        unsafe { gemm_then(&mut c, a, b, Init::Rows(&bias), threads, &epilogue) };
+        assert!(seen.into_inner().unwrap().iter().all(|&s| s == 1), "threads {threads}: a block ran twice or never");
+        assert!(c.iter().zip(&want).all(|(x, w)| (*x as f64 + w).abs() <= 1e-4 * (1.0 + w.abs())), "threads {threads}: epilogue writes lost");
+    }
+}
