@@ -5,7 +5,8 @@
 //! A prepared corpus (memory-mapped by each rank) trains the same as in one process, and a
 //! time-limited run ends on every rank at the same step.
 //! Each test prints `skipped: <reason>` and passes when mpirun is missing or the binary was
-//! built without the `mpi` feature (`cargo test --features mpi --test mpi`).
+//! built without the `mpi` feature (`cargo test --features mpi --test mpi`), unless
+//! `CONVLM_REQUIRE_MPI=1` (set by `.ci/run`) makes that a failure.
 
 mod common;
 
@@ -27,9 +28,13 @@ fn skip_reason() -> Option<String> {
     }
 }
 
+/// Skips the test (printing why) when MPI is not there, unless `CONVLM_REQUIRE_MPI=1` says
+/// it must be (`.ci/run`, which installs it): then a missing MPI fails instead of passing
+/// unseen.
 macro_rules! require_mpi {
     () => {
         if let Some(reason) = skip_reason() {
+            assert!(std::env::var("CONVLM_REQUIRE_MPI").as_deref() != Ok("1"), "CONVLM_REQUIRE_MPI=1 but {reason}");
             println!("skipped: {reason}");
             return;
         }
