@@ -6,8 +6,9 @@
 //! that is read once more for the bias gradient. Here each block of [`EPILOGUE_ROWS`] rows
 //! of logits becomes its loss and gradient in place ([`matmul_then`]: on AVX2-only CPUs as
 //! soon as the GEMM has computed it, while it is still in cache; with AVX-512 after the
-//! faster whole product), and the bias gradient is summed on the way. Only the gradient buffer ever exists; backward reads it twice, in one GEMM each for
-//! the input and the weight gradient, over the input's explicit columns.
+//! faster whole product), and the bias gradient is summed on the way. Only the gradient
+//! buffer ever exists; backward reads it twice, in one GEMM each for the input and the
+//! weight gradient, over the input's explicit columns.
 
 use std::sync::{Mutex, PoisonError};
 
