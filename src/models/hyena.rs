@@ -64,6 +64,18 @@ impl Default for HyenaConfig {
 }
 
 impl HyenaConfig {
+    /// The setting of this config that a [`LongConvSpec`] field comes from.
+    fn filter_setting(spec_field: &str) -> &str {
+        match spec_field {
+            "channels" => "d_model",
+            "emb_dim" => "filter_emb_dim",
+            "width" => "filter_width",
+            "n_inner" => "filter_inner",
+            "freq" => "filter_freq",
+            other => other,
+        }
+    }
+
     /// The filter of one block's mixer.
     fn filter_spec(&self) -> LongConvSpec {
         LongConvSpec {
@@ -124,18 +136,11 @@ impl Family for Hyena {
             ("mlp_ratio", c.mlp_ratio),
             ("filter_width", c.filter_width),
         ])?;
-        if c.filter_emb_dim < 3 || c.filter_emb_dim.is_multiple_of(2) {
-            return Err(Error::config("filter_emb_dim", format!("must be odd and at least 3 (1 + 2·bands), got {}", c.filter_emb_dim)));
-        }
-        for (field, v) in [("decay_fast", c.decay_fast), ("decay_slow", c.decay_slow), ("decay_target", c.decay_target)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(field, format!("must be a positive number, got {v}")));
-            }
-        }
-        if !c.filter_freq.is_finite() {
-            return Err(Error::config("filter_freq", format!("must be finite, got {}", c.filter_freq)));
-        }
-        Ok(())
+        // The filter's own checks, its errors naming this config's settings.
+        c.filter_spec().validate().map_err(|e| match e {
+            Error::Config { field, msg } => Error::config(HyenaConfig::filter_setting(&field), msg),
+            e => e,
+        })
     }
 
     /// Registers the parameters in `HyenaLM.named_parameters()` order.
