@@ -161,9 +161,9 @@ impl Dataset {
     /// corpus is mapped, not read through, when it is opened (its size does not matter), so
     /// a damaged `tokens.bin` shows only in the batches drawn from it: the error names it.
     pub fn check_batch(&self, batch: &Batch) -> Result<()> {
-        let v = self.tokenizer.vocab_size();
-        let target = batch.targets.iter().copied().find(|&t| t >= 0 && t as u64 >= v as u64);
-        let Some(id) = batch.inputs.iter().map(|&i| i as u64).find(|&i| i >= v as u64).or(target.map(|t| t as u64)) else { return Ok(()) };
+        let v = self.tokenizer.vocab_size() as u64;
+        let targets = batch.targets.iter().filter(|&&t| t >= 0).map(|&t| t as u64); // IGNORE_INDEX skipped
+        let Some(id) = batch.inputs.iter().map(|&i| i as u64).chain(targets).find(|&id| id >= v) else { return Ok(()) };
         let msg = format!("holds token id {id}, outside the tokenizer's vocabulary of {v}: the file is damaged (prepare the corpus again)");
         Err(match self.store.path() {
             Some(path) => Error::bad_file(path, msg),
