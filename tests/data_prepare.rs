@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::cli::{stderr, stdout};
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -43,14 +44,6 @@ fn every_batch(ds: &Dataset) -> Vec<(Vec<u32>, Vec<i64>)> {
 
 fn convlm(args: &[&str], cache: &Path) -> Output {
     common::cli::command().args(args).env("CONVLM_CACHE", cache).output().expect("convlm runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

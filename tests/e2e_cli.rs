@@ -4,14 +4,10 @@
 
 mod common;
 
-use common::cli::succeeds as convlm;
+use common::cli::{stdout, succeeds as convlm};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::process::Command;
 
 fn val_losses(run: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();

@@ -8,13 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::cli::convlm;
+use common::cli::{convlm, stderr};
 use convlm::optim::ScheduleConfig;
 use serde_json::Value;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

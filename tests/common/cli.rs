@@ -22,6 +22,16 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A command's stdout as text.
+pub fn stdout(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    text(&out.stderr)
+}
+
 /// A path as `&str` (test paths are UTF-8).
 pub fn s(path: &Path) -> &str {
     path.to_str().expect("UTF-8 test path")
