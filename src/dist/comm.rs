@@ -17,6 +17,13 @@ pub enum Wait {
     Unbounded,
 }
 
+impl Wait {
+    /// The wait's limit, given the communicator's time limit for a step.
+    pub fn limit(self, step_limit: Duration) -> Option<Duration> {
+        (self == Wait::Step).then_some(step_limit)
+    }
+}
+
 /// A sum over the ranks in flight. Its buffers belong to it until it completes; dropping
 /// it unfinished leaks them rather than free memory the transport may still write.
 pub trait Pending: Send {

@@ -112,10 +112,6 @@ impl RankState {
             slots = self.shared.arrived.wait_timeout(slots, Duration::from_millis(10)).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
-
-    fn limit(&self, wait: Wait) -> Option<Duration> {
-        (wait == Wait::Step).then_some(self.shared.limit)
-    }
 }
 
 fn mismatch(what: &str) -> Error {
@@ -171,7 +167,7 @@ impl Communicator for LocalRank {
 
     fn sum_f64(&self, values: &mut [f64], what: &str, wait: Wait) -> Result<()> {
         let key = self.0.deposit(MAIN, Part::F64(values.to_vec()));
-        let parts = self.0.collect(key, what, self.0.limit(wait))?;
+        let parts = self.0.collect(key, what, wait.limit(self.0.shared.limit))?;
         values.fill(0.0);
         for part in parts {
             let Part::F64(v) = part else { return Err(mismatch(what)) };
@@ -182,7 +178,7 @@ impl Communicator for LocalRank {
 
     fn max_u64(&self, values: &mut [u64], what: &str, wait: Wait) -> Result<()> {
         let key = self.0.deposit(MAIN, Part::U64(values.to_vec()));
-        let parts = self.0.collect(key, what, self.0.limit(wait))?;
+        let parts = self.0.collect(key, what, wait.limit(self.0.shared.limit))?;
         for part in parts {
             let Part::U64(v) = part else { return Err(mismatch(what)) };
             values.iter_mut().zip(&v).for_each(|(a, &b)| *a = (*a).max(b));

@@ -203,10 +203,6 @@ impl Inner {
         }
     }
 
-    fn limit(&self, wait: Wait) -> Option<Duration> {
-        (wait == Wait::Step).then_some(self.limit)
-    }
-
     /// An all-reduce of `values` (MPI type `dtype`, operation `op`) on `comm`, waited for.
     /// The buffers are this call's own and are leaked if the wait fails, so that MPI can
     /// never write into freed memory.
@@ -320,13 +316,13 @@ impl Communicator for MpiComm {
     fn sum_f64(&self, values: &mut [f64], what: &str, wait: Wait) -> Result<()> {
         // SAFETY (of the constants): predefined handles of an initialised MPI.
         let (dtype, op) = unsafe { (ffi::RSMPI_DOUBLE, ffi::RSMPI_SUM) };
-        self.inner.all_reduce(self.inner.world, values, dtype, op, what, self.inner.limit(wait))
+        self.inner.all_reduce(self.inner.world, values, dtype, op, what, wait.limit(self.inner.limit))
     }
 
     fn max_u64(&self, values: &mut [u64], what: &str, wait: Wait) -> Result<()> {
         // SAFETY (of the constants): predefined handles of an initialised MPI.
         let (dtype, op) = unsafe { (ffi::RSMPI_UINT64_T, ffi::RSMPI_MAX) };
-        self.inner.all_reduce(self.inner.world, values, dtype, op, what, self.inner.limit(wait))
+        self.inner.all_reduce(self.inner.world, values, dtype, op, what, wait.limit(self.inner.limit))
     }
 
     fn broadcast(&self, buf: &mut [u8], what: &str) -> Result<()> {
