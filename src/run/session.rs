@@ -8,7 +8,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Dataset, PrepareProgress, Split, Tokenizer};
+use crate::data::{Batch, Dataset, PrepareProgress, Split, Tokenizer};
 use crate::dist::{check_batch_size, Group};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -267,6 +267,16 @@ fn checkpoint_bytes(group: &Group, run: &RunDir) -> Result<Option<Vec<u8>>> {
 /// steps since the last checkpoint (or since the start) exactly as they ran — same batches,
 /// same numbers, as a resume would — and saves a checkpoint there. Costs nothing until a
 /// run diverges, instead of a copy of every parameter and moment at every step.
+/// The batch (drawn with `rng`) and settings of the step a run takes after `step` steps, its
+/// schedule as `state` records it. Training and the replay of [`save_last_good`] both take
+/// their steps from here, so the replay takes the very same ones.
+pub(super) fn next_step(cfg: &RunConfig, dataset: &Dataset, state: &TrainState, step: u64, rng: &mut ChaCha8Rng) -> Result<(Batch, StepSettings)> {
+    let batch = dataset.sample_batch(Split::Train, cfg.train.batch_size, rng);
+    dataset.check_batch(&batch)?;
+    let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, state.schedule_total(step));
+    Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) }))
+}
+
 pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {
     let cfg = &s.config;
     let (mut model, mut optimizer, mut rng, mut state) = match checkpoint_bytes(group, run)? {
@@ -284,10 +294,7 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
     };
     let mut ranks = Ranks::new(group, &model);
     while state.step < step {
-        let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut rng);
-        s.dataset.check_batch(&batch)?;
-        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, state.step, s.state.schedule_total(state.step));
-        let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, state.step) };
+        let (batch, settings) = next_step(cfg, &s.dataset, &s.state, state.step, &mut rng)?;
         match ranks.step(&mut model, &mut optimizer, &batch, settings)? {
             StepOutcome::Done(_) => state.step += 1,
             // The same steps ran without trouble the first time.

@@ -22,8 +22,8 @@ use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
 use crate::run::ranks::{check_same_weights, on_root, share_buffers, threads_per_rank, Ranks};
 use crate::run::samples::{sample_texts, SampleRequest};
-use crate::run::session::{new_session, resume_session, save_last_good, ResumeOptions, Session};
-use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
+use crate::run::session::{new_session, next_step, resume_session, save_last_good, ResumeOptions, Session};
+use crate::run::step::StepOutcome;
 use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning};
 
 /// How to run the loop.
@@ -138,10 +138,8 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         }
         let step = s.state.step;
         let step_started = Instant::now();
-        let batch = s.dataset.sample_batch(Split::Train, cfg.train.batch_size, &mut s.rng);
-        s.dataset.check_batch(&batch)?;
-        let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, s.state.schedule_total(step));
-        let settings = StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) };
+        let (batch, settings) = next_step(&cfg, &s.dataset, &s.state, step, &mut s.rng)?;
+        let lr = settings.lr;
         let stats = match ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
             StepOutcome::Done(stats) => stats,
             StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what, group),
