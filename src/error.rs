@@ -55,6 +55,11 @@ pub enum Error {
     #[error("interrupted at step {step}; checkpoint saved")]
     Interrupted { step: u64 },
 
+    /// Work other than training was stopped through its [`CancelToken`](crate::CancelToken)
+    /// (Ctrl-C) before it wrote anything.
+    #[error("interrupted")]
+    Cancelled,
+
     /// Data-parallel training across processes failed: a rank timed out or was stopped
     /// while waiting for the others, MPI reported an error, or the ranks disagree on their
     /// setup.

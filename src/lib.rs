@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod bench;
+pub mod cancel;
 pub mod data;
 pub mod dist;
 pub mod error;
@@ -19,5 +20,6 @@ pub mod report;
 pub mod run;
 pub mod tensor;
 
+pub use cancel::CancelToken;
 pub use error::{Error, Result};
 pub use tensor::Tensor;

@@ -51,13 +51,22 @@ enum Command {
 }
 
 fn main() {
+    // Before clap may print help into a closed pipe; `train` takes "ignore" back below.
+    cli::signals::default_sigpipe();
     let cli = Cli::parse();
     big_alloc::keep_freed_memory();
     if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
         big_alloc::cache_large_blocks();
     }
     if let Err(e) = run(cli) {
-        eprintln!("error: {}", report(&e));
+        if let Some(convlm::Error::Cancelled) = e.downcast_ref::<convlm::Error>() {
+            // A command may say what it left behind (as context); by default nothing.
+            let outer = e.to_string();
+            let left = if outer == convlm::Error::Cancelled.to_string() { "nothing was written".to_string() } else { outer };
+            cli::output::err(format!("interrupted (Ctrl-C): {left}"));
+            std::process::exit(cli::signals::INTERRUPTED);
+        }
+        cli::output::err(format!("error: {}", report(&e)));
         std::process::exit(1);
     }
 }
@@ -85,15 +94,17 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(1);
         }
     }
+    // See cli::signals: which commands stop cooperatively on Ctrl-C, and SIGPIPE.
+    let ctrl_c = || cli::signals::on_ctrl_c(true);
     match command {
         Command::Train(a) => cli::train::cmd_train(*a),
-        Command::Prepare(a) => cli::prepare::cmd_prepare(a),
-        Command::Sample(a) => cli::inspect::cmd_sample(a),
-        Command::Eval(a) => cli::inspect::cmd_eval(a),
+        Command::Prepare(a) => cli::prepare::cmd_prepare(a, ctrl_c()?),
+        Command::Sample(a) => cli::inspect::cmd_sample(a, ctrl_c()?),
+        Command::Eval(a) => cli::inspect::cmd_eval(a, ctrl_c()?),
         Command::Plot(a) => cli::inspect::cmd_plot(a),
         Command::Summary(a) => cli::tools::cmd_summary(a),
         Command::Shape(a) => cli::tools::cmd_shape(a),
         Command::Bench(a) => cli::tools::cmd_bench(a),
-        Command::Tokenizer(c) => cli::tools::cmd_tokenizer(c),
+        Command::Tokenizer(c) => cli::tools::cmd_tokenizer(c, ctrl_c()?),
     }
 }

@@ -32,7 +32,7 @@ fn sampling(temperature: f32, max_tokens: usize, seed: u64) -> SamplingConfig {
 }
 
 fn request(prompts: Vec<Vec<u32>>, stop: Option<u32>, sampling: &SamplingConfig, banned: Vec<u32>) -> GenerateRequest<'_> {
-    GenerateRequest { prompts, stop, sampling, banned }
+    GenerateRequest { prompts, stop, sampling, banned, cancel: None }
 }
 
 #[test]

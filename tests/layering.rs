@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer: a module may use only modules of a strictly lower layer.
 const LAYERS: &[(&str, u32)] = &[
     ("error", 0),
+    ("cancel", 1),
     ("tensor", 1),
     ("io", 2),
     ("nn", 3),
@@ -23,7 +24,7 @@ const LAYERS: &[(&str, u32)] = &[
 ];
 
 /// Names the crate root re-exports, and the module each comes from.
-const ROOT_REEXPORTS: &[(&str, &str)] = &[("Error", "error"), ("Result", "error"), ("Tensor", "tensor")];
+const ROOT_REEXPORTS: &[(&str, &str)] = &[("CancelToken", "cancel"), ("Error", "error"), ("Result", "error"), ("Tensor", "tensor")];
 
 fn layer(module: &str) -> Option<u32> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|&(_, l)| l)

@@ -2,10 +2,12 @@
 //! clap and calls the library.
 
 pub mod inspect;
+pub mod output;
 pub mod parse;
 pub mod prepare;
 pub mod progress;
 #[cfg(target_os = "linux")]
 pub mod ranks;
+pub mod signals;
 pub mod tools;
 pub mod train;

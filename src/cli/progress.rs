@@ -21,7 +21,7 @@ impl Progress {
     pub fn println(&self, msg: &str) {
         match &self.bar {
             Some(b) if !b.is_hidden() => b.println(msg),
-            _ => eprintln!("{msg}"),
+            _ => super::output::err(msg),
         }
     }
 

@@ -16,6 +16,8 @@ mod grid;
 mod sampling;
 mod sequence;
 
+use crate::cancel::CancelToken;
+
 pub use bench::{bench_generation, GenerationBench};
 pub use grid::generate_grid;
 pub use sampling::{argmax, sample_token, SamplingConfig};
@@ -33,4 +35,6 @@ pub struct GenerateRequest<'a> {
     pub sampling: &'a SamplingConfig,
     /// Ids that are never sampled (e.g. `<pad>`, `<bos>`, `<unk>`): their logits are set to -inf.
     pub banned: Vec<u32>,
+    /// Stops generation between tokens with [`Error::Cancelled`](crate::Error::Cancelled).
+    pub cancel: Option<CancelToken>,
 }

@@ -32,6 +32,7 @@ fn generate_in_pool(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>
     let vocab = model.vocab_size();
     let mut t = 0;
     while !run.all_done() {
+        run.check_cancel()?;
         let ids = run.inputs(t);
         let logits = model.step(&mut state, &ids)?;
         for (i, row) in logits.data().chunks(vocab).enumerate() {
@@ -55,6 +56,7 @@ pub fn generate_naive(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u3
     let vocab = model.vocab_size();
     let mut t = 0;
     while !run.all_done() {
+        run.check_cancel()?;
         for i in 0..run.seqs.len() {
             if !run.wants_sample(i, t) {
                 continue;
@@ -136,6 +138,11 @@ impl<'r, 'a> Lockstep<'r, 'a> {
             seqs.push(Seq { tokens: prompt.clone(), prompt_len: prompt.len(), done, rng });
         }
         Ok(Lockstep { req, seqs, banned, scratch: vec![0.0; vocab], limit })
+    }
+
+    /// `Err(Cancelled)` once the request's token is cancelled.
+    fn check_cancel(&self) -> Result<()> {
+        self.req.cancel.as_ref().map_or(Ok(()), |c| c.check())
     }
 
     fn all_done(&self) -> bool {

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cancel::CancelToken;
 use crate::data::{Dataset, Split};
 use crate::dist::Group;
 use crate::error::{Error, Result};
@@ -26,17 +27,44 @@ pub struct EvalReport {
 /// Mean loss over `max_batches` batches spread evenly over `split` (0 = all of it), in eval
 /// mode.
 pub fn evaluate(model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
-    evaluate_in(&Group::single(), model, dataset, split, batch_size, max_batches)
+    evaluate_cancellable(model, dataset, split, batch_size, max_batches, &CancelToken::new())
+}
+
+/// [`evaluate`] that stops between batches with [`Error::Cancelled`] once `cancel` is
+/// cancelled (`convlm eval` and Ctrl-C).
+pub fn evaluate_cancellable(
+    model: &mut Model,
+    dataset: &Dataset,
+    split: Split,
+    batch_size: usize,
+    max_batches: usize,
+    cancel: &CancelToken,
+) -> Result<EvalReport> {
+    let seq_len = dataset.max_seq_len().max(1);
+    let bytes = crate::run::memory::estimate_inference(model.config(), model.vocab_size(), batch_size, seq_len)?;
+    let what = format!("scoring batches of {batch_size} × {seq_len} positions");
+    crate::run::memory::check_bytes(&what, bytes, "lower --block-size or the run's batch size", crate::run::memory::available())?;
+    crate::tensor::threads::on_pool(|| evaluate_on_pool(&Group::single(), model, dataset, split, batch_size, max_batches, cancel))
 }
 
 /// [`evaluate`] shared by the ranks of `group`, which must all call it (with the same model):
 /// each scores every `size`-th of the chosen batches, and the sums are added up, so every
 /// rank returns the report one process would (up to the order of the additions).
 pub fn evaluate_in(group: &Group, model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
-    crate::tensor::threads::on_pool(|| evaluate_on_pool(group, model, dataset, split, batch_size, max_batches))
+    // The ranks must score the same batches: no rank stops alone (training checks for Ctrl-C
+    // between steps, together).
+    crate::tensor::threads::on_pool(|| evaluate_on_pool(group, model, dataset, split, batch_size, max_batches, &CancelToken::new()))
 }
 
-fn evaluate_on_pool(group: &Group, model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+fn evaluate_on_pool(
+    group: &Group,
+    model: &mut Model,
+    dataset: &Dataset,
+    split: Split,
+    batch_size: usize,
+    max_batches: usize,
+    cancel: &CancelToken,
+) -> Result<EvalReport> {
     let (mut total, mut count) = (0.0f64, 0usize);
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
@@ -48,6 +76,7 @@ fn evaluate_on_pool(group: &Group, model: &mut Model, dataset: &Dataset, split: 
     // Each rank scores every size-th of them.
     let mine = (0..chosen).skip(group.rank()).step_by(group.size()).map(|i| evenly_spaced(i, n_batches, chosen));
     for index in mine {
+        cancel.check()?;
         let batch = dataset.batch_at(split, index, batch_size);
         dataset.check_batch(&batch)?;
         let n = batch.num_targets();

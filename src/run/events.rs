@@ -3,39 +3,8 @@
 //! turns events into a progress bar and lines of text, a notebook or a test may do anything
 //! else with them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
+pub use crate::cancel::CancelToken;
 use crate::run::samples::Sample;
-
-/// A flag shared between a run and whoever may stop it (a Ctrl-C handler, another thread).
-/// Cancelling makes the run save a checkpoint at its next step and return
-/// [`Error::Interrupted`](crate::Error::Interrupted).
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token that is not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks the run to stop (safe from a signal handler: one atomic store).
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`CancelToken::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// The flag itself, for code below the run layer that must notice a cancel while it
-    /// waits (a data-parallel run's wait for the other ranks).
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
-    }
-}
 
 /// One thing that happened during training.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ pub mod trainer;
 
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};
-pub use eval::{evaluate, evaluate_in, EvalReport};
+pub use eval::{evaluate, evaluate_cancellable, evaluate_in, EvalReport};
 pub use events::{CancelToken, OnEvent, TrainEvent};
 pub use session::ResumeOptions;
 pub use trainer::{resume, train, TrainOptions, TrainSummary};
