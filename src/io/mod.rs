@@ -7,4 +7,4 @@ mod tensor_file;
 
 pub use atomic::atomic_write;
 pub use json::{read_json, write_json};
-pub use tensor_file::{decode_safetensors, load_safetensors, save_safetensors, TensorFile};
+pub use tensor_file::{decode_safetensors, load_safetensors, save_safetensors, TensorFile, CHECKSUM_KEY};

@@ -1,4 +1,11 @@
-//! safetensors files of f32 tensors (the format `safetensors.torch.load_file` reads).
+//! safetensors files of f32 tensors (the format `safetensors.torch.load_file` reads), with a
+//! checksum in their metadata.
+//!
+//! safetensors has no checksum of its own: a flipped bit or random bytes in tensor data load as
+//! other numbers. Every file convlm writes records `checksum` = `xxh3:<16 hex digits>` in its
+//! `__metadata__` (string metadata, which PyTorch's loaders ignore): XXH3-64 over every tensor's
+//! name, shape and data and every other metadata entry. A file whose checksum disagrees is an
+//! error naming it; a file without one (older convlm, PyTorch) loads as before.
 
 use super::atomic::atomic_write;
 use crate::error::{Error, Result};
@@ -6,30 +13,68 @@ use crate::tensor::Tensor;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use xxhash_rust::xxh3::Xxh3;
 
-/// The contents of a tensor file: named tensors in file order, and the string metadata.
+/// The contents of a tensor file: named tensors in file order, and the string metadata
+/// (without the checksum, which the reader has checked).
 pub type TensorFile = (Vec<(String, Tensor)>, HashMap<String, String>);
 
 /// Largest header the safetensors format allows.
 const MAX_HEADER: u64 = 100_000_000;
 
+/// The metadata entry holding a file's checksum.
+pub const CHECKSUM_KEY: &str = "checksum";
+/// How a checksum value starts (the algorithm).
+const CHECKSUM_PREFIX: &str = "xxh3:";
+
 /// Writes named f32 tensors (little-endian, dtype `F32`) and optional string metadata
-/// (`__metadata__`) to a safetensors file, atomically. Tensors are stored in the given
-/// order; names must be unique and not `__metadata__`.
+/// (`__metadata__`) to a safetensors file, atomically, with the file's checksum added to the
+/// metadata. Tensors are stored in the given order; names must be unique and not
+/// `__metadata__`, and no metadata key may be `checksum`.
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
     let bytes = encode(path, tensors, metadata)?;
     atomic_write(path, &bytes)
+}
+
+/// The checksum of a file's contents: every tensor's name, shape and little-endian data in
+/// name order (file order may tie for empty tensors), then the metadata entries (but the
+/// checksum) in key order; each piece is length-prefixed so that no two contents hash the
+/// same bytes.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>, metadata: &BTreeMap<&str, &str>) -> String {
+    let mut h = Xxh3::new();
+    let mut piece = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let by_name: BTreeMap<&str, (&[usize], &[u8])> = tensors.map(|(n, shape, data)| (n, (shape, data))).collect();
+    for (name, (shape, data)) in by_name {
+        piece(name.as_bytes());
+        piece(&shape.iter().flat_map(|&d| (d as u64).to_le_bytes()).collect::<Vec<u8>>());
+        piece(data);
+    }
+    for (k, v) in metadata.iter().filter(|(k, _)| **k != CHECKSUM_KEY) {
+        piece(k.as_bytes());
+        piece(v.as_bytes());
+    }
+    format!("{CHECKSUM_PREFIX}{:016x}", h.digest())
 }
 
 /// The file contents: 8-byte header length, JSON header padded with spaces to a multiple
 /// of 8 bytes, then the tensor data back to back.
 fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
     let json = |v: serde_json::Result<String>| v.map_err(|e| Error::bad_file(path, format!("cannot encode header: {e}")));
-    let mut header = String::from("{");
-    if let Some(meta) = metadata {
-        let sorted: BTreeMap<String, String> = meta.into_iter().collect();
-        header.push_str(&format!("\"__metadata__\":{}", json(serde_json::to_string(&sorted))?));
+    let mut meta: BTreeMap<String, String> = metadata.unwrap_or_default().into_iter().collect();
+    if meta.contains_key(CHECKSUM_KEY) {
+        return Err(Error::bad_file(path, format!("cannot save metadata key `{CHECKSUM_KEY}`: reserved for the file's checksum")));
     }
+    let data: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let sum = {
+        let borrowed: BTreeMap<&str, &str> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        checksum(tensors.iter().zip(&data).map(|((n, t), d)| (n.as_str(), t.shape(), d.as_slice())), &borrowed)
+    };
+    meta.insert(CHECKSUM_KEY.to_string(), sum);
+    let mut header = String::from("{");
+    header.push_str(&format!("\"__metadata__\":{}", json(serde_json::to_string(&meta))?));
     let mut seen = HashSet::new();
     let mut offset = 0usize;
     for (name, t) in tensors {
@@ -54,10 +99,8 @@ fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<St
     let mut out = Vec::with_capacity(8 + header.len() + offset);
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for (_, t) in tensors {
-        for v in t.data() {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    for d in &data {
+        out.extend_from_slice(d);
     }
     Ok(out)
 }
@@ -85,6 +128,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
     let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
     let data = bytes.get(8 + n..).ok_or("header extends past the end of the file")?;
     let mut out = Vec::new();
+    let mut raws = Vec::new();
     for name in meta.offset_keys() {
         let info = meta.info(&name).ok_or_else(|| format!("tensor `{name}` listed but not described"))?;
         if info.dtype != Dtype::F32 {
@@ -98,9 +142,20 @@ fn decode(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
         }
         let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let t = Tensor::new(info.shape.clone(), values).map_err(|e| format!("tensor `{name}`: {e}"))?;
+        raws.push(raw);
         out.push((name, t));
     }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
+    let mut metadata = meta.metadata().clone().unwrap_or_default();
+    if let Some(recorded) = metadata.remove(CHECKSUM_KEY) {
+        let borrowed: BTreeMap<&str, &str> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let actual = checksum(out.iter().zip(&raws).map(|((n, t), raw)| (n.as_str(), t.shape(), *raw)), &borrowed);
+        if recorded != actual {
+            return Err(format!(
+                "checksum mismatch (recorded {recorded}, contents {actual}): the file's tensors or metadata changed after convlm wrote it; it is damaged"
+            ));
+        }
+    }
+    Ok((out, metadata))
 }
 
 /// Checks the framing (header length, data offsets within the file) before the

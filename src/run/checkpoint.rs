@@ -17,6 +17,7 @@ use crate::io::{decode_safetensors, load_safetensors, read_json, save_safetensor
 use crate::models::Model;
 use crate::optim::Optimizer;
 use crate::run::config::RunConfig;
+use crate::tensor::Tensor;
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -114,6 +115,14 @@ impl RunDir {
         Ok(p)
     }
 
+    /// Whether the run never reached a checkpoint: none of the files a checkpoint writes is
+    /// there. Such a run (stopped by a crash or SIGTERM before its first checkpoint) resumes
+    /// from step 0; a run with weights but without `optimizer.safetensors` lost its
+    /// checkpoint, and resuming it from scratch would overwrite its weights.
+    pub fn never_checkpointed(&self) -> bool {
+        [CHECKPOINT_FILE, MODEL_FILE, BEST_FILE, STATE_FILE].iter().all(|f| !self.file(f).exists())
+    }
+
     /// Deletes temporary files that a process killed in the middle of an atomic write left
     /// behind (`.<name>.<random>.tmp`, see [`crate::io::atomic_write`]); the files they were meant to
     /// replace are intact. Called when a run resumes; returns how many were removed.
@@ -157,9 +166,13 @@ impl RunDir {
         Tokenizer::load(&self.require(TOKENIZER_FILE)?)
     }
 
-    /// Writes the model's state_dict to `name` (model.safetensors or best.safetensors).
+    /// Writes the model's state_dict to `name` (model.safetensors or best.safetensors); refuses
+    /// (keeping the file on disk) when a value is not finite.
     pub fn save_weights(&self, name: &str, model: &Model, step: u64) -> Result<()> {
-        save_safetensors(&self.file(name), &model.state_dict(), Some(model_metadata(model, step)))
+        let path = self.file(name);
+        let tensors = model.state_dict();
+        refuse_non_finite(&path, &tensors)?;
+        save_safetensors(&path, &tensors, Some(model_metadata(model, step)))
     }
 
     /// Loads weights from `name` into a model built from the run's config and tokenizer,
@@ -168,16 +181,19 @@ impl RunDir {
         let path = self.require(name)?;
         let (tensors, meta) = load_safetensors(&path)?;
         check_metadata(&path, &meta, config, tokenizer)?;
+        check_finite(&path, &tensors)?;
         let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
         model.load_state_dict(tensors, &path)?;
         Ok(model)
     }
 
     /// Writes a resumable checkpoint: model, optimizer and state in one atomic file, then
-    /// the exported model.safetensors and state.json.
+    /// the exported model.safetensors and state.json. A value that is not finite writes
+    /// nothing (an error naming the tensor): a good checkpoint is never replaced by a bad one.
     pub fn save_checkpoint(&self, model: &Model, optimizer: &Optimizer, state: &TrainState) -> Result<()> {
         let mut tensors: Vec<_> = model.state_dict().into_iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t)).collect();
         tensors.extend(optimizer.state_tensors());
+        refuse_non_finite(&self.file(CHECKPOINT_FILE), &tensors)?;
         let mut meta = model_metadata(model, state.step);
         let state_json = serde_json::to_string(state).map_err(|e| Error::config("state", e.to_string()))?;
         meta.insert("train_state".into(), state_json);
@@ -212,6 +228,7 @@ impl RunDir {
         let path = self.file(CHECKPOINT_FILE);
         let (tensors, meta) = decode_safetensors(bytes, &path)?;
         check_metadata(&path, &meta, config, tokenizer)?;
+        check_finite(&path, &tensors)?;
         let state: TrainState = meta
             .get("train_state")
             .ok_or_else(|| Error::bad_file(&path, "no train_state in metadata"))
@@ -222,6 +239,33 @@ impl RunDir {
         model.load_state_dict(model_tensors, &path)?;
         optimizer.load_state(opt_tensors, steps, &path)?;
         Ok(state)
+    }
+}
+
+/// The first value that is NaN or infinite: its tensor, index and value.
+fn first_non_finite(tensors: &[(String, Tensor)]) -> Option<(&str, usize, f32)> {
+    tensors.iter().find_map(|(name, t)| t.data().iter().position(|v| !v.is_finite()).map(|i| (name.as_str(), i, t.data()[i])))
+}
+
+/// Errors, naming the file and the tensor, when a loaded tensor holds NaN or ±inf: convlm
+/// never writes one (see [`refuse_non_finite`]), so the file was damaged (random bytes
+/// written into it, a file from before checksums) and resuming, sampling or scoring from it
+/// would only spread the damage.
+fn check_finite(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    match first_non_finite(tensors) {
+        None => Ok(()),
+        Some((name, i, v)) => {
+            Err(Error::bad_file(path, format!("tensor `{name}` holds {v} at index {i}: the file is damaged (convlm never saves a value that is not finite)")))
+        }
+    }
+}
+
+/// Errors instead of writing a tensor file that holds NaN or ±inf: the file on disk (the
+/// last good one) is kept.
+fn refuse_non_finite(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    match first_non_finite(tensors) {
+        None => Ok(()),
+        Some((name, i, v)) => Err(Error::bad_file(path, format!("not written: tensor `{name}` holds {v} at index {i}; the file already there is kept"))),
     }
 }
 
