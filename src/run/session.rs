@@ -37,6 +37,9 @@ pub struct ResumeOptions {
     pub time_limit: Option<f64>,
     /// Worker threads.
     pub threads: Option<usize>,
+    /// Save a checkpoint every N steps besides every evaluation (0: only at evaluations);
+    /// changes no result.
+    pub checkpoint_every: Option<u64>,
     /// Continue even though the data files changed since the run started.
     pub allow_data_change: bool,
 }
@@ -51,6 +54,9 @@ pub(super) struct Session {
     /// Draws the training batches; its position is saved in every checkpoint.
     pub rng: ChaCha8Rng,
     pub state: TrainState,
+    /// The step of the checkpoint in the run folder (loaded, or saved since): a divergence
+    /// right after it has nothing newer to save, and keeps that file as it is.
+    pub saved_step: Option<u64>,
     /// The run directory's lock, held while the session lives (by rank 0 only).
     _lock: Option<RunLock>,
     pub moved_aside: Option<std::path::PathBuf>,
@@ -81,9 +87,7 @@ fn batch_rng(run: &RunDir, state: &TrainState) -> Result<ChaCha8Rng> {
     Ok(rng)
 }
 
-/// Longest run a step count may ask for (a year of the smallest model's steps): `--epochs
-/// 1e12` is a mistake, not a plan.
-pub(super) const MAX_STEPS: u64 = 1_000_000_000;
+pub(super) use crate::run::config::MAX_STEPS;
 
 /// Total optimizer steps of `epochs` passes over the training split (at least one).
 fn epochs_to_steps(epochs: f64, dataset: &Dataset, batch_size: usize) -> Result<u64> {
@@ -155,7 +159,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
     let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
-    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, saved_step: None, _lock: lock, moved_aside })
 }
 
 /// What rank 0 reads from a run folder it resumes.
@@ -177,7 +181,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         let tokenizer_bytes = if group.is_distributed() { tokenizer.to_json()?.into_bytes() } else { Vec::new() };
         Ok(Opened { lock, manifest, config: (config, config_bytes), tokenizer: (tokenizer, tokenizer_bytes) })
     })?;
-    let (lock, mut manifest, config, tokenizer) = match opened {
+    let (lock, manifest, config, tokenizer) = match opened {
         Some(o) => (Some(o.lock), o.manifest, Some(o.config), Some(o.tokenizer)),
         None => (None, None, None, None),
     };
@@ -191,17 +195,9 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     }
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
     on_root(group, "checking the data", || {
-        match &manifest {
-            Some(m) => {
-                if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {
-                    (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
-                }
-            }
-            None => {
-                // A run from before run markers: mark it now, with today's files.
-                let mut m = RunManifest::new();
-                run.record_fingerprints(&mut m, &config, data.fingerprint.clone())?;
-                manifest = Some(m);
+        if let Some(m) = &manifest {
+            if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {
+                (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
             }
         }
         Ok(())
@@ -210,14 +206,38 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     check_memory(&config, tokenizer.vocab_size(), &dataset, group)?;
     let mut model = Model::new(&config.model, tokenizer.vocab_size(), config.seed)?;
     let mut optimizer = Optimizer::new(&config.optimizer, model.params())?;
-    let missing = || if group.is_root() { run.require(CHECKPOINT_FILE).err().unwrap_or(Error::PeerFailed) } else { Error::PeerFailed };
-    let bytes = checkpoint_bytes(group, run)?.ok_or_else(missing)?;
-    let loaded = run.load_checkpoint_from(&bytes, &mut model, &mut optimizer, &config, &tokenizer);
-    drop(bytes);
-    let mut state = group.agree(loaded, "loading the checkpoint", crate::dist::Wait::Step)?;
+    let (mut state, saved_step) = match checkpoint_bytes(group, run)? {
+        Some(bytes) => {
+            let loaded = run.load_checkpoint_from(&bytes, &mut model, &mut optimizer, &config, &tokenizer);
+            drop(bytes);
+            let state = group.agree(loaded, "loading the checkpoint", crate::dist::Wait::Step)?;
+            let step = state.step;
+            (state, Some(step))
+        }
+        // A run stopped before its first checkpoint (a crash, SIGTERM) starts again from
+        // step 0 with its recorded config, exactly as it first started; one that lost its
+        // checkpoint is an error naming it.
+        None => {
+            on_root(group, "looking for the checkpoint", || if run.never_checkpointed() { Ok(()) } else { run.require(CHECKPOINT_FILE).map(|_| ()) })?;
+            (TrainState::start(total_steps(&config, &dataset)?, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit), None)
+        }
+    };
     on_root(group, "checking the run's setup", || manifest.as_ref().map_or(Ok(()), |m| run.check_setup(m, &config)))?;
     group.agree(check_same_tokenizer(&tokenizer, &data), "checking the tokenizer", crate::dist::Wait::Step)?;
+    on_root(group, "marking the run", || {
+        if manifest.is_none() {
+            // A run from before run markers, now that its files are known to fit together:
+            // mark it with today's files (never before: a failed resume writes nothing).
+            run.record_fingerprints(&mut RunManifest::new(), &config, data.fingerprint.clone())?;
+        }
+        Ok(())
+    })?;
+    // After the checks: config.json (and its fingerprint) keep the run's own setting.
+    if let Some(every) = opts.checkpoint_every {
+        config.train.checkpoint_every = every;
+    }
     let asked = match (opts.steps, opts.epochs) {
+        (Some(steps), _) if steps > MAX_STEPS => return Err(Error::config("steps", format!("{steps} is more than {MAX_STEPS} steps"))),
         (Some(steps), _) => Some(steps),
         (None, Some(epochs)) => Some(epochs_to_steps(epochs, &dataset, config.train.batch_size)?),
         (None, None) => None,
@@ -237,7 +257,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     }
     let rng = batch_rng(run, &state)?;
     check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
-    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
+    Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, saved_step, _lock: lock, moved_aside: None })
 }
 
 /// The bytes of the run's checkpoint on every rank, read by rank 0 (`None` when the run

@@ -55,6 +55,10 @@ pub struct TrainSummary {
     pub params: usize,
     /// Where an earlier run (or other files) in the folder was moved by `force`.
     pub moved_aside: Option<std::path::PathBuf>,
+    /// Examples in the validation and test splits (0: `eval` of that split has nothing to
+    /// score).
+    pub val_examples: usize,
+    pub test_examples: usize,
 }
 
 /// Trains `config` into a new run in `run` (claiming the folder: see
@@ -182,6 +186,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
             s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
             // Records up to this step reach the disk before the checkpoint that covers them.
             save(group, run, &s, &mut log, "saving a checkpoint")?;
+            s.saved_step = Some(s.state.step);
         }
         if let (Some(b), true) = (&mut budget, at_eval) {
             b.record_final_cost(eval_started.elapsed().as_secs_f64());
@@ -190,8 +195,9 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
     if let Some(log) = &mut log {
         log.flush()?;
         // The plot is a convenience: a failure to draw it must not fail a finished run.
-        if let Err(e) = crate::run::plots::plot_run(run) {
-            on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
+        match crate::run::plots::plot_run(run) {
+            Ok(plot) => plot.skipped.into_iter().for_each(|note| on_event(TrainEvent::Warning(note))),
+            Err(e) => on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}"))),
         }
     }
     Ok(TrainSummary {
@@ -201,6 +207,8 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         best_val_loss: s.state.best_val_loss,
         params: s.model.params().numel(),
         moved_aside: s.moved_aside,
+        val_examples: s.dataset.num_examples(Split::Val),
+        test_examples: s.dataset.num_examples(Split::Test),
     })
 }
 
@@ -232,7 +240,11 @@ fn save(group: &Group, run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, 
 /// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
 /// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
 fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, group: &Group) -> Result<TrainSummary> {
-    if s.model.params().params().iter().all(|p| p.value.all_finite()) {
+    if s.saved_step == Some(step) {
+        // The checkpoint in the folder is the state after `step` steps: it stays as it is
+        // (rewriting it from memory could only replace a good file with a worse one).
+        on_root(group, "writing metrics.jsonl", || log.as_mut().map_or(Ok(()), MetricsLog::sync))?;
+    } else if s.model.params().params().iter().all(|p| p.value.all_finite()) {
         // The loss or a gradient failed before the update: the model is the last good
         // state (BatchNorm's running statistics are the ones after this step's forward).
         let mut state = s.state.clone();
@@ -271,6 +283,7 @@ fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut Option<MetricsLo
             count: cfg.train.samples,
             prompt: None,
             sampling: SamplingConfig { seed: cfg.seed.wrapping_add(s.state.step), max_tokens: 200, ..SamplingConfig::default() },
+            cancel: None,
         };
         let drawn = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
         on_event(TrainEvent::Samples(&drawn));
