@@ -176,10 +176,19 @@ impl Runner {
     }
 }
 
+/// Most steps (timed or warm-up) a benchmark takes: a million of the smallest workload's
+/// are half an hour; more is a mistake, and their timings would not fit in memory anyway.
+pub const MAX_STEPS: usize = 1_000_000;
+
 /// Runs one workload and reports its step times and losses.
 pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
     if opts.steps == 0 {
         return Err(Error::config("steps", "must be at least 1"));
+    }
+    for (flag, n) in [("steps", opts.steps), ("warmup", opts.warmup)] {
+        if n > MAX_STEPS {
+            return Err(Error::config(flag, format!("{n} is more than the {MAX_STEPS} steps a benchmark takes")));
+        }
     }
     let threads = threads::init_threads((opts.threads > 0).then_some(opts.threads));
     let (mut runner, params, family) = Runner::new(opts.workload, opts.seed)?;

@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use super::output::print;
 use super::parse::{finite_f32, serde_name};
 use convlm::data::{Split, Splits, Tokenizer};
 use convlm::generate::SamplingConfig;
 use convlm::models::Model;
 use convlm::run::checkpoint::{BEST_FILE, MODEL_FILE};
 use convlm::run::prepare::{build_dataset, check_same_tokenizer, open_data};
-use convlm::run::samples::{sample_texts, SampleRequest};
-use convlm::run::{evaluate, RunConfig, RunDir};
+use convlm::run::samples::{request_notes, sample_texts, SampleRequest};
+use convlm::run::{evaluate_cancellable, RunConfig, RunDir};
 use convlm::tensor::threads::init_threads;
+use convlm::CancelToken;
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -91,7 +93,7 @@ fn load_run(dir: &Path, last: bool) -> Result<(RunDir, RunConfig, Tokenizer, Mod
     Ok((run, config, tokenizer, model))
 }
 
-pub fn cmd_sample(a: SampleArgs) -> Result<()> {
+pub fn cmd_sample(a: SampleArgs, cancel: CancelToken) -> Result<()> {
     init_threads(None);
     let (run, config, tokenizer, model) = load_run(&a.run, a.last)?;
     // The corpus only marks line samples as in-train / in-test / new: a changed or missing
@@ -116,26 +118,30 @@ pub fn cmd_sample(a: SampleArgs) -> Result<()> {
     };
     let grid = (config.data.grid_height, config.data.grid_width);
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed };
-    let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
+    let req = SampleRequest { count: a.n, prompt: a.prompt, sampling, cancel: Some(cancel) };
+    for note in request_notes(&model, &tokenizer, config.data.kind, &req)? {
+        eprintln!("warning: {note}");
+    }
     let samples = sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?;
     let last = samples.len().saturating_sub(1);
+    let mut text = String::new();
     for (i, s) in samples.into_iter().enumerate() {
         match s.novelty {
-            Some(n) => println!("{:<24} {}", s.text, n.name()),
+            Some(n) => text.push_str(&format!("{:<24} {}\n", s.text, n.name())),
             None if config.model.is_grid() => {
                 // Grids: a rule between them, as wide as a grid.
-                println!("{}", s.text);
+                text.push_str(&format!("{}\n", s.text));
                 if i < last {
-                    println!("{}", "-".repeat(config.data.grid_width));
+                    text.push_str(&format!("{}\n", "-".repeat(config.data.grid_width)));
                 }
             }
-            None => println!("{}\n", s.text),
+            None => text.push_str(&format!("{}\n\n", s.text)),
         }
     }
-    Ok(())
+    print(text)
 }
 
-pub fn cmd_eval(a: EvalArgs) -> Result<()> {
+pub fn cmd_eval(a: EvalArgs, cancel: CancelToken) -> Result<()> {
     init_threads(None);
     let (run, mut config, tokenizer, mut model) = load_run(&a.run, a.last)?;
     let split = match &a.data {
@@ -164,20 +170,21 @@ pub fn cmd_eval(a: EvalArgs) -> Result<()> {
         check_same_tokenizer(&tokenizer, &data)?;
     }
     let dataset = build_dataset(&config.data, &data, config.seed)?;
-    let r = evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?;
+    let r = evaluate_cancellable(&mut model, &dataset, split, config.train.batch_size, 0, &cancel)?;
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),
         None => format!("split {}", r.split),
     };
-    println!("{what}: loss {:.4} nats, perplexity {:.3}, {:.4} bits per token ({} tokens)", r.loss, r.perplexity, r.bits_per_token, r.tokens);
-    Ok(())
+    print(format!("{what}: loss {:.4} nats, perplexity {:.3}, {:.4} bits per token ({} tokens)\n", r.loss, r.perplexity, r.bits_per_token, r.tokens))
 }
 
 pub fn cmd_plot(a: PlotArgs) -> Result<()> {
     let run = RunDir::new(&a.run);
     let loss = convlm::run::plots::plot_run(&run)?;
-    println!("wrote {}", loss.display());
+    for note in &loss.skipped {
+        eprintln!("warning: {note}");
+    }
+    print(format!("wrote {}\n", loss.path.display()))?;
     let emb = convlm::run::plots::plot_embeddings(&run)?;
-    println!("wrote {}", emb.display());
-    Ok(())
+    print(format!("wrote {}\n", emb.display()))
 }

@@ -59,7 +59,8 @@ pub struct PrepareArgs {
     threads: Option<usize>,
 }
 
-pub fn cmd_prepare(a: PrepareArgs) -> Result<()> {
+pub fn cmd_prepare(a: PrepareArgs, cancel: convlm::CancelToken) -> Result<()> {
+    let _ = &cancel;
     if let Some(warning) = oversubscription_warning(a.threads) {
         eprintln!("warning: {warning}");
     }

@@ -3,15 +3,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
+use super::output::{err, out as say};
 use super::parse::{finite_f32, positive_f64, serde_name};
 use super::progress::Progress;
 use convlm::data::DatasetKind;
 use convlm::models::ModelConfig;
 use convlm::optim::OptimizerKind;
-use convlm::run::config::{apply_overrides, load_preset, TokenizerKind};
+use convlm::run::config::{apply_overrides, load_preset, load_preset_info, TokenizerKind};
 use convlm::run::{resume, train, CancelToken, ResumeOptions, RunConfig, RunDir, TrainOptions, TrainSummary};
 
 #[derive(Args, Default)]
@@ -88,8 +89,9 @@ pub struct TrainArgs {
     /// Worker threads, at most the number of cores [default: CONVLM_THREADS or every core]
     #[arg(long)]
     threads: Option<usize>,
-    /// Continue the run in --out from its last checkpoint, exactly (same data order). Only
-    /// --steps, --epochs, --time-limit (a new budget in all) and --threads may change.
+    /// Continue the run in --out from its last checkpoint, exactly (same data order); a run
+    /// stopped before its first checkpoint starts again from step 0. Only --steps, --epochs,
+    /// --time-limit (a new budget in all), --threads and --checkpoint-every may change.
     #[arg(long)]
     resume: bool,
     /// Start a new run although --out already holds one (or other files): the folder is
@@ -110,7 +112,15 @@ pub struct TrainArgs {
 /// The run configuration from preset, family and flags (flags win).
 fn train_config(a: &TrainArgs) -> Result<RunConfig> {
     let base = match &a.config {
-        Some(p) => load_preset(p)?,
+        Some(p) => {
+            let preset = load_preset_info(p)?;
+            if let (Some(text), None) = (&preset.tuned_on, &a.data) {
+                bail!(
+                    "--config {p} was tuned on {text}: pass --data with that file (or with other text, to train on it), instead of training on the built-in word list"
+                );
+            }
+            preset.config
+        }
         None => RunConfig::default(),
     };
     apply_flags(base, a)
@@ -200,10 +210,10 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
 
 pub fn cmd_train(a: TrainArgs) -> Result<()> {
     // One of several ranks under mpirun (MPI is initialised here, on the main thread), or alone.
+    super::signals::ignore_sigpipe();
     let group = convlm::dist::join()?;
-    let cancel = CancelToken::new();
-    let on_signal = cancel.clone();
-    ctrlc::set_handler(move || on_signal.cancel()).context("installing the Ctrl-C handler")?;
+    // Ctrl-C saves a checkpoint first: a second one does not cut that short.
+    let cancel = super::signals::on_ctrl_c(false)?;
     if !group.is_distributed() {
         let (out, result) = train_or_resume(&a, &group, cancel)?;
         if let Some(code) = finish(&out, result)? {
@@ -243,19 +253,34 @@ fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelTok
         if failed {
             return Err(convlm::Error::PeerFailed.into());
         }
-        let options = ResumeOptions { steps: a.steps, epochs: a.epochs, time_limit: a.time_limit, threads: a.threads, allow_data_change: a.allow_data_change };
+        let options = ResumeOptions {
+            steps: a.steps,
+            epochs: a.epochs,
+            time_limit: a.time_limit,
+            threads: a.threads,
+            checkpoint_every: a.checkpoint_every,
+            allow_data_change: a.allow_data_change,
+        };
         let result = resume(&RunDir::new(&out), &options, &opts, &mut |event| progress.show(event));
         Ok((out, result))
     } else {
         let config = train_config(a)?;
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(config.model.family()));
         let result = train(&config, &RunDir::new(&out), &opts, &mut |event| progress.show(event));
+        // A warm-up the flags did not set came from the preset: say so.
+        let result = result.map_err(|e| match (e, &a.config, a.warmup) {
+            (convlm::Error::Config { field, msg }, Some(preset), None) if field == "warmup" => convlm::Error::config(
+                field,
+                format!("{msg} (the {} warm-up steps come from --config {preset}: pass --warmup N to change them)", config.schedule.warmup_steps),
+            ),
+            (e, _, _) => e,
+        });
         Ok((out, result))
     }
 }
 
-/// Settings that a resumed run may change.
-const RESUMABLE: [&str; 4] = ["train.steps", "train.epochs", "train.time_limit", "train.threads"];
+/// Settings that a resumed run may change (how far it goes, and what changes no result).
+const RESUMABLE: [&str; 5] = ["train.steps", "train.epochs", "train.time_limit", "train.threads", "train.checkpoint_every"];
 
 /// With `--resume`, the other flags may repeat the run's settings but not change them
 /// (they would be ignored, or make the resumed run differ from an uninterrupted one).
@@ -281,7 +306,7 @@ fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
     }
     let list: Vec<String> = changed.iter().map(|(k, old, new)| format!("{k} {old} -> {new}")).collect();
     bail!(
-        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit and --threads may change); start a new run with another --out or with --force",
+        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit, --threads and --checkpoint-every may change); start a new run with another --out or with --force",
         list.join(", ")
     )
 }
@@ -307,26 +332,35 @@ fn finish(out: &std::path::Path, result: convlm::Result<TrainSummary>) -> Result
     match result {
         Ok(s) => {
             if let Some(old) = &s.moved_aside {
-                eprintln!("moved what was in {} to {}", out.display(), old.display());
+                err(format!("moved what was in {} to {}", out.display(), old.display()));
             }
             match s.final_train_loss {
-                None => println!(
+                None => say(format!(
                     "nothing to do: the run in {} is already at step {} of {} (pass --steps N with N > {} to train further)",
                     out.display(),
                     s.steps,
                     s.steps,
                     s.steps
-                ),
+                )),
                 Some(loss) => {
                     let best = s.best_val_loss.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into());
-                    println!("trained {} steps: train loss {loss:.4}, best val loss {best}; run saved in {}", s.steps, out.display());
-                    println!("next: convlm sample --run {0}   |   convlm eval --run {0} --split test   |   convlm plot --run {0}", out.display());
+                    say(format!("trained {} steps: train loss {loss:.4}, best val loss {best}; run saved in {}", s.steps, out.display()));
+                    // Suggest only what works: a split without examples cannot be scored.
+                    let run = out.display();
+                    let mut next = vec![format!("convlm sample --run {run}")];
+                    if s.test_examples > 0 {
+                        next.push(format!("convlm eval --run {run} --split test"));
+                    } else if s.val_examples > 0 {
+                        next.push(format!("convlm eval --run {run} --split val"));
+                    }
+                    next.push(format!("convlm plot --run {run}"));
+                    say(format!("next: {}", next.join("   |   ")));
                 }
             }
             Ok(None)
         }
         Err(convlm::Error::Interrupted { step }) => {
-            eprintln!("interrupted at step {step}: checkpoint saved in {}; continue with --resume --out {}", out.display(), out.display());
+            err(format!("interrupted at step {step}: checkpoint saved in {}; continue with --resume --out {}", out.display(), out.display()));
             Ok(Some(130))
         }
         Err(e @ convlm::Error::NonFinite { .. }) => {

@@ -27,6 +27,11 @@ pub struct GenerationBench {
 /// (100x longer) averages such noise out by itself.
 pub const CACHED_RUNS: usize = 5;
 
+/// Most tokens [`bench_generation`] generates: the naive path recomputes every earlier
+/// position for every token (O(tokens²)); 1,000 tokens of the W1 model take it about half a
+/// minute, so this many take it about an hour.
+pub const MAX_TOKENS: usize = 10_000;
+
 /// Generates `tokens` new tokens for one sequence (prompt: token 0; temperature 1; no stop
 /// token) with the cached path ([`CACHED_RUNS`] times, median wall-clock time) and the naive
 /// path (once; it is O(T²) in `tokens`).
@@ -34,8 +39,11 @@ pub fn bench_generation(model: &Model, tokens: usize, seed: u64) -> Result<Gener
     if tokens == 0 {
         return Err(Error::config("tokens", "must be at least 1"));
     }
+    if tokens > MAX_TOKENS {
+        return Err(Error::config("tokens", format!("{tokens} is more than {MAX_TOKENS}: the naive path takes O(tokens²) forward positions")));
+    }
     let sampling = SamplingConfig { temperature: 1.0, top_k: None, top_p: None, max_tokens: tokens, seed };
-    let req = GenerateRequest { prompts: vec![vec![0]], stop: None, sampling: &sampling, banned: Vec::new() };
+    let req = GenerateRequest { prompts: vec![vec![0]], stop: None, sampling: &sampling, banned: Vec::new(), cancel: None };
     let mut times = Vec::with_capacity(CACHED_RUNS);
     let mut cached = Vec::new();
     for _ in 0..CACHED_RUNS {

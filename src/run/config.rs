@@ -167,11 +167,17 @@ impl Default for RunConfig {
     }
 }
 
+/// Longest run a step count may ask for (a year of the smallest model's steps): `--steps
+/// 18446744073709551615` or `--epochs 1e12` is a mistake, not a plan.
+pub const MAX_STEPS: u64 = 1_000_000_000;
+/// Most samples drawn at each evaluation (`train.samples`).
+pub const MAX_SAMPLES: usize = 1000;
+
 impl RunConfig {
     /// Reads a TOML preset; errors name the file (and the TOML parser's line/column).
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid preset: {e}")))
+        Ok(parse_preset(&text, path)?.config)
     }
 
     /// Checks every section; errors name the setting.
@@ -188,6 +194,12 @@ impl RunConfig {
         }
         if t.epochs.is_none() && t.steps == 0 {
             return Err(Error::config("steps", "must be at least 1"));
+        }
+        if t.steps > MAX_STEPS {
+            return Err(Error::config("steps", format!("{} is more than {MAX_STEPS} steps", t.steps)));
+        }
+        if t.samples > MAX_SAMPLES {
+            return Err(Error::config("train.samples", format!("{} samples at every evaluation are more than {MAX_SAMPLES}", t.samples)));
         }
         if let Some(limit) = t.time_limit {
             crate::run::budget::parse_duration(&limit.to_string())?;
@@ -258,16 +270,45 @@ pub const PRESETS: [(&str, &str); 8] = [
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
 ];
 
+/// A preset: its settings, and what it was tuned on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preset {
+    pub config: RunConfig,
+    /// The file name of the text a preset was tuned on (`tuned_on = "names.txt"` at the top of
+    /// its TOML file): its settings (a time budget, dropout, a window) only make sense there,
+    /// so `convlm train` asks for `--data` instead of training on the built-in word list.
+    pub tuned_on: Option<String>,
+}
+
+/// Parses a preset's TOML text (`source` names it in errors).
+fn parse_preset(text: &str, source: &Path) -> Result<Preset> {
+    let invalid = |e: &dyn std::fmt::Display| Error::bad_file(source, format!("invalid preset: {e}"));
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+    let tuned_on = match table.remove("tuned_on") {
+        None => return Ok(Preset { config: toml::from_str(text).map_err(|e| invalid(&e))?, tuned_on: None }),
+        Some(toml::Value::String(name)) => Some(name),
+        Some(other) => return Err(invalid(&format!("tuned_on must be a file name (a string), not {other}"))),
+    };
+    let config = toml::Value::Table(table).try_into().map_err(|e| invalid(&e))?;
+    Ok(Preset { config, tuned_on })
+}
+
 /// Loads `--config`: a TOML file path, or the name of a built-in preset.
 pub fn load_preset(name_or_path: &str) -> Result<RunConfig> {
+    Ok(load_preset_info(name_or_path)?.config)
+}
+
+/// [`load_preset`] with what the preset was tuned on.
+pub fn load_preset_info(name_or_path: &str) -> Result<Preset> {
     let path = Path::new(name_or_path);
     if path.is_file() {
-        return RunConfig::from_toml_file(path);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        return parse_preset(&text, path);
     }
     let stem = name_or_path.trim_end_matches(".toml");
     let stem = Path::new(stem).file_name().and_then(|s| s.to_str()).unwrap_or(stem);
     match PRESETS.iter().find(|(n, _)| *n == stem) {
-        Some((n, text)) => toml::from_str(text).map_err(|e| Error::bad_file(format!("configs/{n}.toml"), format!("invalid preset: {e}"))),
+        Some((n, text)) => parse_preset(text, Path::new(&format!("configs/{n}.toml"))),
         None => Err(Error::config(
             "config",
             format!("`{name_or_path}` is neither a file nor a preset (presets: {})", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),

@@ -1,6 +1,8 @@
-//! Will it fit? An estimate of a training run's memory, made from the model's plan before
-//! anything is allocated, so that `--batch-size 100000` or `model.channels=100000000` is an
-//! error showing the estimate and what the machine has, not an allocation abort.
+//! Will it fit? Estimates of the memory of training, scoring and sampling, made from the
+//! model's plan before anything is allocated, so that `--batch-size 100000`,
+//! `model.channels=100000000` or `sample -n 100000000000` is an error showing the estimate
+//! and what the machine has, not an allocation abort. Every command that sizes something
+//! from a flag (`train`, `eval`, `sample`, `summary`, `bench`) checks here first.
 
 use crate::error::{Error, Result};
 use crate::models::{Model, ModelConfig};
@@ -13,6 +15,9 @@ const F32: u64 = 4;
 /// layers) took 154 KB more per sequence of 16 positions (31 bytes per channel-position)
 /// going from batch 256 to 2048.
 const BYTES_PER_CHANNEL_POSITION: u64 = 8 * F32;
+/// The same without gradients (evaluation, summaries): the value on the tape and the kernels'
+/// temporaries.
+const INFERENCE_BYTES_PER_CHANNEL_POSITION: u64 = 4 * F32;
 
 /// The estimated memory of a training run, in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +54,36 @@ pub fn estimate(model: &ModelConfig, vocab_size: usize, batch: usize, seq_len: u
     let positions = mul(&[batch as u64, seq_len as u64]);
     let channels = plan.layers.iter().fold(0u64, |sum, layer| sum.saturating_add(layer.out_channels as u64));
     Ok(MemoryEstimate { params, optimizer: mul(&[params, 3]), activations: mul(&[channels, positions, BYTES_PER_CHANNEL_POSITION]), batch, seq_len })
+}
+
+/// Estimates the memory of one forward pass without gradients (`eval`, `summary`) over
+/// `batch` sequences of `seq_len` positions (grids: cells): the parameters and the
+/// activations on the tape, in bytes. Errors only when the model itself is ill-formed.
+pub fn estimate_inference(model: &ModelConfig, vocab_size: usize, batch: usize, seq_len: usize) -> Result<u64> {
+    let plan = Model::plan(model, vocab_size)?;
+    let channels = plan.layers.iter().fold(0u64, |sum, layer| sum.saturating_add(layer.out_channels as u64));
+    let activations = mul(&[channels, batch as u64, seq_len as u64, INFERENCE_BYTES_PER_CHANNEL_POSITION]);
+    Ok(mul(&[plan.params as u64, F32]).saturating_add(activations))
+}
+
+/// Estimates the memory of generating `count` samples of up to `tokens` tokens each (prompt
+/// included) with `model`, all stepped together: per sample the tokens, two rows of logits
+/// and every layer's generation state (its inputs over the model's context: the receptive
+/// field, or the whole window of a long convolution), in bytes.
+pub fn estimate_generation(model: &Model, count: usize, tokens: usize) -> u64 {
+    let context = model.max_len().unwrap_or(model.receptive_field()).min(tokens.max(1)) as u64;
+    let channels = model.layers().iter().fold(0u64, |sum, layer| sum.saturating_add(layer.out_channels as u64));
+    let per_sample = (tokens as u64).saturating_add(mul(&[2, model.vocab_size() as u64])).saturating_add(mul(&[channels, context]));
+    mul(&[count as u64, per_sample, F32]).saturating_add(mul(&[model.params().numel() as u64, F32]))
+}
+
+/// Errors with `what` (e.g. "sampling 20 texts of up to 256 tokens"), its estimate and what is
+/// available when `bytes` would not fit; `advice` says which flags to lower.
+pub fn check_bytes(what: &str, bytes: u64, advice: &str, available: Option<u64>) -> Result<()> {
+    match available {
+        Some(available) if bytes > available => Err(Error::Memory(format!("{what} needs about {} but {} are available; {advice}", gib(bytes), gib(available)))),
+        _ => Ok(()),
+    }
 }
 
 /// Memory this process can still take, in bytes: the kernel's `MemAvailable`, lowered to a
@@ -104,6 +139,20 @@ mod tests {
         assert!(err.starts_with("not enough memory: training needs about") && err.contains("100000000 × 16") && err.contains("8.0 GiB are available"), "{err}");
         assert!(check_fits(&small, Some(8 << 30)).is_ok());
         assert!(check_fits(&big, None).is_ok(), "unknown memory refuses nothing");
+    }
+
+    #[test]
+    fn inference_and_generation_estimates_refuse_absurd_sizes() {
+        let small = estimate_inference(&dilated(64), 30, 1, 32).unwrap();
+        assert_eq!(small, 30_574 * 4 + (24 + 4 * 64 + 30) * 32 * 16);
+        assert_eq!(estimate_inference(&dilated(64), 30, usize::MAX, 32).unwrap(), u64::MAX);
+        let model = Model::new(&dilated(64), 30, 0).unwrap();
+        let few = estimate_generation(&model, 20, 256);
+        assert!(few < 1 << 20, "{few}");
+        assert_eq!(estimate_generation(&model, usize::MAX, usize::MAX), u64::MAX);
+        let err = check_bytes("sampling 9 texts", 10 << 30, "lower -n", Some(1 << 30)).unwrap_err().to_string();
+        assert_eq!(err, "not enough memory: sampling 9 texts needs about 10.0 GiB but 1.0 GiB are available; lower -n");
+        assert!(check_bytes("x", u64::MAX, "", None).is_ok());
     }
 
     #[test]

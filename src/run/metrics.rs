@@ -84,11 +84,29 @@ impl Drop for MetricsLog {
 }
 
 /// Every record of a metrics file; a torn last line (from a kill mid-write) is skipped,
-/// any other bad line is an error naming its line number.
+/// any other bad line is an error naming its line number (a resumed run rewrites the log, and
+/// must not drop a line it cannot read).
 pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let (records, bad) = read_lines(path)?;
+    match bad.into_iter().next() {
+        Some((line, e)) => Err(Error::bad_file(path, format!("line {line}: {e}"))),
+        None => Ok(records),
+    }
+}
+
+/// Every readable record of a metrics file, for readers that only look (plots): a torn last
+/// line is skipped silently, another bad line is skipped and described in the second list
+/// (`line 4: …`).
+pub fn read_records_skipping(path: &Path) -> Result<(Vec<Value>, Vec<String>)> {
+    let (records, bad) = read_lines(path)?;
+    Ok((records, bad.into_iter().map(|(line, e)| format!("{}: line {line} is not a JSON record ({e}); skipped", path.display())).collect()))
+}
+
+/// The records and the (1-based) numbers and errors of the bad lines but a torn last one.
+fn read_lines(path: &Path) -> Result<(Vec<Value>, Vec<(usize, serde_json::Error)>)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let lines: Vec<String> = BufReader::new(file).lines().collect::<std::io::Result<_>>().map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -96,8 +114,8 @@ pub fn read_records(path: &Path) -> Result<Vec<Value>> {
         match serde_json::from_str(line) {
             Ok(v) => out.push(v),
             Err(_) if i + 1 == lines.len() => {}
-            Err(e) => return Err(Error::bad_file(path, format!("line {}: {e}", i + 1))),
+            Err(e) => bad.push((i + 1, e)),
         }
     }
-    Ok(out)
+    Ok((out, bad))
 }

@@ -90,6 +90,35 @@ pub enum DirState {
     Other(Vec<String>),
 }
 
+/// Checks that a command other than `train` may write the file `path` (`tokenizer train
+/// --out`): not into a run folder or a prepared corpus (their `tokenizer.json` belongs with
+/// their weights or token ids: another would break them silently), not over a folder, and not
+/// over an existing file unless `force`. `flag` names the flag in errors.
+pub fn check_writable_file(path: &Path, force: bool, flag: &str) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let inside = match RunDir::new(parent).dir_state() {
+        Ok(DirState::Run(_) | DirState::Legacy) => Some("a convlm run"),
+        _ if crate::data::corpus_state(parent) != crate::data::CorpusState::NotACorpus => Some("a prepared corpus"),
+        _ => None,
+    };
+    if let Some(what) = inside {
+        return Err(Error::config(
+            flag,
+            format!("{} is inside {what} ({}): its files belong together and are never replaced; write elsewhere", path.display(), parent.display()),
+        ));
+    }
+    if path.is_dir() {
+        return Err(Error::config(flag, format!("{} is a folder: give a file name (e.g. {})", path.display(), path.join("tokenizer.json").display())));
+    }
+    if path.exists() && !force {
+        return Err(Error::config(flag, format!("{} already exists: pass --force to replace it, or choose another file", path.display())));
+    }
+    Ok(())
+}
+
 /// XXH3-64 of a file's bytes, hex.
 pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::io::atomic_write;
 use crate::report::{embeddings_svg, loss_curves_svg, pca2, series, visible_token, NO_RECORDS};
 use crate::run::checkpoint::{RunDir, BEST_FILE, METRICS_FILE, MODEL_FILE, PLOT_FILE};
-use crate::run::metrics::read_records;
+use crate::run::metrics::read_records_skipping;
 
 /// File name of the embedding plot inside a run directory.
 pub const EMBEDDINGS_PLOT_FILE: &str = "embeddings.svg";
@@ -20,16 +20,26 @@ fn run_name(run: &RunDir) -> String {
     run.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.root().display().to_string())
 }
 
-/// Writes loss.svg into the run directory from its metrics.jsonl and returns its path.
+/// A loss plot written by [`plot_run`].
+#[derive(Clone, Debug)]
+pub struct LossPlot {
+    /// Where it was written (`loss.svg` in the run directory).
+    pub path: PathBuf,
+    /// Lines of metrics.jsonl that could not be read and were left out, in words.
+    pub skipped: Vec<String>,
+}
+
+/// Writes loss.svg into the run directory from its metrics.jsonl.
 ///
 /// A missing metrics file, or one without any training or validation record, is an error
-/// naming the file ("no training records yet").
-pub fn plot_run(run: &RunDir) -> Result<PathBuf> {
+/// naming the file ("no training records yet"); a damaged line is left out of the plot and
+/// reported in [`LossPlot::skipped`].
+pub fn plot_run(run: &RunDir) -> Result<LossPlot> {
     let metrics = run.file(METRICS_FILE);
     if !metrics.is_file() {
         return Err(Error::bad_file(&metrics, format!("{NO_RECORDS} (the file does not exist)")));
     }
-    let records = read_records(&metrics)?;
+    let (records, skipped) = read_records_skipping(&metrics)?;
     if series(&records, "loss").is_empty() && series(&records, "val_loss").is_empty() {
         return Err(Error::bad_file(&metrics, NO_RECORDS));
     }
@@ -37,7 +47,7 @@ pub fn plot_run(run: &RunDir) -> Result<PathBuf> {
     let svg = loss_curves_svg(&records, &format!("{}{family}: loss", run_name(run)))?;
     let out = run.file(PLOT_FILE);
     atomic_write(&out, svg.as_bytes())?;
-    Ok(out)
+    Ok(LossPlot { path: out, skipped })
 }
 
 /// Writes embeddings.svg (2-D PCA of the token embedding table, every token labelled with its

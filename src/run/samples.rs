@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cancel::CancelToken;
 use crate::data::{Dataset, DatasetKind, Split, Tokenizer};
 use crate::error::{Error, Result};
 use crate::generate::{generate, generate_grid, GenerateRequest, SamplingConfig};
@@ -43,6 +44,48 @@ pub struct SampleRequest {
     /// Text the model consumes before sampling (after `<bos>` for line datasets).
     pub prompt: Option<String>,
     pub sampling: SamplingConfig,
+    /// Stops sampling between tokens (and grids) with [`Error::Cancelled`].
+    pub cancel: Option<CancelToken>,
+}
+
+/// What a request will do that its asker may not expect, in words (for warnings): prompt
+/// characters outside the vocabulary (read as `<unk>`), and samples that a model's context
+/// ends before `max_tokens`.
+pub fn request_notes(model: &Model, tokenizer: &Tokenizer, kind: DatasetKind, req: &SampleRequest) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let unk = tokenizer.specials().unk;
+    let mut prompt_len = usize::from(kind == DatasetKind::Lines);
+    if let Some(prompt) = &req.prompt {
+        prompt_len += tokenizer.encode(prompt)?.len();
+        let mut unknown: Vec<char> = Vec::new();
+        for c in prompt.chars() {
+            if !unknown.contains(&c) && tokenizer.encode(&c.to_string())?.contains(&unk) {
+                unknown.push(c);
+            }
+        }
+        if !unknown.is_empty() {
+            let shown: Vec<String> = unknown.iter().take(10).map(|c| format!("{c:?}")).collect();
+            notes.push(format!(
+                "the prompt has {} character(s) outside the run's vocabulary ({}{}): the model reads each as {}",
+                unknown.len(),
+                shown.join(", "),
+                if unknown.len() > 10 { ", …" } else { "" },
+                crate::data::UNK
+            ));
+        }
+    }
+    if let (Some(max), false) = (model.max_len(), kind == DatasetKind::Grid) {
+        // A sample ends once it holds max_len + 1 tokens (see `generate`).
+        let room = (max + 1).saturating_sub(prompt_len);
+        if req.sampling.max_tokens > room {
+            notes.push(format!(
+                "the {} model reads at most {max} tokens: samples end after {room} new tokens, not --max-tokens {}",
+                model.config().family(),
+                req.sampling.max_tokens
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// Samples `req.count` texts. `kind` is the dataset kind of the run; `dataset` (when
@@ -56,6 +99,16 @@ pub fn sample_texts(
     req: &SampleRequest,
 ) -> Result<Vec<Sample>> {
     req.sampling.validate()?;
+    if kind != DatasetKind::Grid && req.sampling.max_tokens == 0 {
+        return Err(Error::config("--max-tokens", "must be at least 1 (0 would give empty samples)"));
+    }
+    let per_sample = match (kind, grid) {
+        (DatasetKind::Grid, Some((h, w))) => h.saturating_mul(w),
+        _ => req.sampling.max_tokens.saturating_add(req.prompt.as_ref().map_or(1, |p| p.len() + 1)),
+    };
+    let bytes = crate::run::memory::estimate_generation(model, req.count, per_sample);
+    let what = format!("sampling {} texts of up to {per_sample} tokens", req.count);
+    crate::run::memory::check_bytes(&what, bytes, "lower -n or --max-tokens", crate::run::memory::available())?;
     let sp = tokenizer.specials();
     let prompt_ids = match &req.prompt {
         Some(p) => tokenizer.encode(p)?,
@@ -66,6 +119,9 @@ pub fn sample_texts(
         let (h, w) = grid.ok_or_else(|| Error::config("model", "grid sampling needs the grid size"))?;
         let mut out = Vec::new();
         for i in 0..req.count {
+            if let Some(c) = &req.cancel {
+                c.check()?;
+            }
             let mut cfg = req.sampling.clone();
             cfg.seed = cfg.seed.wrapping_add(i as u64);
             let cells = generate_grid(model, h, w, &prompt_ids, &cfg, &[sp.bos, sp.eos, sp.unk])?;
@@ -87,7 +143,7 @@ pub fn sample_texts(
             (vec![start; req.count], None, req.prompt.clone().unwrap_or_default())
         }
     };
-    let request = GenerateRequest { prompts, stop, sampling: &req.sampling, banned };
+    let request = GenerateRequest { prompts, stop, sampling: &req.sampling, banned, cancel: req.cancel.clone() };
     let generated = generate(model, &request)?;
     Ok(generated
         .into_iter()

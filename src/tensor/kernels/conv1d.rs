@@ -154,12 +154,15 @@ impl Conv1dSpec {
 /// Errors when a size is zero or the dilated kernel is longer than the padded input.
 pub fn conv_output_len(len: usize, kernel_size: usize, stride: usize, pad_left: usize, pad_right: usize, dilation: usize) -> Result<usize> {
     check_positive(OP, &[("input length", len), ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)])?;
-    let padded = len.saturating_add(pad_left).saturating_add(pad_right);
-    let effective = dilation.saturating_mul(kernel_size - 1).saturating_add(1);
+    // Exact in u128 (sizes are at most 2^64 - 1): saturating here once made an overflowing
+    // kernel span "fit" an input of the same saturated length.
+    let padded = len as u128 + pad_left as u128 + pad_right as u128;
+    let effective = dilation as u128 * (kernel_size as u128 - 1) + 1;
     if effective > padded {
         return Err(Error::shape(OP, format!("kernel (effective size d*(k-1)+1 = {effective}) is longer than the padded input ({padded})")));
     }
-    Ok((padded - effective) / stride + 1)
+    usize::try_from((padded - effective) / stride as u128 + 1)
+        .map_err(|_| Error::shape(OP, format!("output length does not fit in usize (padded input {padded})")))
 }
 
 /// 1-D convolution forward; overwrites `out`.
