@@ -5,60 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use common::cli::{convlm, s, text};
+use common::runs::{base_run, copy_run};
 use convlm::io::load_safetensors;
 use convlm::run::RunDir;
 use convlm::Error;
 use serde_json::Value;
-
-const NAMES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/names.txt");
-
-/// A small trained run (30 steps, one evaluation: every file present), made once.
-fn base_run() -> &'static Path {
-    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &RUN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("base");
-        let out = convlm(&[
-            "train",
-            "--data",
-            NAMES,
-            "--out",
-            run.to_str().unwrap(),
-            "--steps",
-            "30",
-            "--eval-every",
-            "30",
-            "--batch-size",
-            "16",
-            "--seed",
-            "2",
-            "-q",
-            "--set",
-            "model.channels=16",
-            "--set",
-            "train.eval_batches=2",
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        (dir, run)
-    })
-    .1
-}
-
-/// A private copy of the base run.
-fn copy_run() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    for e in std::fs::read_dir(base_run()).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), run.join(e.file_name())).unwrap();
-    }
-    (dir, run)
-}
 
 /// Runs convlm, expects exit code 1 without a panic and an error naming `file`; returns stderr.
 fn fails_naming(args: &[&str], file: &Path) -> String {

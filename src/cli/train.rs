@@ -25,13 +25,11 @@ pub struct TrainArgs {
     /// Run directory to write [default: runs/<family>]
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// Model family: mlp, causal-cnn, dilated, hierarchical, wavenet, gated-cnn, pixelcnn
-    /// [default: dilated, or the preset's]
-    #[arg(long)]
+    /// Model family (see model_help: the list comes from the registry)
+    #[arg(long, help = model_help())]
     model: Option<String>,
-    /// A TOML preset file, or a built-in preset name (names-mlp, names-dilated,
-    /// names-hierarchical, shakespeare-cnn, reviews-bpe-cnn)
-    #[arg(long)]
+    /// A TOML preset file, or a built-in preset (see config_help: the list comes from PRESETS)
+    #[arg(long, help = config_help())]
     config: Option<String>,
     /// How the text becomes examples: lines, stream or grid [default: lines]
     #[arg(long, value_parser = serde_name::<DatasetKind>)]
@@ -107,6 +105,17 @@ pub struct TrainArgs {
     /// Print only the final summary
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// `--model`'s help: every family of the registry.
+fn model_help() -> String {
+    format!("Model family: {} [default: dilated, or the preset's]", convlm::models::FAMILIES.join(", "))
+}
+
+/// `--config`'s help: every built-in preset.
+fn config_help() -> String {
+    let presets: Vec<&str> = convlm::run::config::PRESETS.iter().map(|(name, _)| *name).collect();
+    format!("A TOML preset file, or a built-in preset: {}", presets.join(", "))
 }
 
 /// The run configuration from preset, family and flags (flags win).

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod process;
+pub mod runs;
 
 use std::path::PathBuf;
 
