@@ -5,12 +5,20 @@
 //! or an error that does not name the file, fails. Every input a fuzzer ever crashed on is
 //! kept under fuzz/regressions/<target>/ and replayed by `fuzz_regressions_do_not_crash`.
 //!
-//! Case counts keep the whole file under ~30 s on two cores; `CONVLM_FUZZ_SCALE=N` runs N
+//! The command line is fuzzed too (`command_line`, at the end): every subcommand's flags with
+//! hostile values, through the binary.
+//!
+//! Case counts keep the parser part under ~30 s on two cores; `CONVLM_FUZZ_SCALE=N` runs N
 //! times as many cases, and `cargo fuzz run <target>` in fuzz/ fuzzes with coverage guidance
 //! (docs/reliability.md).
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
+
+#[path = "../fuzz/flags.rs"]
+mod flags;
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -261,4 +269,117 @@ fn fuzz_regressions_do_not_crash() {
         n += replayed;
     }
     eprintln!("replayed {n} regression inputs");
+}
+
+/// The command line (fuzz/flags.rs): every value-taking flag of every subcommand with every
+/// value of `flags::VALUES` (and `MORE_VALUES` when `CONVLM_FUZZ_SCALE` > 1), then random
+/// combinations. Each case runs the binary in a scratch folder with a generous deadline; an
+/// exit by panic (101), abort (134) or any signal, a `panicked` message or a hang fails.
+mod command_line {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::common;
+    use super::flags::{case_args, MORE_VALUES, SUBCOMMANDS, VALUES};
+    use proptest::prelude::*;
+
+    /// Longer than any case takes on a loaded machine; a command past it is a hang.
+    const DEADLINE: Duration = Duration::from_secs(180);
+
+    fn scale() -> u32 {
+        std::env::var("CONVLM_FUZZ_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    }
+
+    /// Runs one command line in `cwd` (its corpus cache in `cwd/cache`); `Err` says how it
+    /// crashed or hung.
+    fn run(args: &[String], cwd: &Path) -> Result<(), String> {
+        let mut child = common::cli::command()
+            .args(args)
+            .current_dir(cwd)
+            .env("CONVLM_CACHE", cwd.join("cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{args:?}: cannot start: {e}"))?;
+        let start = Instant::now();
+        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{args:?}: still running after {DEADLINE:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0..=2) if !err.contains("panicked") => Ok(()),
+            code => Err(format!(
+                "{args:?}: exit {code:?} ({:?})\n{}",
+                out.status,
+                err.chars().rev().take(600).collect::<String>().chars().rev().collect::<String>()
+            )),
+        }
+    }
+
+    /// Runs `cases` on two workers; returns the failures.
+    fn run_all(cases: Vec<Vec<String>>, cwd: &Path) -> Vec<String> {
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(args) = cases.get(i) else { break };
+                    if let Err(e) = run(args, cwd) {
+                        failures.lock().unwrap().push(e);
+                    }
+                });
+            }
+        });
+        failures.into_inner().unwrap()
+    }
+
+    fn fixtures() -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        (dir, common::runs::NAMES.to_string(), common::runs::base_run().to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn every_flag_of_every_subcommand_survives_hostile_values() {
+        let (dir, data, run) = fixtures();
+        let values: Vec<&str> = VALUES.iter().chain(if scale() > 1 { MORE_VALUES } else { &[] }).copied().collect();
+        let mut cases = Vec::new();
+        for sub in SUBCOMMANDS {
+            cases.push(case_args(sub, &[], &data, &run, &format!("{}-base", sub.name)));
+            for flag in sub.flags {
+                for value in &values {
+                    let out = format!("{}-{}", sub.name, cases.len());
+                    cases.push(case_args(sub, &[(flag, value)], &data, &run, &out));
+                }
+            }
+        }
+        let n = cases.len();
+        let failures = run_all(cases, dir.path());
+        eprintln!("command-line fuzz: {n} command lines, {} crashed or hung", failures.len());
+        assert!(failures.is_empty(), "{} of {n} command lines crashed or hung:\n{}", failures.len(), failures.join("\n\n"));
+    }
+
+    proptest! {
+        #![proptest_config(super::config(60))]
+
+        #[test]
+        fn random_flag_combinations_never_crash(sub in 0..SUBCOMMANDS.len(), picks in prop::collection::vec((any::<usize>(), any::<usize>()), 1..5)) {
+            let (dir, data, run) = fixtures();
+            let sub = &SUBCOMMANDS[sub];
+            let values: Vec<&str> = VALUES.iter().chain(MORE_VALUES).copied().collect();
+            let pairs: Vec<(&str, &str)> = picks.iter().map(|&(f, v)| (sub.flags[f % sub.flags.len()], values[v % values.len()])).collect();
+            let args = case_args(sub, &pairs, &data, &run, "out");
+            let result = run_all(vec![args], dir.path());
+            prop_assert!(result.is_empty(), "{}", result.join("\n"));
+        }
+    }
 }
