@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::corpus_names::{corpus_state, CorpusState};
+use super::names::{corpus_state, CorpusState};
 use crate::{Error, Result};
 
 /// How a corpus may be read.

@@ -8,9 +8,9 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper};
 
-use super::corpus::read_corpus;
 use super::normalize::Normalization;
 use super::{SpecialTokens, SPECIAL_TOKEN_NAMES, UNK};
+use crate::data::corpus::read_corpus;
 use crate::{Error, Result};
 
 /// Number of byte tokens every byte-level vocabulary starts with.

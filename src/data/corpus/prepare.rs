@@ -1,5 +1,5 @@
 //! `convlm prepare`: a corpus of any size (a file, a folder, or the built-in word list) into a
-//! prepared-corpus folder (`corpus_file`), tokenized once, in blocks, with memory bounded
+//! prepared-corpus folder (`folder.rs`), tokenized once, in blocks, with memory bounded
 //! by the block size rather than the corpus. The tokenizer is given, or made first from a
 //! streaming pass over the same blocks (a character alphabet, or BPE trained from an iterator
 //! over the lines — never one giant string).
@@ -8,16 +8,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::bpe::BpeTokenizer;
-use super::char_tokenizer::{CharTokenizer, UnknownPolicy};
-use super::corpus_file::{CorpusMeta, CorpusWriter, Dtype};
-use super::corpus_names::CORPUS_TOKENIZER;
 use super::dataset::DatasetKind;
-use super::encode::{Encoder, LineEncoder, LineRules, TokenSink};
-use super::normalize::Normalization;
+use super::folder::{CorpusMeta, CorpusWriter, Dtype};
+use super::names::CORPUS_TOKENIZER;
 use super::reader::{read_blocks, Block};
 use super::source::{list_sources, SourceFile, SourceFingerprint, SourceOptions};
-use super::tokenizer::Tokenizer;
+use crate::data::tokenize::{BpeTokenizer, CharTokenizer, Encoder, LineEncoder, LineRules, Normalization, TokenSink, Tokenizer, UnknownPolicy};
 use crate::{Error, Result};
 
 /// Which tokenizer a corpus is encoded with.
@@ -212,7 +208,7 @@ fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, 
     }
 }
 
-/// Prepares `source` into the corpus folder `out` (see the module and `corpus_file`).
+/// Prepares `source` into the corpus folder `out` (see the module and `folder.rs`).
 /// Errors name the file at fault; an empty corpus is an error. `on_progress` hears how far
 /// each phase got.
 pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: impl Fn(&PrepareProgress) + Sync) -> Result<CorpusMeta> {

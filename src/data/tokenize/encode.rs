@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 
 use super::bulk_encode::BulkEncoder;
-use super::dataset::DatasetKind;
-use super::store::{ids_hash, TokenStore};
 use super::tokenizer::Tokenizer;
+use crate::data::corpus::DatasetKind;
+use crate::data::corpus::{ids_hash, TokenStore};
 use crate::{Error, Result};
 
 /// Where encoded ids go: a corpus file, or memory.
