@@ -6,10 +6,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::dataset::{Dataset, DatasetKind, LineOptions, Part};
+use super::documents::{LineEncoder, LineRules, MemorySink};
 use super::split::{SplitMode, Splits};
 use super::store::TokenStore;
-use crate::data::tokenize::Tokenizer;
-use crate::data::tokenize::{Encoder, LineEncoder, LineRules, MemorySink};
+use crate::data::tokenize::{Encoder, Tokenizer};
 use crate::{Error, Result};
 
 /// A stream is cut into this many chunks (fewer when the text is short) that are dealt to the

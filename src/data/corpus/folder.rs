@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::DatasetKind;
+use super::documents::TokenSink;
 use super::names::{corpus_state, partial_name, CorpusState, CORPUS_META, DOCS_FILE, TOKENS_FILE};
 use super::source::SourceFingerprint;
 use super::store::TokenStore;
-use crate::data::tokenize::TokenSink;
 use crate::io::{read_json, write_json};
 use crate::{Error, Result};
 

@@ -9,11 +9,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::dataset::DatasetKind;
+use super::documents::{LineEncoder, LineRules, TokenSink};
 use super::folder::{CorpusMeta, CorpusWriter, Dtype};
 use super::names::CORPUS_TOKENIZER;
 use super::reader::{read_blocks, Block};
 use super::source::{list_sources, SourceFile, SourceFingerprint, SourceOptions};
-use crate::data::tokenize::{BpeTokenizer, CharTokenizer, Encoder, LineEncoder, LineRules, Normalization, TokenSink, Tokenizer, UnknownPolicy};
+use crate::data::tokenize::{BpeTokenizer, CharTokenizer, Encoder, Normalization, Tokenizer, UnknownPolicy};
 use crate::{Error, Result};
 
 /// Which tokenizer a corpus is encoded with.

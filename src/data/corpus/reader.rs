@@ -6,7 +6,7 @@ use std::io::Read;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::source::{FileFingerprint, SourceFile, SourceOptions};
+use super::source::{FileFingerprint, SourceFile, SourceFingerprint, SourceOptions};
 use crate::{Error, Result};
 
 /// Bytes read from a file at a time.
@@ -77,6 +77,13 @@ pub fn read_blocks(
     Ok(prints)
 }
 
+/// The fingerprint of `files` (sizes and content hashes), reading each once in blocks
+/// without keeping it.
+pub fn fingerprint_files(files: &[SourceFile], opts: &SourceOptions) -> Result<SourceFingerprint> {
+    let files = read_blocks(files, opts, |_| Ok(()), |_| {})?;
+    Ok(SourceFingerprint { files })
+}
+
 /// Number of `\n` in `text` (a byte count that vectorises, unlike `str::matches`).
 pub(crate) fn count_newlines(text: &str) -> usize {
     text.as_bytes().iter().filter(|&&b| b == b'\n').count()
@@ -112,6 +119,7 @@ fn decode(mut bytes: Vec<u8>, offset: u64) -> std::result::Result<String, String
 
 #[cfg(test)]
 mod tests {
+    use super::super::source::list_sources;
     use super::*;
 
     #[test]
@@ -127,7 +135,7 @@ mod tests {
         let path = dir.path().join("t.txt");
         let text: String = (0..600_000).map(|i| format!("line {i}\r\n")).collect();
         std::fs::write(&path, &text).unwrap();
-        let files = super::super::source::list_sources(&path, &SourceOptions::default()).unwrap();
+        let files = list_sources(&path, &SourceOptions::default()).unwrap();
         let (mut blocks, mut bytes) = (Vec::new(), 0);
         let prints = read_blocks(
             &files,
@@ -147,5 +155,23 @@ mod tests {
         let joined: String = blocks.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(joined, text.replace("\r\n", "\n"));
         assert_eq!((bytes, prints[0].size), (text.len() as u64, text.len() as u64));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn special_files_are_read_up_to_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A FIFO without a writer reads as empty instead of blocking.
+        let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000 };
+        let files = list_sources(&fifo, &opts).unwrap();
+        assert_eq!(fingerprint_files(&files, &opts).unwrap().files[0].size, 0);
+        // /dev/zero never ends: the limit stops it.
+        let zero = list_sources(std::path::Path::new("/dev/zero"), &opts).unwrap();
+        let err = fingerprint_files(&zero, &opts).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero") && err.contains("1000 bytes"), "{err}");
     }
 }

@@ -1,10 +1,10 @@
-//! Reading training text: a file, a folder of files, or the built-in word list.
+//! Reading training text whole: a file, a folder of files, or the built-in word list.
 
 use std::path::Path;
 
 use super::reader::read_blocks;
 use super::source::{list_sources, SourceFingerprint, SourceOptions};
-
+use crate::data::tokenize::{train_bpe, Normalization, Tokenizer};
 use crate::{Error, Result};
 
 /// Reads a corpus: the file at `path`, or every regular file under the folder at `path`
@@ -70,4 +70,10 @@ pub fn builtin_corpus() -> String {
         text.push('\n');
     }
     text
+}
+
+/// Trains a byte-level BPE tokenizer on a file or a folder: the text [`read_corpus`] reads,
+/// given to [`train_bpe`].
+pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
+    train_bpe(&[read_corpus(path)?], vocab_size, normalization)
 }

@@ -10,7 +10,6 @@ use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper};
 
 use super::normalize::Normalization;
 use super::{SpecialTokens, SPECIAL_TOKEN_NAMES, UNK};
-use crate::data::corpus::read_corpus;
 use crate::{Error, Result};
 
 /// Number of byte tokens every byte-level vocabulary starts with.
@@ -118,12 +117,6 @@ impl BpeTokenizer {
             return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
         }
         BpeTokenizer::from_hf(tok)
-    }
-
-    /// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`BpeTokenizer::train`].
-    pub fn train_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Self> {
-        let text = read_corpus(path)?;
-        Self::train(&[text.as_str()], vocab_size, normalization)
     }
 
     /// Wraps a `tokenizers` tokenizer: adds missing special tokens, switches padding and

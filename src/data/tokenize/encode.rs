@@ -1,53 +1,13 @@
-//! Text to token ids, the one way every corpus is tokenized — a whole file prepared into a
-//! corpus folder (`data::prepare`) or a string made into a dataset in memory
-//! (`Dataset::lines` and friends): lines encoded in parallel, checked, deduplicated and
-//! appended as documents, or a stream encoded in parallel chunks, into a [`TokenSink`].
-
-use std::collections::HashSet;
+//! Text to token ids, the one way every corpus is tokenized: [`Encoder`] encodes a text of any
+//! length, directly for characters and through the bulk encoder for BPE, a long stream in
+//! parallel chunks cut where the tokenizer allows. The corpus room cuts a corpus's text into
+//! documents with it (`corpus/documents.rs`).
 
 use rayon::prelude::*;
 
 use super::bulk_encode::BulkEncoder;
 use super::tokenizer::Tokenizer;
-use crate::data::corpus::DatasetKind;
-use crate::data::corpus::{ids_hash, TokenStore};
-use crate::{Error, Result};
-
-/// Where encoded ids go: a corpus file, or memory.
-pub trait TokenSink {
-    /// Appends ids (to the current document, for line data).
-    fn push(&mut self, ids: &[u32]) -> Result<()>;
-    /// Ends the current document (line data).
-    fn end_doc(&mut self) -> Result<()>;
-}
-
-/// Ids and line boundaries in memory.
-#[derive(Debug, Default)]
-pub struct MemorySink {
-    ids: Vec<u32>,
-    /// Boundaries after the first (0), one per ended document.
-    ends: Vec<u64>,
-}
-
-impl TokenSink for MemorySink {
-    fn push(&mut self, ids: &[u32]) -> Result<()> {
-        self.ids.extend_from_slice(ids);
-        Ok(())
-    }
-
-    fn end_doc(&mut self) -> Result<()> {
-        self.ends.push(self.ids.len() as u64);
-        Ok(())
-    }
-}
-
-impl MemorySink {
-    /// The store of what was pushed; with documents when `docs`.
-    pub fn into_store(self, docs: bool) -> TokenStore {
-        let offsets = docs.then(|| std::iter::once(0).chain(self.ends).collect());
-        TokenStore::owned(self.ids, offsets)
-    }
-}
+use crate::Result;
 
 /// Encodes with a tokenizer: character tokenizers directly, BPE through the bulk encoder
 /// (the same ids as `Tokenizer::encode`, many times faster).
@@ -111,83 +71,4 @@ pub(crate) fn split_after_newlines(text: &str, target: usize) -> Vec<&str> {
         pieces.push(rest);
     }
     pieces
-}
-
-/// What line data keeps of each line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineRules {
-    /// Drop a line whose ids equal an earlier line's.
-    pub dedupe: bool,
-    /// Longest line in tokens; a longer one is an error naming it.
-    pub max_line_len: usize,
-}
-
-/// Adds "line N: " to a tokenizer error.
-fn at_line(line: usize, e: Error) -> Error {
-    match e {
-        Error::Tokenizer(msg) => Error::Tokenizer(format!("line {line}: {msg}")),
-        other => other,
-    }
-}
-
-/// Line data, a block of whole lines (LF or CRLF ends) at a time: for `Lines`, every
-/// non-blank line that encodes to at least one id becomes a document (later duplicates
-/// dropped with `rules.dedupe`); for `Grid`, every line does, blank ones included (they
-/// become empty rows).
-pub struct LineEncoder<'a> {
-    encoder: &'a Encoder<'a>,
-    kind: DatasetKind,
-    rules: LineRules,
-    /// Hashes of the lines kept so far (deduplication).
-    seen: HashSet<u64>,
-}
-
-impl<'a> LineEncoder<'a> {
-    pub fn new(encoder: &'a Encoder<'a>, kind: DatasetKind, rules: LineRules) -> Self {
-        LineEncoder { encoder, kind, rules, seen: HashSet::new() }
-    }
-
-    /// Encodes `text`, whose first line is line `first_line` of its source, into `sink`;
-    /// `where_` names the source in errors (`""` for none). Returns the number of lines read.
-    pub fn encode(&mut self, text: &str, first_line: usize, where_: &str, sink: &mut dyn TokenSink) -> Result<usize> {
-        let kind = self.kind;
-        let lines: Vec<&str> = text.lines().collect();
-        let encoded: Vec<Result<Option<Vec<u32>>>> = lines
-            .par_iter()
-            .enumerate()
-            .map(|(i, line)| {
-                if kind == DatasetKind::Lines && line.trim().is_empty() {
-                    return Ok(None);
-                }
-                self.encoder.encode(line).map(Some).map_err(|e| at_line(first_line + i, e))
-            })
-            .collect();
-        for (i, ids) in encoded.into_iter().enumerate() {
-            let Some(ids) = ids.map_err(|e| in_source(where_, e))? else { continue };
-            if kind == DatasetKind::Lines {
-                if ids.len() > self.rules.max_line_len {
-                    let msg = format!("line {} has {} tokens, more than max_line_len = {}", first_line + i, ids.len(), self.rules.max_line_len);
-                    return Err(in_source(where_, Error::Data(msg)));
-                }
-                if ids.is_empty() || (self.rules.dedupe && !self.seen.insert(ids_hash(&ids))) {
-                    continue;
-                }
-            }
-            sink.push(&ids)?;
-            sink.end_doc()?;
-        }
-        Ok(lines.len())
-    }
-}
-
-/// Puts the source's name in front of a data or tokenizer error.
-fn in_source(where_: &str, e: Error) -> Error {
-    if where_.is_empty() {
-        return e;
-    }
-    match e {
-        Error::Data(msg) => Error::Data(format!("{where_}: {msg}")),
-        Error::Tokenizer(msg) => Error::Tokenizer(format!("{where_}: {msg}")),
-        other => other,
-    }
 }

@@ -14,9 +14,9 @@ mod tokenizer;
 pub use bpe::BpeTokenizer;
 pub use bulk_encode::{BulkEncoder, DEFAULT_CACHE_BYTES};
 pub use char_tokenizer::{CharTokenizer, UnknownPolicy};
-pub use encode::{Encoder, LineEncoder, LineRules, MemorySink, TokenSink};
+pub use encode::Encoder;
 pub use normalize::Normalization;
-pub use tokenizer::{train_bpe, train_bpe_from_path, Tokenizer};
+pub use tokenizer::{train_bpe, Tokenizer};
 
 /// Name of the padding token in every tokenizer vocabulary.
 pub const PAD: &str = "<pad>";
