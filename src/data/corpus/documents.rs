@@ -1,13 +1,15 @@
 //! A corpus's text into the ids of its documents, the one way every corpus is cut — a whole
 //! file prepared into a corpus folder (`prepare`) or a string made into a dataset in memory
 //! (`Dataset::lines` and friends): lines encoded in parallel, checked, deduplicated and
-//! appended as documents into a [`TokenSink`] (a corpus file, or memory).
+//! appended as documents into a [`TokenSink`] (a corpus file, or memory); for `prepare`, the
+//! blocks read from a corpus's files, line data or one stream ([`BlockEncoder`]).
 
 use std::collections::HashSet;
 
 use rayon::prelude::*;
 
 use super::dataset::DatasetKind;
+use super::reader::Block;
 use super::store::{ids_hash, TokenStore};
 use crate::data::tokenize::Encoder;
 use crate::{Error, Result};
@@ -124,5 +126,88 @@ fn in_source(where_: &str, e: Error) -> Error {
         Error::Data(msg) => Error::Data(format!("{where_}: {msg}")),
         Error::Tokenizer(msg) => Error::Tokenizer(format!("{where_}: {msg}")),
         other => other,
+    }
+}
+
+/// Feeds a stream's text to the encoder in pieces cut where the tokenizer allows, so that the
+/// ids equal those of the whole text: text is held back until a safe cut is known.
+struct StreamCutter<'e> {
+    encoder: &'e Encoder<'e>,
+    carry: String,
+}
+
+impl StreamCutter<'_> {
+    /// Adds text; encodes what can be cut off.
+    fn push(&mut self, text: &str, sink: &mut dyn TokenSink) -> Result<()> {
+        self.carry.push_str(text);
+        if self.carry.len() < 1 << 20 {
+            return Ok(());
+        }
+        let near = self.carry.len() - self.carry.len() / 4;
+        if let Some(cut) = self.encoder.split_point(&self.carry, near).filter(|&c| c < self.carry.len()) {
+            let rest = self.carry.split_off(cut);
+            sink.push(&self.encoder.encode_stream(&self.carry)?)?;
+            self.carry = rest;
+        }
+        Ok(())
+    }
+
+    /// Encodes the rest.
+    fn finish(self, sink: &mut dyn TokenSink) -> Result<()> {
+        sink.push(&self.encoder.encode_stream(&self.carry)?)
+    }
+}
+
+/// The blocks of a corpus read from its sources ([`Block`]s) into the ids of its documents:
+/// line data through a [`LineEncoder`]; stream text joined as `read_corpus` joins files (a
+/// file with no text adds nothing, a file of a folder that lacks a final newline gets one)
+/// and encoded in pieces that give the ids of the whole text.
+pub(crate) struct BlockEncoder<'a> {
+    kind: DatasetKind,
+    lines: LineEncoder<'a>,
+    stream: StreamCutter<'a>,
+    /// Whether the source is a folder.
+    folder: bool,
+    /// Whether the current file has shown text yet.
+    file_has_text: bool,
+    /// Files with text so far.
+    text_files: usize,
+}
+
+impl<'a> BlockEncoder<'a> {
+    pub(crate) fn new(encoder: &'a Encoder<'a>, kind: DatasetKind, rules: LineRules, folder: bool) -> Self {
+        let lines = LineEncoder::new(encoder, kind, rules);
+        BlockEncoder { kind, lines, stream: StreamCutter { encoder, carry: String::new() }, folder, file_has_text: false, text_files: 0 }
+    }
+
+    /// Encodes `block` into `sink` (a stream may hold its end back until the next block);
+    /// `where_` names its file in errors.
+    pub(crate) fn push(&mut self, block: &Block, where_: &str, sink: &mut dyn TokenSink) -> Result<()> {
+        self.file_has_text |= !block.text.trim().is_empty();
+        match self.kind {
+            DatasetKind::Stream => {
+                // An empty file of a folder adds nothing (not even a newline).
+                if self.file_has_text {
+                    self.stream.push(&block.text, sink)?;
+                    if block.last_of_file && self.folder && !block.text.ends_with('\n') && !block.text.is_empty() {
+                        self.stream.push("\n", sink)?;
+                    }
+                }
+            }
+            _ => {
+                self.lines.encode(&block.text, block.first_line, where_, sink)?;
+            }
+        }
+        if block.last_of_file {
+            self.text_files += usize::from(self.file_has_text);
+            self.file_has_text = false;
+        }
+        Ok(())
+    }
+
+    /// Encodes what the stream held back; returns the number of files that had text.
+    pub(crate) fn finish(self, sink: &mut dyn TokenSink) -> Result<usize> {
+        self.stream.finish(sink)?;
+        Ok(self.text_files)
     }
 }

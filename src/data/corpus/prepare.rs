@@ -1,19 +1,20 @@
 //! `convlm prepare`: a corpus of any size (a file, a folder, or the built-in word list) into a
-//! prepared-corpus folder (`folder.rs`), tokenized once, in blocks, with memory bounded
-//! by the block size rather than the corpus. The tokenizer is given, or made first from a
-//! streaming pass over the same blocks (a character alphabet, or BPE trained from an iterator
-//! over the lines — never one giant string).
+//! prepared-corpus folder (`folder.rs`), tokenized once, in blocks, with memory bounded by the
+//! block size rather than the corpus. One pass: sources (`source.rs`) → blocks of whole lines
+//! (`reader.rs`) → ids (`documents.rs`, with the tokenize room's `Encoder`) → files
+//! (`folder.rs`). The tokenizer is given, or made first from a streaming pass over the same
+//! blocks (a character alphabet, or BPE trained from an iterator over the lines — never one
+//! giant string).
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::dataset::DatasetKind;
-use super::documents::{LineEncoder, LineRules, TokenSink};
+use super::documents::{BlockEncoder, LineRules};
 use super::folder::{CorpusMeta, CorpusWriter, Dtype};
 use super::names::CORPUS_TOKENIZER;
-use super::reader::{read_blocks, Block};
-use super::source::{list_sources, SourceFile, SourceFingerprint, SourceOptions};
+use super::reader::Blocks;
+use super::source::{list_sources, SourceFile, SourceOptions};
 use crate::data::tokenize::{BpeTokenizer, CharTokenizer, Encoder, Normalization, Tokenizer, UnknownPolicy};
 use crate::{Error, Result};
 
@@ -62,149 +63,22 @@ pub enum Source<'a> {
     Text { name: &'a str, text: &'a str },
 }
 
-/// Reads the source in blocks (see [`read_blocks`]); in-memory text is one block.
-fn blocks(
-    source: &Source,
-    files: &[SourceFile],
-    opts: &SourceOptions,
-    mut each: impl FnMut(Block) -> Result<()>,
-    mut on_bytes: impl FnMut(u64),
-) -> Result<SourceFingerprint> {
-    match source {
-        Source::Path(_) => Ok(SourceFingerprint { files: read_blocks(files, opts, each, on_bytes)? }),
-        Source::Text { name, text } => {
-            each(Block { file: 0, first_line: 1, text: text.to_string(), last_of_file: true })?;
-            on_bytes(text.len() as u64);
-            Ok(SourceFingerprint::of_text(name, text))
+impl Source<'_> {
+    /// The files to read (none for text in memory); a folder without any is an error.
+    fn files(&self, opts: &SourceOptions) -> Result<Vec<SourceFile>> {
+        let Source::Path(path) = self else { return Ok(Vec::new()) };
+        let files = list_sources(path, opts)?;
+        if files.is_empty() {
+            return Err(Error::bad_file(path, "the corpus folder has no regular files"));
         }
-    }
-}
-
-/// Feeds a stream's text through `emit` in pieces cut where the tokenizer allows, so that the
-/// ids equal those of the whole text: text is held back until a safe cut is known.
-struct StreamCutter<'e> {
-    encoder: &'e Encoder<'e>,
-    carry: String,
-}
-
-impl StreamCutter<'_> {
-    /// Adds text; encodes what can be cut off.
-    fn push(&mut self, text: &str, sink: &mut dyn TokenSink) -> Result<()> {
-        self.carry.push_str(text);
-        if self.carry.len() < 1 << 20 {
-            return Ok(());
-        }
-        let near = self.carry.len() - self.carry.len() / 4;
-        if let Some(cut) = self.encoder.split_point(&self.carry, near).filter(|&c| c < self.carry.len()) {
-            let rest = self.carry.split_off(cut);
-            sink.push(&self.encoder.encode_stream(&self.carry)?)?;
-            self.carry = rest;
-        }
-        Ok(())
+        Ok(files)
     }
 
-    /// Encodes the rest.
-    fn finish(self, sink: &mut dyn TokenSink) -> Result<()> {
-        sink.push(&self.encoder.encode_stream(&self.carry)?)
-    }
-}
-
-/// Runs the encoding pass: every block through `encoder` into `sink`, stream text joined as
-/// `read_corpus` joins files (a newline after a file of a folder that lacks one).
-fn encode_pass(
-    source: &Source,
-    files: &[SourceFile],
-    opts: &PrepareOptions,
-    encoder: &Encoder,
-    sink: &mut dyn TokenSink,
-    on_bytes: impl FnMut(u64),
-) -> Result<(SourceFingerprint, usize)> {
-    let folder = matches!(source, Source::Path(p) if p.is_dir());
-    let mut lines = LineEncoder::new(encoder, opts.kind, opts.rules);
-    let mut cutter = StreamCutter { encoder, carry: String::new() };
-    let mut text_files = 0;
-    let mut file_has_text = false;
-    let fingerprint = blocks(
-        source,
-        files,
-        &opts.source,
-        |block| {
-            file_has_text |= !block.text.trim().is_empty();
-            let where_ = files.get(block.file).map(|f| f.path.display().to_string()).unwrap_or_default();
-            match opts.kind {
-                DatasetKind::Stream => {
-                    // An empty file of a folder adds nothing (not even a newline).
-                    if file_has_text {
-                        cutter.push(&block.text, sink)?;
-                        if block.last_of_file && folder && !block.text.ends_with('\n') && !block.text.is_empty() {
-                            cutter.push("\n", sink)?;
-                        }
-                    }
-                }
-                _ => {
-                    lines.encode(&block.text, block.first_line, &where_, sink)?;
-                }
-            }
-            if block.last_of_file {
-                text_files += usize::from(file_has_text);
-                file_has_text = false;
-            }
-            Ok(())
-        },
-        on_bytes,
-    )?;
-    cutter.finish(sink)?;
-    Ok((fingerprint, text_files))
-}
-
-/// The tokenizer `opts` asks for: given, or made from a streaming pass over the source.
-fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, on_bytes: impl FnMut(u64) + Send) -> Result<Tokenizer> {
-    match &opts.tokenizer {
-        TokenizerSpec::Given(t) => Ok(t.clone()),
-        TokenizerSpec::Char => {
-            // The alphabet: every character of the normalized lines (line data never encodes
-            // a line break), or of the whole normalized text (a stream).
-            let mut chars = BTreeSet::new();
-            let mut ascii = [false; 128];
-            blocks(
-                source,
-                files,
-                &opts.source,
-                |block| {
-                    let mut add = |text: &str| {
-                        let text = opts.normalization.apply_cow(text);
-                        for &b in text.as_bytes().iter().filter(|b| b.is_ascii()) {
-                            ascii[b as usize] = true;
-                        }
-                        if !text.is_ascii() {
-                            chars.extend(text.chars().filter(|c| !c.is_ascii()));
-                        }
-                    };
-                    match opts.kind {
-                        DatasetKind::Stream => add(&block.text),
-                        _ => block.text.lines().for_each(&mut add),
-                    }
-                    Ok(())
-                },
-                on_bytes,
-            )?;
-            chars.extend((0u8..128).filter(|&b| ascii[b as usize]).map(char::from));
-            Ok(Tokenizer::Char(CharTokenizer::from_alphabet(chars, opts.normalization, opts.unknown)))
-        }
-        TokenizerSpec::Bpe { vocab_size } => {
-            // Trained from the lines as a reader thread hands over blocks (two in flight at
-            // most): the trainer keeps word counts, so the corpus is never in memory whole.
-            std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
-                let reader = scope.spawn(move || {
-                    blocks(source, files, &opts.source, |block| tx.send(block.text).map_err(|_| Error::Data("BPE training stopped reading".into())), on_bytes)
-                });
-                let lines = rx.into_iter().flat_map(|block| block.split_inclusive('\n').map(str::to_string).collect::<Vec<_>>());
-                let trained = BpeTokenizer::train_from_lines(lines, *vocab_size, opts.normalization);
-                // A read error ends the lines early: it is the error to report.
-                reader.join().map_err(|_| Error::Data("the corpus reader failed".into()))??;
-                Ok(Tokenizer::Bpe(trained?))
-            })
+    /// The text's blocks, read from `files` (those of [`Source::files`]) or memory.
+    fn blocks<'a>(&'a self, files: &'a [SourceFile], opts: &SourceOptions) -> Blocks<'a> {
+        match self {
+            Source::Path(_) => Blocks::files(files, opts),
+            Source::Text { name, text } => Blocks::text(name, text),
         }
     }
 }
@@ -213,32 +87,36 @@ fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, 
 /// Errors name the file at fault; an empty corpus is an error. `on_progress` hears how far
 /// each phase got.
 pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: impl Fn(&PrepareProgress) + Sync) -> Result<CorpusMeta> {
-    let files = match source {
-        Source::Path(p) => list_sources(p, &opts.source)?,
-        Source::Text { .. } => Vec::new(),
-    };
-    if let Source::Path(p) = source {
-        if files.is_empty() {
-            return Err(Error::bad_file(p, "the corpus folder has no regular files"));
-        }
-    }
+    // Sources: the files to read, and their size for the progress.
+    let files = source.files(&opts.source)?;
     let total_bytes = match source {
         Source::Path(_) => files.iter().filter_map(|f| std::fs::metadata(&f.path).ok()).map(|m| m.len()).sum(),
         Source::Text { text, .. } => text.len() as u64,
     };
-    let (bytes, tokens) = (AtomicU64::new(0), AtomicU64::new(0));
-    let report = |phase: &'static str, n: u64| {
-        let bytes = bytes.fetch_add(n, Ordering::Relaxed) + n;
-        on_progress(&PrepareProgress { phase, bytes, total_bytes, tokens: tokens.load(Ordering::Relaxed) });
-    };
-    let tokenizer = make_tokenizer(source, &files, opts, |n| report("tokenizer", n))?;
-    bytes.store(0, Ordering::Relaxed);
+    let progress = |phase, bytes, tokens| on_progress(&PrepareProgress { phase, bytes, total_bytes, tokens });
+    let mut tokenizer_bytes = 0;
+    let tokenizer = make_tokenizer(source, &files, opts, |n| {
+        tokenizer_bytes += n;
+        progress("tokenizer", tokenizer_bytes, 0);
+    })?;
+
+    // Blocks → ids → files.
     let vocab_size = tokenizer.vocab_size();
     let dtype = Dtype::for_vocab(vocab_size);
     let mut writer = CorpusWriter::create(out, dtype, opts.kind != DatasetKind::Stream)?;
     let encoder = Encoder::new(&tokenizer)?;
-    let mut counted = CountingSink { inner: &mut writer, tokens: &tokens };
-    let (fingerprint, text_files) = encode_pass(source, &files, opts, &encoder, &mut counted, |n| report("encoding", n))?;
+    let folder = matches!(source, Source::Path(p) if p.is_dir());
+    let mut ids = BlockEncoder::new(&encoder, opts.kind, opts.rules, folder);
+    let mut blocks = source.blocks(&files, &opts.source);
+    let mut bytes = 0;
+    for block in blocks.by_ref() {
+        let block = block?;
+        let where_ = files.get(block.file).map(|f| f.path.display().to_string()).unwrap_or_default();
+        ids.push(&block, &where_, &mut writer)?;
+        bytes += block.bytes_read;
+        progress("encoding", bytes, writer.tokens());
+    }
+    let text_files = ids.finish(&mut writer)?;
     if text_files == 0 || writer.tokens() == 0 {
         let path = match source {
             Source::Path(p) => p.to_path_buf(),
@@ -259,7 +137,7 @@ pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: 
         documents: writer.documents(),
         vocab_size,
         tokenizer_xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(tokenizer.to_json()?.as_bytes())),
-        source: fingerprint,
+        source: blocks.fingerprint(),
         dedupe: opts.rules.dedupe,
         max_line_len: opts.rules.max_line_len,
     };
@@ -267,19 +145,55 @@ pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: 
     Ok(meta)
 }
 
-/// Counts the ids passing to a sink.
-struct CountingSink<'a> {
-    inner: &'a mut dyn TokenSink,
-    tokens: &'a AtomicU64,
-}
-
-impl TokenSink for CountingSink<'_> {
-    fn push(&mut self, ids: &[u32]) -> Result<()> {
-        self.tokens.fetch_add(ids.len() as u64, Ordering::Relaxed);
-        self.inner.push(ids)
-    }
-
-    fn end_doc(&mut self) -> Result<()> {
-        self.inner.end_doc()
+/// The tokenizer `opts` asks for: given, or made from a streaming pass over the source's
+/// blocks; `on_bytes` hears the raw bytes of each block read.
+fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, mut on_bytes: impl FnMut(u64) + Send) -> Result<Tokenizer> {
+    match &opts.tokenizer {
+        TokenizerSpec::Given(t) => Ok(t.clone()),
+        TokenizerSpec::Char => {
+            // The alphabet: every character of the normalized lines (line data never encodes
+            // a line break), or of the whole normalized text (a stream).
+            let mut chars = BTreeSet::new();
+            let mut ascii = [false; 128];
+            let mut add = |text: &str| {
+                let text = opts.normalization.apply_cow(text);
+                for &b in text.as_bytes().iter().filter(|b| b.is_ascii()) {
+                    ascii[b as usize] = true;
+                }
+                if !text.is_ascii() {
+                    chars.extend(text.chars().filter(|c| !c.is_ascii()));
+                }
+            };
+            for block in source.blocks(files, &opts.source) {
+                let block = block?;
+                match opts.kind {
+                    DatasetKind::Stream => add(&block.text),
+                    _ => block.text.lines().for_each(&mut add),
+                }
+                on_bytes(block.bytes_read);
+            }
+            chars.extend((0u8..128).filter(|&b| ascii[b as usize]).map(char::from));
+            Ok(Tokenizer::Char(CharTokenizer::from_alphabet(chars, opts.normalization, opts.unknown)))
+        }
+        TokenizerSpec::Bpe { vocab_size } => {
+            // Trained from the lines as a reader thread hands over blocks (two in flight at
+            // most): the trainer keeps word counts, so the corpus is never in memory whole.
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+                let reader = scope.spawn(move || -> Result<()> {
+                    for block in source.blocks(files, &opts.source) {
+                        let block = block?;
+                        on_bytes(block.bytes_read);
+                        tx.send(block.text).map_err(|_| Error::Data("BPE training stopped reading".into()))?;
+                    }
+                    Ok(())
+                });
+                let lines = rx.into_iter().flat_map(|block| block.split_inclusive('\n').map(str::to_string).collect::<Vec<_>>());
+                let trained = BpeTokenizer::train_from_lines(lines, *vocab_size, opts.normalization);
+                // A read error ends the lines early: it is the error to report.
+                reader.join().map_err(|_| Error::Data("the corpus reader failed".into()))??;
+                Ok(Tokenizer::Bpe(trained?))
+            })
+        }
     }
 }

@@ -22,66 +22,175 @@ pub struct Block {
     pub text: String,
     /// Whether this is the file's last block.
     pub last_of_file: bool,
+    /// Raw bytes read from the file for this block (a byte-order mark and CRs included), for
+    /// progress: a file's blocks add up to its size.
+    pub bytes_read: u64,
 }
 
-/// Reads the files in order and hands out [`Block`]s to `each`; returns every file's
-/// fingerprint. `on_bytes` hears how many raw bytes were read after each read.
-pub fn read_blocks(
-    files: &[SourceFile],
-    opts: &SourceOptions,
-    mut each: impl FnMut(Block) -> Result<()>,
-    mut on_bytes: impl FnMut(u64),
-) -> Result<Vec<FileFingerprint>> {
-    let mut prints = Vec::with_capacity(files.len());
-    for (index, file) in files.iter().enumerate() {
-        let path = &file.path;
-        let mut f = open(file)?;
-        let meta = f.metadata().map_err(|e| Error::io(path, e))?;
-        let limit = if file.regular { u64::MAX } else { opts.special_file_limit };
-        let mut hasher = Xxh3::new();
-        let (mut pending, mut total, mut line, mut consumed) = (Vec::<u8>::new(), 0u64, 1usize, 0u64);
-        let mut buf = vec![0u8; READ_BYTES];
+/// A corpus's text as [`Block`]s in reading order: each file of a source list in turn (or
+/// text in memory, as one block), every file's fingerprint taken on the way
+/// ([`Blocks::fingerprint`]). Stops after the first error.
+pub struct Blocks<'a> {
+    from: Origin<'a>,
+    /// Set after an error or the last block.
+    done: bool,
+}
+
+enum Origin<'a> {
+    Files {
+        files: &'a [SourceFile],
+        opts: SourceOptions,
+        /// The file being read, and the index of the next one to open.
+        current: Option<OpenFile>,
+        next: usize,
+        prints: Vec<FileFingerprint>,
+        buf: Vec<u8>,
+    },
+    Text {
+        name: &'a str,
+        text: &'a str,
+    },
+}
+
+impl<'a> Blocks<'a> {
+    /// The blocks of `files`, read in order.
+    pub fn files(files: &'a [SourceFile], opts: &SourceOptions) -> Self {
+        let from = Origin::Files { files, opts: *opts, current: None, next: 0, prints: Vec::with_capacity(files.len()), buf: Vec::new() };
+        Blocks { from, done: false }
+    }
+
+    /// `text` (a corpus that is not on disk, such as the built-in word list) as one block of
+    /// file 0, fingerprinted under `name`.
+    pub fn text(name: &'a str, text: &'a str) -> Self {
+        Blocks { from: Origin::Text { name, text }, done: false }
+    }
+
+    /// The fingerprint of what was read: every file's size and content hash (complete once
+    /// the blocks are exhausted), or the text's.
+    pub fn fingerprint(&self) -> SourceFingerprint {
+        match &self.from {
+            Origin::Files { prints, .. } => SourceFingerprint { files: prints.clone() },
+            Origin::Text { name, text } => SourceFingerprint::of_text(name, text),
+        }
+    }
+
+    fn next_block(&mut self) -> Result<Option<Block>> {
+        let (files, opts, current, next, prints, buf) = match &mut self.from {
+            Origin::Text { text, .. } => {
+                self.done = true;
+                return Ok(Some(Block { file: 0, first_line: 1, text: text.to_string(), last_of_file: true, bytes_read: text.len() as u64 }));
+            }
+            Origin::Files { files, opts, current, next, prints, buf } => (files, opts, current, next, prints, buf),
+        };
+        let file = match current {
+            Some(file) => file,
+            None => {
+                let Some(source) = files.get(*next) else {
+                    self.done = true;
+                    return Ok(None);
+                };
+                buf.resize(READ_BYTES, 0);
+                *next += 1;
+                current.insert(OpenFile::open(*next - 1, source, opts)?)
+            }
+        };
+        let block = file.read_block(buf)?;
+        if block.last_of_file {
+            if let Some(file) = current.take() {
+                prints.push(file.fingerprint());
+            }
+        }
+        Ok(Some(block))
+    }
+}
+
+impl Iterator for Blocks<'_> {
+    type Item = Result<Block>;
+
+    fn next(&mut self) -> Option<Result<Block>> {
+        if self.done {
+            return None;
+        }
+        let block = self.next_block();
+        self.done |= block.is_err();
+        block.transpose()
+    }
+}
+
+/// A file being read: its handle, the bytes after its last whole line, and its size and hash
+/// so far.
+struct OpenFile {
+    index: usize,
+    source: SourceFile,
+    file: std::fs::File,
+    modified: Option<u64>,
+    /// The most bytes it may hold (non-regular files).
+    limit: u64,
+    hasher: Xxh3,
+    pending: Vec<u8>,
+    total: u64,
+    /// Number of the next block's first line, and bytes handed out in blocks so far.
+    line: usize,
+    consumed: u64,
+}
+
+impl OpenFile {
+    fn open(index: usize, source: &SourceFile, opts: &SourceOptions) -> Result<Self> {
+        let file = open(source)?;
+        let meta = file.metadata().map_err(|e| Error::io(&source.path, e))?;
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
+        let limit = if source.regular { u64::MAX } else { opts.special_file_limit };
+        Ok(OpenFile { index, source: source.clone(), file, modified, limit, hasher: Xxh3::new(), pending: Vec::new(), total: 0, line: 1, consumed: 0 })
+    }
+
+    /// Reads until a whole line (or the end of the file) is there and returns the lines read.
+    fn read_block(&mut self, buf: &mut [u8]) -> Result<Block> {
+        let path = &self.source.path;
+        let mut bytes_read = 0;
         loop {
-            let n = match f.read(&mut buf) {
+            let n = match self.file.read(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0, // a FIFO with nothing to read
                 Err(e) => return Err(Error::io(path, e)),
             };
-            total += n as u64;
-            if total > limit {
+            self.total += n as u64;
+            if self.total > self.limit {
+                let limit = self.limit;
                 return Err(Error::bad_file(path, format!("is not a regular file and holds more than data.special_file_limit = {limit} bytes")));
             }
-            hasher.update(&buf[..n]);
-            on_bytes(n as u64);
-            pending.extend_from_slice(&buf[..n]);
+            self.hasher.update(&buf[..n]);
+            bytes_read += n as u64;
+            self.pending.extend_from_slice(&buf[..n]);
             let eof = n == 0;
             // Hand out the whole lines read so far (everything at the end of the file).
-            let cut = if eof { pending.len() } else { pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+            let cut = if eof { self.pending.len() } else { self.pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
             if cut > 0 || eof {
-                let rest = pending.split_off(cut);
-                let bytes = std::mem::replace(&mut pending, rest);
-                let text = decode(bytes, consumed).map_err(|msg| Error::bad_file(path, msg))?;
-                consumed += cut as u64;
-                let lines = count_newlines(&text);
-                each(Block { file: index, first_line: line, text, last_of_file: eof })?;
-                line += lines;
-            }
-            if eof {
-                break;
+                let rest = self.pending.split_off(cut);
+                let bytes = std::mem::replace(&mut self.pending, rest);
+                let text = decode(bytes, self.consumed).map_err(|msg| Error::bad_file(path, msg))?;
+                self.consumed += cut as u64;
+                let first_line = self.line;
+                self.line += count_newlines(&text);
+                return Ok(Block { file: self.index, first_line, text, last_of_file: eof, bytes_read });
             }
         }
-        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-        prints.push(FileFingerprint { name: file.name.clone(), size: total, modified, xxh3: format!("{:016x}", hasher.digest()) });
     }
-    Ok(prints)
+
+    /// What was read of the file, once it is read to its end.
+    fn fingerprint(self) -> FileFingerprint {
+        FileFingerprint { name: self.source.name, size: self.total, modified: self.modified, xxh3: format!("{:016x}", self.hasher.digest()) }
+    }
 }
 
 /// The fingerprint of `files` (sizes and content hashes), reading each once in blocks
 /// without keeping it.
 pub fn fingerprint_files(files: &[SourceFile], opts: &SourceOptions) -> Result<SourceFingerprint> {
-    let files = read_blocks(files, opts, |_| Ok(()), |_| {})?;
-    Ok(SourceFingerprint { files })
+    let mut blocks = Blocks::files(files, opts);
+    for block in blocks.by_ref() {
+        block?;
+    }
+    Ok(blocks.fingerprint())
 }
 
 /// Number of `\n` in `text` (a byte count that vectorises, unlike `str::matches`).
@@ -137,17 +246,14 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let files = list_sources(&path, &SourceOptions::default()).unwrap();
         let (mut blocks, mut bytes) = (Vec::new(), 0);
-        let prints = read_blocks(
-            &files,
-            &SourceOptions::default(),
-            |b| {
-                assert!(b.text.ends_with('\n') || b.last_of_file);
-                blocks.push((b.first_line, b.text));
-                Ok(())
-            },
-            |n| bytes += n,
-        )
-        .unwrap();
+        let mut reader = Blocks::files(&files, &SourceOptions::default());
+        for b in reader.by_ref() {
+            let b = b.unwrap();
+            assert!(b.text.ends_with('\n') || b.last_of_file);
+            bytes += b.bytes_read;
+            blocks.push((b.first_line, b.text));
+        }
+        let prints = reader.fingerprint().files;
         assert!(blocks.len() > 2, "several blocks");
         for pair in blocks.windows(2) {
             assert_eq!(pair[1].0, pair[0].0 + pair[0].1.matches('\n').count(), "line numbers count on");
