@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
+use super::output::print;
 use super::parse::serde_name;
 use convlm::data::{
-    corpus_state, holds_only_corpus_files, prepare, CorpusState, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer,
-    TokenizerSpec, UnknownPolicy,
+    claim_corpus_folder, corpus_state, is_empty_folder, prepare, CorpusState, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions,
+    Tokenizer, TokenizerSpec, UnknownPolicy,
 };
+use convlm::io::LOCK_FILE;
 use convlm::tensor::threads::{init_threads, oversubscription_warning};
 
 #[derive(Args)]
@@ -60,22 +62,10 @@ pub struct PrepareArgs {
 }
 
 pub fn cmd_prepare(a: PrepareArgs, cancel: convlm::CancelToken) -> Result<()> {
-    let _ = &cancel;
     if let Some(warning) = oversubscription_warning(a.threads) {
         eprintln!("warning: {warning}");
     }
     init_threads(a.threads);
-    if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        match corpus_state(&a.out) {
-            // The leftovers of an interrupted prepare are written over: they hold nothing.
-            CorpusState::Unfinished if holds_only_corpus_files(&a.out) => {}
-            CorpusState::Finished if a.force && holds_only_corpus_files(&a.out) => {}
-            CorpusState::Finished if holds_only_corpus_files(&a.out) => {
-                bail!("{}: already holds a prepared corpus: pass --force to replace it, or choose another --out", a.out.display())
-            }
-            _ => bail!("{}: is not empty and holds more than a prepared corpus: choose another --out", a.out.display()),
-        }
-    }
     let tokenizer = match a.tokenizer.as_str() {
         "char" => TokenizerSpec::Char,
         "bpe" => TokenizerSpec::Bpe { vocab_size: a.vocab_size },
@@ -87,15 +77,38 @@ pub fn cmd_prepare(a: PrepareArgs, cancel: convlm::CancelToken) -> Result<()> {
         normalization: Normalization { nfkc: a.nfkc, lowercase: a.lowercase, keep_punctuation: !a.no_punctuation },
         unknown: UnknownPolicy::MapToUnk,
         rules: LineRules { dedupe: a.dedupe, max_line_len: a.max_line_len },
-        source: SourceOptions { allow_special_files: a.allow_special_files, special_file_limit: a.special_file_limit },
+        source: SourceOptions { allow_special_files: a.allow_special_files, special_file_limit: a.special_file_limit, cancel: cancel.clone() },
     };
+    // The folder is claimed and locked for the whole prepare: a second prepare into it is
+    // refused at once instead of mixing its files with this one's.
+    let created = !a.out.exists();
+    let lock = claim_corpus_folder(&a.out, a.force)?;
+    let result = prepare_into(&a, &opts);
+    if result.is_err() && created && is_empty_folder(&a.out) {
+        // Nothing was written but the lock: leave no folder behind.
+        let _ = std::fs::remove_file(a.out.join(LOCK_FILE));
+        let _ = std::fs::remove_dir(&a.out);
+    }
+    drop(lock);
+    match result {
+        Err(e) if matches!(e.downcast_ref::<convlm::Error>(), Some(convlm::Error::Cancelled)) && corpus_state(&a.out) == CorpusState::Unfinished => Err(e
+            .context(format!(
+                "{} holds an unfinished corpus (no corpus.json: nothing reads it as a corpus); run the same prepare again to finish it",
+                a.out.display()
+            ))),
+        other => other,
+    }
+}
+
+/// Prepares the corpus into the claimed `--out` and says what was made.
+fn prepare_into(a: &PrepareArgs, opts: &PrepareOptions) -> Result<()> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:32} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let meta = prepare(&Source::Path(&a.data), &opts, &a.out, |p| {
+    let meta = prepare(&Source::Path(&a.data), opts, &a.out, |p| {
         bar.set_length(p.total_bytes);
         bar.set_position(p.bytes);
         let per_s = p.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -103,13 +116,14 @@ pub fn cmd_prepare(a: PrepareArgs, cancel: convlm::CancelToken) -> Result<()> {
             "encoding" => format!("encoding: {:.1}M tokens/s", per_s / 1e6),
             phase => phase.to_string(),
         });
-    })?;
+    });
     bar.finish_and_clear();
+    let meta = meta?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let bytes: u64 = meta.source.files.iter().map(|f| f.size).sum();
     let docs = if meta.documents > 0 { format!(" in {} lines", meta.documents) } else { String::new() };
-    println!(
-        "prepared {} tokens{docs} (u{} ids, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}",
+    print(format!(
+        "prepared {} tokens{docs} (u{} ids, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}\nnext: convlm train --data {} --dataset {}\n",
         meta.tokens,
         meta.dtype.bytes() * 8,
         meta.vocab_size,
@@ -117,8 +131,8 @@ pub fn cmd_prepare(a: PrepareArgs, cancel: convlm::CancelToken) -> Result<()> {
         bytes as f64 / 1e6,
         bytes as f64 / 1e6 / secs,
         meta.tokens as f64 / 1e6 / secs,
-        a.out.display()
-    );
-    println!("next: convlm train --data {} --dataset {}", a.out.display(), serde_json::to_value(meta.kind)?.as_str().unwrap_or("stream"));
-    Ok(())
+        a.out.display(),
+        a.out.display(),
+        serde_json::to_value(meta.kind)?.as_str().unwrap_or("stream")
+    ))
 }

@@ -11,21 +11,20 @@
 //! `sample` compare them with what they find, so a swapped tokenizer, another run's config or
 //! a changed data file is a named error rather than a silently wrong result.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::SourceFingerprint;
 use crate::error::{Error, Result};
-use crate::io::{read_json, write_json};
+use crate::io::{read_json, try_lock_folder, write_json, FolderLock};
 use crate::run::checkpoint::{RunDir, CHECKPOINT_FILE, CONFIG_FILE, TOKENIZER_FILE};
 use crate::run::config::RunConfig;
 
 /// The marker file that makes a folder a convlm run.
 pub const MARKER_FILE: &str = "run.json";
 /// The advisory lock file (never replaced, so a lock on it is a lock on the run).
-pub const LOCK_FILE: &str = ".convlm.lock";
+pub use crate::io::LOCK_FILE;
 /// `format` value of a marker file.
 const FORMAT: &str = "convlm-run";
 
@@ -72,7 +71,7 @@ pub struct Fingerprints {
 /// An exclusive advisory lock on a run directory, held until dropped.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    _lock: FolderLock,
 }
 
 /// What a `--out` folder holds.
@@ -168,16 +167,12 @@ impl RunDir {
     /// Takes the directory's lock (creating the directory if needed); errors at once when
     /// another process holds it.
     pub fn lock(&self) -> Result<RunLock> {
-        let root = self.root();
-        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-        let path = self.file(LOCK_FILE);
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                Err(Error::run_dir(root, "is in use: another convlm process is writing this run (it holds .convlm.lock); wait for it or choose another --out"))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        match try_lock_folder(self.root())? {
+            Some(lock) => Ok(RunLock { _lock: lock }),
+            None => Err(Error::run_dir(
+                self.root(),
+                "is in use: another convlm process is writing this run (it holds .convlm.lock); wait for it or choose another --out",
+            )),
         }
     }
 

@@ -5,6 +5,7 @@
 //! encodes text with the tokenize room below it and is never imported by it.
 
 mod batch;
+mod claim;
 mod construct;
 mod dataset;
 mod documents;
@@ -14,15 +15,17 @@ mod prepare;
 mod reader;
 mod source;
 mod split;
+mod spool;
 mod store;
 mod text;
 
 pub use batch::Batch;
+pub use claim::{claim_corpus_folder, CorpusLock};
 pub use construct::Layout;
 pub use dataset::{Dataset, DatasetKind, LineOptions};
 pub use documents::{LineEncoder, LineRules, MemorySink, TokenSink};
 pub use folder::{is_corpus, open_corpus, CorpusMeta, CorpusWriter, Dtype};
-pub use names::{corpus_state, holds_only_corpus_files, CorpusState, CORPUS_META, CORPUS_TOKENIZER, DOCS_FILE, TOKENS_FILE};
+pub use names::{corpus_state, holds_only_corpus_files, is_empty_folder, CorpusState, CORPUS_META, CORPUS_TOKENIZER, DOCS_FILE, TOKENS_FILE};
 pub use prepare::{prepare, PrepareOptions, PrepareProgress, Source, TokenizerSpec};
 pub use reader::fingerprint_files;
 pub use source::{list_sources, FileFingerprint, SourceFile, SourceFingerprint, SourceOptions};

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::io::LOCK_FILE;
+
 /// The description file of a prepared corpus, written last.
 pub const CORPUS_META: &str = "corpus.json";
 /// The token ids.
@@ -39,10 +41,20 @@ pub fn corpus_state(dir: &Path) -> CorpusState {
     }
 }
 
-/// Whether every entry of `dir` is a corpus file or a partial one: such a folder can be
-/// written over without losing anything else.
+/// Whether every entry of `dir` is a corpus file, a partial one or the folder's lock file:
+/// such a folder can be written over without losing anything else.
 pub fn holds_only_corpus_files(dir: &Path) -> bool {
     let names = [CORPUS_META, TOKENS_FILE, DOCS_FILE, CORPUS_TOKENIZER];
     let Ok(entries) = std::fs::read_dir(dir) else { return false };
-    entries.into_iter().all(|e| e.ok().and_then(|e| e.file_name().into_string().ok()).is_some_and(|n| names.iter().any(|&c| n == c || n == partial_name(c))))
+    entries
+        .into_iter()
+        .all(|e| e.ok().and_then(|e| e.file_name().into_string().ok()).is_some_and(|n| n == LOCK_FILE || names.iter().any(|&c| n == c || n == partial_name(c))))
+}
+
+/// Whether `dir` holds nothing (but perhaps its lock file); a missing folder does too.
+pub fn is_empty_folder(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.into_iter().all(|e| e.ok().is_some_and(|e| e.file_name() == LOCK_FILE)),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
