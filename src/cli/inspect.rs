@@ -99,7 +99,7 @@ pub fn cmd_sample(a: SampleArgs, cancel: CancelToken) -> Result<()> {
     // The corpus only marks line samples as in-train / in-test / new: a changed or missing
     // corpus leaves them unmarked, with a word.
     let dataset = if config.data.kind == convlm::data::DatasetKind::Lines {
-        let checked = open_data(&config.data, None, |_| {}).and_then(|data| {
+        let checked = open_data(&config.data, None, |_| {}, &cancel).and_then(|data| {
             if let Some(m) = run.manifest()? {
                 run.check_data(&m, &data.fingerprint, false)?;
             }
@@ -160,7 +160,7 @@ pub fn cmd_eval(a: EvalArgs, cancel: CancelToken) -> Result<()> {
     }
     // Another file is tokenized with the run's tokenizer; the run's own data was already.
     let given = a.data.as_ref().map(|_| &tokenizer);
-    let data = open_data(&config.data, given, |_| {})?;
+    let data = open_data(&config.data, given, |_| {}, &cancel)?;
     if a.data.is_none() {
         if let Some(manifest) = run.manifest()? {
             if let Some(warning) = run.check_data(&manifest, &data.fingerprint, a.allow_data_change)? {

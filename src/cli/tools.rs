@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use convlm::bench::{run_workload, BenchOptions, Workload};
-use convlm::data::{train_bpe_from_path, Normalization};
+use convlm::data::{train_bpe_from_path, Normalization, SourceOptions};
 use convlm::generate::bench_generation;
 use convlm::models::{summary::summary, Model, ModelConfig};
 use convlm::run::config::{apply_overrides, load_preset};
@@ -185,7 +185,7 @@ pub fn cmd_tokenizer(command: TokenizerCommand, cancel: CancelToken) -> Result<(
             // appeared meanwhile).
             check_writable_file(&out, force, "--out")?;
             let norm = Normalization { nfkc, lowercase, ..Normalization::default() };
-            let tok = train_bpe_from_path(&data, vocab_size, norm)?;
+            let tok = train_bpe_from_path(&data, vocab_size, norm, &SourceOptions { cancel: cancel.clone(), ..SourceOptions::default() })?;
             cancel.check()?;
             check_writable_file(&out, force, "--out")?;
             tok.save(&out)?;

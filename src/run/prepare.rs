@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cancel::CancelToken;
 use crate::data::{
     builtin_corpus, fingerprint_files, is_corpus, list_sources, open_corpus, prepare, CorpusMeta, Dataset, DatasetKind, FileFingerprint, Layout, LineRules,
     PrepareOptions, PrepareProgress, Source, SourceFingerprint, SourceOptions, TokenStore, Tokenizer, TokenizerSpec, CORPUS_META, CORPUS_TOKENIZER,
@@ -48,14 +49,14 @@ pub fn cache_root() -> PathBuf {
     }
 }
 
-/// The source options of a data config.
-fn source_options(cfg: &DataConfig) -> SourceOptions {
-    SourceOptions { allow_special_files: cfg.allow_special_files, special_file_limit: cfg.special_file_limit }
+/// The source options of a data config; `cancel` stops reading.
+fn source_options(cfg: &DataConfig, cancel: &CancelToken) -> SourceOptions {
+    SourceOptions { allow_special_files: cfg.allow_special_files, special_file_limit: cfg.special_file_limit, cancel: cancel.clone() }
 }
 
 /// How a data config prepares text, with `given` as the tokenizer when there is one (a
 /// resumed run's, or eval's of another file).
-fn prepare_options(cfg: &DataConfig, given: Option<&Tokenizer>) -> Result<PrepareOptions> {
+fn prepare_options(cfg: &DataConfig, given: Option<&Tokenizer>, cancel: &CancelToken) -> Result<PrepareOptions> {
     let tokenizer = match (given, &cfg.tokenizer_file, cfg.tokenizer) {
         (Some(t), _, _) => TokenizerSpec::Given(t.clone()),
         (None, Some(file), _) => TokenizerSpec::Given(Tokenizer::load(file)?),
@@ -65,7 +66,7 @@ fn prepare_options(cfg: &DataConfig, given: Option<&Tokenizer>) -> Result<Prepar
     // Grids keep every line; the layout happens when the dataset is cut.
     let kind = cfg.kind;
     let rules = LineRules { dedupe: cfg.dedupe && kind == DatasetKind::Lines, max_line_len: cfg.max_line_len };
-    Ok(PrepareOptions { kind, tokenizer, normalization: cfg.normalization, unknown: cfg.unknown, rules, source: source_options(cfg) })
+    Ok(PrepareOptions { kind, tokenizer, normalization: cfg.normalization, unknown: cfg.unknown, rules, source: source_options(cfg, cancel) })
 }
 
 /// The cache key of preparing `fingerprint` with `opts`.
@@ -87,8 +88,10 @@ fn cache_key(fingerprint: &SourceFingerprint, opts: &PrepareOptions) -> Result<S
 /// Opens the data of `cfg`: a prepared corpus as it is, text through the cache (prepared
 /// there first when it is not yet; `on_progress` hears how that goes). With `given`, text
 /// is tokenized with that tokenizer (scoring another file with a run's), and a prepared
-/// corpus must have been made with it (an error naming the corpus otherwise).
-pub fn open_data(cfg: &DataConfig, given: Option<&Tokenizer>, on_progress: impl Fn(&PrepareProgress) + Sync) -> Result<RunData> {
+/// corpus must have been made with it (an error naming the corpus otherwise). A cancelled
+/// `cancel` stops the reading and preparing with [`Error::Cancelled`], leaving nothing in
+/// the cache.
+pub fn open_data(cfg: &DataConfig, given: Option<&Tokenizer>, on_progress: impl Fn(&PrepareProgress) + Sync, cancel: &CancelToken) -> Result<RunData> {
     if let Some(dir) = cfg.path.as_deref().filter(|p| is_corpus(p)) {
         let data = open_prepared(cfg, dir)?;
         if let Some(t) = given {
@@ -96,12 +99,14 @@ pub fn open_data(cfg: &DataConfig, given: Option<&Tokenizer>, on_progress: impl 
         }
         return Ok(data);
     }
-    let opts = prepare_options(cfg, given)?;
+    let opts = prepare_options(cfg, given, cancel)?;
     let builtin;
+    let files;
     let (source, fingerprint) = match &cfg.path {
         Some(path) => {
-            let files = list_sources(path, &opts.source)?;
-            (Source::Path(path), fingerprint_files(&files, &opts.source)?)
+            // Listed once: a special file is read once, and every pass reads its copy.
+            files = list_sources(path, &opts.source)?;
+            (Source::Listed { path, files: &files }, fingerprint_files(&files, &opts.source)?)
         }
         None => {
             builtin = builtin_corpus();
@@ -128,8 +133,32 @@ pub fn open_data(cfg: &DataConfig, given: Option<&Tokenizer>, on_progress: impl 
         }
     }
     let (meta, store) = open_corpus(&dir)?;
-    let tokenizer = Tokenizer::load(&dir.join(CORPUS_TOKENIZER))?;
+    let tokenizer = corpus_tokenizer(&dir, &meta)?;
     Ok(RunData { tokenizer, store: Arc::new(store), meta, fingerprint, corpus_dir: dir })
+}
+
+/// The tokenizer of the prepared corpus in `dir`, checked against the hash `corpus.json`
+/// records: an edited `tokenizer.json` (or an edited hash) would give the ids other text.
+fn corpus_tokenizer(dir: &Path, meta: &CorpusMeta) -> Result<Tokenizer> {
+    let path = dir.join(CORPUS_TOKENIZER);
+    let tokenizer = Tokenizer::load(&path)?;
+    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(tokenizer.to_json()?.as_bytes()));
+    if hash != meta.tokenizer_xxh3 {
+        return Err(Error::bad_file(
+            &path,
+            format!(
+                "is not the tokenizer this corpus was made with ({CORPUS_META} records {}, the file hashes to {hash}): edited or replaced, its ids would read as other text; prepare the corpus again",
+                meta.tokenizer_xxh3
+            ),
+        ));
+    }
+    if tokenizer.vocab_size() != meta.vocab_size {
+        return Err(Error::bad_file(
+            &path,
+            format!("has {} tokens but {CORPUS_META} says {}: prepare the corpus again", tokenizer.vocab_size(), meta.vocab_size),
+        ));
+    }
+    Ok(tokenizer)
 }
 
 /// A prepared corpus given as `--data`.
@@ -141,7 +170,7 @@ fn open_prepared(cfg: &DataConfig, dir: &Path) -> Result<RunData> {
             format!("is a corpus prepared as {:?} data, but the run asks for {:?} (prepare it again with --dataset, or set data.kind)", meta.kind, cfg.kind),
         ));
     }
-    let tokenizer = Tokenizer::load(&dir.join(CORPUS_TOKENIZER))?;
+    let tokenizer = corpus_tokenizer(dir, &meta)?;
     let meta_path = dir.join(CORPUS_META);
     let bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let mut fingerprint = meta.source.clone();

@@ -70,12 +70,18 @@ pub(super) fn from_root<T>(group: &Group, what: &str, root: Option<(T, Vec<u8>)>
 /// Opens the run's data on every rank: rank 0 first (preparing a corpus from text into the
 /// cache when needed, which may take long), then the others, which find it prepared when
 /// they share rank 0's cache (and prepare their own otherwise).
-pub(super) fn open_data_in_turn(group: &Group, cfg: &DataConfig, given: Option<&Tokenizer>, progress: impl Fn(&PrepareProgress) + Sync) -> Result<RunData> {
-    let first = if group.is_root() { open_data(cfg, given, &progress).map(Some) } else { Ok(None) };
+pub(super) fn open_data_in_turn(
+    group: &Group,
+    cfg: &DataConfig,
+    given: Option<&Tokenizer>,
+    progress: impl Fn(&PrepareProgress) + Sync,
+    cancel: &crate::cancel::CancelToken,
+) -> Result<RunData> {
+    let first = if group.is_root() { open_data(cfg, given, &progress, cancel).map(Some) } else { Ok(None) };
     let first = group.agree(first, "preparing the data", Wait::Unbounded)?;
     let data = match first {
         Some(d) => Ok(d),
-        None => open_data(cfg, given, &progress),
+        None => open_data(cfg, given, &progress, cancel),
     };
     group.agree(data, "opening the data", Wait::Unbounded)
 }

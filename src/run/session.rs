@@ -8,6 +8,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::cancel::CancelToken;
 use crate::data::{Batch, Dataset, PrepareProgress, Split, Tokenizer};
 use crate::dist::{check_batch_size, Group};
 use crate::error::{Error, Result};
@@ -126,7 +127,8 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
     (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Preparing(*p));
 }
 
-pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
+/// A new run of `config` in `run`; `cancel` stops the reading of its data.
+pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, cancel: &CancelToken, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
     let mut config = config.clone();
@@ -138,7 +140,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
         Ok(())
     };
     group.agree(absolute(), "finding the data", crate::dist::Wait::Step)?;
-    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
+    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p), cancel)?;
     let tokenizer = data.tokenizer.clone();
     let dataset = build_dataset(&config.data, &data, config.seed)?;
     let total_steps = total_steps(&config, &dataset)?;
@@ -170,7 +172,8 @@ struct Opened {
     tokenizer: (Tokenizer, Vec<u8>),
 }
 
-pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
+/// The run in `run` at its last checkpoint; `cancel` stops the reading of its data.
+pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, cancel: &CancelToken, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     let opened = on_root(group, "opening the run", || {
         let (lock, manifest) = run.open_for_resume()?;
@@ -193,7 +196,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
     }
-    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
+    let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p), cancel)?;
     on_root(group, "checking the data", || {
         if let Some(m) = &manifest {
             if let Some(warning) = run.check_data(m, &data.fingerprint, opts.allow_data_change)? {

@@ -141,7 +141,7 @@ impl Trainer {
     /// Opens a new run of `config` in `run` (claiming the folder: see [`RunDir::claim`]).
     pub fn new(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
         let on_event = quiet_unless_root(&opts.group, on_event);
-        let s = new_session(config, run, opts.force, &opts.group, &mut *on_event)?;
+        let s = new_session(config, run, opts.force, &opts.group, &opts.cancel, &mut *on_event)?;
         Trainer::open(s, run, opts, on_event)
     }
 
@@ -150,7 +150,7 @@ impl Trainer {
     /// (same batches, same numbers as an uninterrupted run).
     pub fn resume(run: &RunDir, resume: &ResumeOptions, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
         let on_event = quiet_unless_root(&opts.group, on_event);
-        let s = resume_session(run, resume, &opts.group, &mut *on_event)?;
+        let s = resume_session(run, resume, &opts.group, &opts.cancel, &mut *on_event)?;
         Trainer::open(s, run, opts, on_event)
     }
 

@@ -59,6 +59,9 @@ pub struct PrepareProgress {
 pub enum Source<'a> {
     /// A file, or a folder read recursively.
     Path(&'a Path),
+    /// The files of `path` as [`list_sources`] listed them already (a special file among them
+    /// was read then, once, and cannot be listed again).
+    Listed { path: &'a Path, files: &'a [SourceFile] },
     /// Text in memory (the built-in word list), with the name its fingerprint carries.
     Text { name: &'a str, text: &'a str },
 }
@@ -66,18 +69,29 @@ pub enum Source<'a> {
 impl Source<'_> {
     /// The files to read (none for text in memory); a folder without any is an error.
     fn files(&self, opts: &SourceOptions) -> Result<Vec<SourceFile>> {
-        let Source::Path(path) = self else { return Ok(Vec::new()) };
-        let files = list_sources(path, opts)?;
+        let (path, files) = match self {
+            Source::Path(path) => (*path, list_sources(path, opts)?),
+            Source::Listed { path, files } => (*path, files.to_vec()),
+            Source::Text { .. } => return Ok(Vec::new()),
+        };
         if files.is_empty() {
             return Err(Error::bad_file(path, "the corpus folder has no regular files"));
         }
         Ok(files)
     }
 
+    /// The file or folder the text comes from.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Source::Path(path) | Source::Listed { path, .. } => Some(path),
+            Source::Text { .. } => None,
+        }
+    }
+
     /// The text's blocks, read from `files` (those of [`Source::files`]) or memory.
     fn blocks<'a>(&'a self, files: &'a [SourceFile], opts: &SourceOptions) -> Blocks<'a> {
         match self {
-            Source::Path(_) => Blocks::files(files, opts),
+            Source::Path(_) | Source::Listed { .. } => Blocks::files(files, opts),
             Source::Text { name, text } => Blocks::text(name, text),
         }
     }
@@ -90,7 +104,7 @@ pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: 
     // Sources: the files to read, and their size for the progress.
     let files = source.files(&opts.source)?;
     let total_bytes = match source {
-        Source::Path(_) => files.iter().filter_map(|f| std::fs::metadata(&f.path).ok()).map(|m| m.len()).sum(),
+        Source::Path(_) | Source::Listed { .. } => files.iter().filter_map(SourceFile::size).sum(),
         Source::Text { text, .. } => text.len() as u64,
     };
     let progress = |phase, bytes, tokens| on_progress(&PrepareProgress { phase, bytes, total_bytes, tokens });
@@ -105,7 +119,7 @@ pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: 
     let dtype = Dtype::for_vocab(vocab_size);
     let mut writer = CorpusWriter::create(out, dtype, opts.kind != DatasetKind::Stream)?;
     let encoder = Encoder::new(&tokenizer)?;
-    let folder = matches!(source, Source::Path(p) if p.is_dir());
+    let folder = source.path().is_some_and(Path::is_dir);
     let mut ids = BlockEncoder::new(&encoder, opts.kind, opts.rules, folder);
     let mut blocks = source.blocks(&files, &opts.source);
     let mut bytes = 0;
@@ -119,8 +133,8 @@ pub fn prepare(source: &Source, opts: &PrepareOptions, out: &Path, on_progress: 
     let text_files = ids.finish(&mut writer)?;
     if text_files == 0 || writer.tokens() == 0 {
         let path = match source {
-            Source::Path(p) => p.to_path_buf(),
-            Source::Text { name, .. } => name.into(),
+            Source::Text { name, .. } => (*name).into(),
+            _ => source.path().map(Path::to_path_buf).unwrap_or_default(),
         };
         return Err(match files.len() {
             0 | 1 => Error::bad_file(path, "the corpus file is empty (no text)"),
@@ -176,24 +190,15 @@ fn make_tokenizer(source: &Source, files: &[SourceFile], opts: &PrepareOptions, 
             Ok(Tokenizer::Char(CharTokenizer::from_alphabet(chars, opts.normalization, opts.unknown)))
         }
         TokenizerSpec::Bpe { vocab_size } => {
-            // Trained from the lines as a reader thread hands over blocks (two in flight at
-            // most): the trainer keeps word counts, so the corpus is never in memory whole.
-            std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
-                let reader = scope.spawn(move || -> Result<()> {
-                    for block in source.blocks(files, &opts.source) {
-                        let block = block?;
-                        on_bytes(block.bytes_read);
-                        tx.send(block.text).map_err(|_| Error::Data("BPE training stopped reading".into()))?;
-                    }
-                    Ok(())
-                });
-                let lines = rx.into_iter().flat_map(|block| block.split_inclusive('\n').map(str::to_string).collect::<Vec<_>>());
-                let trained = BpeTokenizer::train_from_lines(lines, *vocab_size, opts.normalization);
-                // A read error ends the lines early: it is the error to report.
-                reader.join().map_err(|_| Error::Data("the corpus reader failed".into()))??;
-                Ok(Tokenizer::Bpe(trained?))
-            })
+            // Trained from the lines as blocks are read: the trainer keeps word counts, so the
+            // corpus is never in memory whole.
+            let blocks = source.blocks(files, &opts.source).map(|block| {
+                block.map(|b| {
+                    on_bytes(b.bytes_read);
+                    b.text
+                })
+            });
+            Ok(Tokenizer::Bpe(BpeTokenizer::train_from_blocks(blocks, *vocab_size, opts.normalization, &opts.source.cancel)?))
         }
     }
 }

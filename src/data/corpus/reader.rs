@@ -40,8 +40,9 @@ enum Origin<'a> {
     Files {
         files: &'a [SourceFile],
         opts: SourceOptions,
-        /// The file being read, and the index of the next one to open.
-        current: Option<OpenFile>,
+        /// The file being read (boxed: its hasher is large), and the index of the next one to
+        /// open.
+        current: Option<Box<OpenFile>>,
         next: usize,
         prints: Vec<FileFingerprint>,
         buf: Vec<u8>,
@@ -55,7 +56,7 @@ enum Origin<'a> {
 impl<'a> Blocks<'a> {
     /// The blocks of `files`, read in order.
     pub fn files(files: &'a [SourceFile], opts: &SourceOptions) -> Self {
-        let from = Origin::Files { files, opts: *opts, current: None, next: 0, prints: Vec::with_capacity(files.len()), buf: Vec::new() };
+        let from = Origin::Files { files, opts: opts.clone(), current: None, next: 0, prints: Vec::with_capacity(files.len()), buf: Vec::new() };
         Blocks { from, done: false }
     }
 
@@ -82,6 +83,8 @@ impl<'a> Blocks<'a> {
             }
             Origin::Files { files, opts, current, next, prints, buf } => (files, opts, current, next, prints, buf),
         };
+        // Ctrl-C stops a reader between blocks (4 MB each).
+        opts.cancel.check()?;
         let file = match current {
             Some(file) => file,
             None => {
@@ -91,7 +94,7 @@ impl<'a> Blocks<'a> {
                 };
                 buf.resize(READ_BYTES, 0);
                 *next += 1;
-                current.insert(OpenFile::open(*next - 1, source, opts)?)
+                current.insert(Box::new(OpenFile::open(*next - 1, source, opts)?))
             }
         };
         let block = file.read_block(buf)?;
@@ -139,7 +142,7 @@ impl OpenFile {
         let file = open(source)?;
         let meta = file.metadata().map_err(|e| Error::io(&source.path, e))?;
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-        let limit = if source.regular { u64::MAX } else { opts.special_file_limit };
+        let limit = if source.regular || source.spool.is_some() { u64::MAX } else { opts.special_file_limit };
         Ok(OpenFile { index, source: source.clone(), file, modified, limit, hasher: Xxh3::new(), pending: Vec::new(), total: 0, line: 1, consumed: 0 })
     }
 
@@ -151,7 +154,6 @@ impl OpenFile {
             let n = match self.file.read(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0, // a FIFO with nothing to read
                 Err(e) => return Err(Error::io(path, e)),
             };
             self.total += n as u64;
@@ -198,16 +200,13 @@ pub(crate) fn count_newlines(text: &str) -> usize {
     text.as_bytes().iter().filter(|&&b| b == b'\n').count()
 }
 
+/// Opens a file of a corpus: a special file's copy when it has one (see `spool.rs`).
 fn open(file: &SourceFile) -> Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    if !file.regular {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A FIFO without a writer would block the open itself.
-        options.custom_flags(libc::O_NONBLOCK);
+    match (&file.spool, file.regular) {
+        (Some(copy), _) => std::fs::File::open(copy.as_ref() as &std::path::Path).map_err(|e| Error::io(&file.path, e)),
+        (None, true) => std::fs::File::open(&file.path).map_err(|e| Error::io(&file.path, e)),
+        (None, false) => super::spool::open_special(&file.path),
     }
-    options.open(&file.path).map_err(|e| Error::io(&file.path, e))
 }
 
 /// Validates and cleans one block of a file that starts `offset` bytes into it: a
@@ -272,12 +271,68 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // A FIFO without a writer reads as empty instead of blocking.
-        let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000 };
+        let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000, ..SourceOptions::default() };
         let files = list_sources(&fifo, &opts).unwrap();
         assert_eq!(fingerprint_files(&files, &opts).unwrap().files[0].size, 0);
-        // /dev/zero never ends: the limit stops it.
-        let zero = list_sources(std::path::Path::new("/dev/zero"), &opts).unwrap();
-        let err = fingerprint_files(&zero, &opts).unwrap_err().to_string();
+        // /dev/zero never ends: the limit stops it (its NUL bytes would, with a larger one).
+        let err = list_sources(std::path::Path::new("/dev/zero"), &opts).unwrap_err().to_string();
         assert!(err.contains("/dev/zero") && err.contains("1000 bytes"), "{err}");
+        let opts = SourceOptions { allow_special_files: true, ..SourceOptions::default() };
+        let err = list_sources(std::path::Path::new("/dev/zero"), &opts).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero") && err.contains("NUL byte at byte offset 0"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_is_read_to_its_writers_end_once_and_every_pass_sees_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Far more than a pipe holds, written in pieces with pauses: a read that finds the
+        // pipe empty for a moment must wait for more, not stop.
+        let text: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+        // A read end held here (never read) lets the writer open at once: the writer is
+        // connected before the FIFO is listed, however slow the machine.
+        let keeper = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap()
+        };
+        let (opened_tx, opened) = std::sync::mpsc::channel();
+        let writer = {
+            let (fifo, text) = (fifo.clone(), text.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                opened_tx.send(()).unwrap();
+                for piece in text.as_bytes().chunks(30_000) {
+                    f.write_all(piece).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        opened.recv().unwrap();
+        let opts = SourceOptions { allow_special_files: true, ..SourceOptions::default() };
+        let files = list_sources(&fifo, &opts).unwrap();
+        drop(keeper);
+        writer.join().unwrap();
+        for pass in 0..2 {
+            let joined: String = Blocks::files(&files, &opts).map(|b| b.unwrap().text).collect();
+            assert_eq!(joined.len(), text.len(), "pass {pass}");
+            assert!(joined == text, "pass {pass}");
+        }
+        assert_eq!(fingerprint_files(&files, &opts).unwrap().files[0].size, text.len() as u64);
+    }
+
+    #[test]
+    fn a_cancelled_reader_stops_between_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        std::fs::write(&path, "a\n".repeat(10)).unwrap();
+        let opts = SourceOptions::default();
+        let files = list_sources(&path, &opts).unwrap();
+        opts.cancel.cancel();
+        assert!(matches!(fingerprint_files(&files, &opts), Err(Error::Cancelled)));
     }
 }

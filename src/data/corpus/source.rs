@@ -3,37 +3,66 @@
 //! computed by the reader on the way) a run records so that `--resume` and `eval` notice a changed corpus.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::names::{corpus_state, CorpusState};
+use crate::cancel::CancelToken;
 use crate::{Error, Result};
 
 /// How a corpus may be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SourceOptions {
     /// Read FIFOs, character devices and other non-regular files (never without this: a FIFO
     /// without a writer blocks and `/dev/zero` never ends).
     pub allow_special_files: bool,
     /// The most bytes read from one non-regular file; more is an error.
     pub special_file_limit: u64,
+    /// Stops reading between blocks with [`Error::Cancelled`] (Ctrl-C).
+    pub cancel: CancelToken,
 }
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions { allow_special_files: false, special_file_limit: 1 << 30 }
+        SourceOptions { allow_special_files: false, special_file_limit: 1 << 30, cancel: CancelToken::new() }
     }
 }
 
 /// One file of a corpus.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SourceFile {
     pub path: PathBuf,
     /// Its path relative to the corpus folder (`""` for a single-file corpus), `/`-separated.
     pub name: String,
     /// Whether it is a regular file (others need [`SourceOptions::allow_special_files`]).
     pub regular: bool,
+    /// A special file's bytes, copied once by [`list_sources`] (see `spool.rs`): every pass
+    /// reads them from here.
+    pub(crate) spool: Option<Arc<tempfile::TempPath>>,
 }
+
+impl SourceFile {
+    /// A file of a corpus, not copied (yet).
+    pub fn new(path: PathBuf, name: String, regular: bool) -> Self {
+        SourceFile { path, name, regular, spool: None }
+    }
+
+    /// Its size in bytes (a special file's: its copy's), if it can be read.
+    pub fn size(&self) -> Option<u64> {
+        let path: &Path = self.spool.as_deref().map_or(&self.path, |copy| copy.as_ref());
+        std::fs::metadata(path).ok().map(|m| m.len())
+    }
+}
+
+impl PartialEq for SourceFile {
+    /// The same file of the same corpus (wherever its bytes were copied).
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, &self.name, self.regular) == (&other.path, &other.name, other.regular)
+    }
+}
+
+impl Eq for SourceFile {}
 
 /// What a run remembers of one corpus file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,16 +112,21 @@ impl SourceFingerprint {
 
 /// The files of the corpus at `path`: the file itself, or every non-hidden file under the
 /// folder (recursively, symbolic links followed, sorted by relative path). Non-regular files
-/// are refused unless `opts` allows them.
+/// are refused unless `opts` allows them; allowed, each is read here once, to its end (or its
+/// limit), into a temporary copy that every later pass reads (`spool.rs`).
 pub fn list_sources(path: &Path, opts: &SourceOptions) -> Result<Vec<SourceFile>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        check_kind(path, &meta, opts)?;
-        return Ok(vec![SourceFile { path: path.to_path_buf(), name: String::new(), regular: meta.is_file() }]);
-    }
     let mut files = Vec::new();
-    walk(path, path, opts, &mut files, 0)?;
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    if meta.is_dir() {
+        walk(path, path, opts, &mut files, 0)?;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+    } else {
+        check_kind(path, &meta, opts)?;
+        files.push(SourceFile::new(path.to_path_buf(), String::new(), meta.is_file()));
+    }
+    for file in files.iter_mut().filter(|f| !f.regular) {
+        file.spool = Some(Arc::new(super::spool::spool(&file.path, opts.special_file_limit, &opts.cancel)?));
+    }
     Ok(files)
 }
 
@@ -128,7 +162,7 @@ fn walk(root: &Path, dir: &Path, opts: &SourceOptions, out: &mut Vec<SourceFile>
         check_kind(&path, &meta, opts)?;
         let rel = path.strip_prefix(root).unwrap_or(&path);
         let name = rel.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>().join("/");
-        out.push(SourceFile { path, name, regular: meta.is_file() });
+        out.push(SourceFile::new(path, name, meta.is_file()));
     }
     Ok(())
 }
@@ -203,7 +237,9 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let err = list_sources(&fifo, &SourceOptions::default()).unwrap_err().to_string();
         assert!(err.contains("pipe") && err.contains("a FIFO") && err.contains("data.allow_special_files"), "{err}");
-        let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000 };
-        assert_eq!(list_sources(&fifo, &opts).unwrap(), [SourceFile { path: fifo.clone(), name: String::new(), regular: false }]);
+        let opts = SourceOptions { allow_special_files: true, special_file_limit: 1000, ..SourceOptions::default() };
+        let files = list_sources(&fifo, &opts).unwrap();
+        assert_eq!(files, [SourceFile::new(fifo.clone(), String::new(), false)]);
+        assert!(files[0].spool.is_some(), "a special file is read once, into a copy");
     }
 }

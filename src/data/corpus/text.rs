@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::reader::Blocks;
 use super::source::{list_sources, SourceFingerprint, SourceOptions};
-use crate::data::tokenize::{train_bpe, Normalization, Tokenizer};
+use crate::data::tokenize::{BpeTokenizer, Normalization, Tokenizer};
 use crate::{Error, Result};
 
 /// Reads a corpus: the file at `path`, or every regular file under the folder at `path`
@@ -68,8 +68,29 @@ pub fn builtin_corpus() -> String {
     text
 }
 
-/// Trains a byte-level BPE tokenizer on a file or a folder: the text [`read_corpus`] reads,
-/// given to [`train_bpe`].
-pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
-    train_bpe(&[read_corpus(path)?], vocab_size, normalization)
+/// Trains a byte-level BPE tokenizer on a file or a folder: the lines of the text
+/// [`read_corpus_with`] reads (the same tokenizer [`crate::data::train_bpe`] makes of that text), stopped
+/// by `opts.cancel` while reading or training.
+pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization, opts: &SourceOptions) -> Result<Tokenizer> {
+    let (text, _) = read_corpus_with(path, opts)?;
+    // Handed to the trainer in pieces of whole lines.
+    let mut rest = text.as_str();
+    let pieces = std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        const PIECE: usize = 4 << 20;
+        let bytes = rest.as_bytes();
+        // Up to the last line break of the first PIECE bytes (or the first one after them):
+        // a byte after `\n` is always a character boundary.
+        let end = if bytes.len() <= PIECE {
+            bytes.len()
+        } else {
+            bytes[..PIECE].iter().rposition(|&b| b == b'\n').or_else(|| bytes.iter().position(|&b| b == b'\n')).map_or(bytes.len(), |i| i + 1)
+        };
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(Ok(piece.to_string()))
+    });
+    Ok(Tokenizer::Bpe(BpeTokenizer::train_from_blocks(pieces, vocab_size, normalization, &opts.cancel)?))
 }

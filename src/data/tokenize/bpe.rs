@@ -10,10 +10,16 @@ use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper};
 
 use super::normalize::Normalization;
 use super::{SpecialTokens, SPECIAL_TOKEN_NAMES, UNK};
+use crate::cancel::CancelToken;
 use crate::{Error, Result};
 
 /// Number of byte tokens every byte-level vocabulary starts with.
 const BYTE_ALPHABET: usize = 256;
+
+/// The largest vocabulary a BPE tokenizer is trained to: four times that of the largest
+/// tokenizers in use (about 256k ids); the trainer sizes tables by it, so
+/// `--vocab-size 18446744073709551615` must stop here, not in an allocation.
+pub const MAX_BPE_VOCAB: usize = 1 << 20;
 
 /// A tokenizer of the `tokenizers` crate (its `tokenizer.json` format).
 ///
@@ -33,6 +39,21 @@ pub struct BpeTokenizer {
     specials: SpecialTokens,
     /// Largest id plus one (ids of a foreign file need not be contiguous).
     vocab_size: usize,
+}
+
+/// Errors unless `vocab_size` is one byte-level BPE can be trained to.
+fn check_vocab_size(vocab_size: usize) -> Result<()> {
+    let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
+    if vocab_size < minimum {
+        return Err(Error::config(
+            "vocab_size",
+            format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
+        ));
+    }
+    if vocab_size > MAX_BPE_VOCAB {
+        return Err(Error::config("vocab_size", format!("{vocab_size} is more than the {MAX_BPE_VOCAB} tokens a BPE tokenizer is trained to")));
+    }
+    Ok(())
 }
 
 /// Maps any error of the `tokenizers` crate to [`Error::Tokenizer`].
@@ -85,13 +106,7 @@ impl BpeTokenizer {
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
     {
-        let minimum = BYTE_ALPHABET + SPECIAL_TOKEN_NAMES.len();
-        if vocab_size < minimum {
-            return Err(Error::config(
-                "vocab_size",
-                format!("{vocab_size} is too small for byte-level BPE: needs at least {minimum} (256 bytes + 4 special tokens)"),
-            ));
-        }
+        check_vocab_size(vocab_size)?;
         let model = BPE::builder().unk_token(UNK.into()).build().map_err(hf_error("cannot create the BPE model"))?;
         let mut tok = tokenizers::Tokenizer::new(model);
         tok.with_normalizer(normalization.to_hf()?)
@@ -117,6 +132,44 @@ impl BpeTokenizer {
             return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
         }
         BpeTokenizer::from_hf(tok)
+    }
+
+    /// [`BpeTokenizer::train_from_lines`] on a thread of its own, fed with `blocks` of whole
+    /// lines as they come (two in flight), that returns [`Error::Cancelled`] as soon as
+    /// `cancel` is cancelled — between blocks, or while the trainer computes its merges (it
+    /// is left to finish on its thread and its result is dropped). An error of `blocks`
+    /// (a bad file) is returned the same way.
+    pub fn train_from_blocks(
+        blocks: impl Iterator<Item = Result<String>>,
+        vocab_size: usize,
+        normalization: Normalization,
+        cancel: &CancelToken,
+    ) -> Result<Self> {
+        check_vocab_size(vocab_size)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("bpe-trainer".into())
+            .spawn(move || {
+                let lines = rx.into_iter().flat_map(|block| block.split_inclusive('\n').map(str::to_string).collect::<Vec<_>>());
+                let _ = done_tx.send(Self::train_from_lines(lines, vocab_size, normalization));
+            })
+            .map_err(|e| Error::Tokenizer(format!("cannot start the BPE trainer: {e}")))?;
+        for block in blocks {
+            cancel.check()?;
+            // A trainer that stopped early (an error) says why below.
+            if tx.send(block?).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        loop {
+            match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(trained) => return trained,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => cancel.check()?,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Tokenizer("the BPE trainer stopped without a result".into())),
+            }
+        }
     }
 
     /// Wraps a `tokenizers` tokenizer: adds missing special tokens, switches padding and
