@@ -161,3 +161,26 @@ fn sample_says_what_it_cannot_do() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stderr(&out).contains("the hyena model reads at most 32 tokens: samples end after 32 new tokens, not --max-tokens 100"), "{}", stderr(&out));
 }
+
+#[test]
+fn absurd_sizes_on_every_command_are_named_errors() {
+    let (_d, run) = copy_run();
+    let run = s(&run);
+    let max = "18446744073709551615";
+    for (args, words) in [
+        (vec!["summary", "--batch", max], "not enough memory: a dilated model over a batch of 18446744073709551615 × 32 positions needs about"),
+        (vec!["summary", "--set", "model.channels=100000000"], "not enough memory"),
+        (vec!["summary", "--length", "4294967296"], "not enough memory"),
+        (vec!["summary", "--vocab-size", max], "too large"),
+        (vec!["shape", "--length", max, "--kernel", max, "--dilation", max], "is longer than the padded input (18446744073709551615)"),
+        (vec!["bench", "--workload", "w2", "--steps", max], "more than the 1000000 steps a benchmark takes"),
+        (vec!["bench", "--workload", "w2", "--steps", "1", "--warmup", max], "more than the 1000000 steps"),
+        (vec!["bench", "--generate", "--tokens", max], "more than 10000"),
+        (vec!["sample", "--run", run, "-n", max], "not enough memory: sampling 18446744073709551615 texts"),
+        (vec!["sample", "--run", run, "--max-tokens", max], "not enough memory: sampling 20 texts"),
+        (vec!["train", "--data", NAMES, "--steps", max], "more than 1000000000 steps"),
+        (vec!["train", "--data", NAMES, "--set", "train.samples=4294967296"], "more than 1000"),
+    ] {
+        fails(1, &args, &[words]);
+    }
+}

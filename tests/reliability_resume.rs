@@ -34,7 +34,7 @@ fn split(bytes: &[u8]) -> (Value, Vec<u8>) {
 /// A safetensors file of `header` and `data` (the header padded to 8 bytes).
 fn join(header: &Value, data: &[u8]) -> Vec<u8> {
     let mut h = serde_json::to_string(header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(' ');
     }
     [&(h.len() as u64).to_le_bytes()[..], h.as_bytes(), data].concat()

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::cli::{command, s, stderr, stdout, succeeds, text};
-use common::process::{finish_within, send, spawn, wait_for_sigint_handler};
+use common::process::{finish_within, send, spawn_with_cache, wait_for_sigint_handler};
 use common::runs::{base_run, snapshot, NAMES};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -21,11 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// Runs the binary with stdout (or stderr) a pipe whose reader is already gone.
 fn with_closed(stream: &str, args: &[&str]) -> std::process::Output {
     let mut c: Command = command();
-    c.args(args).stdin(Stdio::null());
-    let mut child = match stream {
-        "stdout" => c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
-        _ => c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
-    };
+    let mut child = c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Dropping our end closes the pipe: every write to it fails with EPIPE.
     match stream {
         "stdout" => drop(child.stdout.take()),
@@ -70,8 +66,8 @@ fn other_commands_end_quietly_on_a_closed_pipe() {
 
 /// Starts `args`, sends Ctrl-C once its handler is in place, and expects exit code 130 with
 /// nothing on stdout and `interrupted (Ctrl-C)` on stderr.
-fn interrupted(args: &[&str]) -> String {
-    let mut child = spawn(args);
+fn interrupted(args: &[&str], cache: &Path) -> String {
+    let mut child = spawn_with_cache(args, Some(cache));
     wait_for_sigint_handler(&mut child, DEADLINE);
     send(&child, libc::SIGINT);
     let out = finish_within(child, DEADLINE, &format!("{args:?} after Ctrl-C"));
@@ -113,11 +109,12 @@ fn ctrl_c_stops_sample_and_eval_with_130_and_no_output() {
     let run = stream_run(dir.path());
     let before = snapshot(&run);
     // 2,000 samples of 100,000 tokens each: hours of work, stopped between tokens.
-    interrupted(&["sample", "--run", s(&run), "-n", "2000", "--max-tokens", "100000"]);
+    let cache = dir.path().join("cache");
+    interrupted(&["sample", "--run", s(&run), "-n", "2000", "--max-tokens", "100000"], &cache);
     // Scoring a text of 3 million lines, stopped between batches (or while it is prepared).
     let big = dir.path().join("big.txt");
     let names = std::fs::read_to_string(NAMES).unwrap();
     std::fs::write(&big, names.repeat(100)).unwrap();
-    interrupted(&["eval", "--run", s(base_run()), "--data", s(&big)]);
+    interrupted(&["eval", "--run", s(base_run()), "--data", s(&big)], &cache);
     assert_eq!(snapshot(&run), before, "an interrupted command wrote into the run");
 }

@@ -102,8 +102,11 @@ pub fn read_records_skipping(path: &Path) -> Result<(Vec<Value>, Vec<String>)> {
     Ok((records, bad.into_iter().map(|(line, e)| format!("{}: line {line} is not a JSON record ({e}); skipped", path.display())).collect()))
 }
 
-/// The records and the (1-based) numbers and errors of the bad lines but a torn last one.
-fn read_lines(path: &Path) -> Result<(Vec<Value>, Vec<(usize, serde_json::Error)>)> {
+/// Lines that are not JSON records: (1-based line number, the parser's error).
+type BadLines = Vec<(usize, serde_json::Error)>;
+
+/// The records and the bad lines but a torn last one.
+fn read_lines(path: &Path) -> Result<(Vec<Value>, BadLines)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let lines: Vec<String> = BufReader::new(file).lines().collect::<std::io::Result<_>>().map_err(|e| Error::io(path, e))?;
     let (mut out, mut bad) = (Vec::new(), Vec::new());

@@ -8,7 +8,16 @@ use super::cli::command;
 
 /// Starts the binary with stdout and stderr captured.
 pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
-    command().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("convlm starts")
+    spawn_with_cache(args, None)
+}
+
+/// [`spawn`] with its corpus cache in `cache` (for a test that prepares large text).
+pub fn spawn_with_cache<S: AsRef<std::ffi::OsStr>>(args: &[S], cache: Option<&std::path::Path>) -> Child {
+    let mut c = command();
+    if let Some(dir) = cache {
+        c.env("CONVLM_CACHE", dir);
+    }
+    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("convlm starts")
 }
 
 /// Waits for `child` to exit and returns its output; kills it and fails the test when it is
