@@ -29,8 +29,8 @@ enum Command {
     /// Train a model (with no flags: a small dilated CNN on the built-in English word list),
     /// printing validation loss and samples; writes a run directory.
     Train(Box<TrainArgs>),
-    /// Tokenize a corpus once into a folder that training memory-maps (any size: read in
-    /// blocks, tokenized in parallel).
+    /// Tokenize a corpus once into a folder that training reads windows from (any size: read
+    /// in blocks, tokenized in parallel).
     Prepare(cli::prepare::PrepareArgs),
     /// Sample text from a trained run.
     Sample(SampleArgs),
