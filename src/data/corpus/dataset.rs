@@ -1,5 +1,5 @@
 //! Datasets after splitting: examples per split, random batches and ordered evaluation batches,
-//! read from a [`TokenStore`] (in memory, or a memory-mapped prepared corpus) without copying
+//! read from a [`TokenStore`] (in memory, or a prepared corpus read where asked) without copying
 //! the corpus. The constructors live in `construct.rs`.
 
 use std::collections::HashSet;

@@ -181,8 +181,8 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
 }
 
 /// Opens a prepared corpus: its description, its ids (read where asked, see `store.rs`) and
-/// its line boundaries (mapped). A
-/// missing or truncated file, or offsets that do not fit the ids, are errors naming the file.
+/// its line boundaries (mapped). A missing or truncated file, or offsets that do not fit the
+/// ids, are errors naming the file.
 pub fn open_corpus(dir: &Path) -> Result<(CorpusMeta, TokenStore)> {
     let meta_path = dir.join(CORPUS_META);
     if !meta_path.is_file() {
