@@ -123,9 +123,9 @@ fn tokens(code: &str) -> Vec<&str> {
             // A character literal ('x', '\n', '\u{1F600}') or a lifetime ('a).
             let rest = &code[i + 1..];
             let first = rest.chars().next().map_or(0, char::len_utf8);
-            if rest.starts_with('\\') {
-                i += 1 + rest[1..].find('\'').map_or(rest.len(), |e| e + 2);
-                if rest.starts_with("\\'") {
+            if let Some(escape) = rest.strip_prefix('\\') {
+                i += 1 + escape.find('\'').map_or(rest.len(), |e| e + 2);
+                if escape.starts_with('\'') {
                     i += 1;
                 }
             } else if rest[first..].starts_with('\'') {

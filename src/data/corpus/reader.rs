@@ -41,7 +41,7 @@ enum Origin<'a> {
         files: &'a [SourceFile],
         opts: SourceOptions,
         /// The file being read, and the index of the next one to open.
-        current: Option<OpenFile>,
+        current: Option<Box<OpenFile>>,
         next: usize,
         prints: Vec<FileFingerprint>,
         buf: Vec<u8>,
@@ -91,13 +91,13 @@ impl<'a> Blocks<'a> {
                 };
                 buf.resize(READ_BYTES, 0);
                 *next += 1;
-                current.insert(OpenFile::open(*next - 1, source, opts)?)
+                current.insert(Box::new(OpenFile::open(*next - 1, source, opts)?))
             }
         };
         let block = file.read_block(buf)?;
         if block.last_of_file {
             if let Some(file) = current.take() {
-                prints.push(file.fingerprint());
+                prints.push((*file).fingerprint());
             }
         }
         Ok(Some(block))
