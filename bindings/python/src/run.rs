@@ -15,8 +15,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::convert::to_py;
-use crate::errors::{config_error, IntoPy};
+use crate::errors::IntoPy;
 use crate::pool;
 use crate::progress::Feed;
 use crate::trainer::parse_split;
@@ -53,9 +52,9 @@ pub fn report_dict<'py>(py: Python<'py>, r: &EvalReport) -> PyResult<Bound<'py, 
 #[pymethods]
 impl Run {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let dir = path.clone();
-        pool::run(py, None, None, &Feed::quiet(), move || RunDir::new(&dir).require_run())?.py_err()?;
+    fn new(path: PathBuf) -> PyResult<Self> {
+        // What `convlm sample --run` and `convlm eval --run` read first, with their errors.
+        RunDir::new(&path).load_config().py_err()?;
         Ok(Run { path })
     }
 
@@ -68,9 +67,12 @@ impl Run {
     /// The run's config.json as a dict.
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let config = RunDir::new(&self.path).load_config().py_err()?;
-        let value = serde_json::to_value(&config).map_err(|e| config_error("config", e.to_string()))?;
-        to_py(py, &value)
+        // Checked by the library, then read by Python's JSON reader: numbers as the file has them.
+        let run = RunDir::new(&self.path);
+        run.load_config().py_err()?;
+        let path = run.file(convlm::run::checkpoint::CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::errors::to_py(convlm::Error::io(&path, e)))?;
+        py.import("json")?.getattr("loads")?.call1((text,))
     }
 
     /// Samples `n` texts as `convlm sample` does: the same seed gives the same texts.
@@ -119,19 +121,23 @@ impl Run {
     /// Every record of metrics.jsonl: a dict per training step (step, loss, lr, grad_norm,
     /// step_ms, tokens_per_s) and per evaluation (step, val_loss).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let records = read_records(&RunDir::new(&self.path).file(METRICS_FILE)).py_err()?;
+        let path = RunDir::new(&self.path).file(METRICS_FILE);
+        // The library checks every line (a torn last one, from a kill, is left out); Python's
+        // own JSON reader then reads them, every number exactly as the file has it.
+        let records = read_records(&path).py_err()?;
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::errors::to_py(convlm::Error::io(&path, e)))?;
+        let loads = py.import("json")?.getattr("loads")?;
         let list = PyList::empty(py);
-        for r in &records {
-            list.append(to_py(py, r)?)?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()).take(records.len()) {
+            list.append(loads.call1((line,))?)?;
         }
         Ok(list)
     }
 
     /// The metrics as a pandas DataFrame (needs pandas), one row per record.
     fn metrics_frame<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let pandas = py
-            .import("pandas")
-            .map_err(|e| pyo3::exceptions::PyImportError::new_err(format!("Run.metrics_frame needs pandas (pip install pandas): {e}")))?;
+        let pandas =
+            py.import("pandas").map_err(|e| pyo3::exceptions::PyImportError::new_err(format!("Run.metrics_frame needs pandas (pip install pandas): {e}")))?;
         pandas.getattr("DataFrame")?.call1((self.metrics(py)?,))
     }
 
@@ -145,7 +151,9 @@ impl Run {
             .model
             .params()
             .find(EMBEDDING_PARAM)
-            .ok_or_else(|| crate::errors::to_py(convlm::Error::bad_file(&path, format!("the {} model has no {EMBEDDING_PARAM}", trained.config.model.family()))))?
+            .ok_or_else(|| {
+                crate::errors::to_py(convlm::Error::bad_file(&path, format!("the {} model has no {EMBEDDING_PARAM}", trained.config.model.family())))
+            })?
             .value;
         let tokens: Vec<String> = (0..table.shape()[0] as u32).map(|id| trained.tokenizer.token_text(id)).collect();
         let array = PyArray1::from_slice(py, table.data()).reshape(table.shape().to_vec())?;

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use convlm::data::{prepare as prepare_corpus, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec, UnknownPolicy};
+use convlm::data::{
+    prepare as prepare_corpus, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec, UnknownPolicy,
+};
 use pyo3::prelude::*;
 
 use crate::convert::to_py;
@@ -29,7 +31,8 @@ pub fn prepare<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let kind: DatasetKind = match dataset {
         None => DatasetKind::Stream,
-        Some(d) => serde_json::from_value(serde_json::Value::String(d.to_string())).map_err(|_| config_error("dataset", format!("`{d}`: expected lines, stream or grid")))?,
+        Some(d) => serde_json::from_value(serde_json::Value::String(d.to_string()))
+            .map_err(|_| config_error("dataset", format!("`{d}`: expected lines, stream or grid")))?,
     };
     let spec = match tokenizer {
         "char" => TokenizerSpec::Char,

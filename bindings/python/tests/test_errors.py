@@ -93,5 +93,5 @@ def test_a_run_in_use_and_a_changed_resume(tmp_path: Path, names: Path) -> None:
     with pytest.raises(convlm.FileError, match="already holds a run"):
         convlm.train(data=names, out=out, steps=1, progress=False)
     # force moves it aside, as --force does.
-    convlm.train(config="names-dilated", data=names, out=out, steps=2, threads=1, force=True, progress=False, settings=SMALL)
+    convlm.train(config="names-dilated", data=names, out=out, steps=6, threads=1, force=True, progress=False, settings=SMALL)
     assert (tmp_path / "run.old-1" / "run.json").is_file()

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,22 @@ from convlm._errors import MissingFileError as MissingFileError
 from convlm._errors import TrainingError as TrainingError
 
 __version__: str
+__all__ = [
+    "ConfigError",
+    "ConvlmError",
+    "DataError",
+    "FileError",
+    "MissingFileError",
+    "Run",
+    "Tokenizer",
+    "Trainer",
+    "TrainingError",
+    "__version__",
+    "families",
+    "prepare",
+    "presets",
+    "train",
+]
 
 _Path = str | os.PathLike[str]
 _Settings = dict[str, Any]
@@ -36,6 +52,7 @@ def train(
 ) -> Run:
     """Trains a model as ``convlm train`` does and returns its run."""
 
+@final
 class Trainer:
     """A training run taken a number of steps at a time."""
 
@@ -77,6 +94,7 @@ class Trainer:
     def done(self) -> bool:
         """Whether the run has taken all its steps."""
 
+@final
 class Run:
     """A run folder read back."""
 
@@ -113,6 +131,7 @@ class Run:
         """The model's layer table."""
     def __fspath__(self) -> str: ...
 
+@final
 class Tokenizer:
     """A character or byte-level BPE tokenizer."""
 

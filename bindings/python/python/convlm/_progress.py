@@ -20,7 +20,7 @@ class Progress:
         self._plain: tuple[int, str] | None = None
         self._last_plain = 0.0
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
         except ImportError:
             tqdm = None
         self._tqdm = tqdm
