@@ -26,7 +26,7 @@ pub fn end(group: Group, outcome: anyhow::Result<Option<i32>>) -> ! {
     let own = outcome.as_ref().err().is_some_and(own_error);
     if rank == 0 && own {
         if let Err(e) = &outcome {
-            eprintln!("error: {}", crate::report(e));
+            eprintln!("error: {}", super::report(e));
         }
     }
     let limit = if own { FAILED_ALONE } else { convlm::dist::timeout().unwrap_or(convlm::dist::DEFAULT_TIMEOUT) };
@@ -34,7 +34,7 @@ pub fn end(group: Group, outcome: anyhow::Result<Option<i32>>) -> ! {
         Ok(lowest) => {
             if let Err(e) = &outcome {
                 if rank != 0 && own && lowest == Some(rank) {
-                    eprintln!("error (rank {rank} of {size}): {}", crate::report(e));
+                    eprintln!("error (rank {rank} of {size}): {}", super::report(e));
                 }
             }
             let code = match outcome {
@@ -48,7 +48,7 @@ pub fn end(group: Group, outcome: anyhow::Result<Option<i32>>) -> ! {
         Err(e) => {
             if let Err(err) = &outcome {
                 if rank != 0 {
-                    eprintln!("error (rank {rank} of {size}): {}", crate::report(err));
+                    eprintln!("error (rank {rank} of {size}): {}", super::report(err));
                 }
             }
             eprintln!("error (rank {rank} of {size}): {e}; ending the job");
