@@ -9,6 +9,7 @@ pub mod cpu;
 mod dense;
 mod graph;
 pub mod kernels;
+pub mod memory;
 pub(crate) mod ops;
 pub mod threads;
 
