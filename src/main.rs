@@ -1,13 +1,15 @@
 //! The `convlm` command line: clap subcommands dispatching to the library (`cli/`), the
-//! binary's allocator, and the error report.
+//! binary's allocator (the memory layer's `CachingAlloc`), and the error report.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod big_alloc;
 mod cli;
 
+use convlm::tensor::memory;
+
+/// The system allocator, with freed large blocks kept under the memory layer's budget.
 #[global_allocator]
-static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
+static GLOBAL: memory::CachingAlloc = memory::CachingAlloc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -52,9 +54,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    big_alloc::keep_freed_memory();
+    memory::system::keep_freed_heap();
     if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
-        big_alloc::cache_large_blocks();
+        memory::system::cache_blocks();
     }
     if let Err(e) = run(cli) {
         eprintln!("error: {}", report(&e));

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr_free::standard_normal;
 
-use super::buffers::{copied, stale, zeroed};
+use super::memory::{copied, stale, zeroed};
 
 /// A dense f32 tensor in row-major (C) order.
 #[derive(Debug, PartialEq, Default)]
@@ -14,7 +14,7 @@ pub struct Tensor {
 }
 
 impl Clone for Tensor {
-    /// Large tensors are copied into a kept buffer (see `tensor::buffers`), across the pool.
+    /// Copied into a buffer from the memory layer (`tensor::memory`), large ones across the pool.
     fn clone(&self) -> Self {
         Tensor { shape: self.shape.clone(), data: copied(&self.data) }
     }

@@ -5,9 +5,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::stale;
 use crate::tensor::cpu::{avx2_fma, with_avx2};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::memory::stale;
 use crate::tensor::Tensor;
 
 /// Rows per parallel task of the normalisations' row loops.

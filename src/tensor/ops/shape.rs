@@ -3,8 +3,8 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::memory::stale;
 use crate::tensor::Tensor;
 
 /// (outer, axis length, inner) sizes of a shape split at `axis`.

@@ -10,7 +10,7 @@ use rustfft::{Fft, FftPlanner};
 use super::spectra::Spectra;
 use super::{fft_len, transpose, LongConvShape, TILE_ROWS};
 use crate::tensor::cpu::{avx2_fma, Avx2Fma};
-use crate::tensor::kernels::scratch::Scratch;
+use crate::tensor::memory::Scratch;
 
 /// Forward and inverse complex FFTs of one size, from the shared planner.
 struct Plans {
