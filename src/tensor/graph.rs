@@ -279,12 +279,10 @@ impl Graph {
 }
 
 impl Drop for Graph {
-    /// Gives the value and gradient buffers back to the memory layer (`tensor::memory`) for
-    /// the next graph's ops, instead of freeing them and zero-filling new ones.
+    /// Gives every gradient buffer back to the memory layer (`tensor::memory`) for the next
+    /// graph's ops, instead of freeing them and zero-filling new ones (the values, tensors,
+    /// give theirs back as they drop).
     fn drop(&mut self) {
-        for t in std::mem::take(&mut self.values) {
-            give(t.into_data());
-        }
         for g in std::mem::take(&mut self.grads).into_iter().flatten() {
             give(g);
         }

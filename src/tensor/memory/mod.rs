@@ -10,9 +10,11 @@
 //! temporaries) under the same budget, and asks for huge pages.
 //!
 //! # The CPU's policy
-//! - **Who gives back.** A dropped [`Graph`](super::Graph) gives back its values and
-//!   gradients; a dropped [`Scratch`] (a kernel temporary) gives back its own. Buffers
-//!   taken for other owners (a layer's parameters) stay with them.
+//! - **Who gives back.** Every [`Tensor`](super::Tensor) gives its buffer back when dropped
+//!   (a graph's values, a layer's temporaries); a dropped [`Graph`](super::Graph) gives back
+//!   its gradients; a dropped [`Scratch`] (a kernel temporary, or a buffer an op keeps for
+//!   its backward) gives back its own. A `Vec` taken out with `Tensor::into_data` is its
+//!   owner's.
 //! - **What is kept.** Buffers of at least 1,024 values (4 KiB; smaller ones cost `malloc`
 //!   and a fill about as little), at most 4,096 of them, while the bytes kept idle — the
 //!   pool's buffers and the allocator's blocks together — stay within one budget (1 GiB;

@@ -5,7 +5,8 @@ use rustfft::num_complex::Complex;
 
 use crate::tensor::memory::Scratch;
 
-/// A buffer of spectra with UNSPECIFIED contents, to be written in full: a [`Scratch`] (so
+/// A buffer of spectra with UNSPECIFIED contents, to be written in full ([`Spectra::new`]), or
+/// zeros ([`Spectra::zeroed`]): a [`Scratch`] (so
 /// from the CPU pool, given back when dropped) seen as complex values. The filter spectra
 /// are C·N bins (2 MB at C = 128, T = 1024); a fresh zeroed vector cost its zero-fill and
 /// page faults on every call.
@@ -14,6 +15,11 @@ pub(super) struct Spectra(Scratch);
 impl Spectra {
     pub(super) fn new(len: usize) -> Self {
         Spectra(Scratch::new(2 * len))
+    }
+
+    /// `len` zeros, for spectra that are summed into.
+    pub(super) fn zeroed(len: usize) -> Self {
+        Spectra(Scratch::zeroed(2 * len))
     }
 }
 
