@@ -13,7 +13,7 @@
 //!   default back, so a reader that goes away (`convlm sample | head -1`) ends it quietly, as
 //!   it ends `cat` or `grep`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use convlm::CancelToken;
@@ -21,21 +21,33 @@ use convlm::CancelToken;
 /// Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: i32 = 130;
 
-/// Installs the Ctrl-C handler and returns the token it cancels. With `force_on_second`, a
-/// second Ctrl-C ends the process at once (exit 130).
+/// The token the Ctrl-C handler cancels now, and whether a second Ctrl-C ends the process.
+static CURRENT: Mutex<Option<(CancelToken, bool)>> = Mutex::new(None);
+
+/// Whether the handler was installed (once a process: `cli::main` may run several times in
+/// one, as the Python package runs it).
+static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+
+/// Installs the Ctrl-C handler (once) and returns a new token it cancels. With
+/// `force_on_second`, a second Ctrl-C ends the process at once (exit 130).
 pub fn on_ctrl_c(force_on_second: bool) -> Result<CancelToken> {
     let cancel = CancelToken::new();
-    let on_signal = cancel.clone();
-    let pressed = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        // The handler runs on the ctrlc crate's own thread, not in signal context.
-        if pressed.swap(true, Ordering::SeqCst) && force_on_second {
-            super::output::err("interrupted again: stopping at once");
-            std::process::exit(INTERRUPTED);
-        }
-        on_signal.cancel();
-    })
-    .context("installing the Ctrl-C handler")?;
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((cancel.clone(), force_on_second));
+    let installed = INSTALLED.get_or_init(|| {
+        ctrlc::set_handler(|| {
+            // The handler runs on the ctrlc crate's own thread, not in signal context.
+            let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some((token, force_on_second)) = current {
+                if token.is_cancelled() && force_on_second {
+                    super::output::err("interrupted again: stopping at once");
+                    std::process::exit(INTERRUPTED);
+                }
+                token.cancel();
+            }
+        })
+        .map_err(|e| e.to_string())
+    });
+    installed.clone().map_err(anyhow::Error::msg).context("installing the Ctrl-C handler")?;
     Ok(cancel)
 }
 

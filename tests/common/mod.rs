@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod process;
+pub mod property;
 pub mod runs;
 
 use std::path::PathBuf;

@@ -100,7 +100,7 @@ impl<'a> Blocks<'a> {
         let block = file.read_block(buf)?;
         if block.last_of_file {
             if let Some(file) = current.take() {
-                prints.push(file.fingerprint());
+                prints.push((*file).fingerprint());
             }
         }
         Ok(Some(block))
