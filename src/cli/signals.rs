@@ -53,6 +53,9 @@ pub fn on_ctrl_c(force_on_second: bool) -> Result<CancelToken> {
 
 /// Restores the default action of SIGPIPE (end the process quietly), which Rust's runtime
 /// sets to "ignore" before `main`.
+// Called by the binary's `main` only: the Python package, which compiles `cli/` in, leaves
+// SIGPIPE as Python has it.
+#[allow(dead_code)]
 pub fn default_sigpipe() {
     #[cfg(target_os = "linux")]
     // SAFETY: `signal` with a valid signal number and SIG_DFL only changes this process's

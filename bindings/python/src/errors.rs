@@ -19,7 +19,7 @@ pub fn to_py(e: convlm::Error) -> PyErr {
         Error::Io { path, .. } | Error::BadFile { path, .. } | Error::RunDir { path, .. } if !path.exists() => "MissingFileError",
         Error::Io { .. } | Error::BadFile { .. } | Error::RunDir { .. } => "FileError",
         Error::NonFinite { .. } | Error::Memory(_) | Error::Distributed(_) | Error::PeerFailed => "TrainingError",
-        Error::Interrupted { .. } => return PyKeyboardInterrupt::new_err(e.to_string()),
+        Error::Interrupted { .. } | Error::Cancelled => return PyKeyboardInterrupt::new_err(e.to_string()),
     };
     let message = e.to_string();
     Python::attach(|py| match class(py, name).and_then(|c| c.call1((message.clone(),))) {

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use convlm::data::{
-    claim_corpus_folder, prepare as prepare_corpus, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec, UnknownPolicy,
+    claim_corpus_folder, prepare as prepare_corpus, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec,
+    UnknownPolicy,
 };
 use pyo3::prelude::*;
 
