@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use cli::inspect::{EvalArgs, PlotArgs, SampleArgs};
-use cli::tools::{BenchArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
+use cli::tools::{BenchArgs, PeakArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
 use cli::train::TrainArgs;
 
 /// Train, evaluate and sample convolutional language models on the CPU.
@@ -48,12 +48,15 @@ enum Command {
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// The CPU's measured fp32 FMA and bf16 dot-product peaks in GFLOP/s (scripts/peak.sh).
+    #[command(hide = true)]
+    Peak(PeakArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     big_alloc::keep_freed_memory();
-    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
+    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_) | Command::Peak(_))) {
         big_alloc::cache_large_blocks();
     }
     if let Err(e) = run(cli) {
@@ -95,5 +98,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Shape(a) => cli::tools::cmd_shape(a),
         Command::Bench(a) => cli::tools::cmd_bench(a),
         Command::Tokenizer(c) => cli::tools::cmd_tokenizer(c),
+        Command::Peak(a) => cli::tools::cmd_peak(a),
     }
 }

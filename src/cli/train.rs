@@ -13,6 +13,7 @@ use convlm::models::ModelConfig;
 use convlm::optim::OptimizerKind;
 use convlm::run::config::{apply_overrides, load_preset, TokenizerKind};
 use convlm::run::{resume, train, CancelToken, ResumeOptions, RunConfig, RunDir, TrainOptions, TrainSummary};
+use convlm::tensor::Precision;
 
 #[derive(Args, Default)]
 #[command(allow_negative_numbers = true)]
@@ -88,6 +89,12 @@ pub struct TrainArgs {
     /// Worker threads, at most the number of cores [default: CONVLM_THREADS or every core]
     #[arg(long)]
     threads: Option<usize>,
+    /// fp32, or bf16: matmuls and convolutions take bf16 inputs and accumulate in fp32
+    /// (torch.autocast's bf16; needs a CPU with AVX512_BF16); parameters, optimizer and
+    /// checkpoints stay fp32. Kept in the run's config, so --resume continues with it
+    /// [default: fp32]
+    #[arg(long, value_parser = serde_name::<Precision>)]
+    precision: Option<Precision>,
     /// Continue the run in --out from its last checkpoint, exactly (same data order). Only
     /// --steps, --epochs, --time-limit (a new budget in all) and --threads may change.
     #[arg(long)]
@@ -194,6 +201,9 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
     }
     if a.threads.is_some() {
         c.train.threads = a.threads;
+    }
+    if let Some(p) = a.precision {
+        c.train.precision = p;
     }
     Ok(apply_overrides(&c, &sets)?)
 }

@@ -125,6 +125,7 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
 pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
+    group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
     let mut absolute = || -> Result<()> {
@@ -185,6 +186,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         let c: RunConfig = serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's config: {e}")))?;
         c.validate().map(|_| c)
     })?;
+    group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
     let tokenizer = from_root(group, "rank 0's tokenizer.json", tokenizer, |b| Tokenizer::from_json(&String::from_utf8_lossy(b), &run.file(TOKENIZER_FILE)))?;
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
@@ -274,7 +276,7 @@ pub(super) fn next_step(cfg: &RunConfig, dataset: &Dataset, state: &TrainState, 
     let batch = dataset.sample_batch(Split::Train, cfg.train.batch_size, rng);
     dataset.check_batch(&batch)?;
     let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, state.schedule_total(step));
-    Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) }))
+    Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step), precision: cfg.train.precision }))
 }
 
 pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {

@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::buffers::{recycle, stale, zeroed};
-use crate::tensor::Tensor;
+use crate::tensor::kernels::matmul::Gemm;
+use crate::tensor::{Precision, Tensor};
 
 /// A handle to a value recorded on a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,12 +132,44 @@ pub struct Graph {
     /// none does): walking the tape backwards, its gradient is final once that op is done.
     first_use: Vec<usize>,
     training: bool,
+    /// The products of matmuls and convolutions ([`Graph::set_precision`]).
+    gemm: Gemm,
 }
 
 impl Graph {
     /// An empty tape; `training` selects batchnorm/dropout behaviour.
     pub fn new(training: bool) -> Self {
-        Graph { values: Vec::new(), requires: Vec::new(), ops: Vec::new(), grads: Vec::new(), params: Vec::new(), first_use: Vec::new(), training }
+        Graph {
+            values: Vec::new(),
+            requires: Vec::new(),
+            ops: Vec::new(),
+            grads: Vec::new(),
+            params: Vec::new(),
+            first_use: Vec::new(),
+            training,
+            gemm: Gemm::F32,
+        }
+    }
+
+    /// Makes the matmuls and convolutions recorded from now on (and their backward
+    /// products) compute in `precision` (see [`Precision`]); fp32 until then. Errors when
+    /// the CPU cannot (bf16 without AVX512_BF16), naming the missing feature.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.gemm = precision.products()?;
+        Ok(())
+    }
+
+    /// The precision of the products recorded now.
+    pub fn precision(&self) -> Precision {
+        match self.gemm {
+            Gemm::F32 => Precision::Fp32,
+            Gemm::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// The products the ops recorded now run (the kernels' side of [`Graph::precision`]).
+    pub(crate) fn gemm(&self) -> Gemm {
+        self.gemm
     }
 
     /// Whether ops run in training mode.

@@ -1,5 +1,6 @@
 //! Strided f32 matrix multiply: the crate's own AVX2 + FMA kernel (`sgemm`) where the CPU
-//! has it, the `gemm` crate elsewhere.
+//! has it, the `gemm` crate elsewhere; and, as a [`Gemm::Bf16`] product, bf16 inputs with
+//! fp32 accumulation (`bf16gemm`, CPUs with AVX512_BF16).
 //!
 //! Every matrix is described by a slice plus row and column strides (in elements), so that
 //! transposes, shifted windows and per-group blocks are views, never copies.
@@ -8,6 +9,98 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 pub use super::mat::{Init, Mat, EPILOGUE_ROWS};
+use crate::tensor::cpu::Avx512Bf16;
+
+/// How a product computes: the one switch between fp32 and bf16 products. The kernels of
+/// matmuls and convolutions take one and call its methods; a graph holds the one its
+/// precision chose (`Graph::set_precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gemm {
+    /// fp32 inputs and accumulation.
+    #[default]
+    F32,
+    /// Inputs rounded to bf16 (to nearest, ties to even), products accumulated in fp32, fp32
+    /// outputs: torch.autocast's bf16 matmul, without rounding the output. Holds the proof
+    /// that the CPU has AVX512_BF16.
+    Bf16(Avx512Bf16),
+}
+
+impl Gemm {
+    /// [`matmul`] computed as this product says.
+    pub fn matmul(self, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, par: Par) {
+        let init = if accumulate { Init::Accumulate } else { Init::Zero };
+        self.matmul_init(dst, dst_row_stride, a, b, init, par);
+    }
+
+    /// [`matmul_init`] computed as this product says.
+    pub fn matmul_init(self, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
+        match self {
+            Gemm::F32 => matmul_init(dst, dst_row_stride, a, b, init, par),
+            Gemm::Bf16(cpu) => bf16_product(cpu, dst, dst_row_stride, a, b, init, par),
+        }
+    }
+
+    /// [`matmul_then`] computed as this product says; a bf16 product runs each block's
+    /// epilogue as soon as the block is computed, while it is in cache.
+    pub fn matmul_then(self, dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        #[cfg(target_arch = "x86_64")]
+        if let Gemm::Bf16(cpu) = self {
+            let (m, k, n) = (a.rows, a.cols, b.cols);
+            assert_eq!(k, b.rows, "matmul inner dimensions");
+            assert_eq!(dst.len(), m * n, "matmul_then destination size");
+            if m > 0 && n > 0 && k > 0 && super::bf16gemm::fuses_epilogue(k) {
+                a.check();
+                b.check();
+                // SAFETY: the token proves AVX512_BF16; the views were checked and dst holds m · n values.
+                unsafe { super::bf16gemm::gemm_then(cpu, dst, a, b, init, threads_for(par, m, k, n), epilogue) };
+                return;
+            }
+        }
+        self.matmul_init(dst, b.cols, a, b, init, par);
+        run_epilogues(dst, b.cols, par, epilogue);
+    }
+}
+
+/// The bf16 product behind [`Gemm::Bf16`], with `matmul_init`'s checks.
+fn bf16_product(cpu: Avx512Bf16, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
+    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if let Init::Rows(r) = init {
+        assert_eq!(r.len(), n, "matmul start row length");
+    }
+    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
+    if k == 0 {
+        init.fill(dst, m, n, dst_row_stride);
+        return;
+    }
+    a.check();
+    b.check();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the token proves AVX512_BF16; the views and dst were bounds-checked above, and
+    // dst is a distinct &mut slice.
+    unsafe {
+        super::bf16gemm::gemm(cpu, dst, dst_row_stride, a, b, init, threads_for(par, m, k, n))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = cpu; // no such token exists off x86-64
+        matmul_init(dst, dst_row_stride, a, b, init, par);
+    }
+}
+
+/// `epilogue(block, rows)` on each block of [`EPILOGUE_ROWS`] rows of a finished product.
+fn run_epilogues(dst: &mut [f32], n: usize, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if n == 0 {
+        return;
+    }
+    match par {
+        Par::Pool => dst.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+        Par::Seq => dst.chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+    }
+}
 
 /// Threading for one GEMM call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,10 +178,7 @@ pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilog
         return;
     }
     matmul_init(dst, n, a, b, init, par);
-    match par {
-        Par::Pool => dst.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
-        Par::Seq => dst.chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
-    }
+    run_epilogues(dst, n, par, epilogue);
 }
 
 /// Threads for one product: the pool's, unless `par` says otherwise or it is too small.
