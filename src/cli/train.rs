@@ -300,9 +300,13 @@ fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
 fn diff_settings(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
     match (old, new) {
         (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
-            for (k, nv) in n {
+            // Both sides' keys: a setting left out when at its default (train.precision,
+            // model.dropout) is absent from one of them.
+            let keys: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+            for k in keys {
                 let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                diff_settings(&key, o.get(k).unwrap_or(&serde_json::Value::Null), nv, out);
+                let null = serde_json::Value::Null;
+                diff_settings(&key, o.get(k).unwrap_or(&null), n.get(k).unwrap_or(&null), out);
             }
         }
         _ if old != new => out.push((prefix.to_string(), old.to_string(), new.to_string())),
