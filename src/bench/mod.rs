@@ -123,6 +123,9 @@ pub struct BenchReport {
     /// `gflops` over the peak of the step's precision, W1 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<f64>,
+    /// The kernel choices the steps ran with (`tensor::tune`; `convlm bench` installs the
+    /// ones measured on this CPU, as `convlm train` does).
+    pub tuning: crate::tensor::tune::Tuning,
 }
 
 impl BenchReport {
@@ -204,6 +207,9 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
     // measured on the same pool first.
     let peak = peak::measure(3);
     let (times, losses, first_step_ms) = threads::on_pool(|| time_steps(opts, &mut runner))?;
+    if crate::tensor::profile::enabled() {
+        eprint!("per-op profile of {} steps (CONVLM_PROFILE=1):\n{}", opts.warmup + opts.steps, crate::tensor::profile::take_report());
+    }
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
@@ -245,6 +251,7 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         peak_fp32_gflops: peak.fp32_gflops,
         peak_bf16_gflops: peak.bf16_gflops,
         efficiency,
+        tuning: crate::tensor::tune::active(),
     })
 }
 

@@ -145,6 +145,8 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let Some(workload) = a.workload else { bail!("--workload w1|w2|w3|w4 or --generate is required") };
+    // The kernel choices `convlm train` makes on this CPU (measured once, cached).
+    convlm::tensor::tune::install(convlm::run::tuning::for_this_cpu());
     let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed, precision: a.precision })?;
     println!("{}", report.to_json_line());
     Ok(())

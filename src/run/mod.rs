@@ -16,6 +16,7 @@ pub mod samples;
 mod session;
 pub mod step;
 pub mod trainer;
+pub mod tuning;
 
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};

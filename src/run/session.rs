@@ -155,7 +155,17 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
     let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
+    let mut state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
+    // Every rank computes with rank 0's kernel choices, which the run records.
+    let measured = group.is_root().then(|| {
+        let tuning = crate::run::tuning::for_this_cpu();
+        (tuning, serde_json::to_vec(&tuning).unwrap_or_default())
+    });
+    let tuning = from_root(group, "rank 0's kernel choices", measured, |b| {
+        serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's kernel choices: {e}")))
+    })?;
+    crate::tensor::tune::install(tuning);
+    state.tuning = Some(tuning);
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside })
 }
 
@@ -217,6 +227,10 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     let loaded = run.load_checkpoint_from(&bytes, &mut model, &mut optimizer, &config, &tokenizer);
     drop(bytes);
     let mut state = group.agree(loaded, "loading the checkpoint", crate::dist::Wait::Step)?;
+    // The kernels the run trained with (by CPU flags for runs from before they were recorded).
+    let tuning = state.tuning.unwrap_or_else(crate::tensor::tune::Tuning::by_flags);
+    crate::tensor::tune::install(tuning);
+    state.tuning = Some(tuning);
     on_root(group, "checking the run's setup", || manifest.as_ref().map_or(Ok(()), |m| run.check_setup(m, &config)))?;
     group.agree(check_same_tokenizer(&tokenizer, &data), "checking the tokenizer", crate::dist::Wait::Step)?;
     let asked = match (opts.steps, opts.epochs) {
@@ -290,7 +304,8 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             (model, optimizer, rng, state)
         }
         None => {
-            let Start { model, optimizer, rng, state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+            let Start { model, optimizer, rng, mut state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+            state.tuning = s.state.tuning;
             (model, optimizer, rng, state)
         }
     };

@@ -4,7 +4,10 @@
 use crate::error::{Error, Result};
 use crate::tensor::buffers::{recycle, stale, zeroed};
 use crate::tensor::kernels::matmul::Gemm;
-use crate::tensor::{Precision, Tensor};
+use crate::tensor::{profile, Precision, Tensor};
+
+/// The profile's name for parameters, constants and leaves.
+const LEAF: &str = "leaf (parameter, constant)";
 
 /// A handle to a value recorded on a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +137,10 @@ pub struct Graph {
     training: bool,
     /// The products of matmuls and convolutions ([`Graph::set_precision`]).
     gemm: Gemm,
+    /// Per op, its backward rule's type name, and when the last value was recorded: for
+    /// `CONVLM_PROFILE` (`tensor::profile`).
+    names: Vec<&'static str>,
+    last_push: Option<std::time::Instant>,
 }
 
 impl Graph {
@@ -148,6 +155,8 @@ impl Graph {
             first_use: Vec::new(),
             training,
             gemm: Gemm::F32,
+            names: Vec::new(),
+            last_push: None,
         }
     }
 
@@ -179,19 +188,19 @@ impl Graph {
 
     /// Records a constant (no gradient).
     pub fn constant(&mut self, t: Tensor) -> Var {
-        self.push(t, false, None)
+        self.push(t, false, None, LEAF)
     }
 
     /// Records a leaf that receives a gradient (used by tests and finite-difference checks).
     pub fn leaf(&mut self, t: Tensor) -> Var {
-        self.push(t, true, None)
+        self.push(t, true, None, LEAF)
     }
 
     /// Records a trainable leaf (a model parameter) under the caller's `key` (its index in
     /// the caller's parameter store); [`Graph::params`] lists them, so that after
     /// [`Graph::backward`] the layer that owns the parameters can collect their gradients.
     pub fn param(&mut self, value: Tensor, key: usize) -> Var {
-        let v = self.push(value, true, None);
+        let v = self.push(value, true, None, LEAF);
         self.params.push((v, key));
         v
     }
@@ -222,7 +231,7 @@ impl Graph {
     }
 
     /// Records an op output; `op` is kept only when some input needs a gradient.
-    pub(crate) fn record(&mut self, value: Tensor, inputs: &[Var], op: impl BackwardOp + 'static) -> Var {
+    pub(crate) fn record<Op: BackwardOp + 'static>(&mut self, value: Tensor, inputs: &[Var], op: Op) -> Var {
         let requires = inputs.iter().any(|v| self.requires[v.0]);
         let op: Option<Box<dyn BackwardOp>> = if requires { Some(Box::new(op)) } else { None };
         let index = self.values.len();
@@ -232,10 +241,17 @@ impl Graph {
                 self.first_use[v.0] = index;
             }
         }
-        self.push(value, requires, op)
+        self.push(value, requires, op, std::any::type_name::<Op>())
     }
 
-    fn push(&mut self, value: Tensor, requires: bool, op: Option<Box<dyn BackwardOp>>) -> Var {
+    fn push(&mut self, value: Tensor, requires: bool, op: Option<Box<dyn BackwardOp>>, name: &'static str) -> Var {
+        if profile::enabled() {
+            // The time since the last value was recorded went into computing this one.
+            let now = std::time::Instant::now();
+            profile::charge(name, now - self.last_push.unwrap_or(now), std::time::Duration::ZERO);
+            self.last_push = Some(now);
+        }
+        self.names.push(name);
         self.values.push(value);
         self.requires.push(requires);
         self.ops.push(op);
@@ -269,7 +285,11 @@ impl Graph {
         let Some(op) = self.ops[i].as_ref() else { return Ok(()) };
         let Some(grad_out) = self.grads[i].take() else { return Ok(()) };
         let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires, finished };
+        let started = profile::enabled().then(std::time::Instant::now);
         let result = op.backward(&self.values[i], &grad_out, &mut ctx);
+        if let Some(t0) = started {
+            profile::charge(self.names[i], std::time::Duration::ZERO, t0.elapsed());
+        }
         self.grads[i] = Some(grad_out);
         result
     }

@@ -12,7 +12,9 @@ pub mod kernels;
 pub(crate) mod ops;
 pub mod peak;
 mod precision;
+pub mod profile;
 pub mod threads;
+pub mod tune;
 
 pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};

@@ -61,7 +61,7 @@ fn best_rate(reps: usize, flop_per_iter: f64, run: fn(u64) -> f32) -> f64 {
 }
 
 /// The widest fp32 FMA loop this CPU runs: (its ISA, flops per iteration, the loop).
-fn fp32_loop() -> (&'static str, f64, fn(u64) -> f32) {
+pub(crate) fn fp32_loop() -> (&'static str, f64, fn(u64) -> f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if cpu::avx512f() && cpu::avx2_fma().is_some() {
@@ -81,10 +81,10 @@ fn fp32_loop() -> (&'static str, f64, fn(u64) -> f32) {
 }
 
 /// Flops of one iteration of the bf16 loop: 12 instructions of 16 lanes × 2 multiply-adds.
-const BF16_FLOP_PER_ITER: f64 = 12.0 * 16.0 * 2.0 * 2.0;
+pub(crate) const BF16_FLOP_PER_ITER: f64 = 12.0 * 16.0 * 2.0 * 2.0;
 
 /// The bf16 dot-product loop, where the CPU has AVX512_BF16.
-fn bf16_loop() -> Option<fn(u64) -> f32> {
+pub(crate) fn bf16_loop() -> Option<fn(u64) -> f32> {
     #[cfg(target_arch = "x86_64")]
     if cpu::avx512_bf16().is_some() {
         return Some(|n| {

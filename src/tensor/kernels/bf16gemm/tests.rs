@@ -184,32 +184,84 @@ fn the_epilogue_sees_every_block_once_with_its_final_values() {
 }
 
 /// GFLOP/s of the bf16 and fp32 products at the workloads' shapes, alternating, for tuning:
-/// `cargo test --lib bf16gemm::tests::speed -- --ignored --nocapture`.
+/// `cargo test --lib bf16gemm::tests::speed -- --ignored --nocapture` (`SPEED_THREADS`
+/// threads, default 2).
 #[test]
 #[ignore]
 fn speed() {
     let Some(cpu) = avx512_bf16() else { return };
-    let threads = rayon::current_num_threads();
-    // (m, k, n, A transposed): W1's head forward, input and weight gradients, a hidden conv,
-    // W4's MLP.
-    for (m, k, n, at) in [(4096, 384, 5000, false), (4096, 5000, 384, false), (5000, 4096, 384, true), (4096, 384, 128, false), (4096, 128, 512, false)] {
-        let (ad, bd) = (values(m * k, 1), values(k * n, 2));
-        let a = if at { Mat::row_major(&ad, k, m).t() } else { Mat::row_major(&ad, m, k) };
-        let b = Mat::row_major(&bd, k, n);
+    let threads: usize = std::env::var("SPEED_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    // (m, k, n, A layout): W1's head forward, input and weight gradients; a hidden conv's
+    // forward (overlapping windows, row stride 128) and weight gradient; W4's MLP.
+    let only = std::env::var("SPEED_ONLY").unwrap_or_default();
+    for (m, k, n, layout) in [
+        (4096, 384, 5000, "rows"),
+        (4096, 5000, 384, "rows"),
+        (5000, 4096, 384, "t"),
+        (4096, 384, 128, "windows"),
+        (128, 4096, 384, "t"),
+        (4096, 128, 512, "rows bt"),
+        (4096, 512, 128, "rows bt"),
+        (4096, 512, 128, "rows"),
+        (512, 4096, 128, "t"),
+        (1024, 64, 64, "rows bt"),
+    ] {
+        if !only.is_empty() && !layout.contains(&only) && !format!("{m},{k},{n}").contains(&only) {
+            continue;
+        }
+        let ad = values(m * k + k, 1);
+        let bd = values(k * n, 2);
+        let a = match layout {
+            "t" => Mat::row_major(&ad[..m * k], k, m).t(),
+            "windows" => Mat::strided(&ad, m, k, 128, 1),
+            _ => Mat::row_major(&ad[..m * k], m, k),
+        };
+        let b = if layout.ends_with("bt") { Mat::row_major(&bd, n, k).t() } else { Mat::row_major(&bd, k, n) };
         let mut c = vec![0.0f32; m * n];
         let flop = 2.0 * (m * k * n) as f64;
         let (mut t16, mut t32) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            // SAFETY: views in bounds; c holds m * n values.
-            unsafe { gemm(cpu, &mut c, n, a, b, Init::Zero, threads) };
-            t16.push(t.elapsed().as_secs_f64());
-            let t = std::time::Instant::now();
-            crate::tensor::kernels::matmul::matmul(&mut c, n, a, b, false, crate::tensor::kernels::matmul::Par::Pool);
-            t32.push(t.elapsed().as_secs_f64());
+        // With one thread, the thread's CPU time: steadier than wall time on a busy machine.
+        let clock = || {
+            if threads > 1 {
+                return std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            }
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `ts` is a valid timespec to write.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+        };
+        if m == 4096 && k == 384 && n == 5000 && threads == 1 {
+            let (_, flop, fp32) = crate::tensor::peak::fp32_loop();
+            let bf16 = crate::tensor::peak::bf16_loop().unwrap();
+            let t = clock();
+            std::hint::black_box(fp32(20_000_000));
+            let p32 = 20e6 * flop / (clock() - t) / 1e9;
+            let t = clock();
+            std::hint::black_box(bf16(20_000_000));
+            let p16 = 20e6 * crate::tensor::peak::BF16_FLOP_PER_ITER / (clock() - t) / 1e9;
+            println!("one thread's peak (CPU time): fp32 {p32:.0} GFLOP/s, bf16 {p16:.0} GFLOP/s");
         }
+        pool.install(|| {
+            for _ in 0..(9 + (1 << 28) / (m * k * n)) {
+                let t = clock();
+                // SAFETY: views in bounds; c holds m * n values.
+                unsafe { gemm(cpu, &mut c, n, a, b, Init::Zero, threads) };
+                t16.push(clock() - t);
+                let t = clock();
+                crate::tensor::kernels::matmul::matmul(&mut c, n, a, b, false, crate::tensor::kernels::matmul::Par::Pool);
+                t32.push(clock() - t);
+            }
+        });
         t16.sort_by(f64::total_cmp);
         t32.sort_by(f64::total_cmp);
-        println!("({m},{k},{n}) at={at}: bf16 {:.0} GFLOP/s, fp32 {:.0} GFLOP/s", flop / t16[2] / 1e9, flop / t32[2] / 1e9);
+        let (m16, m32) = (t16[t16.len() / 2], t32[t32.len() / 2]);
+        println!(
+            "({m},{k},{n}) {layout}: bf16 {:.0} GFLOP/s, fp32 {:.0} GFLOP/s (best {:.0} / {:.0})",
+            flop / m16 / 1e9,
+            flop / m32 / 1e9,
+            flop / t16[0] / 1e9,
+            flop / t32[0] / 1e9
+        );
     }
 }
