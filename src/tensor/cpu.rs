@@ -1,6 +1,6 @@
 //! CPU features, detected once per process: the one place convlm asks which SIMD code it may
 //! run. Kernels with an AVX2 + FMA build take an [`Avx2Fma`] token, which only
-//! [`avx2_fma`] can make, and the bf16 products an [`Avx512Bf16`] token, which only
+//! [`avx2_fma`] can make (`simd_fn!` builds a function's loops for AVX2 and AVX-512), and the bf16 products an [`Avx512Bf16`] token, which only
 //! [`avx512_bf16`] can make, so a safe function cannot be asked to run instructions the CPU
 //! lacks.
 //!
@@ -88,31 +88,53 @@ pub fn avx512f() -> bool {
     })
 }
 
-/// Runs `body` inside a function compiled with AVX2 + FMA enabled when `simd` is given, so
-/// the loops of a closure inlined into it vectorize 8 lanes wide; otherwise runs it as is.
-/// Rust never contracts `a * b + c` into an FMA, so both builds compute the same values.
-#[inline(always)]
-pub fn with_avx2<R>(simd: Option<Avx2Fma>, body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(token) = simd {
-        return run_avx2(token, body);
-    }
-    let _ = simd;
-    body()
+/// Defines `fn $name(simd: Option<Avx2Fma>, args...)` from a body compiled three times:
+/// as it is, with AVX2 + FMA enabled (taken when `simd` is given), and with AVX-512F enabled
+/// as well (taken when `simd` is given and the CPU has it), so the loops of the body (and of
+/// the `#[inline(always)]` functions it calls) vectorize 4, 8 or 16 lanes wide. Rust never
+/// contracts `a * b + c` into an FMA nor reorders a sum, so every build computes the same
+/// values. AVX-512 doubles the lanes per instruction: twice the arithmetic where it runs on
+/// full-width units (Zen 5, Intel server cores), half the instructions to issue where it
+/// runs on 256-bit ones (Zen 4).
+///
+/// The body is a plain function called from each build, never a closure: a closure handed
+/// to a `#[target_feature]` function was compiled apart, without the features, whenever
+/// it landed in another codegen unit (it did for LayerNorm's and the depthwise conv's
+/// loops, which then ran 4 lanes wide).
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($simd:ident: Option<Avx2Fma> $(, $arg:ident: $ty:ty)* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($simd: Option<$crate::tensor::cpu::Avx2Fma> $(, $arg: $ty)*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx512($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $simd.is_some() {
+                if $crate::tensor::cpu::avx512f() {
+                    // SAFETY: the token proves AVX2 and FMA, and AVX-512F was detected.
+                    return unsafe { avx512($($arg),*) };
+                }
+                // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
+                return unsafe { avx2($($arg),*) };
+            }
+            let _ = $simd;
+            body($($arg),*)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn run_avx2<R>(_token: Avx2Fma, body: impl FnOnce() -> R) -> R {
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn inner<R>(body: impl FnOnce() -> R) -> R {
-        body()
-    }
-    // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-    unsafe { inner(body) }
-}
+pub(crate) use simd_fn;
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> bool {
