@@ -4,8 +4,9 @@
 //!
 //! The BLIS layout of `sgemm`, twice as deep per instruction: B packed in panels of
 //! [`NR`] = 32 columns, A in strips of [`MR`] = 12 rows, both as pairs of consecutive k
-//! (`pack`), and a 12 x 32 register tile (`micro`). Blocks of [`KC`] = 384 steps of k:
-//! every conv of the benchmark workloads (K·C_in ≤ 384) is one block, so C is written once.
+//! (`pack`), and a 12 x 32 register tile (`micro`). Blocks of [`KC`] = 512 steps of k: the
+//! hidden convs of W1 (K·C_in = 384) and W4's MLP (k = 512) are one block each, so C is
+//! written once.
 //!
 //! Every output element is reduced over k in the same order (blocks of KC ascending, pairs
 //! ascending within a block) however the work is split between threads, so results do not
@@ -26,11 +27,14 @@ use rayon::prelude::*;
 const MR: usize = 12;
 /// Columns of the register tile (two 16-lane vectors).
 const NR: usize = 32;
-/// Steps of k per packed block (even): a 24 KB B strip, and K·C_in = 384 in one block.
-const KC: usize = 384;
-/// Rows of A packed at once (16 tiles, ~150 KB of pairs: stays in L2 with B's strip).
+/// Steps of k per packed block (even): a 32 KB B strip. Against 384, one block for W4's
+/// k = 512 products took (4096·512·128) from 87 to 112 GFLOP/s and the others gained
+/// 3-10% (one thread's CPU time, alternating with fp32, Zen 5); 768 measured the same as
+/// 512, whose strip also stays within a 32 KB L1 (Zen 4).
+const KC: usize = 512;
+/// Rows of A packed at once (16 tiles, ~200 KB of pairs: stays in L2 with B's strip).
 const MC: usize = 16 * MR;
-/// Columns of B packed at once (~2.4 MB of pairs at KC = 384: lives in L3).
+/// Columns of B packed at once (~3 MB of pairs at KC = 512: lives in L3).
 const NC: usize = 3072;
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` in bf16 with fp32 accumulation, where `init`
