@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::tensor::memory::{self, MemoryReport};
 use crate::tensor::{peak, threads, Precision};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
@@ -126,6 +127,9 @@ pub struct BenchReport {
     /// The kernel choices the steps ran with (`tensor::tune`; `convlm bench` installs the
     /// ones measured on this CPU, as `convlm train` does).
     pub tuning: crate::tensor::tune::Tuning,
+    /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
+    /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
+    pub memory: MemoryReport,
 }
 
 impl BenchReport {
@@ -252,6 +256,7 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         peak_bf16_gflops: peak.bf16_gflops,
         efficiency,
         tuning: crate::tensor::tune::active(),
+        memory: memory::report(),
     })
 }
 
@@ -326,6 +331,10 @@ mod tests {
             ] {
                 assert!(json.get(key).is_some(), "{key} missing in {line}");
             }
+            let memory = &json["memory"];
+            let hits = memory["pool"]["tape"]["hits"].as_u64().unwrap_or(0);
+            assert!(hits > 0, "{w:?}: the steps after the first take tape buffers from the pool: {line}");
+            assert!(memory["budget_bytes"].as_u64().is_some_and(|b| b > 0) && memory["blocks"]["hits"].is_u64(), "{line}");
         }
         let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, precision: Precision::Fp32 }).unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));

@@ -1,18 +1,16 @@
 //! Commands that read a trained run: `sample`, `eval` and `plot`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::parse::{finite_f32, serde_name};
-use convlm::data::{Split, Splits, Tokenizer};
+use convlm::data::Split;
 use convlm::generate::SamplingConfig;
-use convlm::models::Model;
-use convlm::run::checkpoint::{BEST_FILE, MODEL_FILE};
-use convlm::run::prepare::{build_dataset, check_same_tokenizer, open_data};
-use convlm::run::samples::{sample_texts, SampleRequest};
-use convlm::run::{evaluate, RunConfig, RunDir};
+use convlm::run::samples::SampleRequest;
+use convlm::run::trained::{EvalRequest, TrainedRun};
+use convlm::run::RunDir;
 use convlm::tensor::threads::init_threads;
 
 #[derive(Args)]
@@ -77,47 +75,19 @@ pub struct PlotArgs {
     run: PathBuf,
 }
 
-/// A run's config, tokenizer and model (best or last), after checking that config.json and
-/// tokenizer.json are the files the run was trained with.
-fn load_run(dir: &Path, last: bool) -> Result<(RunDir, RunConfig, Tokenizer, Model)> {
-    let run = RunDir::new(dir);
-    let config = run.load_config()?;
-    let tokenizer = run.load_tokenizer()?;
-    let name = if last || !run.file(BEST_FILE).exists() { MODEL_FILE } else { BEST_FILE };
-    let model = run.load_model(name, &config, &tokenizer)?;
-    if let Some(manifest) = run.manifest()? {
-        run.check_setup(&manifest, &config)?;
-    }
-    Ok((run, config, tokenizer, model))
-}
-
 pub fn cmd_sample(a: SampleArgs) -> Result<()> {
     init_threads(None);
-    let (run, config, tokenizer, model) = load_run(&a.run, a.last)?;
+    let trained = TrainedRun::open(&a.run, a.last)?;
     // The corpus only marks line samples as in-train / in-test / new: a changed or missing
     // corpus leaves them unmarked, with a word.
-    let dataset = if config.data.kind == convlm::data::DatasetKind::Lines {
-        let checked = open_data(&config.data, None, |_| {}).and_then(|data| {
-            if let Some(m) = run.manifest()? {
-                run.check_data(&m, &data.fingerprint, false)?;
-            }
-            check_same_tokenizer(&tokenizer, &data)?;
-            build_dataset(&config.data, &data, config.seed)
-        });
-        match checked {
-            Ok(dataset) => Some(dataset),
-            Err(e) => {
-                eprintln!("warning: samples are not marked in-train / new: {e}");
-                None
-            }
-        }
-    } else {
+    let dataset = trained.lines_dataset().unwrap_or_else(|e| {
+        eprintln!("warning: samples are not marked in-train / new: {e}");
         None
-    };
-    let grid = (config.data.grid_height, config.data.grid_width);
+    });
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed };
     let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
-    let samples = sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?;
+    let samples = trained.sample(&req, dataset.as_ref())?;
+    let config = &trained.config;
     let last = samples.len().saturating_sub(1);
     for (i, s) in samples.into_iter().enumerate() {
         match s.novelty {
@@ -137,34 +107,9 @@ pub fn cmd_sample(a: SampleArgs) -> Result<()> {
 
 pub fn cmd_eval(a: EvalArgs) -> Result<()> {
     init_threads(None);
-    let (run, mut config, tokenizer, mut model) = load_run(&a.run, a.last)?;
-    let split = match &a.data {
-        Some(path) => {
-            // Every example of the file, in one split, as the run cuts its own data.
-            config.data.path = Some(path.clone());
-            config.data.splits = Splits::EVAL_ONLY;
-            Split::Test
-        }
-        None => a.split,
-    };
-    if let Some(b) = a.block_size {
-        // Stream chunks do not depend on the block size (unless a block outgrows them), so
-        // the run's splits stay the same texts.
-        config.data.block_size = b;
-    }
-    // Another file is tokenized with the run's tokenizer; the run's own data was already.
-    let given = a.data.as_ref().map(|_| &tokenizer);
-    let data = open_data(&config.data, given, |_| {})?;
-    if a.data.is_none() {
-        if let Some(manifest) = run.manifest()? {
-            if let Some(warning) = run.check_data(&manifest, &data.fingerprint, a.allow_data_change)? {
-                eprintln!("warning: {warning}");
-            }
-        }
-        check_same_tokenizer(&tokenizer, &data)?;
-    }
-    let dataset = build_dataset(&config.data, &data, config.seed)?;
-    let r = evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?;
+    let mut trained = TrainedRun::open(&a.run, a.last)?;
+    let req = EvalRequest { split: a.split, data: a.data.as_deref(), block_size: a.block_size, allow_data_change: a.allow_data_change };
+    let r = trained.evaluate(&req, |warning| eprintln!("warning: {warning}"))?;
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),
         None => format!("split {}", r.split),

@@ -25,7 +25,13 @@ impl CancelToken {
         self.0.store(true, Ordering::SeqCst);
     }
 
-    /// Whether [`CancelToken::cancel`] was called.
+    /// Clears a cancel that was acted on, so the run it stopped may be stepped on
+    /// ([`Trainer`](super::Trainer) does this once it has saved its checkpoint).
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called (and not [reset](CancelToken::reset) since).
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
@@ -67,6 +73,29 @@ pub enum TrainEvent<'a> {
     Warning(String),
     /// The loop ended (finished, interrupted or diverged); the summary or error follows.
     Finished,
+}
+
+impl TrainEvent<'_> {
+    /// The lines a front end prints for this event, as `convlm train` prints them: what the
+    /// run is when it starts, each validation loss, each sample (indented); none for steps,
+    /// preparation, warnings and the end, which a front end shows its own way.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, .. } => vec![format!(
+                "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
+                run_dir.display()
+            )],
+            TrainEvent::Eval { step, val_loss, best } => vec![format!("step {step:>6}  val loss {val_loss:.4}{}", if *best { "  (best, saved)" } else { "" })],
+            TrainEvent::Samples(samples) => samples
+                .iter()
+                .map(|sample| {
+                    let tag = sample.novelty.map(|n| format!(" [{}]", n.name())).unwrap_or_default();
+                    format!("    {}{tag}", sample.text.replace('\n', "\n    "))
+                })
+                .collect(),
+            TrainEvent::Step { .. } | TrainEvent::Preparing(_) | TrainEvent::Warning(_) | TrainEvent::Finished => Vec::new(),
+        }
+    }
 }
 
 /// Receives the events of a run (see [`TrainEvent`]).

@@ -2,8 +2,8 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::{recycle, stale, zeroed};
 use crate::tensor::kernels::matmul::Gemm;
+use crate::tensor::memory::{give, stale, zeroed};
 use crate::tensor::{profile, Precision, Tensor};
 
 /// The profile's name for parameters, constants and leaves.
@@ -332,14 +332,12 @@ impl Graph {
 }
 
 impl Drop for Graph {
-    /// Hands the large value and gradient buffers to the next graph's ops
-    /// (`tensor::buffers`), instead of freeing them and zero-filling new ones.
+    /// Gives every gradient buffer back to the memory layer (`tensor::memory`) for the next
+    /// graph's ops, instead of freeing them and zero-filling new ones (the values, tensors,
+    /// give theirs back as they drop).
     fn drop(&mut self) {
-        for t in std::mem::take(&mut self.values) {
-            recycle(t.into_data());
-        }
         for g in std::mem::take(&mut self.grads).into_iter().flatten() {
-            recycle(g);
+            give(g);
         }
     }
 }
