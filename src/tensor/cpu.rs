@@ -104,6 +104,7 @@ pub fn avx512f() -> bool {
 macro_rules! simd_fn {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($simd:ident: Option<Avx2Fma> $(, $arg:ident: $ty:ty)* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name($simd: Option<$crate::tensor::cpu::Avx2Fma> $(, $arg: $ty)*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]

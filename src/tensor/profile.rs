@@ -37,7 +37,7 @@ pub fn take_report() -> String {
     let table = TABLE.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
     let mut rows: Vec<(&'static str, Entry)> = table.into_iter().collect();
     let total: f64 = rows.iter().map(|(_, e)| (e.forward + e.backward).as_secs_f64()).sum::<f64>().max(1e-12);
-    rows.sort_by(|a, b| (b.1.forward + b.1.backward).cmp(&(a.1.forward + a.1.backward)));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.forward + r.1.backward));
     let mut out = format!("{:<28} {:>8} {:>12} {:>12} {:>7}\n", "op (backward rule)", "calls", "forward ms", "backward ms", "share");
     for (op, e) in rows {
         let short = op.rsplit("::").next().unwrap_or(op);

@@ -1,7 +1,7 @@
 //! Row kernels of softmax and cross-entropy over logits: log-sum-exp, softmax in place and
-//! the softmax gradient, with a branch-free `exp` so the row loops vectorize (built for AVX2
-//! + FMA where the CPU has them, 16 lanes wide with AVX-512 where it has that; every build
-//! gives the same values).
+//! the softmax gradient, with a branch-free `exp` so the row loops vectorize (built for
+//! AVX2 and FMA where the CPU has them, 16 lanes wide with AVX-512 where it has that; every
+//! build gives the same values).
 
 use crate::error::{Error, Result};
 use crate::tensor::cpu::{simd_fn, Avx2Fma};

@@ -170,6 +170,7 @@ fn with_shared_panel<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
 ///
 /// # Safety
 /// As [`pack_b`] for the whole panel.
+#[allow(clippy::too_many_arguments)]
 unsafe fn pack_panel(_cpu: Avx512Bf16, b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [u32], parallel: bool) {
     let kp = pairs(kc);
     let pack = |(s, strip): (usize, &mut [u32])| {

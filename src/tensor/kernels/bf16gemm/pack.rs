@@ -136,7 +136,7 @@ unsafe fn lines_to_pairs(src: *const f32, line_stride: usize, kc: usize, valid: 
                 let load = lanes(kc - 2 * q0);
                 let lines: [__m256i; 8] = std::array::from_fn(|l| {
                     if g0 + l < valid {
-                        std::mem::transmute(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(load, src.add((g0 + l) * line_stride + 2 * q0))))
+                        std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(load, src.add((g0 + l) * line_stride + 2 * q0))))
                     } else {
                         _mm256_setzero_si256()
                     }
