@@ -50,6 +50,29 @@ fn a_bf16_run_keeps_its_precision_through_resume() {
     succeeds(&train_args(&names, &plain, "--steps 2 --set train.eval_batches=1 --set train.samples=0"));
     let config: Value = serde_json::from_str(&std::fs::read_to_string(plain.join("config.json")).unwrap()).unwrap();
     assert!(config["train"].get("precision").is_none(), "{config}");
+    // The bf16 run's checkpoints are the fp32 run's: every tensor F32, the same names and
+    // shapes (what reference/models.py loads with strict=True; tests/checkpoint_layout.rs
+    // checks those against PyTorch's).
+    for file in ["model.safetensors", "best.safetensors"] {
+        let (bf16, fp32) = (safetensors_layout(&run.join(file)), safetensors_layout(&plain.join(file)));
+        assert!(!bf16.is_empty() && bf16.values().all(|(dtype, _)| dtype == "F32"), "{file}: {bf16:?}");
+        assert_eq!(bf16, fp32, "{file}: the bf16 run saved other tensors than the fp32 run");
+    }
+}
+
+/// Name -> (dtype, shape) of every tensor of a safetensors file, read from its header.
+fn safetensors_layout(path: &std::path::Path) -> std::collections::BTreeMap<String, (String, Vec<u64>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    header
+        .into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, t)| {
+            let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+            (name, (t["dtype"].as_str().unwrap().to_string(), shape))
+        })
+        .collect()
 }
 
 #[test]
