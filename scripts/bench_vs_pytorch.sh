@@ -107,5 +107,5 @@ for w in sorted({r["workload"] for r in runs} - {"train"}):
 tm = median("train", "convlm-train")
 if tm is not None:
     bm, pm = median("w1", "convlm"), median("w1", "pytorch")
-    print(f"{'train':8} {tm:10.2f} {pm:11.2f} {tm / pm:6.3f}  `convlm train --config reviews-bpe-cnn`: {tm / bm:.3f}x `convlm bench --workload w1` ({bm:.2f} ms)")
+    print(f"{'train':8} {'fp32':4} {tm:10.2f} {pm:11.2f} {tm / pm:6.3f}  `convlm train --config reviews-bpe-cnn`: {tm / bm:.3f}x `convlm bench --workload w1` ({bm:.2f} ms)")
 PYEOF
