@@ -2,10 +2,13 @@
 # Side-by-side training-step benchmark: convlm vs PyTorch on the same CPU, same run.
 #   scripts/bench_vs_pytorch.sh [w1|w2|w3|w4|train|all] [steps] [warmup]
 # Env: ROUNDS (alternating rounds per workload, default 3), THREADS (default 2),
+#      PRECISIONS ("fp32 bf16" where /proc/cpuinfo lists avx512_bf16, else "fp32"),
 #      CONVLM_TORCH_VENV (default ~/.cache/convlm-torch-venv).
 # Each round runs convlm then PyTorch (order swapped every other round, so neither always
-# gets the quieter slot); prints every JSON line, then per workload the median over rounds
-# of each framework's per-run median step time and the ratio convlm/pytorch.
+# gets the quieter slot), in each precision: bf16 rows are `convlm bench --precision bf16`
+# against `bench_pytorch.py --bf16` (torch.autocast). Prints every JSON line, then per
+# workload and precision the median over rounds of each framework's per-run median step
+# time, the ratio convlm/pytorch, and for bf16 convlm's bf16/fp32 ratio.
 #
 # `train` times the product itself: `convlm train --config reviews-bpe-cnn` (W1's model) on
 # tinyshakespeare, its per-step `step_ms` from metrics.jsonl after the warm-up steps, in
@@ -14,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-all}; STEPS=${2:-10}; WARMUP=${3:-2}
 ROUNDS=${ROUNDS:-3}; THREADS=${THREADS:-2}
+if [ -z "${PRECISIONS:-}" ]; then
+  if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then PRECISIONS="fp32 bf16"; else PRECISIONS="fp32"; fi
+fi
 SHARED=${CONVLM_SHARED:-../shared}
 VENV=${CONVLM_TORCH_VENV:-$HOME/.cache/convlm-torch-venv}
 PY="$VENV/bin/python"
@@ -27,8 +33,12 @@ fi
 case "$WHICH" in all) WORKLOADS="w1 w2 w3 w4 train";; w1|w2|w3|w4|train) WORKLOADS=$WHICH;; *) echo "usage: $0 [w1|w2|w3|w4|train|all] [steps] [warmup]" >&2; exit 2;; esac
 LOG=$(mktemp); RUN=$(mktemp -d); trap 'rm -rf "$LOG" "$RUN"' EXIT
 
-run_convlm()  { "$BIN" bench --workload "$1" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" | tail -n 1 | tee -a "$LOG"; }
-run_pytorch() { "$PY" "$SHARED/bench/bench_pytorch.py" --workload "$1" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" | tail -n 1 | tee -a "$LOG"; }
+# $2: fp32 (default) or bf16.
+run_convlm()  { "$BIN" bench --workload "$1" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" --precision "${2:-fp32}" | tail -n 1 | tee -a "$LOG"; }
+run_pytorch() {
+  local bf16=(); if [ "${2:-fp32}" = bf16 ]; then bf16=(--bf16); fi
+  "$PY" "$SHARED/bench/bench_pytorch.py" --workload "$1" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" "${bf16[@]}" | tail -n 1 | tee -a "$LOG"
+}
 run_train() {
   rm -rf "$RUN/train"
   # One evaluation of one batch, after the last step (not part of any step_ms).
@@ -59,7 +69,11 @@ for w in $WORKLOADS; do
         2) run_pytorch w1; run_train; run_convlm w1;;
         0) run_convlm w1; run_pytorch w1; run_train;;
       esac
-    elif (( r % 2 )); then run_convlm "$w"; run_pytorch "$w"; else run_pytorch "$w"; run_convlm "$w"; fi
+    else
+      for p in $PRECISIONS; do
+        if (( r % 2 )); then run_convlm "$w" "$p"; run_pytorch "$w" "$p"; else run_pytorch "$w" "$p"; run_convlm "$w" "$p"; fi
+      done
+    fi
   done
 done
 
@@ -68,19 +82,30 @@ import json, statistics, sys
 log, rounds, steps, warmup = sys.argv[1], *sys.argv[2:]
 runs = [json.loads(l) for l in open(log) if l.strip().startswith("{")]
 def median(workload, framework):
-    ms = [r["ms_per_step_median"] for r in runs if r["workload"] == workload and r["framework"].startswith(framework)]
+    ms = [r["ms_per_step_median"] for r in runs if r["workload"] == workload and r["framework"] == framework]
     return statistics.median(ms) if ms else None
-print(f"\n{rounds} alternating rounds x {steps} counted steps ({warmup} warm-up), median of per-run medians")
-print(f"{'workload':8} {'convlm ms':>10} {'pytorch ms':>11} {'ratio':>6}  convlm loss first/last   pytorch loss first/last  extra")
+cpu = next((r["cpu"] for r in runs if "cpu" in r), "unknown CPU")
+print(f"\n{rounds} alternating rounds x {steps} counted steps ({warmup} warm-up), median of per-run medians, on {cpu}")
+print(f"{'workload':8} {'prec':4} {'convlm ms':>10} {'pytorch ms':>11} {'ratio':>6}  convlm loss first/last   pytorch loss first/last  extra")
 for w in sorted({r["workload"] for r in runs} - {"train"}):
-    c = [r for r in runs if r["workload"] == w and r["framework"] == "convlm"]
-    p = [r for r in runs if r["workload"] == w and r["framework"].startswith("pytorch")]
-    cm, pm = median(w, "convlm"), median(w, "pytorch")
-    extra = f"convlm {statistics.median(r['gflops'] for r in c):.1f} GFLOP/s" if "gflops" in c[0] else ""
-    print(f"{w:8} {cm:10.2f} {pm:11.2f} {cm / pm:6.3f}  {c[0]['loss_first']:.4f}/{c[0]['loss_last']:.4f}"
-          f"         {p[0]['loss_first']:.4f}/{p[0]['loss_last']:.4f}         {extra}")
+    for prec, suffix in [("fp32", ""), ("bf16", "+bf16")]:
+        c = [r for r in runs if r["workload"] == w and r["framework"] == "convlm" + suffix]
+        p = [r for r in runs if r["workload"] == w and r["framework"] == "pytorch" + suffix]
+        if not c or not p:
+            continue
+        cm, pm = median(w, "convlm" + suffix), median(w, "pytorch" + suffix)
+        extra = []
+        if "gflops" in c[0]:
+            extra.append(f"convlm {statistics.median(r['gflops'] for r in c):.1f} GFLOP/s")
+        if c[0].get("efficiency") is not None:
+            extra.append(f"{100 * statistics.median(r['efficiency'] for r in c):.0f}% of the {prec} peak")
+        base = median(w, "convlm")
+        if suffix and base:
+            extra.append(f"convlm bf16/fp32 {cm / base:.3f}")
+        print(f"{w:8} {prec:4} {cm:10.2f} {pm:11.2f} {cm / pm:6.3f}  {c[0]['loss_first']:.4f}/{c[0]['loss_last']:.4f}"
+              f"         {p[0]['loss_first']:.4f}/{p[0]['loss_last']:.4f}         {'; '.join(extra)}")
 tm = median("train", "convlm-train")
 if tm is not None:
     bm, pm = median("w1", "convlm"), median("w1", "pytorch")
-    print(f"{'train':8} {tm:10.2f} {pm:11.2f} {tm / pm:6.3f}  `convlm train --config reviews-bpe-cnn`: {tm / bm:.3f}x `convlm bench --workload w1` ({bm:.2f} ms)")
+    print(f"{'train':8} {'fp32':4} {tm:10.2f} {pm:11.2f} {tm / pm:6.3f}  `convlm train --config reviews-bpe-cnn`: {tm / bm:.3f}x `convlm bench --workload w1` ({bm:.2f} ms)")
 PYEOF

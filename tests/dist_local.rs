@@ -18,6 +18,7 @@ use convlm::nn::ParamStore;
 use convlm::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use convlm::run::step::{train_step, train_step_in, StepOutcome, StepSettings};
 use convlm::run::{resume, train, ResumeOptions, RunConfig, RunDir, TrainOptions, TrainSummary};
+use convlm::tensor::Precision;
 use convlm::{Error, Tensor};
 use rand::{Rng, SeedableRng};
 
@@ -80,7 +81,7 @@ fn single(family: &str, opt: &OptimizerConfig, batches: &[Batch]) -> (Vec<f64>, 
     let mut o = Optimizer::new(opt, m.params()).unwrap();
     let mut losses = Vec::new();
     for b in batches {
-        match train_step(&mut m, &mut o, b, StepSettings { lr: opt.lr, clip_grad: Some(1.0), dropout_seed: 0 }).unwrap() {
+        match train_step(&mut m, &mut o, b, StepSettings { lr: opt.lr, clip_grad: Some(1.0), dropout_seed: 0, precision: Precision::Fp32 }).unwrap() {
             StepOutcome::Done(s) => losses.push(s.loss),
             d => panic!("{d:?}"),
         }
@@ -98,7 +99,15 @@ fn data_parallel(family: &str, opt: &OptimizerConfig, batches: &[Batch], n: usiz
         for b in batches {
             let mine = shard(b, group.rank(), group.size());
             let mut replica = Replica { group: &group, reducer: &mut reducer, global_targets: b.num_targets() };
-            match train_step_in(&mut m, &mut o, &mine, StepSettings { lr: opt.lr, clip_grad: Some(1.0), dropout_seed: 0 }, Some(&mut replica)).unwrap() {
+            match train_step_in(
+                &mut m,
+                &mut o,
+                &mine,
+                StepSettings { lr: opt.lr, clip_grad: Some(1.0), dropout_seed: 0, precision: Precision::Fp32 },
+                Some(&mut replica),
+            )
+            .unwrap()
+            {
                 StepOutcome::Done(s) => {
                     assert_eq!(s.tokens, b.num_targets(), "a step counts the global batch's targets");
                     losses.push(s.loss)

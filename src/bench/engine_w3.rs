@@ -9,7 +9,7 @@ use rand::Rng;
 use crate::error::Result;
 use crate::nn::{ParamId, ParamStore};
 use crate::optim::Optimizer;
-use crate::tensor::{threads, Conv1dSpec, ConvTranspose1dSpec, Graph, Padding, Tensor, Var};
+use crate::tensor::{threads, Conv1dSpec, ConvTranspose1dSpec, Graph, Padding, Precision, Tensor, Var};
 
 /// Vocabulary, embedding width, batch and length of W3.
 pub const W3_DIMS: (usize, usize, usize, usize) = (64, 64, 16, 128);
@@ -111,13 +111,14 @@ impl W3Model {
         self.conv_out.loss(g, &self.store, h, targets) // (B·L, V) fused into the mean loss
     }
 
-    /// One step on the fixed batch `tokens`: zero_grad, loss, backward, update. Returns the
-    /// loss before the update.
-    pub fn step(&mut self, optimizer: &mut Optimizer, tokens: &[u32], targets: &[i64]) -> Result<f64> {
+    /// One step on the fixed batch `tokens`: zero_grad, loss, backward, update, with the
+    /// products in `precision`. Returns the loss before the update.
+    pub fn step(&mut self, optimizer: &mut Optimizer, tokens: &[u32], targets: &[i64], precision: Precision) -> Result<f64> {
         let lr = optimizer.config().lr;
         threads::with_workers_awake(|| {
             self.store.zero_grad();
             let mut g = Graph::new(true);
+            g.set_precision(precision)?;
             let loss = self.loss(&mut g, tokens, targets)?;
             g.backward(loss)?;
             self.store.accumulate_grads(&g);

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::tensor::memory::{self, MemoryReport};
-use crate::tensor::threads;
+use crate::tensor::{peak, threads, Precision};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
 
@@ -80,6 +80,8 @@ pub struct BenchOptions {
     pub threads: usize,
     /// Seed of the parameters and of the tokens.
     pub seed: u64,
+    /// What the steps' matmuls and convolutions compute in.
+    pub precision: Precision,
 }
 
 /// Result of a run; serializes to the keys of `bench_pytorch.py` (same order) plus extras.
@@ -109,6 +111,22 @@ pub struct BenchReport {
     /// `gflop_per_step` / median step time, W1 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
+    /// `fp32` or `bf16` (`framework` says `convlm+bf16` for the latter, as
+    /// `bench_pytorch.py --bf16` says `pytorch+bf16`).
+    pub precision: Precision,
+    /// The CPU the steps ran on (`/proc/cpuinfo`'s model name, family and model).
+    pub cpu: String,
+    /// Its measured peak on the same threads (`tensor::peak`), GFLOP/s: fp32 FMAs, and bf16
+    /// dot products where the CPU has them.
+    pub peak_fp32_gflops: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_bf16_gflops: Option<f64>,
+    /// `gflops` over the peak of the step's precision, W1 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub efficiency: Option<f64>,
+    /// The kernel choices the steps ran with (`tensor::tune`; `convlm bench` installs the
+    /// ones measured on this CPU, as `convlm train` does).
+    pub tuning: crate::tensor::tune::Tuning,
     /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
     /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
     pub memory: MemoryReport,
@@ -150,13 +168,14 @@ enum Runner {
         optimizer: Optimizer,
         tokens: Vec<u32>,
         targets: Vec<i64>,
+        precision: Precision,
     },
 }
 
 impl Runner {
-    fn new(workload: Workload, seed: u64) -> Result<(Self, usize, Option<&'static str>)> {
+    fn new(workload: Workload, seed: u64, precision: Precision) -> Result<(Self, usize, Option<&'static str>)> {
         if let Some(spec) = workload.product_spec()? {
-            let run = ProductRun::new(&spec, seed)?;
+            let run = ProductRun::new(&spec, seed, precision)?;
             let (params, family) = (run.model.params().numel(), spec.config.family());
             return Ok((Runner::Product(Box::new(run)), params, Some(family)));
         }
@@ -168,14 +187,15 @@ impl Runner {
         let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr: 1e-3, weight_decay: 0.0, ..OptimizerConfig::default() };
         let optimizer = Optimizer::new(&cfg, model.store())?;
         let params = model.store().numel();
-        Ok((Runner::Engine { model: Box::new(model), optimizer, tokens, targets }, params, None))
+        precision.check_cpu()?;
+        Ok((Runner::Engine { model: Box::new(model), optimizer, tokens, targets, precision }, params, None))
     }
 
     /// One step; its loss before the update.
     fn step(&mut self) -> Result<f64> {
         match self {
             Runner::Product(run) => run.step(),
-            Runner::Engine { model, optimizer, tokens, targets } => model.step(optimizer, tokens, targets),
+            Runner::Engine { model, optimizer, tokens, targets, precision } => model.step(optimizer, tokens, targets, *precision),
         }
     }
 }
@@ -195,9 +215,14 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         }
     }
     let threads = threads::init_threads((opts.threads > 0).then_some(opts.threads));
-    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed)?;
-    // The steps run on a pool worker, as in training (see `threads::on_pool`).
+    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed, opts.precision)?;
+    // The steps run on a pool worker, as in training (see `threads::on_pool`); the peak is
+    // measured on the same pool first.
+    let peak = peak::measure(3);
     let (times, losses, first_step_ms) = threads::on_pool(|| time_steps(opts, &mut runner))?;
+    if crate::tensor::profile::enabled() {
+        eprint!("per-op profile of {} steps (CONVLM_PROFILE=1):\n{}", opts.warmup + opts.steps, crate::tensor::profile::take_report());
+    }
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
@@ -209,9 +234,17 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         }
         _ => (None, None),
     };
+    let peak_of_precision = match opts.precision {
+        Precision::Fp32 => Some(peak.fp32_gflops),
+        Precision::Bf16 => peak.bf16_gflops,
+    };
+    let efficiency = gflops.zip(peak_of_precision).map(|(g, p)| round_to(g / p, 3));
     Ok(BenchReport {
         workload: opts.workload.name().to_string(),
-        framework: "convlm".to_string(),
+        framework: match opts.precision {
+            Precision::Fp32 => "convlm".to_string(),
+            Precision::Bf16 => "convlm+bf16".to_string(),
+        },
         ms_per_step_median: round_to(median, 4),
         ms_per_step_min: round_to(sorted[0], 4),
         loss_first: losses[0],
@@ -226,6 +259,12 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         family,
         gflop_per_step,
         gflops,
+        precision: opts.precision,
+        cpu: peak.cpu,
+        peak_fp32_gflops: peak.fp32_gflops,
+        peak_bf16_gflops: peak.bf16_gflops,
+        efficiency,
+        tuning: crate::tensor::tune::active(),
         memory: memory::report(),
     })
 }
@@ -262,7 +301,7 @@ mod tests {
     #[test]
     fn workloads_have_pytorchs_parameter_counts() {
         for (w, expected) in [(Workload::W1, 3_549_832), (Workload::W2, 109_244), (Workload::W3, 72_064), (Workload::W4, 933_120)] {
-            let (_, params, family) = Runner::new(w, 0).unwrap();
+            let (_, params, family) = Runner::new(w, 0, Precision::Fp32).unwrap();
             assert_eq!(params, expected, "{w:?}");
             assert_eq!(family.is_some(), w != Workload::W3, "{w:?}: W1, W2 and W4 come from the registry");
         }
@@ -281,12 +320,24 @@ mod tests {
     #[test]
     fn small_runs_start_near_uniform_loss_and_serialize() {
         for (w, v) in [(Workload::W2, 28f64), (Workload::W3, 64f64)] {
-            let r = run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0 }).unwrap();
+            let r = run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0, precision: Precision::Fp32 }).unwrap();
             let ln_v = v.ln();
             assert!((r.loss_first - ln_v).abs() / ln_v < 0.05, "{w:?}: {} vs ln V {ln_v}", r.loss_first);
             let line = r.to_json_line();
             let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-            for key in ["workload", "framework", "ms_per_step_median", "ms_per_step_min", "loss_first", "loss_last", "params", "peak_rss_mb", "path"] {
+            for key in [
+                "workload",
+                "framework",
+                "ms_per_step_median",
+                "ms_per_step_min",
+                "loss_first",
+                "loss_last",
+                "params",
+                "peak_rss_mb",
+                "path",
+                "cpu",
+                "peak_fp32_gflops",
+            ] {
                 assert!(json.get(key).is_some(), "{key} missing in {line}");
             }
             let memory = &json["memory"];
@@ -294,7 +345,7 @@ mod tests {
             assert!(hits > 0, "{w:?}: the steps after the first take tape buffers from the pool: {line}");
             assert!(memory["budget_bytes"].as_u64().is_some_and(|b| b > 0) && memory["blocks"]["hits"].is_u64(), "{line}");
         }
-        let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0 }).unwrap();
+        let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, precision: Precision::Fp32 }).unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::models::{Model, ModelConfig};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::run::step::{train_step, StepOutcome, StepSettings};
+use crate::tensor::Precision;
 
 /// A registry model with its batch shape and the parameter count PyTorch's module has.
 #[derive(Clone, Debug)]
@@ -90,11 +91,14 @@ pub struct ProductRun {
     batch_size: usize,
     lr: f32,
     steps: u64,
+    precision: Precision,
 }
 
 impl ProductRun {
-    /// The model (seeded by `seed`), Adam at lr 1e-3, and the random stream.
-    pub fn new(spec: &ProductSpec, seed: u64) -> Result<Self> {
+    /// The model (seeded by `seed`), Adam at lr 1e-3, and the random stream; steps compute
+    /// their products in `precision`.
+    pub fn new(spec: &ProductSpec, seed: u64, precision: Precision) -> Result<Self> {
+        precision.check_cpu()?;
         let model = Model::new(&spec.config, spec.vocab_size, seed)?;
         let numel = model.params().numel();
         if numel != spec.expected_params {
@@ -104,7 +108,7 @@ impl ProductRun {
         let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr, weight_decay: 0.0, ..OptimizerConfig::default() };
         let optimizer = Optimizer::new(&cfg, model.params())?;
         let dataset = random_stream(spec.vocab_size, spec.block_size, seed.wrapping_add(1))?;
-        Ok(ProductRun { model, optimizer, dataset, rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)), batch_size: spec.batch_size, lr, steps: 0 })
+        Ok(ProductRun { model, optimizer, dataset, rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)), batch_size: spec.batch_size, lr, steps: 0, precision })
     }
 
     /// One training step as `convlm train` takes it: a batch, then [`train_step`]. Returns
@@ -112,7 +116,12 @@ impl ProductRun {
     pub fn step(&mut self) -> Result<f64> {
         let batch = self.dataset.sample_batch(Split::Train, self.batch_size, &mut self.rng);
         self.steps += 1;
-        match train_step(&mut self.model, &mut self.optimizer, &batch, StepSettings { lr: self.lr, clip_grad: None, dropout_seed: self.steps })? {
+        match train_step(
+            &mut self.model,
+            &mut self.optimizer,
+            &batch,
+            StepSettings { lr: self.lr, clip_grad: None, dropout_seed: self.steps, precision: self.precision },
+        )? {
             StepOutcome::Done(stats) => Ok(stats.loss),
             StepOutcome::Diverged { what } => Err(Error::NonFinite { step: self.steps, what }),
         }

@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use inspect::{EvalArgs, PlotArgs, SampleArgs};
-use tools::{BenchArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
+use tools::{BenchArgs, PeakArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
 use train::TrainArgs;
 
 /// Train, evaluate and sample convolutional language models on the CPU.
@@ -52,6 +52,9 @@ enum Command {
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// The CPU's measured fp32 FMA and bf16 dot-product peaks in GFLOP/s (scripts/peak.sh).
+    #[command(hide = true)]
+    Peak(PeakArgs),
 }
 
 /// Runs the command line on `args` (the program's name first) and returns the exit status
@@ -59,7 +62,7 @@ enum Command {
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let cli = Cli::parse_from(args);
     convlm::tensor::memory::system::keep_freed_heap();
-    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
+    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_) | Command::Peak(_))) {
         convlm::tensor::memory::system::cache_blocks();
     }
     match run(cli) {
@@ -113,5 +116,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Shape(a) => tools::cmd_shape(a),
         Command::Bench(a) => tools::cmd_bench(a),
         Command::Tokenizer(c) => tools::cmd_tokenizer(c, ctrl_c()?),
+        Command::Peak(a) => tools::cmd_peak(a),
     }
 }

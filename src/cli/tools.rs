@@ -17,7 +17,7 @@ use convlm::CancelToken;
 
 use super::output::print;
 use convlm::tensor::threads::{init_threads, oversubscription_warning};
-use convlm::tensor::{conv_output_len, conv_transpose_output_len};
+use convlm::tensor::{conv_output_len, conv_transpose_output_len, Precision};
 
 #[derive(Args)]
 pub struct SummaryArgs {
@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// Seed of the model's initialisation and the random tokens.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// fp32, or bf16 (matmuls and convolutions in bf16 with fp32 accumulation, as
+    /// `bench_pytorch.py --bf16`; needs a CPU with AVX512_BF16)
+    #[arg(long, value_parser = super::parse::serde_name::<Precision>, default_value = "fp32")]
+    precision: Precision,
     /// Time cached (median of 5 runs) vs naive generation of --tokens tokens with the W1 model.
     #[arg(long)]
     generate: bool,
@@ -173,8 +177,31 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
         return print(format!("{}\n", serde_json::to_string(&r)?));
     }
     let Some(workload) = a.workload else { bail!("--workload w1|w2|w3|w4 or --generate is required") };
-    let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed })?;
+    // The kernel choices `convlm train` makes on this CPU (measured once, cached).
+    convlm::tensor::tune::install(convlm::run::tuning::for_this_cpu());
+    let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed, precision: a.precision })?;
     print(format!("{}\n", report.to_json_line()))
+}
+
+#[derive(Args)]
+pub struct PeakArgs {
+    /// Threads running the loops at once [default: CONVLM_THREADS or every core]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed runs of each loop; the best counts
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+/// `convlm peak` (hidden; `scripts/peak.sh`): the CPU's measured fp32 FMA and bf16
+/// dot-product peaks as one JSON line.
+pub fn cmd_peak(a: PeakArgs) -> Result<()> {
+    if let Some(warning) = oversubscription_warning(a.threads) {
+        eprintln!("warning: {warning}");
+    }
+    init_threads(a.threads);
+    println!("{}", serde_json::to_string(&convlm::tensor::peak::measure(a.reps))?);
+    Ok(())
 }
 
 /// `convlm tokenizer train`.

@@ -12,6 +12,7 @@ use super::progress::Progress;
 use convlm::data::DatasetKind;
 use convlm::optim::OptimizerKind;
 use convlm::run::{resume, train, CancelToken, RunDir, TrainFlags, TrainOptions, TrainSummary};
+use convlm::tensor::Precision;
 
 #[derive(Args, Default)]
 #[command(allow_negative_numbers = true)]
@@ -85,6 +86,12 @@ pub struct TrainArgs {
     /// Worker threads, at most the number of cores [default: CONVLM_THREADS or every core]
     #[arg(long)]
     threads: Option<usize>,
+    /// fp32, or bf16: matmuls and convolutions take bf16 inputs and accumulate in fp32
+    /// (torch.autocast's bf16; needs a CPU with AVX512_BF16); parameters, optimizer and
+    /// checkpoints stay fp32. Kept in the run's config, so --resume continues with it
+    /// [default: fp32]
+    #[arg(long, value_parser = serde_name::<Precision>)]
+    precision: Option<Precision>,
     /// Continue the run in --out from its last checkpoint, exactly (same data order); a run
     /// stopped before its first checkpoint starts again from step 0. Only --steps, --epochs,
     /// --time-limit (a new budget in all), --threads and --checkpoint-every may change.
@@ -141,6 +148,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             seed: self.seed,
             threads: self.threads,
+            precision: self.precision,
             resume: self.resume,
             force: self.force,
             allow_data_change: self.allow_data_change,

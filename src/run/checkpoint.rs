@@ -55,6 +55,11 @@ pub struct TrainState {
     /// total the learning-rate schedule used from that step on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule_plan: Vec<[u64; 2]>,
+    /// The kernel choices the run computes with (measured on the CPU that started it,
+    /// `run::tuning`); a resume installs them. Runs from before it have none and resume
+    /// with the choice by CPU flags they trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::tensor::tune::Tuning>,
 }
 
 impl TrainState {
@@ -70,6 +75,7 @@ impl TrainState {
             train_seconds: 0.0,
             time_limit_s,
             schedule_plan: Vec::new(),
+            tuning: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::data::{DatasetKind, Normalization, SplitMode, Splits, UnknownPolicy};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::optim::{OptimizerConfig, ScheduleConfig};
+use crate::tensor::Precision;
 
 /// Which tokenizer a run builds from its corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,16 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Worker threads (default: `CONVLM_THREADS` or every core).
     pub threads: Option<usize>,
+    /// What the training step's matmuls and convolutions compute in: `fp32`, or `bf16`
+    /// (bf16 inputs, fp32 accumulation, as torch.autocast; CPUs with AVX512_BF16).
+    /// Parameters, optimizer state, checkpoints and evaluations stay fp32. Not written to
+    /// config.json when fp32, so configs from before it keep their form and fingerprint.
+    #[serde(skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
+}
+
+fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
 }
 
 impl Default for TrainConfig {
@@ -126,6 +137,7 @@ impl Default for TrainConfig {
             samples: 5,
             checkpoint_every: 0,
             threads: None,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::optim::OptimizerKind;
 use crate::run::checkpoint::RunDir;
 use crate::run::config::{apply_overrides, load_preset, load_preset_info, RunConfig, TokenizerKind};
 use crate::run::session::ResumeOptions;
+use crate::tensor::Precision;
 
 /// The settings of `convlm train`, each `None` (or empty) when not given.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,8 @@ pub struct TrainFlags {
     pub checkpoint_every: Option<u64>,
     pub seed: Option<u64>,
     pub threads: Option<usize>,
+    /// What matmuls and convolutions compute in (`train.precision`).
+    pub precision: Option<Precision>,
     /// Continue the run in `out` from its last checkpoint.
     pub resume: bool,
     /// A new run moves what `out` holds aside instead of refusing.
@@ -207,6 +210,9 @@ impl TrainFlags {
         if self.threads.is_some() {
             c.train.threads = self.threads;
         }
+        if let Some(p) = self.precision {
+            c.train.precision = p;
+        }
         apply_overrides(&c, &sets)
     }
 
@@ -249,9 +255,13 @@ impl TrainFlags {
 fn diff_settings(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
     match (old, new) {
         (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
-            for (k, nv) in n {
+            // Both sides' keys: a setting left out when at its default (train.precision,
+            // model.dropout) is absent from one of them.
+            let keys: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+            for k in keys {
                 let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                diff_settings(&key, o.get(k).unwrap_or(&serde_json::Value::Null), nv, out);
+                let null = serde_json::Value::Null;
+                diff_settings(&key, o.get(k).unwrap_or(&null), n.get(k).unwrap_or(&null), out);
             }
         }
         _ if old != new => out.push((prefix.to_string(), old.to_string(), new.to_string())),

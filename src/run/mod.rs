@@ -20,6 +20,7 @@ mod session;
 pub mod step;
 pub mod trained;
 pub mod trainer;
+pub mod tuning;
 
 pub use checkpoint::RunDir;
 pub use config::{DataConfig, RunConfig, TokenizerKind, TrainConfig};

@@ -132,6 +132,7 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
 pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, cancel: &CancelToken, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
+    group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
     let mut absolute = || -> Result<()> {
@@ -162,8 +163,21 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     check_same_setup(group, &config, &dataset, &model)?;
     let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
-    let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
+    let mut state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
+    let tuning = root_tuning(group)?;
+    crate::tensor::tune::install(tuning);
+    state.tuning = Some(tuning);
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, saved_step: None, _lock: lock, moved_aside })
+}
+
+/// Rank 0's kernel choices for this CPU (measured once, cached), which every rank computes
+/// with and the run records.
+fn root_tuning(group: &Group) -> Result<crate::tensor::tune::Tuning> {
+    let measured = group.is_root().then(|| {
+        let tuning = crate::run::tuning::for_this_cpu();
+        (tuning, serde_json::to_vec(&tuning).unwrap_or_default())
+    });
+    from_root(group, "rank 0's kernel choices", measured, |b| serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's kernel choices: {e}"))))
 }
 
 /// What rank 0 reads from a run folder it resumes.
@@ -194,6 +208,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         let c: RunConfig = serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's config: {e}")))?;
         c.validate().map(|_| c)
     })?;
+    group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
     let tokenizer = from_root(group, "rank 0's tokenizer.json", tokenizer, |b| Tokenizer::from_json(&String::from_utf8_lossy(b), &run.file(TOKENIZER_FILE)))?;
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
@@ -228,6 +243,15 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
             (TrainState::start(total_steps(&config, &dataset)?, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit), None)
         }
     };
+    // The kernels the run trained with: recorded in its checkpoint, measured as a new run's
+    // are for a run never checkpointed, by CPU flags for runs from before they were recorded.
+    let tuning = match (state.tuning, saved_step) {
+        (Some(tuning), _) => tuning,
+        (None, None) => root_tuning(group)?,
+        (None, Some(_)) => crate::tensor::tune::Tuning::by_flags(),
+    };
+    crate::tensor::tune::install(tuning);
+    state.tuning = Some(tuning);
     on_root(group, "checking the run's setup", || manifest.as_ref().map_or(Ok(()), |m| run.check_setup(m, &config)))?;
     group.agree(check_same_tokenizer(&tokenizer, &data), "checking the tokenizer", crate::dist::Wait::Step)?;
     on_root(group, "marking the run", || {
@@ -300,7 +324,7 @@ pub(super) fn next_step(cfg: &RunConfig, dataset: &Dataset, state: &TrainState, 
     let batch = dataset.sample_batch(Split::Train, cfg.train.batch_size, rng);
     dataset.check_batch(&batch)?;
     let lr = cfg.schedule.lr_at(cfg.optimizer.lr, step, state.schedule_total(step));
-    Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) }))
+    Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step), precision: cfg.train.precision }))
 }
 
 pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {
@@ -314,7 +338,8 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             (model, optimizer, rng, state)
         }
         None => {
-            let Start { model, optimizer, rng, state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+            let Start { model, optimizer, rng, mut state } = start(cfg, s.tokenizer.vocab_size(), s.state.total_steps)?;
+            state.tuning = s.state.tuning;
             (model, optimizer, rng, state)
         }
     };

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::models::Model;
 use crate::optim::{clip_grad_norm, first_non_finite, grad_norm, Optimizer};
 use crate::tensor::threads::with_workers_awake;
-use crate::tensor::Graph;
+use crate::tensor::{Graph, Precision};
 
 /// How one step updates the model.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +27,8 @@ pub struct StepSettings {
     pub clip_grad: Option<f32>,
     /// Seed of this step's dropout masks ([`dropout_seed`]).
     pub dropout_seed: u64,
+    /// What the step's matmuls and convolutions compute in (forward and backward).
+    pub precision: Precision,
 }
 
 /// The dropout seed of the step a run takes after `step` steps: a fixed function of the run's seed and the
@@ -93,6 +95,7 @@ pub fn train_step_in(
             None => {
                 model.params_mut().zero_grad();
                 let mut g = Graph::new(true);
+                g.set_precision(settings.precision)?;
                 let loss_var = model.loss(&mut g, &batch.inputs, &shape, &batch.targets, settings.dropout_seed)?;
                 let loss = g.value(loss_var).data()[0] as f64;
                 if !loss.is_finite() {
@@ -106,6 +109,7 @@ pub fn train_step_in(
                 let local_targets = batch.num_targets();
                 // A shard whose every target is ignored adds nothing (the loss refuses it).
                 let mut g = Graph::new(true);
+                g.set_precision(settings.precision)?;
                 let local = if local_targets == 0 { None } else { Some(model.loss(&mut g, &batch.inputs, &shape, &batch.targets, settings.dropout_seed)?) };
                 let local_loss = local.map_or(0.0, |v| g.value(v).data()[0] as f64);
                 let loss = replica.global_loss(local_loss, local_targets)?;

@@ -2,8 +2,12 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
+use crate::tensor::kernels::matmul::Gemm;
 use crate::tensor::memory::{give, stale, zeroed};
-use crate::tensor::Tensor;
+use crate::tensor::{profile, Precision, Tensor};
+
+/// The profile's name for parameters, constants and leaves.
+const LEAF: &str = "leaf (parameter, constant)";
 
 /// A handle to a value recorded on a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,12 +135,50 @@ pub struct Graph {
     /// none does): walking the tape backwards, its gradient is final once that op is done.
     first_use: Vec<usize>,
     training: bool,
+    /// The products of matmuls and convolutions ([`Graph::set_precision`]).
+    gemm: Gemm,
+    /// Per op, its backward rule's type name, and when the last value was recorded: for
+    /// `CONVLM_PROFILE` (`tensor::profile`).
+    names: Vec<&'static str>,
+    last_push: Option<std::time::Instant>,
 }
 
 impl Graph {
     /// An empty tape; `training` selects batchnorm/dropout behaviour.
     pub fn new(training: bool) -> Self {
-        Graph { values: Vec::new(), requires: Vec::new(), ops: Vec::new(), grads: Vec::new(), params: Vec::new(), first_use: Vec::new(), training }
+        Graph {
+            values: Vec::new(),
+            requires: Vec::new(),
+            ops: Vec::new(),
+            grads: Vec::new(),
+            params: Vec::new(),
+            first_use: Vec::new(),
+            training,
+            gemm: Gemm::F32,
+            names: Vec::new(),
+            last_push: None,
+        }
+    }
+
+    /// Makes the matmuls and convolutions recorded from now on (and their backward
+    /// products) compute in `precision` (see [`Precision`]); fp32 until then. Errors when
+    /// the CPU cannot (bf16 without AVX512_BF16), naming the missing feature.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.gemm = precision.products()?;
+        Ok(())
+    }
+
+    /// The precision of the products recorded now.
+    pub fn precision(&self) -> Precision {
+        match self.gemm {
+            Gemm::F32 => Precision::Fp32,
+            Gemm::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// The products the ops recorded now run (the kernels' side of [`Graph::precision`]).
+    pub(crate) fn gemm(&self) -> Gemm {
+        self.gemm
     }
 
     /// Whether ops run in training mode.
@@ -146,19 +188,19 @@ impl Graph {
 
     /// Records a constant (no gradient).
     pub fn constant(&mut self, t: Tensor) -> Var {
-        self.push(t, false, None)
+        self.push(t, false, None, LEAF)
     }
 
     /// Records a leaf that receives a gradient (used by tests and finite-difference checks).
     pub fn leaf(&mut self, t: Tensor) -> Var {
-        self.push(t, true, None)
+        self.push(t, true, None, LEAF)
     }
 
     /// Records a trainable leaf (a model parameter) under the caller's `key` (its index in
     /// the caller's parameter store); [`Graph::params`] lists them, so that after
     /// [`Graph::backward`] the layer that owns the parameters can collect their gradients.
     pub fn param(&mut self, value: Tensor, key: usize) -> Var {
-        let v = self.push(value, true, None);
+        let v = self.push(value, true, None, LEAF);
         self.params.push((v, key));
         v
     }
@@ -189,7 +231,7 @@ impl Graph {
     }
 
     /// Records an op output; `op` is kept only when some input needs a gradient.
-    pub(crate) fn record(&mut self, value: Tensor, inputs: &[Var], op: impl BackwardOp + 'static) -> Var {
+    pub(crate) fn record<Op: BackwardOp + 'static>(&mut self, value: Tensor, inputs: &[Var], op: Op) -> Var {
         let requires = inputs.iter().any(|v| self.requires[v.0]);
         let op: Option<Box<dyn BackwardOp>> = if requires { Some(Box::new(op)) } else { None };
         let index = self.values.len();
@@ -199,10 +241,17 @@ impl Graph {
                 self.first_use[v.0] = index;
             }
         }
-        self.push(value, requires, op)
+        self.push(value, requires, op, std::any::type_name::<Op>())
     }
 
-    fn push(&mut self, value: Tensor, requires: bool, op: Option<Box<dyn BackwardOp>>) -> Var {
+    fn push(&mut self, value: Tensor, requires: bool, op: Option<Box<dyn BackwardOp>>, name: &'static str) -> Var {
+        if profile::enabled() {
+            // The time since the last value was recorded went into computing this one.
+            let now = std::time::Instant::now();
+            profile::charge(name, now - self.last_push.unwrap_or(now), std::time::Duration::ZERO);
+            self.last_push = Some(now);
+        }
+        self.names.push(name);
         self.values.push(value);
         self.requires.push(requires);
         self.ops.push(op);
@@ -236,7 +285,11 @@ impl Graph {
         let Some(op) = self.ops[i].as_ref() else { return Ok(()) };
         let Some(grad_out) = self.grads[i].take() else { return Ok(()) };
         let mut ctx = GradCtx { values: &self.values, grads: &mut self.grads, requires: &self.requires, finished };
+        let started = profile::enabled().then(std::time::Instant::now);
         let result = op.backward(&self.values[i], &grad_out, &mut ctx);
+        if let Some(t0) = started {
+            profile::charge(self.names[i], std::time::Duration::ZERO, t0.elapsed());
+        }
         self.grads[i] = Some(grad_out);
         result
     }

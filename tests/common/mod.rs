@@ -64,3 +64,16 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64)
     }
     assert!(worst.1 <= 0.0, "{what}: element {} is {} but PyTorch has {}", worst.0, got[worst.0], want[worst.0]);
 }
+
+/// Whether this CPU runs bf16 products. Without them a test prints `skipped: <reason>` and
+/// should return, unless `CONVLM_REQUIRE_BF16=1` (set by `.ci/run` where /proc/cpuinfo lists
+/// avx512_bf16) says they must be there: then it fails.
+pub fn bf16_available() -> bool {
+    if convlm::tensor::cpu::avx512_bf16().is_some() {
+        return true;
+    }
+    let reason = format!("the CPU ({}) has no AVX512_BF16, which --precision bf16 needs", convlm::tensor::cpu::model_name());
+    assert!(std::env::var("CONVLM_REQUIRE_BF16").as_deref() != Ok("1"), "CONVLM_REQUIRE_BF16=1 but {reason}");
+    println!("skipped: {reason}");
+    false
+}

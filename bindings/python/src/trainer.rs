@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use convlm::data::Split;
 use convlm::run::{CancelToken, RunDir, TrainFlags, TrainOptions};
+use convlm::tensor::Precision;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -38,7 +39,9 @@ fn flags(
     resume: bool,
     force: bool,
     settings: Option<&Bound<'_, PyDict>>,
+    precision: Option<&str>,
 ) -> PyResult<TrainFlags> {
+    let precision = precision.map(str::parse::<Precision>).transpose().py_err()?;
     let time_limit = match time_limit {
         None => None,
         Some(TimeLimit::Seconds(s)) => Some(convlm::run::budget::parse_duration(&s.to_string()).py_err()?),
@@ -58,6 +61,7 @@ fn flags(
         time_limit,
         seed,
         threads,
+        precision,
         resume,
         force,
         set,
@@ -93,13 +97,15 @@ fn open(py: Python<'_>, flags: &TrainFlags, opts: &TrainOptions, feed: &Feed) ->
 /// "names-dilated" or a TOML file), `model` (a family), `out` (the run folder; default
 /// runs/<family>), `steps`, `time_limit` (seconds, or "15m"), `seed`, `threads`, `resume`
 /// (continue the run in `out` exactly), `force` (move what `out` holds aside) and `settings`,
-/// a dict of `--set` keys such as {"model.channels": 256}. `progress` shows a bar (tqdm.auto
+/// a dict of `--set` keys such as {"model.channels": 256}, and `precision` ("fp32", or
+/// "bf16" on CPUs with AVX512_BF16: matmuls and convolutions in bf16 with fp32
+/// accumulation, as `--precision`). `progress` shows a bar (tqdm.auto
 /// when installed), the validation loss and samples; False shows nothing.
 ///
 /// Ctrl-C (or Jupyter's interrupt) stops at the next step, saves a checkpoint and raises
 /// KeyboardInterrupt; `train(out=..., resume=True)` continues exactly.
 #[pyfunction]
-#[pyo3(signature = (data=None, config=None, model=None, out=None, steps=None, time_limit=None, seed=None, threads=None, resume=false, force=false, progress=true, settings=None))]
+#[pyo3(signature = (data=None, config=None, model=None, out=None, steps=None, time_limit=None, seed=None, threads=None, resume=false, force=false, progress=true, settings=None, precision=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -115,8 +121,9 @@ pub fn train(
     force: bool,
     progress: bool,
     settings: Option<&Bound<'_, PyDict>>,
+    precision: Option<&str>,
 ) -> PyResult<Run> {
-    let flags = flags(data, config, model, out, steps, time_limit, seed, threads, resume, force, settings)?;
+    let flags = flags(data, config, model, out, steps, time_limit, seed, threads, resume, force, settings, precision)?;
     let cancel = CancelToken::new();
     let opts = TrainOptions { samples: progress, cancel: cancel.clone(), force, ..TrainOptions::default() };
     let feed = Feed::new(py, progress, Bar::Run)?;
@@ -167,7 +174,7 @@ impl Trainer {
 #[pymethods]
 impl Trainer {
     #[new]
-    #[pyo3(signature = (data=None, config=None, model=None, out=None, steps=None, time_limit=None, seed=None, threads=None, resume=false, force=false, progress=true, settings=None))]
+    #[pyo3(signature = (data=None, config=None, model=None, out=None, steps=None, time_limit=None, seed=None, threads=None, resume=false, force=false, progress=true, settings=None, precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -183,8 +190,9 @@ impl Trainer {
         force: bool,
         progress: bool,
         settings: Option<&Bound<'_, PyDict>>,
+        precision: Option<&str>,
     ) -> PyResult<Self> {
-        let flags = flags(data, config, model, out, steps, time_limit, seed, threads, resume, force, settings)?;
+        let flags = flags(data, config, model, out, steps, time_limit, seed, threads, resume, force, settings, precision)?;
         let cancel = CancelToken::new();
         let opts = TrainOptions { samples: progress, cancel: cancel.clone(), force, ..TrainOptions::default() };
         let feed = Feed::new(py, progress, Bar::Off)?;

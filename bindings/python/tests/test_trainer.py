@@ -175,3 +175,27 @@ def test_the_pool_survives_fork(trained: convlm.Run) -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     samples, loss = json.loads(data)
     assert (samples, loss) == (expected[0], expected[1])
+
+
+def test_precision_is_the_flag_of_convlm_train(names: Path, tmp_path: Path) -> None:
+    """precision= is --precision: recorded in the run's config, kept by a resume (changing it
+    is refused), an unknown one or bf16 on a CPU without AVX512_BF16 a ConfigError."""
+    with pytest.raises(convlm.ConfigError, match="fp16"):
+        convlm.train(**args(names, tmp_path / "fp16", steps=2), precision="fp16")
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
+    if "avx512_bf16" not in flags:
+        with pytest.raises(convlm.ConfigError, match="AVX512_BF16"):
+            convlm.train(**args(names, tmp_path / "bf16", steps=2), precision="bf16")
+        return
+    fp32 = convlm.train(**args(names, tmp_path / "fp32", steps=10))
+    with convlm.Trainer(**args(names, tmp_path / "bf16", steps=10), precision="bf16") as t:
+        t.step(4)
+        t.save()
+    with pytest.raises(convlm.FileError, match="train.precision"):
+        convlm.Trainer(out=tmp_path / "bf16", resume=True, precision="fp32", progress=False)
+    bf16 = convlm.train(out=tmp_path / "bf16", resume=True, precision="bf16", progress=False)
+    assert bf16.config["train"]["precision"] == "bf16"
+    assert "precision" not in fp32.config["train"]
+    a, b = losses(fp32), losses(bf16)
+    assert len(a) == len(b) == 10 and a != b, "the bf16 run took the fp32 steps"
+    assert a[0] == pytest.approx(b[0], rel=0.01), "the same model and batch: the first losses agree to bf16's rounding"

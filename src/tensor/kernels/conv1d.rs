@@ -12,7 +12,7 @@
 
 use super::depthwise::{self, Depthwise};
 use super::im2col::{self, Columns};
-use super::matmul::{matmul_init, Init, Mat, Par};
+use super::matmul::{Gemm, Init, Mat, Par};
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use super::window_gemm::{self, Windows};
 use crate::error::{Error, Result};
@@ -173,6 +173,22 @@ pub fn conv_output_len(len: usize, kernel_size: usize, stride: usize, pad_left: 
 /// - bias: `[out_channels]`
 /// - out: `[batch, output_len(len), out_channels]`
 pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    conv1d_forward_with(Gemm::F32, spec, x, batch, len, weight, bias, out)
+}
+
+/// [`conv1d_forward`] with its products computed as `gemm` says (the depthwise kernel,
+/// which runs no GEMM, stays fp32).
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_forward_with(
+    gemm: Gemm,
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_forward(OP, x, weight, bias, out)?;
@@ -185,7 +201,7 @@ pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, we
         let win = Windows { src_len: len, ch: c_in, k, offset: -(spec.padding.left() as isize), rows: t_out };
         let wp = window_gemm::pack_forward(weight, c_out, c_in, k);
         let init = bias.map_or(Init::Zero, Init::Rows);
-        window_gemm::apply_batch(&win, batch, x, &wp, c_out, out, init);
+        window_gemm::apply_batch(gemm, &win, batch, x, &wp, c_out, out, init);
         return Ok(());
     }
     if let Some(cols) = spec.columns(batch, len, t_out) {
@@ -193,12 +209,12 @@ pub fn conv1d_forward(spec: &Conv1dSpec, x: &[f32], batch: usize, len: usize, we
         let x_cols = cols.gather(x); // (B·T_out, K·C_in)
         let kc = cols.width();
         let init = bias.map_or(Init::Zero, Init::Rows);
-        matmul_init(out, c_out, Mat::row_major(&x_cols, batch * t_out, kc), Mat::row_major(&wp, kc, c_out), init, Par::Pool);
+        gemm.matmul_init(out, c_out, Mat::row_major(&x_cols, batch * t_out, kc), Mat::row_major(&wp, kc, c_out), init, Par::Pool);
         return Ok(());
     }
     par_batches(out, t_out * c_out, |b, out_b, par| {
         fill_rows(out_b, bias, c_out); // (T_out, C_out)
-        geo.d_from_s(&x[b * len * c_in..], weight, out_b, par);
+        geo.d_from_s(gemm, &x[b * len * c_in..], weight, out_b, par);
     });
     Ok(())
 }
@@ -241,6 +257,24 @@ pub fn conv1d_backward_hinted(
     grad_weight: Option<&mut [f32]>,
     grad_bias: Option<&mut [f32]>,
 ) -> Result<()> {
+    conv1d_backward_with(Gemm::F32, spec, x, batch, len, weight, grad_out, grad_x, grad_x_is_zero, grad_weight, grad_bias)
+}
+
+/// [`conv1d_backward_hinted`] with its products computed as `gemm` says.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward_with(
+    gemm: Gemm,
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_x_is_zero: bool,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, t_out) = (spec.in_channels, spec.out_channels, geo.d_len);
     spec.dims(batch, len, t_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
@@ -255,23 +289,23 @@ pub fn conv1d_backward_hinted(
             let win = Windows { src_len: t_out, ch: c_out, k, offset: pl - (k as isize - 1), rows: len };
             let wp = window_gemm::pack_backward(weight, c_out, c_in, k);
             let init = if grad_x_is_zero { Init::Zero } else { Init::Accumulate };
-            window_gemm::apply_batch(&win, batch, grad_out, &wp, c_in, gx, init);
+            window_gemm::apply_batch(gemm, &win, batch, grad_out, &wp, c_in, gx, init);
         } else if let Some(cols) = columns {
-            cols.grad_input(weight, c_out, grad_out, 1.0, gx);
+            cols.grad_input(gemm, weight, c_out, grad_out, 1.0, gx);
         } else {
-            par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(&grad_out[b * t_out * c_out..], weight, gx_b, par));
+            par_batches(gx, len * c_in, |b, gx_b, par| geo.s_from_d(gemm, &grad_out[b * t_out * c_out..], weight, gx_b, par));
         }
     }
     if let Some(gw) = grad_weight {
         // Even windowed convs, whose windows could be read in place, materialise them here:
         // a per-item weight gradient would re-pack both operands once per item.
         if let Some(cols) = columns {
-            cols.grad_weight(&cols.gather(x), c_out, grad_out, 1.0, gw);
+            cols.grad_weight(gemm, &cols.gather(x), c_out, grad_out, 1.0, gw);
         } else if spec.windowed() {
             let win = Windows { src_len: len, ch: c_in, k, offset: -pl, rows: t_out };
-            window_gemm::weight_grad(&win, batch, grad_out, c_out, x, gw);
+            window_gemm::weight_grad(gemm, &win, batch, grad_out, c_out, x, gw);
         } else {
-            geo.weight_grad(grad_out, x, gw);
+            geo.weight_grad(gemm, grad_out, x, gw);
         }
     }
     if let Some(gb) = grad_bias {
@@ -326,7 +360,7 @@ mod depthwise_tests {
             let mut want = vec![0.0f32; batch * t_out * ch];
             par_batches(&mut want, t_out * ch, |b, out_b, par| {
                 out_b.chunks_exact_mut(ch).for_each(|r| r.copy_from_slice(&bias));
-                geo.d_from_s(&x[b * len * ch..], &w, out_b, par);
+                geo.d_from_s(crate::tensor::Gemm::F32, &x[b * len * ch..], &w, out_b, par);
             });
             let mut got = vec![f32::NAN; want.len()];
             forward(&dw, &x, &w, Some(&bias), &mut got);
@@ -334,10 +368,10 @@ mod depthwise_tests {
 
             let mut want_gx = randn(x.len(), seed + 4);
             let mut got_gx = want_gx.clone();
-            par_batches(&mut want_gx, len * ch, |b, gx_b, par| geo.s_from_d(&g[b * t_out * ch..], &w, gx_b, par));
+            par_batches(&mut want_gx, len * ch, |b, gx_b, par| geo.s_from_d(crate::tensor::Gemm::F32, &g[b * t_out * ch..], &w, gx_b, par));
             let mut want_gw = randn(w.len(), seed + 5);
             let mut got_gw = want_gw.clone();
-            geo.weight_grad(&g, &x, &mut want_gw);
+            geo.weight_grad(crate::tensor::Gemm::F32, &g, &x, &mut want_gw);
             let mut want_gb = randn(ch, seed + 6);
             let mut got_gb = want_gb.clone();
             for row in g.chunks_exact(ch) {

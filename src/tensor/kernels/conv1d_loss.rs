@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::conv1d::Conv1dSpec;
 use super::im2col::{Columns, MAX_COLS};
-use super::matmul::{matmul_then, Init, Mat, Par, EPILOGUE_ROWS};
+use super::matmul::{Gemm, Init, Mat, Par, EPILOGUE_ROWS};
 use super::softmax::{count_targets, row_lse, softmax_in_place, IGNORE_INDEX};
 use super::window_gemm::pack_forward;
 use crate::error::{Error, Result};
@@ -33,6 +33,8 @@ pub struct HeadLoss {
 
 /// The gradient state of a fused head, for [`HeadGrad::backward`].
 pub struct HeadGrad {
+    /// The forward's products: the backward's take the same precision.
+    gemm: Gemm,
     cols: Columns,
     out_channels: usize,
     /// d loss / d logits for an upstream gradient of 1: `(softmax − one_hot(target)) / count`,
@@ -68,6 +70,23 @@ pub fn fuses(spec: &Conv1dSpec, batch: usize, len: usize) -> bool {
 /// - targets: `[batch · output_len(len)]`, values in `0..out_channels` or [`IGNORE_INDEX`]
 #[allow(clippy::too_many_arguments)]
 pub fn conv1d_cross_entropy(
+    spec: &Conv1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    targets: &[i64],
+    with_grad: bool,
+) -> Result<HeadLoss> {
+    conv1d_cross_entropy_with(Gemm::F32, spec, x, batch, len, weight, bias, targets, with_grad)
+}
+
+/// [`conv1d_cross_entropy`] with its products (forward and backward) computed as `gemm`
+/// says; the softmax, the loss and the bias gradient stay fp32.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_cross_entropy_with(
+    gemm: Gemm,
     spec: &Conv1dSpec,
     x: &[f32],
     batch: usize,
@@ -113,7 +132,7 @@ pub fn conv1d_cross_entropy(
         *blocks[block].lock().unwrap_or_else(PoisonError::into_inner) = res;
     };
     let init = bias.map_or(Init::Zero, Init::Rows);
-    matmul_then(&mut logits, Mat::row_major(&x_cols, rows, width), Mat::row_major(&wp, width, v), init, Par::Pool, &epilogue);
+    gemm.matmul_then(&mut logits, Mat::row_major(&x_cols, rows, width), Mat::row_major(&wp, width, v), init, Par::Pool, &epilogue);
     // Blocks are added in order, so the sums do not depend on the thread count.
     let mut loss = 0.0f64;
     let mut grad_bias = vec![0.0f32; if with_grad { v } else { 0 }];
@@ -122,7 +141,7 @@ pub fn conv1d_cross_entropy(
         loss += block.loss;
         grad_bias.iter_mut().zip(&block.grad_bias).for_each(|(a, b)| *a += b);
     }
-    let grad = with_grad.then(|| HeadGrad { cols, out_channels: v, grad_logits: logits, grad_bias, x_cols });
+    let grad = with_grad.then(|| HeadGrad { gemm, cols, out_channels: v, grad_logits: logits, grad_bias, x_cols });
     Ok(HeadLoss { loss: (loss / count as f64) as f32, grad })
 }
 
@@ -158,10 +177,10 @@ impl HeadGrad {
             gb.iter_mut().zip(&self.grad_bias).for_each(|(g, b)| *g += scale * b);
         }
         if let Some(gw) = grad_weight {
-            cols.grad_weight(&self.x_cols, v, &self.grad_logits, scale, gw);
+            cols.grad_weight(self.gemm, &self.x_cols, v, &self.grad_logits, scale, gw);
         }
         if let Some(gx) = grad_x {
-            cols.grad_input(weight, v, &self.grad_logits, scale, gx);
+            cols.grad_input(self.gemm, weight, v, &self.grad_logits, scale, gx);
         }
         Ok(())
     }

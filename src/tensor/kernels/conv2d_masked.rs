@@ -5,6 +5,7 @@
 //! vertical padding is handled by the tap engine's row clipping. Only taps the mask keeps
 //! are computed, so masked weights never contribute and get no gradient.
 
+use super::matmul::Gemm;
 use super::tap_gemm::{add_column_sums, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use crate::error::{Error, Result};
 
@@ -129,6 +130,22 @@ pub fn masked_conv2d_forward(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) -> Result<()> {
+    masked_conv2d_forward_with(Gemm::F32, spec, x, batch, height, width, weight, bias, out)
+}
+
+/// [`masked_conv2d_forward`] with its products computed as `gemm` says.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_conv2d_forward_with(
+    gemm: Gemm,
+    spec: &MaskedConv2dSpec,
+    x: &[f32],
+    batch: usize,
+    height: usize,
+    width: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
     let geo = spec.geometry(batch, height, width)?;
     let (c_in, c_out, wp, pw) = (spec.in_channels, spec.out_channels, spec.padded_width(width), spec.kernel_w / 2);
     spec.dims(batch, height, width).check_forward(OP, x, weight, bias, out)?;
@@ -137,7 +154,7 @@ pub fn masked_conv2d_forward(
         let xp = widen(&x[b * image_in..(b + 1) * image_in], height, width, c_in, pw, wp); // (H, Wp, C_in)
         let mut yp = vec![0.0f32; height * wp * c_out]; // (H, Wp, C_out)
         fill_rows(&mut yp, bias, c_out);
-        geo.d_from_s(&xp, weight, &mut yp, par);
+        geo.d_from_s(gemm, &xp, weight, &mut yp, par);
         for (dst, row) in out_b.chunks_exact_mut(width * c_out).zip(yp.chunks_exact(wp * c_out)) {
             dst.copy_from_slice(&row[..width * c_out]);
         }
@@ -166,6 +183,24 @@ pub fn masked_conv2d_backward(
     grad_weight: Option<&mut [f32]>,
     grad_bias: Option<&mut [f32]>,
 ) -> Result<()> {
+    masked_conv2d_backward_with(Gemm::F32, spec, x, batch, height, width, weight, grad_out, grad_x, grad_weight, grad_bias)
+}
+
+/// [`masked_conv2d_backward`] with its products computed as `gemm` says.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_conv2d_backward_with(
+    gemm: Gemm,
+    spec: &MaskedConv2dSpec,
+    x: &[f32],
+    batch: usize,
+    height: usize,
+    width: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
     let geo = spec.geometry(batch, height, width)?;
     let (c_in, c_out, wp, pw) = (spec.in_channels, spec.out_channels, spec.padded_width(width), spec.kernel_w / 2);
     spec.dims(batch, height, width).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
@@ -175,7 +210,7 @@ pub fn masked_conv2d_backward(
         let image_out = height * wp * c_out;
         par_batches(gx, height * width * c_in, |b, gx_b, par| {
             let mut gxp = vec![0.0f32; height * wp * c_in]; // (H, Wp, C_in)
-            geo.s_from_d(&gop[b * image_out..(b + 1) * image_out], weight, &mut gxp, par);
+            geo.s_from_d(gemm, &gop[b * image_out..(b + 1) * image_out], weight, &mut gxp, par);
             for (dst, row) in gx_b.chunks_exact_mut(width * c_in).zip(gxp.chunks_exact(wp * c_in)) {
                 dst.iter_mut().zip(&row[pw * c_in..(pw + width) * c_in]).for_each(|(d, v)| *d += v);
             }
@@ -183,7 +218,7 @@ pub fn masked_conv2d_backward(
     }
     if let Some(gw) = grad_weight {
         let xp = widen(x, batch * height, width, c_in, pw, wp); // (B, H, Wp, C_in)
-        geo.weight_grad(&gop, &xp, gw);
+        geo.weight_grad(gemm, &gop, &xp, gw);
     }
     if let Some(gb) = grad_bias {
         add_column_sums(grad_out, c_out, gb);

@@ -3,6 +3,7 @@
 //! Input row `i` scatters into output rows `i*stride + k*dilation - padding`; the op is the
 //! adjoint of conv1d, so it runs on the same tap engine with input and output swapped.
 
+use super::matmul::Gemm;
 use super::tap_gemm::{add_column_sums, check_groups, check_positive, fill_rows, par_batches, ConvDims, Tap, TapGemm};
 use crate::error::{Error, Result};
 
@@ -119,12 +120,27 @@ pub fn conv_transpose1d_forward(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) -> Result<()> {
+    conv_transpose1d_forward_with(Gemm::F32, spec, x, batch, len, weight, bias, out)
+}
+
+/// [`conv_transpose1d_forward`] with its products computed as `gemm` says.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose1d_forward_with(
+    gemm: Gemm,
+    spec: &ConvTranspose1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
     spec.dims(batch, len, l_out).check_forward(OP, x, weight, bias, out)?;
     par_batches(out, l_out * c_out, |b, out_b, par| {
         fill_rows(out_b, bias, c_out); // (L_out, C_out)
-        geo.s_from_d(&x[b * len * c_in..], weight, out_b, par);
+        geo.s_from_d(gemm, &x[b * len * c_in..], weight, out_b, par);
     });
     Ok(())
 }
@@ -149,14 +165,31 @@ pub fn conv_transpose1d_backward(
     grad_weight: Option<&mut [f32]>,
     grad_bias: Option<&mut [f32]>,
 ) -> Result<()> {
+    conv_transpose1d_backward_with(Gemm::F32, spec, x, batch, len, weight, grad_out, grad_x, grad_weight, grad_bias)
+}
+
+/// [`conv_transpose1d_backward`] with its products computed as `gemm` says.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose1d_backward_with(
+    gemm: Gemm,
+    spec: &ConvTranspose1dSpec,
+    x: &[f32],
+    batch: usize,
+    len: usize,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
     let geo = spec.geometry(batch, len)?;
     let (c_in, c_out, l_out) = (spec.in_channels, spec.out_channels, geo.s_len);
     spec.dims(batch, len, l_out).check_backward(OP, x, weight, grad_out, grad_x.as_deref(), grad_weight.as_deref(), grad_bias.as_deref())?;
     if let Some(gx) = grad_x {
-        par_batches(gx, len * c_in, |b, gx_b, par| geo.d_from_s(&grad_out[b * l_out * c_out..], weight, gx_b, par));
+        par_batches(gx, len * c_in, |b, gx_b, par| geo.d_from_s(gemm, &grad_out[b * l_out * c_out..], weight, gx_b, par));
     }
     if let Some(gw) = grad_weight {
-        geo.weight_grad(x, grad_out, gw);
+        geo.weight_grad(gemm, x, grad_out, gw);
     }
     if let Some(gb) = grad_bias {
         add_column_sums(grad_out, c_out, gb);

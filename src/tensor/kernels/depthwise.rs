@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::tensor::cpu::{avx2_fma, with_avx2};
+use crate::tensor::cpu::{avx2_fma, simd_fn};
 
 /// Rows per parallel task.
 const ROWS: usize = 64;
@@ -70,22 +70,59 @@ pub(super) fn forward(dw: &Depthwise, x: &[f32], weight: &[f32], bias: Option<&[
     }
     let wt = dw.taps(weight); // (K, C)
     let simd = avx2_fma();
-    out.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| {
-        with_avx2(simd, || {
-            for (r, orow) in dst.chunks_exact_mut(ch).enumerate() {
-                let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);
-                match bias {
-                    Some(bias) => orow.copy_from_slice(bias),
-                    None => orow.fill(0.0),
-                }
-                for (j, wrow) in wt.chunks_exact(ch).enumerate() {
-                    if let Some(s) = dw.src(t, j) {
-                        mul_add_row(orow, wrow, &x[(b * dw.len + s) * ch..][..ch]);
-                    }
+    out.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| forward_rows(simd, dw, blk, dst, &wt, x, bias));
+}
+
+simd_fn! {
+    /// Output rows of block `blk` (`dst`, ROWS rows or fewer) of [`forward`].
+    fn forward_rows(simd: Option<Avx2Fma>, dw: &Depthwise, blk: usize, dst: &mut [f32], wt: &[f32], x: &[f32], bias: Option<&[f32]>) {
+        let ch = dw.ch;
+        for (r, orow) in dst.chunks_exact_mut(ch).enumerate() {
+            let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);
+            match bias {
+                Some(bias) => orow.copy_from_slice(bias),
+                None => orow.fill(0.0),
+            }
+            for (j, wrow) in wt.chunks_exact(ch).enumerate() {
+                if let Some(s) = dw.src(t, j) {
+                    mul_add_row(orow, wrow, &x[(b * dw.len + s) * ch..][..ch]);
                 }
             }
-        })
-    });
+        }
+    }
+}
+
+simd_fn! {
+    /// Rows of block `blk` (`dst`) of the input gradient in [`backward`].
+    fn grad_x_rows(simd: Option<Avx2Fma>, dw: &Depthwise, blk: usize, dst: &mut [f32], wt: &[f32], grad_out: &[f32]) {
+        let ch = dw.ch;
+        for (r, grow) in dst.chunks_exact_mut(ch).enumerate() {
+            let (b, s) = ((blk * ROWS + r) / dw.len, (blk * ROWS + r) % dw.len);
+            for (j, wrow) in wt.chunks_exact(ch).enumerate() {
+                if let Some(t) = dw.dst(s, j) {
+                    mul_add_row(grow, wrow, &grad_out[(b * dw.t_out + t) * ch..][..ch]);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `acc` (K + 1, C) += the taps' and the bias's sums over the output rows of block
+    /// `blk` (`rows` of the output gradient) in [`backward`].
+    fn weight_sums(simd: Option<Avx2Fma>, dw: &Depthwise, blk: usize, rows: &[f32], x: &[f32], acc: &mut [f32]) {
+        let ch = dw.ch;
+        let (taps, bias) = acc.split_at_mut(dw.k * ch);
+        for (r, grow) in rows.chunks_exact(ch).enumerate() {
+            let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);
+            bias.iter_mut().zip(grow).for_each(|(a, &g)| *a += g);
+            for (j, arow) in taps.chunks_exact_mut(ch).enumerate() {
+                if let Some(s) = dw.src(t, j) {
+                    mul_add_row(arow, grow, &x[(b * dw.len + s) * ch..][..ch]);
+                }
+            }
+        }
+    }
 }
 
 /// Backward: ADDS the gradients with respect to x (B, T, C), the weight (C, 1, K) and the
@@ -106,18 +143,7 @@ pub(super) fn backward(
     let simd = avx2_fma();
     if let Some(gx) = grad_x {
         let wt = dw.taps(weight); // (K, C)
-        gx.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| {
-            with_avx2(simd, || {
-                for (r, grow) in dst.chunks_exact_mut(ch).enumerate() {
-                    let (b, s) = ((blk * ROWS + r) / dw.len, (blk * ROWS + r) % dw.len);
-                    for (j, wrow) in wt.chunks_exact(ch).enumerate() {
-                        if let Some(t) = dw.dst(s, j) {
-                            mul_add_row(grow, wrow, &grad_out[(b * dw.t_out + t) * ch..][..ch]);
-                        }
-                    }
-                }
-            })
-        });
+        gx.par_chunks_mut(ROWS * ch).enumerate().for_each(|(blk, dst)| grad_x_rows(simd, dw, blk, dst, &wt, grad_out));
     }
     if grad_w.is_none() && grad_b.is_none() {
         return;
@@ -128,18 +154,7 @@ pub(super) fn backward(
         .enumerate()
         .map(|(blk, rows)| {
             let mut acc = vec![0.0f32; (dw.k + 1) * ch];
-            with_avx2(simd, || {
-                let (taps, bias) = acc.split_at_mut(dw.k * ch);
-                for (r, grow) in rows.chunks_exact(ch).enumerate() {
-                    let (b, t) = ((blk * ROWS + r) / dw.t_out, (blk * ROWS + r) % dw.t_out);
-                    bias.iter_mut().zip(grow).for_each(|(a, &g)| *a += g);
-                    for (j, arow) in taps.chunks_exact_mut(ch).enumerate() {
-                        if let Some(s) = dw.src(t, j) {
-                            mul_add_row(arow, grow, &x[(b * dw.len + s) * ch..][..ch]);
-                        }
-                    }
-                }
-            });
+            weight_sums(simd, dw, blk, rows, x, &mut acc);
             acc
         })
         .collect();

@@ -10,7 +10,7 @@
 //! instead of once per item (W1's head weight gradient: 16 items, 7.7 MB each time). Used
 //! whenever the columns fit in [`MAX_COLS`]; larger convs keep the copy-free tap GEMMs.
 
-use super::matmul::{matmul, Mat, Par};
+use super::matmul::{Gemm, Mat, Par};
 use crate::tensor::memory::Scratch;
 use rayon::prelude::*;
 
@@ -69,11 +69,11 @@ impl Columns {
     /// `gx` (B, len, C_in) += scale · the input gradient of a conv with weight (C_out, C_in, K),
     /// given its output gradient `grad_out` (B·T_out, C_out): one GEMM into columns
     /// (B·T_out, C_out) · (C_out, K·C_in), folded back with [`Columns::scatter_add`].
-    pub fn grad_input(&self, weight: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gx: &mut [f32]) {
+    pub fn grad_input(&self, gemm: Gemm, weight: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gx: &mut [f32]) {
         let (rows, w) = (self.batch * self.t_out, self.width());
         let wt = tap_major(weight, self.c_in, self.kernel_size); // (C_out, K·C_in)
         let mut g_cols = Scratch::new(rows * w); // (B·T_out, K·C_in), overwritten by the GEMM
-        matmul(&mut g_cols, w, Mat::row_major(grad_out, rows, c_out), Mat::row_major(&wt, c_out, w), false, Par::Pool);
+        gemm.matmul(&mut g_cols, w, Mat::row_major(grad_out, rows, c_out), Mat::row_major(&wt, c_out, w), false, Par::Pool);
         scale_values(&mut g_cols, scale);
         self.scatter_add(&g_cols, gx);
     }
@@ -81,11 +81,11 @@ impl Columns {
     /// `gw` (C_out, C_in, K) += scale · grad_outᵀ · x_cols: the weight gradient from the output
     /// gradient (B·T_out, C_out) and the input's columns ([`Columns::gather`]), one GEMM over
     /// the whole batch.
-    pub fn grad_weight(&self, x_cols: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gw: &mut [f32]) {
+    pub fn grad_weight(&self, gemm: Gemm, x_cols: &[f32], c_out: usize, grad_out: &[f32], scale: f32, gw: &mut [f32]) {
         let (rows, w) = (self.batch * self.t_out, self.width());
         let mut acc = Scratch::new(c_out * w); // (C_out, K·C_in), overwritten by the GEMM
         let go_t = Mat::row_major(grad_out, rows, c_out).t();
-        matmul(&mut acc, w, go_t, Mat::row_major(x_cols, rows, w), false, Par::Pool);
+        gemm.matmul(&mut acc, w, go_t, Mat::row_major(x_cols, rows, w), false, Par::Pool);
         scale_values(&mut acc, scale);
         add_tap_major(&acc, self.c_in, self.kernel_size, gw);
     }

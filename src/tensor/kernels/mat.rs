@@ -66,6 +66,45 @@ impl Init<'_> {
     }
 }
 
+impl<'a> Init<'a> {
+    /// How the block of k starting at `pc` meets the output in a product computed block of
+    /// k by block of k: whether the kernel adds to what the output holds, and the row it
+    /// starts from instead of zero (first block only).
+    pub(crate) fn block_start(self, pc: usize) -> (bool, Option<&'a [f32]>) {
+        match self {
+            Init::Rows(bias) if pc == 0 => (false, Some(bias)),
+            Init::Zero | Init::Rows(_) => (pc > 0, None),
+            Init::Accumulate => (true, None),
+        }
+    }
+}
+
+/// A product's output as the threads of one GEMM call share it: element (i, j) at
+/// `ptr + i * row_stride + j`.
+#[derive(Clone, Copy)]
+pub(crate) struct Out {
+    pub ptr: *mut f32,
+    pub row_stride: usize,
+}
+
+// SAFETY: an `Out` is only a pointer into the output of one GEMM call, which outlives every
+// thread that receives a copy (they are joined before the call returns), and those threads
+// only ever write disjoint (row, column) blocks of it.
+unsafe impl Send for Out {}
+// SAFETY: as for `Send`: shared copies write disjoint blocks, never the same element.
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Rows `first..first + count` of a dense output (row stride = row length) as a slice.
+    ///
+    /// # Safety
+    /// The rows must be in bounds, and no other live reference may cover them.
+    pub(crate) unsafe fn rows_mut<'a>(self, first: usize, count: usize) -> &'a mut [f32] {
+        // SAFETY: the caller guarantees the rows are in bounds of the output and not aliased.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(first * self.row_stride), count * self.row_stride) }
+    }
+}
+
 /// Rows per block handed to the epilogue of [`matmul_then`]. Against 96 and 288 in
 /// alternating W1 runs, 192 was fastest: each block streams the packed right-hand side
 /// once, and W1's 192 rows of logits (3.8 MB) still come back from L3 for the loss.

@@ -1,13 +1,183 @@
 //! Strided f32 matrix multiply: the crate's own AVX2 + FMA kernel (`sgemm`) where the CPU
-//! has it, the `gemm` crate elsewhere.
+//! has it, the `gemm` crate elsewhere; and, as a [`Gemm::Bf16`] product, bf16 inputs with
+//! fp32 accumulation (`bf16gemm`, CPUs with AVX512_BF16).
 //!
 //! Every matrix is described by a slice plus row and column strides (in elements), so that
 //! transposes, shifted windows and per-group blocks are views, never copies.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 pub use super::mat::{Init, Mat, EPILOGUE_ROWS};
+use crate::tensor::cpu::Avx512Bf16;
+
+/// How a product computes: the one switch between fp32 and bf16 products. The kernels of
+/// matmuls and convolutions take one and call its methods; a graph holds the one its
+/// precision chose (`Graph::set_precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gemm {
+    /// fp32 inputs and accumulation.
+    #[default]
+    F32,
+    /// Inputs rounded to bf16 (to nearest, ties to even), products accumulated in fp32, fp32
+    /// outputs: torch.autocast's bf16 matmul, without rounding the output. Holds the proof
+    /// that the CPU has AVX512_BF16.
+    Bf16(Avx512Bf16),
+}
+
+impl Gemm {
+    /// [`matmul`] computed as this product says.
+    pub fn matmul(self, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate: bool, par: Par) {
+        let init = if accumulate { Init::Accumulate } else { Init::Zero };
+        self.matmul_init(dst, dst_row_stride, a, b, init, par);
+    }
+
+    /// [`matmul_init`] computed as this product says.
+    pub fn matmul_init(self, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
+        match self {
+            Gemm::F32 => matmul_init(dst, dst_row_stride, a, b, init, par),
+            Gemm::Bf16(cpu) => bf16_product(cpu, dst, dst_row_stride, a, b, init, par),
+        }
+    }
+
+    /// [`matmul_then`] computed as this product says; a bf16 product runs each block's
+    /// epilogue as soon as the block is computed, while it is in cache.
+    pub fn matmul_then(self, dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        #[cfg(target_arch = "x86_64")]
+        if let Gemm::Bf16(cpu) = self {
+            let (m, k, n) = (a.rows, a.cols, b.cols);
+            assert_eq!(k, b.rows, "matmul inner dimensions");
+            assert_eq!(dst.len(), m * n, "matmul_then destination size");
+            if m > 0 && n > 0 && k > 0 && super::bf16gemm::fuses_epilogue(k) {
+                a.check();
+                b.check();
+                // SAFETY: the token proves AVX512_BF16; the views were checked and dst holds m · n values.
+                unsafe { super::bf16gemm::gemm_then(cpu, dst, a, b, init, threads_for(par, m, k, n), epilogue) };
+                return;
+            }
+        }
+        self.matmul_init(dst, b.cols, a, b, init, par);
+        run_epilogues(dst, b.cols, par, epilogue);
+    }
+}
+
+/// Which kernel computes fp32 products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Fp32Gemm {
+    /// convlm's own AVX2 + FMA GEMM (`sgemm`), which also finishes the fused head's blocks
+    /// while they are in cache; the `gemm` crate where the CPU lacks AVX2.
+    Sgemm = 1,
+    /// The `gemm` crate (its AVX-512 kernels where the CPU has them).
+    Crate = 2,
+}
+
+impl Fp32Gemm {
+    /// The choice by CPU flags: the crate with AVX-512 (on an AMD EPYC Zen 5 it beat sgemm
+    /// on every shape measured, one thread, GFLOP/s: W4's (4096·128·384) 257 vs 129,
+    /// (4096·512·128) 223 vs 113, its weight gradients (384·4096·128, A transposed) 198 vs
+    /// 103; W1's head (4096·384·5000) 236 vs 128; W2's (768·256·128) 255 vs 124; the filter
+    /// MLP's (1024·64·64) 261 vs 108) or without AVX2, sgemm elsewhere. On a Zen 4, whose
+    /// AVX-512 runs on 256-bit units, the two were even on W1; `tensor::tune` measures.
+    pub fn by_flags() -> Self {
+        if super::super::cpu::avx2_fma().is_some() && !super::super::cpu::avx512f() {
+            Fp32Gemm::Sgemm
+        } else {
+            Fp32Gemm::Crate
+        }
+    }
+}
+
+/// The fp32 kernel installed by [`use_fp32_gemm`]; 0 until then.
+static FP32_GEMM: AtomicU8 = AtomicU8::new(0);
+
+/// Makes this process's fp32 products use `kernel` (measured on this CPU: `tensor::tune`).
+pub fn use_fp32_gemm(kernel: Fp32Gemm) {
+    FP32_GEMM.store(kernel as u8, Ordering::Relaxed);
+}
+
+/// The kernel of fp32 products now: the installed one, else [`Fp32Gemm::by_flags`].
+pub fn fp32_gemm() -> Fp32Gemm {
+    match FP32_GEMM.load(Ordering::Relaxed) {
+        1 => Fp32Gemm::Sgemm,
+        2 => Fp32Gemm::Crate,
+        _ => Fp32Gemm::by_flags(),
+    }
+}
+
+/// Whether sgemm computes the fp32 products now (it needs AVX2 and FMA).
+fn sgemm_runs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return fp32_gemm() == Fp32Gemm::Sgemm && super::sgemm::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `dst (m, n) = start + a (m, k) · b (k, n)` in fp32 by `kernel` on `threads` threads
+/// (the crate where sgemm cannot run), with `matmul_init`'s checks: for measuring the
+/// kernels against each other.
+pub fn fp32_product_with(kernel: Fp32Gemm, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
+    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+    let (m, n) = (a.rows, b.cols);
+    if m == 0 || n == 0 || a.cols == 0 {
+        return matmul_init(dst, dst_row_stride, a, b, init, Par::Seq);
+    }
+    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
+    a.check();
+    b.check();
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Fp32Gemm::Sgemm && super::sgemm::available() {
+        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
+        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads.max(1)) };
+        return;
+    }
+    let _ = kernel;
+    crate_gemm(dst, dst_row_stride, a, b, init, threads.max(1));
+}
+
+/// The bf16 product behind [`Gemm::Bf16`], with `matmul_init`'s checks.
+fn bf16_product(cpu: Avx512Bf16, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
+    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if let Init::Rows(r) = init {
+        assert_eq!(r.len(), n, "matmul start row length");
+    }
+    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
+    if k == 0 {
+        init.fill(dst, m, n, dst_row_stride);
+        return;
+    }
+    a.check();
+    b.check();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the token proves AVX512_BF16; the views and dst were bounds-checked above, and
+    // dst is a distinct &mut slice.
+    unsafe {
+        super::bf16gemm::gemm(cpu, dst, dst_row_stride, a, b, init, threads_for(par, m, k, n))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = cpu; // no such token exists off x86-64
+        matmul_init(dst, dst_row_stride, a, b, init, par);
+    }
+}
+
+/// `epilogue(block, rows)` on each block of [`EPILOGUE_ROWS`] rows of a finished product.
+fn run_epilogues(dst: &mut [f32], n: usize, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if n == 0 {
+        return;
+    }
+    match par {
+        Par::Pool => dst.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+        Par::Seq => dst.chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
+    }
+}
 
 /// Threading for one GEMM call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,14 +213,10 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     a.check();
     b.check();
     let threads = threads_for(par, m, k, n);
-    // With AVX-512 the `gemm` crate (its x86-v4 kernels, chosen at run time) beat sgemm's
-    // AVX2 kernel on every shape measured on an AMD EPYC (Zen 5), one thread, GFLOP/s:
-    // W4's (4096·128·384) 257 vs 129, (4096·512·128) 223 vs 113, its weight gradients
-    // (384·4096·128, A transposed) 198 vs 103; W1's head (4096·384·5000) 236 vs 128; W2's
-    // (768·256·128) 255 vs 124; the filter MLP's (1024·64·64) 261 vs 108. Its results do
-    // not depend on the thread count either. sgemm stays the product on AVX2-only CPUs.
+    // Which kernel: see `Fp32Gemm` (by flags, or measured on this CPU). Both give results
+    // that do not depend on the thread count.
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::available() && !crate::tensor::cpu::avx512f() {
+    if sgemm_runs() {
         // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
         unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads) };
         return;
@@ -62,9 +228,10 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
 /// `epilogue(block, rows)` once on each block of [`EPILOGUE_ROWS`] rows (the last may be
 /// shorter) with its final values: rows `block * EPILOGUE_ROWS ..` as a (rows, n) slice.
 ///
-/// On AVX2-only CPUs each block's epilogue runs as soon as sgemm has computed the block,
-/// while its values are still in cache: a loss over the logits then costs no extra pass
-/// over memory. With AVX-512 the faster `gemm` crate computes the whole product first.
+/// Where sgemm computes fp32 products (AVX2-only CPUs, or where measured faster) each
+/// block's epilogue runs as soon as sgemm has computed the block, while its values are
+/// still in cache: a loss over the logits then costs no extra pass over memory. Where the
+/// `gemm` crate does, it computes the whole product first.
 /// Blocks may run in any order and on any thread.
 pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
@@ -73,11 +240,12 @@ pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilog
     if m == 0 || n == 0 {
         return;
     }
-    // With AVX-512 the `gemm` crate's whole product, then the epilogues across the pool,
-    // beat sgemm's fused AVX2 pass: W1's head (4096·384·5000 + loss) took the step from
-    // 174 to 148 ms (alternating runs, Zen 5, two threads).
+    // Where the crate's kernels are the faster (AVX-512 on full-width units), its whole
+    // product, then the epilogues across the pool, beat sgemm's fused AVX2 pass: W1's head
+    // (4096·384·5000 + loss) took the step from 174 to 148 ms (alternating runs, Zen 5,
+    // two threads).
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::available() && !crate::tensor::cpu::avx512f() && k > 0 && super::sgemm::fuses_epilogue(k) {
+    if sgemm_runs() && k > 0 && super::sgemm::fuses_epilogue(k) {
         a.check();
         b.check();
         // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
@@ -85,10 +253,7 @@ pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilog
         return;
     }
     matmul_init(dst, n, a, b, init, par);
-    match par {
-        Par::Pool => dst.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
-        Par::Seq => dst.chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(i, rows)| epilogue(i, rows)),
-    }
+    run_epilogues(dst, n, par, epilogue);
 }
 
 /// Threads for one product: the pool's, unless `par` says otherwise or it is too small.

@@ -1,6 +1,9 @@
 //! CPU kernels: plain functions over slices, forward and backward. The autograd layer
 //! (`tensor::ops`) wraps them.
 
+pub mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod bf16gemm;
 pub mod conv1d;
 pub mod conv1d_loss;
 pub mod conv2d_masked;

@@ -5,7 +5,7 @@
 //! same bits). `libm::erff` per value had been ~13% of a W4 training step.
 
 use super::softmax::exp_nonpos;
-use crate::tensor::cpu::avx2_fma;
+use crate::tensor::cpu::{avx2_fma, simd_fn};
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1 / √(2π).
@@ -67,54 +67,37 @@ fn gelu_backward_portable<const ADD: bool>(gx: &mut [f32], g: &[f32], x: &[f32])
     }
 }
 
-/// `out[i] = gelu(x[i])`.
+/// `out[i] = gelu(x[i])` (the AVX2 or AVX-512 build where the CPU has it, same bits).
 pub fn gelu_slice(out: &mut [f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma().is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { gelu_avx2(out, x) };
-    }
-    gelu_portable(out, x)
+    gelu_built(avx2_fma(), out, x)
 }
 
 /// `gx[i] += g[i] · gelu'(x[i])`.
 pub fn gelu_backward_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma().is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { gelu_backward_avx2::<true>(gx, g, x) };
-    }
-    gelu_backward_portable::<true>(gx, g, x)
+    gelu_backward_built(avx2_fma(), gx, g, x)
 }
 
 /// `gx[i] = g[i] · gelu'(x[i])` (overwrites).
 pub fn gelu_grad_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma().is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { gelu_backward_avx2::<false>(gx, g, x) };
+    gelu_grad_built(avx2_fma(), gx, g, x)
+}
+
+simd_fn! {
+    fn gelu_built(simd: Option<Avx2Fma>, out: &mut [f32], x: &[f32]) {
+        gelu_portable(out, x)
     }
-    gelu_backward_portable::<false>(gx, g, x)
 }
 
-/// [`gelu_portable`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(out: &mut [f32], x: &[f32]) {
-    gelu_portable(out, x)
+simd_fn! {
+    fn gelu_backward_built(simd: Option<Avx2Fma>, gx: &mut [f32], g: &[f32], x: &[f32]) {
+        gelu_backward_portable::<true>(gx, g, x)
+    }
 }
 
-/// [`gelu_backward_portable`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_backward_avx2<const ADD: bool>(gx: &mut [f32], g: &[f32], x: &[f32]) {
-    gelu_backward_portable::<ADD>(gx, g, x)
+simd_fn! {
+    fn gelu_grad_built(simd: Option<Avx2Fma>, gx: &mut [f32], g: &[f32], x: &[f32]) {
+        gelu_backward_portable::<false>(gx, g, x)
+    }
 }
 
 #[cfg(test)]
@@ -158,4 +141,49 @@ mod tests {
             assert_eq!(put[i].to_bits(), (g[i] * gelu_derivative(x[i])).to_bits(), "gelu'({})", x[i]);
         }
     }
+}
+
+/// Nanoseconds per value of the elementwise kernels (one thread's CPU time), for comparing
+/// builds: `CONVLM_CPU_DISABLE=avx512f cargo test --lib elementwise_speed -- --ignored
+/// --nocapture` against the same without the variable.
+#[cfg(test)]
+#[test]
+#[ignore]
+fn elementwise_speed() {
+    let cpu_seconds = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid timespec to write.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    };
+    let n = 1 << 20;
+    let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 0.01).collect();
+    let mut out = vec![0.0f32; n];
+    let gamma = vec![1.1f32; 128];
+    let beta = vec![0.1f32; 128];
+    let mut xhat = vec![0.0f32; n];
+    let time = |f: &mut dyn FnMut()| {
+        let mut best = f64::INFINITY;
+        for _ in 0..15 {
+            let t = cpu_seconds();
+            f();
+            best = best.min(cpu_seconds() - t);
+        }
+        best / n as f64 * 1e9
+    };
+    let gelu = time(&mut || gelu_slice(&mut out, &x));
+    let gelu_bwd = time(&mut || gelu_backward_slice(&mut out, &x, &x));
+    let softmax = time(&mut || {
+        for row in out.chunks_mut(5000) {
+            row.copy_from_slice(&x[..row.len()]);
+            super::softmax::softmax_in_place(row, 0.5, avx2_fma());
+        }
+    });
+    let ln = time(&mut || {
+        for ((r, h), o) in x.chunks(128).zip(xhat.chunks_mut(128)).zip(out.chunks_mut(128)) {
+            crate::tensor::layernorm_row(r, &gamma, &beta, 1e-5, h, o);
+        }
+    });
+    let avx512 = crate::tensor::cpu::avx512f();
+    println!("ns per value (AVX-512 {avx512}): gelu {gelu:.3}, gelu backward {gelu_bwd:.3}, softmax (copy + in place) {softmax:.3}, layernorm {ln:.3}");
 }

@@ -1,9 +1,10 @@
 //! Row kernels of softmax and cross-entropy over logits: log-sum-exp, softmax in place and
-//! the softmax gradient, with a branch-free `exp` so the row loops vectorize (built for AVX2
-//! + FMA where the CPU has them).
+//! the softmax gradient, with a branch-free `exp` so the row loops vectorize (built for
+//! AVX2 and FMA where the CPU has them, 16 lanes wide with AVX-512 where it has that; every
+//! build gives the same values).
 
 use crate::error::{Error, Result};
-use crate::tensor::cpu::Avx2Fma;
+use crate::tensor::cpu::{simd_fn, Avx2Fma};
 
 /// Log-sum-exp of one row of logits (exact libm `exp`; used outside the hot loss).
 pub fn log_sum_exp(row: &[f32]) -> f32 {
@@ -55,9 +56,10 @@ pub fn count_targets(op: &'static str, targets: &[i64], rows: usize, vocab_size:
     }
 }
 
-const LANES: usize = 8;
+/// Independent lanes of the row loops: one AVX-512 vector, two AVX2 ones.
+const LANES: usize = 16;
 
-/// The largest value of a row, NaNs skipped (8 independent lanes, vectorizable).
+/// The largest value of a row, NaNs skipped (16 independent lanes, vectorizable).
 #[inline(always)]
 fn row_max_lanes(row: &[f32]) -> f32 {
     let chunks = row.chunks_exact(LANES);
@@ -72,7 +74,7 @@ fn row_max_lanes(row: &[f32]) -> f32 {
     m.iter().fold(max, |a, &v| if v > a { v } else { a })
 }
 
-/// Log-sum-exp of one row with the fast exp (8 independent lanes, vectorizable).
+/// Log-sum-exp of one row with the fast exp (16 independent lanes, vectorizable).
 #[inline(always)]
 fn row_lse_lanes(row: &[f32]) -> f32 {
     let max = row_max_lanes(row);
@@ -127,75 +129,61 @@ fn softmax_lanes(row: &mut [f32], weight: f32) -> f32 {
     max + sum.ln()
 }
 
-/// [`softmax_lanes`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32], weight: f32) -> f32 {
-    softmax_lanes(row, weight)
-}
-
 /// Overwrites `row` with `softmax(row) * weight` and returns the row's log-sum-exp (fast
-/// exp; the AVX2 + FMA build when `simd` is given, from [`crate::tensor::cpu::avx2_fma`]).
+/// exp; the AVX2 + FMA build, or the AVX-512 one, when `simd` is given, from
+/// [`crate::tensor::cpu::avx2_fma`]: the same values).
 pub fn softmax_in_place(row: &mut [f32], weight: f32, simd: Option<Avx2Fma>) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if simd.is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { softmax_avx2(row, weight) };
-    }
-    let _ = simd;
-    softmax_lanes(row, weight)
+    softmax_built(simd, row, weight)
 }
 
-/// [`row_lse_lanes`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_lse_avx2(row: &[f32]) -> f32 {
-    row_lse_lanes(row)
-}
-
-/// [`row_grad_lanes`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA (callers hold an [`Avx2Fma`] token).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_grad_avx2(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
-    row_grad_lanes(grow, lrow, lse, scale)
-}
-
-/// Log-sum-exp of one row (fast exp; the AVX2 + FMA build when `simd` is given).
+/// Log-sum-exp of one row (fast exp; the AVX2 or AVX-512 build when `simd` is given).
 pub fn row_lse(row: &[f32], simd: Option<Avx2Fma>) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if simd.is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { row_lse_avx2(row) };
-    }
-    let _ = simd;
-    row_lse_lanes(row)
+    row_lse_built(simd, row)
 }
 
-/// `grow += scale * softmax(lrow)` given the row's log-sum-exp `lse` (fast exp; the AVX2 +
-/// FMA build when `simd` is given).
+/// `grow += scale * softmax(lrow)` given the row's log-sum-exp `lse` (fast exp; the AVX2
+/// or AVX-512 build when `simd` is given).
 pub fn row_grad(grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32, simd: Option<Avx2Fma>) {
-    #[cfg(target_arch = "x86_64")]
-    if simd.is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        return unsafe { row_grad_avx2(grow, lrow, lse, scale) };
+    row_grad_built(simd, grow, lrow, lse, scale)
+}
+
+simd_fn! {
+    fn softmax_built(simd: Option<Avx2Fma>, row: &mut [f32], weight: f32) -> f32 {
+        softmax_lanes(row, weight)
     }
-    let _ = simd;
-    row_grad_lanes(grow, lrow, lse, scale)
+}
+
+simd_fn! {
+    fn row_lse_built(simd: Option<Avx2Fma>, row: &[f32]) -> f32 {
+        row_lse_lanes(row)
+    }
+}
+
+simd_fn! {
+    fn row_grad_built(simd: Option<Avx2Fma>, grow: &mut [f32], lrow: &[f32], lse: f32, scale: f32) {
+        row_grad_lanes(grow, lrow, lse, scale)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tensor::cpu::avx2_fma;
+
+    /// The portable build and the vector one (AVX2, or AVX-512) agree bit for bit.
+    #[test]
+    fn every_build_gives_the_same_bits() {
+        let row: Vec<f32> = (0..5003).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.21).collect();
+        let run = |simd| {
+            let mut r = row.clone();
+            let lse = row_lse(&row, simd);
+            let lse2 = softmax_in_place(&mut r, 0.25, simd);
+            let mut g = vec![0.5f32; row.len()];
+            row_grad(&mut g, &row, lse, 0.5, simd);
+            (lse.to_bits(), lse2.to_bits(), r.iter().chain(&g).map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(run(None), run(avx2_fma()));
+    }
 
     #[test]
     fn fast_exp_matches_libm() {

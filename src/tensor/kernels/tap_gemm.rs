@@ -14,7 +14,7 @@
 //! - [`TapGemm::s_from_d`]: S[i*stride + shift] += D[i] · W_tap (conv1d grad_x, convT forward)
 //! - [`TapGemm::weight_grad`]: W_tap += Dᵀ · S_shifted (the weight gradient of both)
 
-use super::matmul::{matmul, Mat, Par};
+use super::matmul::{Gemm, Mat, Par};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -66,27 +66,27 @@ impl TapGemm {
     }
 
     /// One batch item: `d` (d_len, d_ch) += taps of `s` (s_len, s_ch).
-    pub fn d_from_s(&self, s: &[f32], w: &[f32], d: &mut [f32], par: Par) {
+    pub fn d_from_s(&self, gemm: Gemm, s: &[f32], w: &[f32], d: &mut [f32], par: Par) {
         let (dpg, spg) = (self.dpg(), self.spg());
         for &tap in &self.taps {
             let Some((d0, n, s0)) = self.rows(tap.shift) else { continue };
             for g in 0..self.groups {
                 let a = Mat::strided(&s[s0 * self.s_ch + g * spg..], n, spg, self.stride * self.s_ch, 1);
                 let dst = &mut d[d0 * self.d_ch + g * dpg..];
-                matmul(dst, self.d_ch, a, self.w_view(w, g, tap).t(), true, par);
+                gemm.matmul(dst, self.d_ch, a, self.w_view(w, g, tap).t(), true, par);
             }
         }
     }
 
     /// One batch item: `s` (s_len, s_ch) += taps of `d` (d_len, d_ch).
-    pub fn s_from_d(&self, d: &[f32], w: &[f32], s: &mut [f32], par: Par) {
+    pub fn s_from_d(&self, gemm: Gemm, d: &[f32], w: &[f32], s: &mut [f32], par: Par) {
         let (dpg, spg) = (self.dpg(), self.spg());
         for &tap in &self.taps {
             let Some((d0, n, s0)) = self.rows(tap.shift) else { continue };
             for g in 0..self.groups {
                 let a = Mat::strided(&d[d0 * self.d_ch + g * dpg..], n, dpg, self.d_ch, 1);
                 let dst = &mut s[s0 * self.s_ch + g * spg..];
-                matmul(dst, self.stride * self.s_ch, a, self.w_view(w, g, tap), true, par);
+                gemm.matmul(dst, self.stride * self.s_ch, a, self.w_view(w, g, tap), true, par);
             }
         }
     }
@@ -94,7 +94,7 @@ impl TapGemm {
     /// `gw` (d_ch, s_ch/g, kernel) += Σ over batch and taps of Dᵀ · S_shifted, with `d`
     /// (B, d_len, d_ch) and `s` (B, s_len, s_ch). Threads split the weight's rows, so no
     /// per-thread copies of the whole gradient are needed.
-    pub fn weight_grad(&self, d: &[f32], s: &[f32], gw: &mut [f32]) {
+    pub fn weight_grad(&self, gemm: Gemm, d: &[f32], s: &[f32], gw: &mut [f32]) {
         let (dpg, row) = (self.dpg(), self.spg() * self.kernel);
         if dpg == 0 || row == 0 {
             return;
@@ -103,13 +103,13 @@ impl TapGemm {
         let rows_per_piece = dpg.div_ceil(pieces);
         gw.par_chunks_mut(dpg * row).enumerate().for_each(|(g, gw_g)| {
             gw_g.par_chunks_mut(rows_per_piece * row).enumerate().for_each(|(p, gw_p)| {
-                self.weight_grad_rows(d, s, g, p * rows_per_piece, gw_p);
+                self.weight_grad_rows(gemm, d, s, g, p * rows_per_piece, gw_p);
             });
         });
     }
 
     /// The rows `o0..` (within group `g`) of the weight gradient; `gw` holds exactly them.
-    fn weight_grad_rows(&self, d: &[f32], s: &[f32], g: usize, o0: usize, gw: &mut [f32]) {
+    fn weight_grad_rows(&self, gemm: Gemm, d: &[f32], s: &[f32], g: usize, o0: usize, gw: &mut [f32]) {
         let (spg, k) = (self.spg(), self.kernel);
         let rows = gw.len() / (spg * k);
         let col = g * self.dpg() + o0;
@@ -121,7 +121,7 @@ impl TapGemm {
                 let Some((d0, n, s0)) = self.rows(tap.shift) else { continue };
                 let a = Mat::strided(&d_b[d0 * self.d_ch + col..], n, rows, self.d_ch, 1).t();
                 let bm = Mat::strided(&s_b[s0 * self.s_ch + g * spg..], n, spg, self.stride * self.s_ch, 1);
-                matmul(&mut acc[ti * rows * spg..], spg, a, bm, true, Par::Seq);
+                gemm.matmul(&mut acc[ti * rows * spg..], spg, a, bm, true, Par::Seq);
             }
         }
         for (ti, tap) in self.taps.iter().enumerate() {

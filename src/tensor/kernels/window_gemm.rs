@@ -4,7 +4,7 @@
 //! inner dimension K·C over an overlapping-rows view of the input (row stride C) — no
 //! im2col copy. Only the few rows whose window touches padding are built explicitly.
 
-use super::matmul::{matmul, matmul_init, Init, Mat, Par};
+use super::matmul::{Gemm, Init, Mat, Par};
 use crate::tensor::memory::Scratch;
 use rayon::prelude::*;
 
@@ -59,16 +59,16 @@ impl Windows {
     }
 
     /// `dst (rows, n) += windows(src) · wp (k·ch, n)`; `dst` has row stride `n`.
-    pub fn apply(&self, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], par: Par) {
+    pub fn apply(&self, gemm: Gemm, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], par: Par) {
         let kc = self.k * self.ch;
         let b = Mat::row_major(wp, kc, n);
         if let Some((lo, a)) = self.interior_view(src) {
-            matmul(&mut dst[lo * n..], n, a, b, true, par);
+            gemm.matmul(&mut dst[lo * n..], n, a, b, true, par);
         }
         for (r0, r1) in self.boundary() {
             if r1 > r0 {
                 let win = self.explicit(src, r0, r1);
-                matmul(&mut dst[r0 * n..], n, Mat::row_major(&win, r1 - r0, kc), b, true, Par::Seq);
+                gemm.matmul(&mut dst[r0 * n..], n, Mat::row_major(&win, r1 - r0, kc), b, true, Par::Seq);
             }
         }
     }
@@ -82,13 +82,14 @@ impl Windows {
 /// windows of the whole batch, so it is ONE GEMM (the weight is packed once, not once per
 /// item). The view's rows that straddle two items are the boundary rows; they are computed
 /// apart from explicit windows and written over what the big GEMM left there.
-pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], init: Init) {
+#[allow(clippy::too_many_arguments)]
+pub fn apply_batch(gemm: Gemm, geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usize, dst: &mut [f32], init: Init) {
     let (src_item, dst_item) = (geo.src_len * geo.ch, geo.rows * n);
     let (lo, hi) = geo.interior();
     if batch < 2 || geo.rows != geo.src_len || hi <= lo {
         super::tap_gemm::par_batches(dst, dst_item, |b, dst_b, par| {
             init.fill(dst_b, geo.rows, n, n);
-            geo.apply(&src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
+            geo.apply(gemm, &src[b * src_item..(b + 1) * src_item], wp, n, dst_b, par);
         });
         return;
     }
@@ -109,8 +110,8 @@ pub fn apply_batch(geo: &Windows, batch: usize, src: &[f32], wp: &[f32], n: usiz
     let view = Mat::strided(&src[start..], last - first, kc, geo.ch, 1);
     let wm = Mat::row_major(wp, kc, n);
     // Rows before `first` and after `last` are boundary rows too: nothing else writes them.
-    matmul_init(&mut dst[first * n..], n, view, wm, init, Par::Pool);
-    matmul_init(&mut fixed, n, Mat::row_major(&windows, n_rows, kc), wm, init, Par::Pool);
+    gemm.matmul_init(&mut dst[first * n..], n, view, wm, init, Par::Pool);
+    gemm.matmul_init(&mut fixed, n, Mat::row_major(&windows, n_rows, kc), wm, init, Par::Pool);
     // The boundary rows are written over what the big GEMM left there.
     let mut rows = fixed.chunks_exact(n);
     for &(r0, r1) in &boundary {
@@ -184,7 +185,7 @@ pub fn pack_backward(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Scratch 
 /// Items stay separate GEMMs here: a batch-wide view would add the straddling windows and
 /// subtract them again, which leaves rounding noise where the true gradient is exactly 0
 /// (and Adam turns such noise into full-size steps).
-pub fn weight_grad(geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f32], gw: &mut [f32]) {
+pub fn weight_grad(gemm: Gemm, geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f32], gw: &mut [f32]) {
     let (c_in, k) = (geo.ch, geo.k);
     let kc = k * c_in;
     if c_out == 0 || kc == 0 {
@@ -203,13 +204,13 @@ pub fn weight_grad(geo: &Windows, batch: usize, go: &[f32], c_out: usize, x: &[f
             let x_b = &x[b * item_x..(b + 1) * item_x];
             if let Some((lo, win)) = geo.interior_view(x_b) {
                 let a = Mat::strided(&go_b[lo * c_out + o0..], win.rows, rows, c_out, 1).t();
-                matmul(&mut acc, kc, a, win, true, Par::Seq);
+                gemm.matmul(&mut acc, kc, a, win, true, Par::Seq);
             }
             for (r0, r1) in geo.boundary() {
                 if r1 > r0 {
                     let win = geo.explicit(x_b, r0, r1);
                     let a = Mat::strided(&go_b[r0 * c_out + o0..], r1 - r0, rows, c_out, 1).t();
-                    matmul(&mut acc, kc, a, Mat::row_major(&win, r1 - r0, kc), true, Par::Seq);
+                    gemm.matmul(&mut acc, kc, a, Mat::row_major(&win, r1 - r0, kc), true, Par::Seq);
                 }
             }
         }

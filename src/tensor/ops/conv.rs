@@ -3,10 +3,11 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::conv1d::{conv1d_backward_hinted, conv1d_forward, Conv1dSpec, Padding};
-use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy, HeadGrad};
-use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
-use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
+use crate::tensor::kernels::conv1d::{conv1d_backward_with, conv1d_forward_with, Conv1dSpec, Padding};
+use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy_with, HeadGrad};
+use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward_with, masked_conv2d_forward_with, MaskedConv2dSpec};
+use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward_with, conv_transpose1d_forward_with, ConvTranspose1dSpec};
+use crate::tensor::kernels::matmul::Gemm;
 use crate::tensor::memory::Scratch;
 use crate::tensor::Tensor;
 
@@ -22,6 +23,8 @@ struct ConvBack {
     x: Var,
     w: Var,
     b: Option<Var>,
+    /// The forward's products (its precision).
+    gemm: Gemm,
 }
 
 impl BackwardOp for ConvBack {
@@ -68,6 +71,8 @@ struct HeadBack {
     targets: Vec<i64>,
     /// Kept from forward in training graphs; recomputed by a backward through an eval graph.
     grad: Option<HeadGrad>,
+    /// The forward's products (its precision), for a recomputation.
+    gemm: Gemm,
 }
 
 impl BackwardOp for HeadBack {
@@ -79,7 +84,7 @@ impl BackwardOp for HeadBack {
             None => {
                 let bias = self.b.map(|b| ctx.value(b).data());
                 let (batch, len) = self.dims;
-                recomputed = conv1d_cross_entropy(&self.spec, x.data(), batch, len, w.data(), bias, &self.targets, true)?;
+                recomputed = conv1d_cross_entropy_with(self.gemm, &self.spec, x.data(), batch, len, w.data(), bias, &self.targets, true)?;
                 recomputed.grad.as_ref().ok_or_else(|| Error::shape("conv1d_cross_entropy", "the recomputed head kept no gradient state"))?
             }
         };
@@ -102,9 +107,9 @@ impl ConvBack {
     ) -> crate::error::Result<()> {
         let s = x.shape();
         match &self.kind {
-            ConvKind::Conv1d(spec) => conv1d_backward_hinted(spec, x.data(), s[0], s[1], w.data(), g, gx, gx_zero, gw, gb),
-            ConvKind::Transpose1d(spec) => conv_transpose1d_backward(spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
-            ConvKind::Masked2d(spec) => masked_conv2d_backward(spec, x.data(), s[0], s[1], s[2], w.data(), g, gx, gw, gb),
+            ConvKind::Conv1d(spec) => conv1d_backward_with(self.gemm, spec, x.data(), s[0], s[1], w.data(), g, gx, gx_zero, gw, gb),
+            ConvKind::Transpose1d(spec) => conv_transpose1d_backward_with(self.gemm, spec, x.data(), s[0], s[1], w.data(), g, gx, gw, gb),
+            ConvKind::Masked2d(spec) => masked_conv2d_backward_with(self.gemm, spec, x.data(), s[0], s[1], s[2], w.data(), g, gx, gw, gb),
         }
     }
 }
@@ -129,7 +134,8 @@ impl Graph {
 
     fn record_conv(&mut self, out: Tensor, kind: ConvKind, x: Var, w: Var, b: Option<Var>) -> Var {
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
-        self.record(out, &inputs, ConvBack { kind, x, w, b })
+        let gemm = self.gemm();
+        self.record(out, &inputs, ConvBack { kind, x, w, b, gemm })
     }
 
     /// 1-D convolution (PyTorch `F.conv1d`, with asymmetric padding allowed).
@@ -142,7 +148,7 @@ impl Graph {
         let t_out = spec.output_len(xs[1])?;
         let mut out = Tensor::stale(vec![xs[0], t_out, spec.out_channels]); // conv1d_forward overwrites it
         let bias = b.map(|b| self.value(b).data());
-        conv1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
+        conv1d_forward_with(self.gemm(), spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
         Ok(self.record_conv(out, ConvKind::Conv1d(*spec), x, w, b))
     }
 
@@ -199,9 +205,10 @@ impl Graph {
         let with_grad = self.training() && inputs.iter().any(|&v| self.requires_grad(v));
         let bias = b.map(|b| self.value(b).data());
         let (xd, wd) = (self.value(x).data(), self.value(w).data());
-        let head = conv1d_cross_entropy(spec, xd, dims.0, dims.1, wd, bias, targets, with_grad)?;
+        let gemm = self.gemm();
+        let head = conv1d_cross_entropy_with(gemm, spec, xd, dims.0, dims.1, wd, bias, targets, with_grad)?;
         let out = Tensor::new(vec![], vec![head.loss])?;
-        let back = HeadBack { spec: *spec, dims, x, w, b, targets: targets.to_vec(), grad: head.grad };
+        let back = HeadBack { spec: *spec, dims, x, w, b, targets: targets.to_vec(), grad: head.grad, gemm };
         Ok(self.record(out, &inputs, back))
     }
 
@@ -215,7 +222,7 @@ impl Graph {
         let t_out = spec.output_len(xs[1])?;
         let mut out = Tensor::zeros(vec![xs[0], t_out, spec.out_channels]);
         let bias = b.map(|b| self.value(b).data());
-        conv_transpose1d_forward(spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
+        conv_transpose1d_forward_with(self.gemm(), spec, self.value(x).data(), xs[0], xs[1], self.value(w).data(), bias, out.data_mut())?;
         Ok(self.record_conv(out, ConvKind::Transpose1d(*spec), x, w, b))
     }
 
@@ -228,7 +235,7 @@ impl Graph {
         let xs = self.conv_inputs("masked_conv2d", x, 4, w, &w_shape, b, spec.out_channels)?;
         let mut out = Tensor::zeros(vec![xs[0], xs[1], xs[2], spec.out_channels]);
         let bias = b.map(|b| self.value(b).data());
-        masked_conv2d_forward(spec, self.value(x).data(), xs[0], xs[1], xs[2], self.value(w).data(), bias, out.data_mut())?;
+        masked_conv2d_forward_with(self.gemm(), spec, self.value(x).data(), xs[0], xs[1], xs[2], self.value(w).data(), bias, out.data_mut())?;
         Ok(self.record_conv(out, ConvKind::Masked2d(*spec), x, w, b))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::matmul::{matmul, matmul_init, Init, Mat, Par};
+use crate::tensor::kernels::matmul::{Gemm, Init, Mat, Par};
 use crate::tensor::kernels::tap_gemm::add_column_sums;
 use crate::tensor::memory::stale;
 use crate::tensor::Tensor;
@@ -21,6 +21,8 @@ struct LinearBack {
     x: Var,
     w: Var,
     b: Option<Var>,
+    /// The forward's products (its precision).
+    gemm: Gemm,
 }
 impl BackwardOp for LinearBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
@@ -30,11 +32,11 @@ impl BackwardOp for LinearBack {
         let gm = Mat::row_major(g, rows, n_out); // (N, Out)
                                                  // A gradient buffer created here is overwritten by the product.
         if let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) {
-            matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !fresh, Par::Pool);
+            self.gemm.matmul(gx, n_in, gm, Mat::row_major(w.data(), n_out, n_in), !fresh, Par::Pool);
             // (N, In)
         }
         if let Some(gw) = ctx.grad(self.w) {
-            matmul(gw, n_in, gm.t(), Mat::row_major(x.data(), rows, n_in), true, Par::Pool);
+            self.gemm.matmul(gw, n_in, gm.t(), Mat::row_major(x.data(), rows, n_in), true, Par::Pool);
             // (Out, In)
         }
         if let Some(b) = self.b {
@@ -87,9 +89,10 @@ impl Graph {
         let xm = Mat::row_major(self.value(x).data(), rows, n_in);
         let wm = Mat::row_major(self.value(w).data(), n_out, n_in);
         let init = b.map_or(Init::Zero, |b| Init::Rows(self.value(b).data()));
-        matmul_init(out.data_mut(), n_out, xm, wm.t(), init, Par::Pool); // (N, Out)
+        let gemm = self.gemm();
+        gemm.matmul_init(out.data_mut(), n_out, xm, wm.t(), init, Par::Pool); // (N, Out)
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
-        Ok(self.record(out, &inputs, LinearBack { x, w, b }))
+        Ok(self.record(out, &inputs, LinearBack { x, w, b, gemm }))
     }
 
     /// Looks up rows of the embedding table `w` (V, E).

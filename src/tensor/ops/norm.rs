@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::cpu::{avx2_fma, with_avx2};
+use crate::tensor::cpu::{avx2_fma, simd_fn};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::memory::Scratch;
 use crate::tensor::Tensor;
@@ -50,6 +50,50 @@ pub(crate) fn layernorm_row(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32, 
     istd as f32
 }
 
+simd_fn! {
+    /// [`layernorm_row`] over the rows of a block: `x`, `xhat` and `out` (rows, C), `inv_std`
+    /// (rows).
+    fn layernorm_rows(simd: Option<Avx2Fma>, x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, xhat: &mut [f32], out: &mut [f32], inv_std: &mut [f32]) {
+        let c = gamma.len();
+        for (((orow, hrow), istd), row) in out.chunks_exact_mut(c).zip(xhat.chunks_exact_mut(c)).zip(inv_std).zip(x.chunks_exact(c)) {
+            *istd = layernorm_row(row, gamma, beta, eps, hrow, orow);
+        }
+    }
+}
+
+simd_fn! {
+    /// `acc` (2, C) += (Σ g·xhat, Σ g) over the rows of a block of `g` and `xhat` (rows, C):
+    /// the gamma and beta gradients of a normalisation.
+    fn affine_grad_sums(simd: Option<Avx2Fma>, g: &[f32], xhat: &[f32], c: usize, acc: &mut [f32]) {
+        let (sg, sb) = acc.split_at_mut(c);
+        for (grow, xrow) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            for j in 0..c {
+                sg[j] += grow[j] * xrow[j];
+                sb[j] += grow[j];
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// The input gradient of a per-row normalisation (LayerNorm) over the rows of a block:
+    /// `gx` (rows, C) gets (`fresh`) or adds `istd·(d − mean(d) − xhat·mean(d·xhat))` with
+    /// `d = g·gamma`, the means in f64.
+    fn per_row_grad_x(simd: Option<Avx2Fma>, gx: &mut [f32], g: &[f32], xhat: &[f32], inv_std: &[f32], gamma: &[f32], fresh: bool) {
+        let c = gamma.len();
+        let n = c as f64;
+        for ((gxrow, grow), (xrow, &istd)) in gx.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(xhat.chunks_exact(c).zip(inv_std)) {
+            let s1 = row_sum(grow, |j, g| g * gamma[j] as f64);
+            let s2 = row_sum(grow, |j, g| g * gamma[j] as f64 * xrow[j] as f64);
+            for j in 0..c {
+                let d = grow[j] as f64 * gamma[j] as f64;
+                let v = (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
+                gxrow[j] = if fresh { v } else { gxrow[j] + v };
+            }
+        }
+    }
+}
+
 /// Batch statistics from a training-mode batchnorm, for the running-average update.
 #[derive(Clone, Debug)]
 pub struct BatchStats {
@@ -90,15 +134,7 @@ impl BackwardOp for NormBack {
                 .zip(self.xhat.par_chunks(ROWS * c))
                 .map(|(gb, xb)| {
                     let mut acc = vec![0.0f32; 2 * c];
-                    let (sg, sb) = acc.split_at_mut(c);
-                    with_avx2(simd, || {
-                        for (grow, xrow) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
-                            for j in 0..c {
-                                sg[j] += grow[j] * xrow[j];
-                                sb[j] += grow[j];
-                            }
-                        }
-                    });
+                    affine_grad_sums(simd, gb, xb, c, &mut acc);
                     acc
                 })
                 .collect();
@@ -112,22 +148,10 @@ impl BackwardOp for NormBack {
         }
         if self.per_row {
             let Some((gx, fresh)) = ctx.grad_or_fresh(self.x) else { return Ok(()) };
-            let n = c as f64;
-            gx.par_chunks_mut(ROWS * c).zip(g.par_chunks(ROWS * c)).zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS))).for_each(
-                |((gxb, gb), (xb, sb))| {
-                    with_avx2(simd, || {
-                        for ((gxrow, grow), (xrow, &istd)) in gxb.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(xb.chunks_exact(c).zip(sb)) {
-                            let s1 = row_sum(grow, |j, g| g * gamma[j] as f64);
-                            let s2 = row_sum(grow, |j, g| g * gamma[j] as f64 * xrow[j] as f64);
-                            for j in 0..c {
-                                let d = grow[j] as f64 * gamma[j] as f64;
-                                let v = (istd as f64 * (d - s1 / n - xrow[j] as f64 * s2 / n)) as f32;
-                                gxrow[j] = if fresh { v } else { gxrow[j] + v };
-                            }
-                        }
-                    })
-                },
-            );
+            gx.par_chunks_mut(ROWS * c)
+                .zip(g.par_chunks(ROWS * c))
+                .zip(self.xhat.par_chunks(ROWS * c).zip(self.inv_std.par_chunks(ROWS)))
+                .for_each(|((gxb, gb), (xb, sb))| per_row_grad_x(simd, gxb, gb, xb, sb, gamma, fresh));
             return Ok(());
         }
         let Some(gx) = ctx.grad(self.x) else { return Ok(()) };
@@ -248,13 +272,7 @@ impl Graph {
             // Blocks of rows across the pool.
             let simd = avx2_fma();
             let blocks = out.data_mut().par_chunks_mut(ROWS * c).zip(xhat.par_chunks_mut(ROWS * c)).zip(inv_std.par_chunks_mut(ROWS));
-            blocks.zip(xd.par_chunks(ROWS * c)).for_each(|(((ob, hb), sb), xb)| {
-                with_avx2(simd, || {
-                    for (((orow, hrow), istd), row) in ob.chunks_exact_mut(c).zip(hb.chunks_exact_mut(c)).zip(sb).zip(xb.chunks_exact(c)) {
-                        *istd = layernorm_row(row, gd, bd, eps, hrow, orow);
-                    }
-                })
-            });
+            blocks.zip(xd.par_chunks(ROWS * c)).for_each(|(((ob, hb), sb), xb)| layernorm_rows(simd, xb, gd, bd, eps, hb, ob, sb));
         }
         let op = NormBack { x, gamma, beta, xhat, inv_std, batch_stats: false, per_row: true };
         Ok(self.record(out, &[x, gamma, beta], op))

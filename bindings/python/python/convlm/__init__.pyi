@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Literal, final
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ def train(
     force: bool = False,
     progress: bool = True,
     settings: _Settings | None = None,
+    precision: Literal["fp32", "bf16"] | None = None,
 ) -> Run:
     """Trains a model as ``convlm train`` does and returns its run."""
 
@@ -70,6 +71,7 @@ class Trainer:
         force: bool = False,
         progress: bool = True,
         settings: _Settings | None = None,
+        precision: Literal["fp32", "bf16"] | None = None,
     ) -> Trainer: ...
     def step(self, n: int = 1) -> list[dict[str, Any]]:
         """Takes up to ``n`` steps and returns the metrics record of each."""

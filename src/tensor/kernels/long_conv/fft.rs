@@ -9,7 +9,7 @@ use rustfft::{Fft, FftPlanner};
 
 use super::spectra::Spectra;
 use super::{fft_len, transpose, LongConvShape, TILE_ROWS};
-use crate::tensor::cpu::{avx2_fma, Avx2Fma};
+use crate::tensor::cpu::{avx2_fma, simd_fn, Avx2Fma};
 use crate::tensor::memory::Scratch;
 
 /// Forward and inverse complex FFTs of one size, from the shared planner.
@@ -47,7 +47,7 @@ impl Plans {
 
     /// `buf` = the spectrum of `re + i·im` (`im` zero when `None`), zero-padded to N.
     fn fft_pair(&self, re: &[f32], im: Option<&[f32]>, buf: &mut [Complex<f32>], scratch: &mut [Complex<f32>]) {
-        pack_pair(re, im, buf);
+        pack_pair(avx2_fma(), re, im, buf);
         self.fwd.process_with_scratch(buf, scratch);
     }
 
@@ -57,33 +57,9 @@ impl Plans {
     }
 }
 
-/// Defines `fn $name(args)` from a body that is compiled twice: with AVX2 + FMA enabled,
-/// taken when the CPU has them (an `Avx2Fma` token, cached), and as it is. For the
-/// element-wise passes over spectra and columns, which the compiler vectorises itself.
-macro_rules! with_avx2 {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) {
-                body($($arg),*)
-            }
-            #[cfg(target_arch = "x86_64")]
-            if avx2_fma().is_some() {
-                // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-                return unsafe { avx2($($arg),*) };
-            }
-            body($($arg),*)
-        }
-    };
-}
-
-with_avx2! {
+simd_fn! {
     /// `buf = re + i·im` (`im` zero when `None`) over `re.len()` values, zeros after.
-    fn pack_pair(re: &[f32], im: Option<&[f32]>, buf: &mut [Complex<f32>]) {
+    fn pack_pair(simd: Option<Avx2Fma>, re: &[f32], im: Option<&[f32]>, buf: &mut [Complex<f32>]) {
         let (head, tail) = buf.split_at_mut(re.len());
         match im {
             Some(im) => head.iter_mut().zip(re).zip(im).for_each(|((z, &a), &b)| *z = Complex::new(a, b)),
@@ -93,9 +69,9 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+simd_fn! {
     /// `buf *= k`, or `buf *= conj(k)` when `conj`.
-    fn mul_spectrum(buf: &mut [Complex<f32>], k: &[Complex<f32>], conj: bool) {
+    fn mul_spectrum(simd: Option<Avx2Fma>, buf: &mut [Complex<f32>], k: &[Complex<f32>], conj: bool) {
         if conj {
             buf.iter_mut().zip(k).for_each(|(z, k)| *z *= k.conj());
         } else {
@@ -104,16 +80,16 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+simd_fn! {
     /// `acc += a · conj(b)`.
-    fn add_cross_spectrum(acc: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
+    fn add_cross_spectrum(simd: Option<Avx2Fma>, acc: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
         acc.iter_mut().zip(a).zip(b).for_each(|((s, a), b)| *s += a * b.conj());
     }
 }
 
-with_avx2! {
+simd_fn! {
     /// `re[t] = buf[t].re`, `im[t] = buf[t].im` over `re.len()` values.
-    fn unpack_pair(buf: &[Complex<f32>], re: &mut [f32], im: Option<&mut [f32]>) {
+    fn unpack_pair(simd: Option<Avx2Fma>, buf: &[Complex<f32>], re: &mut [f32], im: Option<&mut [f32]>) {
         re.iter_mut().zip(buf).for_each(|(y, z)| *y = z.re);
         if let Some(im) = im {
             im.iter_mut().zip(buf).for_each(|(y, z)| *y = z.im);
@@ -175,17 +151,17 @@ fn filter_spectra(plans: &Plans, shape: &LongConvShape, k: &[f32]) -> Spectra {
             } else {
                 plans.fft_pair(taps(c0), Some(taps(c0 + 1)), &mut w.buf, &mut w.scratch);
                 let (first, second) = out.split_at_mut(n);
-                split_pair_spectrum(&w.buf, first, second, scale);
+                split_pair_spectrum(avx2_fma(), &w.buf, first, second, scale);
             }
         },
     );
     spectra
 }
 
-with_avx2! {
+simd_fn! {
     /// From `z`, the spectrum of `a + i·b` for real signals a and b: `fa = scale·A` and
     /// `fb = scale·B`, where `A[k] = (z[k] + conj z[−k]) / 2` and `B[k] = (z[k] − conj z[−k]) / 2i`.
-    fn split_pair_spectrum(z: &[Complex<f32>], fa: &mut [Complex<f32>], fb: &mut [Complex<f32>], scale: f32) {
+    fn split_pair_spectrum(simd: Option<Avx2Fma>, z: &[Complex<f32>], fa: &mut [Complex<f32>], fb: &mut [Complex<f32>], scale: f32) {
         let half = 0.5 * scale;
         let split = |zk: Complex<f32>, zm: Complex<f32>| {
             let (sum, diff) = (zk + zm.conj(), zk - zm.conj());
@@ -212,15 +188,15 @@ fn scatter_rows(cbt: &[f32], src: &[f32], d: &[f32], shape: &LongConvShape, dst:
             |tile, (t, (dst_t, src_t))| {
                 let rows = dst_t.len() / cc;
                 transpose(&cbt[b * t_len + t * TILE_ROWS..], nb * t_len, tile, cc, cc, rows, simd); // (rows, C)
-                add_skip_rows(dst_t, tile, src_t, d, accumulate);
+                add_skip_rows(simd, dst_t, tile, src_t, d, accumulate);
             },
         );
     });
 }
 
-with_avx2! {
+simd_fn! {
     /// `dst[r, c] (=, or += when accumulate) x[r, c] + d[c]·src[r, c]` over rows of C = `d.len()`.
-    fn add_skip_rows(dst: &mut [f32], x: &[f32], src: &[f32], d: &[f32], accumulate: bool) {
+    fn add_skip_rows(simd: Option<Avx2Fma>, dst: &mut [f32], x: &[f32], src: &[f32], d: &[f32], accumulate: bool) {
         let cc = d.len();
         for ((o, x), s) in dst.chunks_exact_mut(cc).zip(x.chunks_exact(cc)).zip(src.chunks_exact(cc)) {
             if accumulate {
@@ -259,10 +235,10 @@ pub(super) fn forward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32]
                 for i in 0..width {
                     let im = b1.map(|_| &c_im[i * stride..][..t_len]);
                     plans.fft_pair(&c_re[i * stride..][..t_len], im, buf, scratch);
-                    mul_spectrum(buf, &kspec[(c0 + i) * n..][..n], false);
+                    mul_spectrum(simd, buf, &kspec[(c0 + i) * n..][..n], false);
                     plans.ifft(buf, scratch);
                     let (re, im) = pair_columns(chunk, nb, t_len, i, b0, b1.is_some());
-                    unpack_pair(buf, re, im);
+                    unpack_pair(simd, buf, re, im);
                 }
             }
         },
@@ -320,13 +296,13 @@ pub(super) fn backward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32
                     plans.fft_pair(&g_re[lo..hi], b1.map(|_| &g_im[lo..hi]), buf, scratch); // GY
                     if gk_blk.is_some() {
                         plans.fft_pair(&u_re[lo..hi], b1.map(|_| &u_im[lo..hi]), buf2, scratch); // U
-                        add_cross_spectrum(&mut cross[i * n..][..n], buf, buf2);
+                        add_cross_spectrum(simd, &mut cross[i * n..][..n], buf, buf2);
                     }
                     if let Some(dst) = corr_blk.as_deref_mut() {
-                        mul_spectrum(buf, &kspec[(c0 + i) * n..][..n], true);
+                        mul_spectrum(simd, buf, &kspec[(c0 + i) * n..][..n], true);
                         plans.ifft(buf, scratch);
                         let (re, im) = pair_columns(dst, nb, t_len, i, b0, b1.is_some());
-                        unpack_pair(buf, re, im);
+                        unpack_pair(simd, buf, re, im);
                     }
                 }
             }

@@ -30,6 +30,8 @@ mod spectra;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -40,7 +42,9 @@ use fft::{backward_fft, forward_fft};
 
 const OP: &str = "long_conv";
 
-/// Sequence length from which [`LongConvMethod::Auto`] takes the FFT path.
+/// Sequence length from which [`LongConvMethod::Auto`] takes the FFT path unless a crossover
+/// measured on the CPU at hand is installed (`tensor::tune`, which times both paths at
+/// 48–256 steps, as below, once per CPU model).
 ///
 /// Measured at B = 4, C = 128 with 2 threads (`CONVLM_THREADS=2`) on the 2-core dev machine
 /// while other builds kept its load average at 3–4.5, so a single number can move by 2×
@@ -140,7 +144,8 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
 /// Which implementation computes the convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LongConvMethod {
-    /// FFT from [`FFT_MIN_LEN`] steps on, direct below.
+    /// FFT from [`fft_min_len`] steps on ([`FFT_MIN_LEN`] unless a measured crossover was
+    /// installed), direct below.
     #[default]
     Auto,
     /// Direct summation, O(T²) per column.
@@ -149,10 +154,28 @@ pub enum LongConvMethod {
     Fft,
 }
 
+/// The length from which [`LongConvMethod::Auto`] takes the FFT in this process: 0 until
+/// [`use_fft_from`] sets it ([`FFT_MIN_LEN`] then).
+static FFT_FROM: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes [`LongConvMethod::Auto`] take the FFT from `len` steps on in this process (a
+/// crossover measured on this CPU, `tensor::tune`).
+pub fn use_fft_from(len: usize) {
+    FFT_FROM.store(len.max(1), Ordering::Relaxed);
+}
+
+/// The length from which [`LongConvMethod::Auto`] takes the FFT now.
+pub fn fft_min_len() -> usize {
+    match FFT_FROM.load(Ordering::Relaxed) {
+        0 => FFT_MIN_LEN,
+        n => n,
+    }
+}
+
 impl LongConvMethod {
     fn uses_fft(self, len: usize) -> bool {
         match self {
-            LongConvMethod::Auto => len >= FFT_MIN_LEN,
+            LongConvMethod::Auto => len >= fft_min_len(),
             LongConvMethod::Direct => false,
             LongConvMethod::Fft => true,
         }

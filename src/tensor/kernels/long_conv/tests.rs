@@ -190,7 +190,8 @@ fn portable_and_avx2_direct_kernels_agree() {
 
 #[test]
 fn auto_takes_direct_below_the_crossover_and_fft_from_it() {
-    for (t, expect) in [(FFT_MIN_LEN - 1, LongConvMethod::Direct), (FFT_MIN_LEN, LongConvMethod::Fft)] {
+    let from = super::fft_min_len();
+    for (t, expect) in [(from - 1, LongConvMethod::Direct), (from, LongConvMethod::Fft)] {
         let case = Case::new(1, t, 3, t + 2, 7);
         assert_eq!(case.forward(LongConvMethod::Auto), case.forward(expect), "T={t}");
         let gy = rand_vec(case.u.len(), &mut ChaCha8Rng::seed_from_u64(8));

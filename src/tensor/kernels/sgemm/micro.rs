@@ -1,32 +1,8 @@
 //! The 6 x 16 register-tile micro-kernel and the loops that walk it over a packed block.
 
+use super::super::mat::Out;
 use super::{MR, NR};
 use std::arch::x86_64::*;
-
-/// A mutable output view: element (i, j) at `ptr + i * row_stride + j`.
-#[derive(Clone, Copy)]
-pub(super) struct Out {
-    pub ptr: *mut f32,
-    pub row_stride: usize,
-}
-
-// SAFETY: an `Out` is only a pointer into the output of one `gemm` call, which outlives every
-// thread that receives a copy (they are joined before `gemm` returns), and those threads only
-// ever write disjoint (row, column) blocks of it.
-unsafe impl Send for Out {}
-// SAFETY: as for `Send`: shared copies write disjoint blocks, never the same element.
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// Rows `first..first + count` of a dense output (row stride = row length) as a slice.
-    ///
-    /// # Safety
-    /// The rows must be in bounds, and no other live reference may cover them.
-    pub(super) unsafe fn rows_mut<'a>(self, first: usize, count: usize) -> &'a mut [f32] {
-        // SAFETY: the caller guarantees the rows are in bounds of the output and not aliased.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(first * self.row_stride), count * self.row_stride) }
-    }
-}
 
 /// Output rows `ic..ic + mc`, columns `jc..jc + nc` from a packed A block and a packed B
 /// panel (strips of NR columns, `kc * NR` values apart).

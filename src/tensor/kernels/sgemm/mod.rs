@@ -19,8 +19,8 @@ mod pack;
 #[cfg(test)]
 mod tests;
 
-use super::mat::{Init, Mat, EPILOGUE_ROWS};
-use micro::{packed_block, strip_tiles, Out};
+use super::mat::{Init, Mat, Out, EPILOGUE_ROWS};
+use micro::{packed_block, strip_tiles};
 use pack::{pack_a, pack_b, A_SLACK};
 use rayon::prelude::*;
 
@@ -102,16 +102,6 @@ unsafe fn gemm_block(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>, col
     });
 }
 
-/// How the block of k starting at `pc` meets C: whether the kernel adds to what C holds,
-/// and the bias row it starts from instead of zero (first block only).
-fn block_start(init: Init<'_>, pc: usize) -> (bool, Option<&[f32]>) {
-    match init {
-        Init::Rows(bias) if pc == 0 => (false, Some(bias)),
-        Init::Zero | Init::Rows(_) => (pc > 0, None),
-        Init::Accumulate => (true, None),
-    }
-}
-
 thread_local! {
     /// Per-thread packing buffers (A block, B panel), kept between calls: allocating and
     /// zeroing them per call cost more than packing for the small per-item GEMMs.
@@ -134,7 +124,7 @@ unsafe fn gemm_block_with(out: Out, a: Mat, b: Mat, rows: std::ops::Range<usize>
             let nc = NC.min(cols.end - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let (add, start) = block_start(init, pc);
+                let (add, start) = init.block_start(pc);
                 if !direct_b {
                     pack_b(&b, pc, kc, jc, nc, bp);
                 }
@@ -241,7 +231,7 @@ unsafe fn gemm_shared(out: Out, a: Mat, b: Mat, init: Init) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let (add, start) = block_start(init, pc);
+                let (add, start) = init.block_start(pc);
                 // SAFETY: the caller's contract; `bp` was sized for one panel.
                 unsafe { pack_panel(&b, pc, kc, jc, nc, bp, true) };
                 let panel = Panel(bp.as_ptr());
@@ -274,7 +264,7 @@ pub unsafe fn gemm_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, threads: us
     let parallel = threads > 1;
     debug_assert!(fuses_epilogue(k), "gemm_then: k = {k} > KC");
     let out = Out { ptr: dst.as_mut_ptr(), row_stride: n };
-    let (add, start) = block_start(init, 0);
+    let (add, start) = init.block_start(0);
     with_shared_panel(n.next_multiple_of(NR) * k, |bp| {
         // SAFETY: the caller's contract; `bp` was sized for the whole of B (k <= KC).
         unsafe { pack_panel(&b, 0, k, 0, n, bp, parallel) };
