@@ -16,7 +16,7 @@ use cli::inspect::{EvalArgs, PlotArgs, SampleArgs};
 use cli::tools::{BenchArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
 use cli::train::TrainArgs;
 
-/// Train, evaluate and sample convolutional language models on the CPU.
+/// Train, evaluate and sample convolutional language models on the CPU or a GPU.
 #[derive(Parser)]
 #[command(name = "convlm", version, about, long_about = None)]
 struct Cli {
@@ -48,6 +48,11 @@ enum Command {
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// List the devices: the CPU and every GPU adapter (index, name, backend, type).
+    Devices,
+    /// Check every GPU kernel against the CPU engine on small random shapes (forward and
+    /// backward), print the table; fails on any mismatch.
+    Selftest(cli::device::SelftestArgs),
 }
 
 fn main() {
@@ -95,5 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Shape(a) => cli::tools::cmd_shape(a),
         Command::Bench(a) => cli::tools::cmd_bench(a),
         Command::Tokenizer(c) => cli::tools::cmd_tokenizer(c),
+        Command::Devices => cli::device::cmd_devices(),
+        Command::Selftest(a) => cli::device::cmd_selftest(a),
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod engine_w3;
 pub mod product;
+#[cfg(feature = "gpu")]
+pub mod selftest;
 
 use std::time::Instant;
 

@@ -7,6 +7,9 @@
 mod buffers;
 pub mod cpu;
 mod dense;
+mod device;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod graph;
 pub mod kernels;
 pub(crate) mod ops;
@@ -14,6 +17,7 @@ pub mod threads;
 
 pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};
+pub use device::Device;
 pub use graph::{Graph, ParamHook, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};
