@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use crate::tensor::threads;
+use crate::tensor::{threads, Device};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
 
@@ -81,6 +81,8 @@ pub struct BenchOptions {
     pub threads: usize,
     /// Seed of the parameters and of the tokens.
     pub seed: u64,
+    /// Where the steps run (W1, W2 and W4 on a GPU as `convlm train --device gpu`).
+    pub device: Device,
 }
 
 /// Result of a run; serializes to the keys of `bench_pytorch.py` (same order) plus extras.
@@ -110,6 +112,20 @@ pub struct BenchReport {
     /// `gflop_per_step` / median step time, W1 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
+    /// The GPU adapter (name, backend, kind) when the steps ran on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Per counted step on a GPU: bytes sent to the device (token ids and index arrays), read
+    /// back (the step's status words), of kernel parameters (sizes, step scalars), and
+    /// kernels launched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_up_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_down_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param_bytes_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels_per_step: Option<f64>,
 }
 
 impl BenchReport {
@@ -152,11 +168,14 @@ enum Runner {
 }
 
 impl Runner {
-    fn new(workload: Workload, seed: u64) -> Result<(Self, usize, Option<&'static str>)> {
+    fn new(workload: Workload, seed: u64, device: Device) -> Result<(Self, usize, Option<&'static str>)> {
         if let Some(spec) = workload.product_spec()? {
-            let run = ProductRun::new(&spec, seed)?;
+            let run = ProductRun::new(&spec, seed, device)?;
             let (params, family) = (run.model.params().numel(), spec.config.family());
             return Ok((Runner::Product(Box::new(run)), params, Some(family)));
+        }
+        if !device.is_cpu() {
+            return Err(Error::device(format!("{device}: w3 is an engine-level workload with no GPU runner; --device gpu runs w1, w2 and w4")));
         }
         let model = W3Model::new(&mut ChaCha8Rng::seed_from_u64(seed));
         let (v, _, batch, len) = W3_DIMS;
@@ -167,6 +186,27 @@ impl Runner {
         let optimizer = Optimizer::new(&cfg, model.store())?;
         let params = model.store().numel();
         Ok((Runner::Engine { model: Box::new(model), optimizer, tokens, targets }, params, None))
+    }
+
+    /// The GPU adapter the steps run on.
+    fn device_name(&self) -> Option<String> {
+        #[cfg(feature = "gpu")]
+        if let Runner::Product(run) = self {
+            return run.device.as_ref().map(|d| d.device().info().describe());
+        }
+        None
+    }
+
+    /// Bytes up, bytes down, parameter bytes and kernels so far on the GPU the steps run on.
+    fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
+        #[cfg(feature = "gpu")]
+        if let Runner::Product(run) = self {
+            return run.device.as_ref().map(|d| {
+                let t = d.traffic();
+                (t.up, t.down, t.params, t.dispatches)
+            });
+        }
+        None
     }
 
     /// One step; its loss before the update.
@@ -184,9 +224,9 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         return Err(Error::config("steps", "must be at least 1"));
     }
     let threads = threads::init_threads((opts.threads > 0).then_some(opts.threads));
-    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed)?;
+    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed, opts.device)?;
     // The steps run on a pool worker, as in training (see `threads::on_pool`).
-    let (times, losses, first_step_ms) = threads::on_pool(|| time_steps(opts, &mut runner))?;
+    let (times, losses, first_step_ms, traffic) = threads::on_pool(|| time_steps(opts, &mut runner))?;
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
@@ -215,17 +255,35 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         family,
         gflop_per_step,
         gflops,
+        device: runner.device_name(),
+        bytes_up_per_step: traffic.map(|t| round_to(t.up as f64 / opts.steps as f64, 1)),
+        bytes_down_per_step: traffic.map(|t| round_to(t.down as f64 / opts.steps as f64, 1)),
+        param_bytes_per_step: traffic.map(|t| round_to(t.params as f64 / opts.steps as f64, 1)),
+        kernels_per_step: traffic.map(|t| round_to(t.dispatches as f64 / opts.steps as f64, 1)),
     })
 }
 
+/// What crossed the bus during the counted steps (a GPU run), in all.
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    up: u64,
+    down: u64,
+    params: u64,
+    dispatches: u64,
+}
+
 /// Runs the warm-up and counted steps; returns (counted step times in ms, their losses, the
-/// first step's time).
-fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+/// first step's time, the traffic of the counted steps on a GPU).
+fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec<f64>, f64, Option<Moved>)> {
     let mut times = Vec::with_capacity(opts.steps);
     let mut losses = Vec::with_capacity(opts.steps);
     let mut first_step_ms = 0.0;
     let verbose = std::env::var_os("CONVLM_BENCH_VERBOSE").is_some();
+    let mut before = None;
     for i in 0..opts.warmup + opts.steps {
+        if i == opts.warmup {
+            before = runner.traffic();
+        }
         let t0 = Instant::now();
         let loss = runner.step()?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -240,7 +298,11 @@ fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec
             losses.push(loss);
         }
     }
-    Ok((times, losses, first_step_ms))
+    let moved = match (before, runner.traffic()) {
+        (Some(b), Some(a)) => Some(Moved { up: a.0 - b.0, down: a.1 - b.1, params: a.2 - b.2, dispatches: a.3 - b.3 }),
+        _ => None,
+    };
+    Ok((times, losses, first_step_ms, moved))
 }
 
 #[cfg(test)]
@@ -250,7 +312,7 @@ mod tests {
     #[test]
     fn workloads_have_pytorchs_parameter_counts() {
         for (w, expected) in [(Workload::W1, 3_549_832), (Workload::W2, 109_244), (Workload::W3, 72_064), (Workload::W4, 933_120)] {
-            let (_, params, family) = Runner::new(w, 0).unwrap();
+            let (_, params, family) = Runner::new(w, 0, Device::Cpu).unwrap();
             assert_eq!(params, expected, "{w:?}");
             assert_eq!(family.is_some(), w != Workload::W3, "{w:?}: W1, W2 and W4 come from the registry");
         }
@@ -269,7 +331,7 @@ mod tests {
     #[test]
     fn small_runs_start_near_uniform_loss_and_serialize() {
         for (w, v) in [(Workload::W2, 28f64), (Workload::W3, 64f64)] {
-            let r = run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0 }).unwrap();
+            let r = run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0, device: Device::Cpu }).unwrap();
             let ln_v = v.ln();
             assert!((r.loss_first - ln_v).abs() / ln_v < 0.05, "{w:?}: {} vs ln V {ln_v}", r.loss_first);
             let line = r.to_json_line();
@@ -278,7 +340,7 @@ mod tests {
                 assert!(json.get(key).is_some(), "{key} missing in {line}");
             }
         }
-        let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0 }).unwrap();
+        let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, device: Device::Cpu }).unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));
     }
 }

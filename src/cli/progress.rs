@@ -28,6 +28,12 @@ impl Progress {
     pub fn show(&mut self, event: TrainEvent<'_>) {
         match event {
             TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
+            TrainEvent::Device { description, software } => {
+                self.println(&format!("device: {description}"));
+                if software {
+                    self.println("warning: this adapter emulates a GPU on the CPU: expect it to be slower than `--device cpu`");
+                }
+            }
             _ if !self.verbose => {}
             TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps, time_limit_s } => {
                 if let Some(b) = self.bar.take() {

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Time cached (median of 5 runs) vs naive generation of --tokens tokens with the W1 model.
     #[arg(long)]
     generate: bool,
+    /// Where the steps run: cpu, gpu or gpu:N (w1, w2 and w4 run on a GPU as `convlm train
+    /// --device gpu` does; the JSON then also gives the adapter and the bytes moved per step)
+    #[arg(long, default_value = "cpu", value_parser = super::device::device_arg)]
+    device: convlm::tensor::Device,
     #[arg(long, default_value_t = 1000)]
     tokens: usize,
 }
@@ -141,8 +145,16 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let Some(workload) = a.workload else { bail!("--workload w1|w2|w3|w4 or --generate is required") };
-    let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed })?;
+    #[cfg(feature = "gpu")]
+    let gpu = super::device::open(a.device)?;
+    let report = run_workload(&BenchOptions { workload, steps: a.steps, warmup: a.warmup, threads: a.threads, seed: a.seed, device: a.device })?;
     println!("{}", report.to_json_line());
+    #[cfg(feature = "gpu")]
+    if let Some(gpu) = gpu {
+        for (kernel, launches, seconds) in gpu.profile() {
+            eprintln!("{seconds:9.4} s {launches:7} launches  {kernel}");
+        }
+    }
     Ok(())
 }
 

@@ -88,8 +88,14 @@ pub struct TrainArgs {
     /// Worker threads, at most the number of cores [default: CONVLM_THREADS or every core]
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the steps run: cpu, gpu (the first discrete adapter, else integrated, else a
+    /// software one) or gpu:N (`convlm devices` lists them) [default: cpu, or the device the
+    /// resumed run used]
+    #[arg(long, value_parser = super::device::device_arg)]
+    device: Option<convlm::tensor::Device>,
     /// Continue the run in --out from its last checkpoint, exactly (same data order). Only
-    /// --steps, --epochs, --time-limit (a new budget in all) and --threads may change.
+    /// --steps, --epochs, --time-limit (a new budget in all), --threads and --device may
+    /// change.
     #[arg(long)]
     resume: bool,
     /// Start a new run although --out already holds one (or other files): the folder is
@@ -195,6 +201,9 @@ fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
     if a.threads.is_some() {
         c.train.threads = a.threads;
     }
+    if let Some(d) = a.device {
+        c.train.device = d;
+    }
     Ok(apply_overrides(&c, &sets)?)
 }
 
@@ -243,7 +252,14 @@ fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelTok
         if failed {
             return Err(convlm::Error::PeerFailed.into());
         }
-        let options = ResumeOptions { steps: a.steps, epochs: a.epochs, time_limit: a.time_limit, threads: a.threads, allow_data_change: a.allow_data_change };
+        let options = ResumeOptions {
+            steps: a.steps,
+            epochs: a.epochs,
+            time_limit: a.time_limit,
+            threads: a.threads,
+            device: a.device,
+            allow_data_change: a.allow_data_change,
+        };
         let result = resume(&RunDir::new(&out), &options, &opts, &mut |event| progress.show(event));
         Ok((out, result))
     } else {
@@ -255,7 +271,7 @@ fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelTok
 }
 
 /// Settings that a resumed run may change.
-const RESUMABLE: [&str; 4] = ["train.steps", "train.epochs", "train.time_limit", "train.threads"];
+const RESUMABLE: [&str; 5] = ["train.steps", "train.epochs", "train.time_limit", "train.threads", "train.device"];
 
 /// With `--resume`, the other flags may repeat the run's settings but not change them
 /// (they would be ignored, or make the resumed run differ from an uninterrupted one).
@@ -281,7 +297,7 @@ fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
     }
     let list: Vec<String> = changed.iter().map(|(k, old, new)| format!("{k} {old} -> {new}")).collect();
     bail!(
-        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit and --threads may change); start a new run with another --out or with --force",
+        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit, --threads and --device may change); start a new run with another --out or with --force",
         list.join(", ")
     )
 }

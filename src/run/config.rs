@@ -10,6 +10,7 @@ use crate::data::{DatasetKind, Normalization, SplitMode, Splits, UnknownPolicy};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::optim::{OptimizerConfig, ScheduleConfig};
+use crate::tensor::Device;
 
 /// Which tokenizer a run builds from its corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,10 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Worker threads (default: `CONVLM_THREADS` or every core).
     pub threads: Option<usize>,
+    /// Where the steps run: `cpu` (the default), `gpu` (the best adapter) or `gpu:N`. Not
+    /// part of the run's identity: a run moves between devices on resume.
+    #[serde(skip_serializing_if = "Device::is_cpu")]
+    pub device: Device,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +131,7 @@ impl Default for TrainConfig {
             samples: 5,
             checkpoint_every: 0,
             threads: None,
+            device: Device::Cpu,
         }
     }
 }

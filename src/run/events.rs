@@ -54,6 +54,9 @@ pub enum TrainEvent<'a> {
         /// The wall-clock budget of a time-limited run, in seconds.
         time_limit_s: Option<f64>,
     },
+    /// The steps run on this GPU adapter (`description`: name, backend and kind);
+    /// `software` when it emulates a GPU on the CPU.
+    Device { description: String, software: bool },
     /// An optimizer step finished.
     Step { step: u64, total_steps: u64, loss: f64, tokens_per_s: f64, steps_per_s: f64, train_seconds: f64 },
     /// A validation pass finished; `best` when it improved on every earlier one (and the

@@ -37,6 +37,8 @@ pub struct ResumeOptions {
     pub time_limit: Option<f64>,
     /// Worker threads.
     pub threads: Option<usize>,
+    /// Continue on this device instead of the one the run used last (`None`: the same).
+    pub device: Option<crate::tensor::Device>,
     /// Continue even though the data files changed since the run started.
     pub allow_data_change: bool,
 }
@@ -189,6 +191,9 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
     }
+    if let Some(device) = opts.device {
+        config.train.device = device;
+    }
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
     on_root(group, "checking the data", || {
         match &manifest {
@@ -277,7 +282,7 @@ pub(super) fn next_step(cfg: &RunConfig, dataset: &Dataset, state: &TrainState, 
     Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step) }))
 }
 
-pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {
+pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group, device: crate::tensor::Device) -> Result<()> {
     let cfg = &s.config;
     let (mut model, mut optimizer, mut rng, mut state) = match checkpoint_bytes(group, run)? {
         Some(bytes) => {
@@ -292,7 +297,9 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             (model, optimizer, rng, state)
         }
     };
+    // The steps are replayed where they ran (a device's own rounding included).
     let mut ranks = Ranks::new(group, &model);
+    ranks.use_device(device, &model, &optimizer)?;
     while state.step < step {
         let (batch, settings) = next_step(cfg, &s.dataset, &s.state, state.step, &mut rng)?;
         match ranks.step(&mut model, &mut optimizer, &batch, settings)? {
@@ -303,6 +310,7 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             }
         }
     }
+    ranks.sync(&mut model, Some(&mut optimizer))?;
     state.rng_word_pos = rng.get_word_pos().to_string();
     (state.best_val_loss, state.best_step, state.total_steps) = (s.state.best_val_loss, s.state.best_step, s.state.total_steps);
     (state.time_limit_s, state.schedule_plan) = (s.state.time_limit_s, s.state.schedule_plan.clone());

@@ -17,7 +17,6 @@ use crate::generate::SamplingConfig;
 use crate::run::budget::{TimeBudget, FIRST_REVISION, REVISE_EVERY};
 use crate::run::checkpoint::{RunDir, BEST_FILE, METRICS_FILE};
 use crate::run::config::RunConfig;
-use crate::run::eval::evaluate_in;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
 use crate::run::ranks::{check_same_weights, on_root, share_buffers, threads_per_rank, Ranks};
@@ -100,6 +99,10 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
     let group = &opts.group;
     let mut log = on_root(group, "opening metrics.jsonl", || MetricsLog::open(&run.file(METRICS_FILE), s.state.step))?;
     let mut ranks = Ranks::new(group, &s.model);
+    ranks.use_device(s.config.train.device, &s.model, &s.optimizer)?;
+    if let Some((description, software)) = ranks.device_info() {
+        on_event(TrainEvent::Device { description, software });
+    }
     on_event(TrainEvent::Started {
         family: s.config.model.family(),
         params: s.model.params().numel(),
@@ -133,6 +136,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
             group.clear_interrupt();
             s.state.rng_word_pos = rng_pos.to_string();
             s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+            ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
             save(group, run, &s, &mut log, "saving the checkpoint")?;
             return Err(Error::Interrupted { step: s.state.step });
         }
@@ -142,7 +146,7 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let lr = settings.lr;
         let stats = match ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
             StepOutcome::Done(stats) => stats,
-            StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what, group),
+            StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what, &ranks),
         };
         let step_s = step_started.elapsed().as_secs_f64().max(1e-9);
         s.state.step += 1;
@@ -174,12 +178,13 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         let eval_started = Instant::now();
         if at_eval {
-            evaluate_and_sample(&mut s, run, &mut log, opts.samples, group, &mut *on_event)?;
+            evaluate_and_sample(&mut s, run, &mut log, opts.samples, &mut ranks, &mut *on_event)?;
         }
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
             s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+            ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
             // Records up to this step reach the disk before the checkpoint that covers them.
             save(group, run, &s, &mut log, "saving a checkpoint")?;
         }
@@ -231,7 +236,8 @@ fn save(group: &Group, run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, 
 /// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
 /// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
 /// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
-fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, group: &Group) -> Result<TrainSummary> {
+fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, ranks: &Ranks) -> Result<TrainSummary> {
+    let group = &ranks.group;
     if s.model.params().params().iter().all(|p| p.value.all_finite()) {
         // The loss or a gradient failed before the update: the model is the last good
         // state (BatchNorm's running statistics are the ones after this step's forward).
@@ -247,15 +253,18 @@ fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, 
         // The update failed in place: rebuild the last good state by replay (every rank
         // replays its share).
         on_root(group, "writing metrics.jsonl", || log.as_mut().map_or(Ok(()), MetricsLog::sync))?;
-        save_last_good(s, run, step, group)?;
+        save_last_good(s, run, step, group, ranks.device())?;
     }
     Err(Error::NonFinite { step: step + 1, what })
 }
 
-fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut Option<MetricsLog>, samples: bool, group: &Group, on_event: OnEvent<'_>) -> Result<()> {
+fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut Option<MetricsLog>, samples: bool, ranks: &mut Ranks, on_event: OnEvent<'_>) -> Result<()> {
+    let group = &ranks.group.clone();
     let cfg = &s.config;
     share_buffers(group, &mut s.model)?;
-    let val = evaluate_in(group, &mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
+    // The weights come back from a device here (best.safetensors, samples).
+    ranks.sync(&mut s.model, None)?;
+    let val = ranks.evaluate(&mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
     if let Some(log) = log {
         log.write(&json!({"step": s.state.step, "val_loss": val.loss}))?;
     }

@@ -16,11 +16,20 @@ fn conv_spec(c_in: usize, c_out: usize, k: usize, stride: usize, padding: Paddin
 }
 
 pub(super) fn run(d: &GpuDevice, out: &mut Vec<Check>) -> Result<()> {
-    // Linear layers: with and without bias, rows not a multiple of the GEMM tile.
-    let (c, gpu) = both!(|g, v| g.linear(v[0], v[1], Some(v[2])));
-    compare(d, "linear (2,37,19)->11", &inputs("linear", &[&[2, 37, 19], &[11, 19], &[11]]), c, gpu, TOL, out)?;
-    let (c, gpu) = both!(|g, v| g.linear(v[0], v[1], None));
-    compare(d, "linear no bias (70,65)->66", &inputs("linear nb", &[&[70, 65], &[66, 65]]), c, gpu, TOL, out)?;
+    // Linear layers: with and without bias, rows not a multiple of the GEMM tile; both GEMM
+    // kernels (the tiled one GPUs run, the direct one software adapters run), the backward
+    // products reading transposed operands.
+    for (variant, direct) in [("tiled", false), ("direct", true)] {
+        crate::tensor::gpu::with_gemm_variant(direct, || -> Result<()> {
+            let (c, gpu) = both!(|g, v| g.linear(v[0], v[1], Some(v[2])));
+            compare(d, &format!("linear (2,37,19)->11 {variant} gemm"), &inputs("linear", &[&[2, 37, 19], &[11, 19], &[11]]), c, gpu, TOL, out)?;
+            let (c, gpu) = both!(|g, v| g.linear(v[0], v[1], None));
+            compare(d, &format!("linear (70,65)->66 no bias {variant} gemm"), &inputs("linear nb", &[&[70, 65], &[66, 65]]), c, gpu, TOL, out)?;
+            let spec = conv_spec(8, 6, 3, 2, Padding::Symmetric(1), 1, 2);
+            let (c, gpu) = both!(|g, v| g.conv1d(v[0], v[1], Some(v[2]), &spec));
+            compare(d, &format!("conv1d grouped {variant} gemm"), &inputs("conv grouped", &[&[3, 16, 8], &[6, 4, 3], &[6]]), c, gpu, TOL, out)
+        })?;
+    }
 
     // Embedding: repeated ids, some ids unused.
     let ids: Vec<u32> = (0..24).map(|i| (i * 7 % 11) as u32).collect();

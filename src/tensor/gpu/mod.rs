@@ -16,6 +16,12 @@ mod shaders;
 mod tensor;
 
 pub use adapters::{list_adapters, AdapterInfo, AdapterKind};
+
+/// Runs `f` with the GEMM kernel forced on this thread — `direct` (no workgroup memory, what
+/// software adapters run) or tiled (what GPUs run) — so both are checked on any adapter.
+pub fn with_gemm_variant<T>(direct: bool, f: impl FnOnce() -> T) -> T {
+    launch::gemm::with_variant(direct, f)
+}
 pub use graph::GpuGraph;
 pub use pool::{pool_usage, trim_pool};
 pub use runtime::{GpuDevice, Traffic};

@@ -142,6 +142,9 @@ pub(crate) struct Inner {
     counters: Counters,
     /// Bound where a kernel's optional input is absent.
     dummy: wgpu::Buffer,
+    /// With `CONVLM_GPU_PROFILE=1`: every dispatch waits for the device, and its wall time is
+    /// added here by kernel (count, seconds).
+    profile: Option<Mutex<HashMap<(&'static str, &'static str), (u64, f64)>>>,
 }
 
 /// An opened GPU adapter. Cheap to clone (shared); every op on one device records into the
@@ -217,6 +220,7 @@ impl GpuDevice {
             errors,
             counters: Counters::default(),
             dummy,
+            profile: std::env::var("CONVLM_GPU_PROFILE").is_ok_and(|v| v == "1").then(Mutex::default),
         };
         Ok(GpuDevice { inner: Arc::new(inner) })
     }
@@ -253,6 +257,15 @@ impl GpuDevice {
             dispatches: c.dispatches.load(Ordering::Relaxed),
             submits: c.submits.load(Ordering::Relaxed),
         }
+    }
+
+    /// With `CONVLM_GPU_PROFILE=1`, the kernels by total wall time: (module::entry, launches,
+    /// seconds), longest first; empty otherwise.
+    pub fn profile(&self) -> Vec<(String, u64, f64)> {
+        let Some(profile) = &self.inner.profile else { return Vec::new() };
+        let mut rows: Vec<(String, u64, f64)> = lock(profile).iter().map(|((m, e), &(n, t))| (format!("{m}::{e}"), n, t)).collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        rows
     }
 
     /// A device buffer of at least `bytes` bytes from the pool, contents unspecified; `what`
@@ -411,7 +424,15 @@ impl GpuDevice {
         rec.dispatches += 1;
         self.inner.counters.dispatches.fetch_add(1, Ordering::Relaxed);
         self.inner.counters.params.fetch_add(4 * params.len() as u64, Ordering::Relaxed);
-        if rec.dispatches >= FLUSH_EVERY {
+        if let Some(profile) = &self.inner.profile {
+            let started = std::time::Instant::now();
+            self.submit(&mut rec);
+            let _ = self.inner.device.poll(wgpu::PollType::wait_indefinitely());
+            let mut table = lock(profile);
+            let entry = table.entry((kernel.shader.name, kernel.entry)).or_default();
+            entry.0 += 1;
+            entry.1 += started.elapsed().as_secs_f64();
+        } else if rec.dispatches >= FLUSH_EVERY {
             self.submit(&mut rec);
         }
         Ok(())

@@ -43,6 +43,20 @@ impl<'a> Out<'a> {
     }
 }
 
+thread_local! {
+    /// Forces a GEMM kernel on this thread: `Some(true)` the direct one, `Some(false)` the
+    /// tiled one, `None` the device's (the self-check runs both on any adapter).
+    static VARIANT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the GEMM kernel forced (`direct`: no workgroup memory) on this thread.
+pub(crate) fn with_variant<T>(direct: bool, f: impl FnOnce() -> T) -> T {
+    let before = VARIANT.with(|v| v.replace(Some(direct)));
+    let out = f();
+    VARIANT.with(|v| v.set(before));
+    out
+}
+
 /// `C(m, n) = (accumulate ? C : 0) + A(m, k)·B(k, n) (+ bias[bias_off + z·bias_zs + j])`
 /// for `z` products (a grid of 64×64 tiles each).
 #[allow(clippy::too_many_arguments)]
@@ -80,6 +94,10 @@ pub(crate) fn gemm(
         u(bias_off),
         u(bias_zs),
     ];
-    let groups = [u(n.div_ceil(64)), u(m.div_ceil(64)), u(z)];
-    d.dispatch(k(&GEMM, "gemm"), &words, &[Some(a.t.raw()), Some(b.t.raw()), bias_t, Some(c.t.raw())], groups)
+    let bufs = [Some(a.t.raw()), Some(b.t.raw()), bias_t, Some(c.t.raw())];
+    let direct = VARIANT.with(|v| v.get()).unwrap_or(d.is_software());
+    if direct {
+        return d.dispatch(k(&GEMM, "gemm_direct"), &words, &bufs, [u(n.div_ceil(32)), u(m.div_ceil(32)), u(z)]);
+    }
+    d.dispatch(k(&GEMM, "gemm"), &words, &bufs, [u(n.div_ceil(64)), u(m.div_ceil(64)), u(z)])
 }

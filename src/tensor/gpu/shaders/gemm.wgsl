@@ -94,3 +94,60 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 }
+
+// The same product without workgroup memory or barriers: each invocation computes a 4×4
+// block straight from the operands. Software adapters (llvmpipe) run barriers as context
+// switches between invocations, which makes the tiled kernel ~20× slower there; GPUs run
+// the tiled one. Workgroups of 8×8 invocations cover 32×32 tiles.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m = pu(0u);
+    let n = pu(1u);
+    let kdim = pu(2u);
+    let z = wid.z;
+    let a_base = pu(3u) + z * pu(6u);
+    let a_rs = pu(4u);
+    let a_cs = pu(5u);
+    let b_base = pu(7u) + z * pu(10u);
+    let b_rs = pu(8u);
+    let b_cs = pu(9u);
+    let row0 = wid.y * 32u + lid.y;
+    let col0 = wid.x * 32u + lid.x;
+    var rows: array<u32, 4>;
+    var cols: array<u32, 4>;
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        rows[i] = min(row0 + 8u * i, m - 1u);
+        cols[i] = min(col0 + 8u * i, n - 1u);
+    }
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i = i + 1u) { acc[i] = 0.0; }
+    for (var kk = 0u; kk < kdim; kk = kk + 1u) {
+        var ar: array<f32, 4>;
+        var br: array<f32, 4>;
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            ar[i] = a[a_base + rows[i] * a_rs + kk * a_cs];
+            br[i] = b[b_base + kk * b_rs + cols[i] * b_cs];
+        }
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]);
+            }
+        }
+    }
+    let c_base = pu(11u) + z * pu(13u);
+    let c_rs = pu(12u);
+    let flags = pu(14u);
+    let bias_base = pu(15u) + z * pu(16u);
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let r = row0 + 8u * i;
+        if (r >= m) { continue; }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let col = col0 + 8u * j;
+            if (col >= n) { continue; }
+            var v = acc[i * 4u + j];
+            if ((flags & 2u) != 0u) { v = v + bias[bias_base + col]; }
+            let idx = c_base + r * c_rs + col;
+            if ((flags & 1u) != 0u) { c[idx] = c[idx] + v; } else { c[idx] = v; }
+        }
+    }
+}
