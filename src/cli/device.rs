@@ -56,6 +56,15 @@ pub fn open(device: Device) -> Result<Option<convlm::tensor::gpu::GpuDevice>> {
     Ok(Some(d))
 }
 
+/// In a build without GPU support, an error for anything but `--device cpu`.
+#[cfg(not(feature = "gpu"))]
+pub fn require_cpu(device: Device) -> Result<()> {
+    if !device.is_cpu() {
+        bail!("--device {device}: this build has no GPU support (built without the `gpu` feature)");
+    }
+    Ok(())
+}
+
 /// Runs the self-check and prints its table; fails on any mismatch.
 pub fn cmd_selftest(args: SelftestArgs) -> Result<()> {
     if args.device.is_cpu() {

@@ -44,6 +44,10 @@ pub struct SampleArgs {
     /// Use the last checkpoint (model.safetensors) instead of the best one on validation
     #[arg(long)]
     last: bool,
+    /// Generate on cpu, gpu or gpu:N (the layers' histories stay on the GPU; the sampling and
+    /// its seed are the same)
+    #[arg(long, default_value = "cpu", value_parser = super::device::device_arg)]
+    device: convlm::tensor::Device,
 }
 
 #[derive(Args)]
@@ -68,6 +72,9 @@ pub struct EvalArgs {
     /// Score the run's split although its data files changed since training
     #[arg(long)]
     allow_data_change: bool,
+    /// Score on cpu, gpu or gpu:N
+    #[arg(long, default_value = "cpu", value_parser = super::device::device_arg)]
+    device: convlm::tensor::Device,
 }
 
 #[derive(Args)]
@@ -117,7 +124,20 @@ pub fn cmd_sample(a: SampleArgs) -> Result<()> {
     let grid = (config.data.grid_height, config.data.grid_width);
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed };
     let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
-    let samples = sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?;
+    #[cfg(feature = "gpu")]
+    let samples = match super::device::open(a.device)? {
+        Some(gpu) => {
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, model.params(), model.buffers())?;
+            let engine = convlm::generate::Engine::Gpu(&params);
+            convlm::run::samples::sample_texts_on(&model, engine, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?
+        }
+        None => sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let samples = {
+        super::device::require_cpu(a.device)?;
+        sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?
+    };
     let last = samples.len().saturating_sub(1);
     for (i, s) in samples.into_iter().enumerate() {
         match s.novelty {
@@ -164,7 +184,19 @@ pub fn cmd_eval(a: EvalArgs) -> Result<()> {
         check_same_tokenizer(&tokenizer, &data)?;
     }
     let dataset = build_dataset(&config.data, &data, config.seed)?;
-    let r = evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?;
+    #[cfg(feature = "gpu")]
+    let r = match super::device::open(a.device)? {
+        Some(gpu) => {
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, model.params(), model.buffers())?;
+            convlm::run::device::evaluate_on_device(&model, &params, &dataset, split, config.train.batch_size, 0)?
+        }
+        None => evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let r = {
+        super::device::require_cpu(a.device)?;
+        evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?
+    };
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),
         None => format!("split {}", r.split),

@@ -7,7 +7,7 @@ use super::config::ModelConfig;
 use super::family::Network;
 use crate::error::{Error, Result};
 #[cfg(feature = "gpu")]
-use crate::nn::device::{DeviceParams, GpuBackend};
+use crate::nn::device::{DeviceParams, GpuBackend, GpuStepBackend, GpuStepState};
 use crate::nn::{Buffers, GraphBackend, LayerInfo, ModelBuilder, ParamStore, Plan, StepBackend, StepState};
 #[cfg(feature = "gpu")]
 use crate::tensor::gpu::GpuGraph;
@@ -212,6 +212,33 @@ impl Model {
         self.check_input(shape)?;
         let mut b = GpuBackend::new(graph, params, shape, dropout_seed);
         self.net.gpu_loss(&mut b, ids, targets)
+    }
+
+    /// Fresh generation state on a GPU for `batch` sequences.
+    #[cfg(feature = "gpu")]
+    pub fn new_device_state(&self, batch: usize) -> GpuStepState {
+        GpuStepState::new(batch, self.slots)
+    }
+
+    /// [`Model::step`] on a GPU: feeds one token per sequence through the state's histories
+    /// on the device and returns the next-token logits (B, V), read back.
+    #[cfg(feature = "gpu")]
+    pub fn step_on_device(&self, params: &DeviceParams, state: &mut GpuStepState, ids: &[u32]) -> Result<Tensor> {
+        if !self.can_step() {
+            return Err(Error::shape("step", format!("{} has no incremental step; generation recomputes the grid", self.config.family())));
+        }
+        if let Some(max) = self.max_len() {
+            if state.position >= max {
+                return Err(Error::shape("step", format!("{} takes sequences of at most {max} tokens", self.config.family())));
+            }
+        }
+        let batch = state.batch();
+        let mut b = GpuStepBackend::new(params, state);
+        let logits = self.net.gpu_step(&mut b, ids)?;
+        let logits = b.graph.value(logits).to_vec()?;
+        drop(b);
+        state.position += 1;
+        Tensor::new(vec![batch, self.vocab_size], logits)
     }
 
     /// Fresh generation state for `batch` sequences.

@@ -107,11 +107,17 @@ impl DeviceRun {
 
     /// Mean loss over `max_batches` batches spread over `split` (0 = all), on the device.
     pub fn evaluate(&self, model: &Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
-        crate::run::eval::evaluate_with(dataset, split, batch_size, max_batches, &mut |batch| {
-            let mut g = GpuGraph::new(&self.device, false);
-            let loss = model.loss_on_device(&mut g, &self.params, &batch.inputs, &batch_shape(batch), &batch.targets, 0)?;
-            let value = g.value(loss).to_vec()?;
-            value.first().map(|&v| v as f64).ok_or_else(|| Error::device("the loss came back empty"))
-        })
+        evaluate_on_device(model, &self.params, dataset, split, batch_size, max_batches)
     }
+}
+
+/// [`evaluate`](crate::run::evaluate) on a GPU holding `model`'s parameters: the same
+/// batches, each loss (one scalar) read back.
+pub fn evaluate_on_device(model: &Model, params: &DeviceParams, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
+    crate::run::eval::evaluate_with(dataset, split, batch_size, max_batches, &mut |batch| {
+        let mut g = GpuGraph::new(params.device(), false);
+        let loss = model.loss_on_device(&mut g, params, &batch.inputs, &batch_shape(batch), &batch.targets, 0)?;
+        let value = g.value(loss).to_vec()?;
+        value.first().map(|&v| v as f64).ok_or_else(|| Error::device("the loss came back empty"))
+    })
 }

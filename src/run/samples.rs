@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::data::{Dataset, DatasetKind, Split, Tokenizer};
 use crate::error::{Error, Result};
-use crate::generate::{generate, generate_grid, GenerateRequest, SamplingConfig};
+use crate::generate::{generate_grid_on, generate_on, Engine, GenerateRequest, SamplingConfig};
 use crate::models::Model;
 
 /// Where a sampled line also occurs (line datasets), as makemore reports it.
@@ -55,6 +55,19 @@ pub fn sample_texts(
     dataset: Option<&Dataset>,
     req: &SampleRequest,
 ) -> Result<Vec<Sample>> {
+    sample_texts_on(model, Engine::Cpu, tokenizer, kind, grid, dataset, req)
+}
+
+/// [`sample_texts`] generated on `engine` (a GPU holding the model's parameters, or the CPU).
+pub fn sample_texts_on(
+    model: &Model,
+    engine: Engine<'_>,
+    tokenizer: &Tokenizer,
+    kind: DatasetKind,
+    grid: Option<(usize, usize)>,
+    dataset: Option<&Dataset>,
+    req: &SampleRequest,
+) -> Result<Vec<Sample>> {
     req.sampling.validate()?;
     let sp = tokenizer.specials();
     let prompt_ids = match &req.prompt {
@@ -68,7 +81,7 @@ pub fn sample_texts(
         for i in 0..req.count {
             let mut cfg = req.sampling.clone();
             cfg.seed = cfg.seed.wrapping_add(i as u64);
-            let cells = generate_grid(model, h, w, &prompt_ids, &cfg, &[sp.bos, sp.eos, sp.unk])?;
+            let cells = generate_grid_on(model, engine, h, w, &prompt_ids, &cfg, &[sp.bos, sp.eos, sp.unk])?;
             let rows: Vec<String> = cells.chunks(w).map(|r| tokenizer.decode(r).trim_end().to_string()).collect();
             out.push(Sample { text: rows.join("\n"), novelty: None });
         }
@@ -88,7 +101,7 @@ pub fn sample_texts(
         }
     };
     let request = GenerateRequest { prompts, stop, sampling: &req.sampling, banned };
-    let generated = generate(model, &request)?;
+    let generated = generate_on(model, engine, &request)?;
     Ok(generated
         .into_iter()
         .map(|ids| {

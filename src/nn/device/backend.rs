@@ -25,6 +25,43 @@ pub struct GpuBackend<'a> {
     dropout_calls: u64,
 }
 
+/// Parameter `id` on `graph`, recorded on first use: with its gradient buffer on a training
+/// tape, as a constant otherwise.
+fn bind(graph: &mut GpuGraph, params: &DeviceParams, bound: &mut HashMap<ParamId, Var>, id: ParamId) -> Result<Var> {
+    if let Some(&v) = bound.get(&id) {
+        return Ok(v);
+    }
+    let value = params.value(id).clone();
+    let v = if graph.training() { graph.param(value, Some(params.grad(id).clone()), id.0)? } else { graph.constant(value) };
+    bound.insert(id, v);
+    Ok(v)
+}
+
+/// Records Hyena's filter network for `len` positions, op for op as `LongConv::filter` does
+/// on the CPU tape: h = (sin(freq · linear(z)) …) · out ⊙ window, (len, C). `param` records a
+/// parameter on `graph` (a trainable leaf, or a constant for generation).
+pub(crate) fn record_filter(
+    graph: &mut GpuGraph,
+    params: &DeviceParams,
+    layer: &LongConv,
+    len: usize,
+    param: &mut dyn FnMut(&mut GpuGraph, ParamId) -> Result<Var>,
+) -> Result<Var> {
+    let (z, window) = params.filter_constants(layer, len)?;
+    let freq = param(graph, layer.freq)?;
+    let mut h = graph.constant(z); // (L, E)
+    for &(w, b) in &layer.mlp {
+        let (w, b) = (param(graph, w)?, param(graph, b)?);
+        h = graph.linear(h, w, Some(b))?; // (L, W)
+        h = graph.scale_channels(h, freq)?;
+        h = graph.sin(h)?;
+    }
+    let out = param(graph, layer.out)?;
+    let h = graph.linear(h, out, None)?; // (L, C)
+    let window = graph.constant(window); // (L, C)
+    graph.mul(h, window)
+}
+
 /// SplitMix64's finaliser: unrelated seeds for neighbouring inputs.
 fn mix(z: u64) -> u64 {
     let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -42,13 +79,7 @@ impl<'a> GpuBackend<'a> {
     /// The tape variable of a parameter, recorded on first use (with its gradient buffer on a
     /// training graph).
     pub fn param(&mut self, id: ParamId) -> Result<Var> {
-        if let Some(&v) = self.bound.get(&id) {
-            return Ok(v);
-        }
-        let value = self.params.value(id).clone();
-        let v = if self.graph.training() { self.graph.param(value, Some(self.params.grad(id).clone()), id.0)? } else { self.graph.constant(value) };
-        self.bound.insert(id, v);
-        Ok(v)
+        bind(self.graph, self.params, &mut self.bound, id)
     }
 
     fn opt_param(&mut self, id: Option<ParamId>) -> Result<Option<Var>> {
@@ -128,20 +159,8 @@ impl Backend for GpuBackend<'_> {
 
     fn long_conv(&mut self, layer: &LongConv, u: &Var) -> Result<Var> {
         let len = *self.graph.shape(*u).get(1).ok_or_else(|| Error::shape("long_conv", "input must be (B, T, C)"))?;
-        let (z, window) = self.params.filter_constants(layer, len)?;
-        // The filter network of `LongConv::filter`, op for op.
-        let freq = self.param(layer.freq)?;
-        let mut h = self.graph.constant(z); // (L, E)
-        for &(w, b) in &layer.mlp {
-            let (w, b) = (self.param(w)?, self.param(b)?);
-            h = self.graph.linear(h, w, Some(b))?; // (L, W)
-            h = self.graph.scale_channels(h, freq)?;
-            h = self.graph.sin(h)?;
-        }
-        let out = self.param(layer.out)?;
-        let h = self.graph.linear(h, out, None)?; // (L, C)
-        let window = self.graph.constant(window); // (L, C)
-        let taps = self.graph.mul(h, window)?;
+        let (graph, params, bound) = (&mut *self.graph, self.params, &mut self.bound);
+        let taps = record_filter(graph, params, layer, len, &mut |g, id| bind(g, params, bound, id))?; // (L, C)
         let d = self.param(layer.bias)?; // (C)
         self.graph.long_conv(*u, taps, d) // (B, T, C)
     }

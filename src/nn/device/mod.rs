@@ -6,6 +6,8 @@
 
 mod backend;
 mod params;
+mod step;
 
 pub use backend::GpuBackend;
 pub use params::DeviceParams;
+pub use step::{GpuStepBackend, GpuStepState};

@@ -13,6 +13,7 @@ mod ops;
 mod pool;
 mod runtime;
 mod shaders;
+pub mod step;
 mod tensor;
 
 pub use adapters::{list_adapters, AdapterInfo, AdapterKind};

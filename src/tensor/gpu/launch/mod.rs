@@ -10,6 +10,7 @@ pub(crate) mod loss;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod reduce;
+pub(crate) mod step;
 
 /// An f32 as a parameter word.
 pub(crate) fn f(v: f32) -> u32 {

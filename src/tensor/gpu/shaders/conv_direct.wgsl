@@ -296,3 +296,34 @@ fn masked2d_back_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     put(i, s, pu(9u) != 0u);
 }
+
+// ---- one position of a causal conv from its ring of past inputs (generation) ----
+// a = ring (B, span, C_in) holding input time τ at row τ mod span, b = w (C_out, C_in/groups,
+// K), c = bias → y (B, C_out) at time `position`; taps before time 0 read the left padding.
+// p: 0 batch, 1 c_in, 2 c_out, 3 k, 4 dilation, 5 groups, 6 span, 7 position, 8 has_bias.
+@compute @workgroup_size(256)
+fn ring_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid, 256u);
+    let c_in = pu(1u);
+    let c_out = pu(2u);
+    let k = pu(3u);
+    let groups = pu(5u);
+    let span = pu(6u);
+    let pos = pu(7u);
+    if (i >= pu(0u) * c_out) { return; }
+    let co = i % c_out;
+    let bt = i / c_out;
+    let cin_g = c_in / groups;
+    let g = co / (c_out / groups);
+    var s = 0.0;
+    if (pu(8u) != 0u) { s = c[co]; }
+    for (var kk = 0u; kk < k; kk = kk + 1u) {
+        let lag = (k - 1u - kk) * pu(4u);
+        if (lag > pos) { continue; }
+        let row = ((bt * span + (pos - lag) % span) * c_in) + g * cin_g;
+        for (var ci = 0u; ci < cin_g; ci = ci + 1u) {
+            s = s + b[(co * cin_g + ci) * k + kk] * a[row + ci];
+        }
+    }
+    y[i] = s;
+}

@@ -62,3 +62,22 @@ fn back_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     if (pu(3u) != 0u) { y[i] = y[i] + s; } else { y[i] = s; }
 }
+
+// One position t of the long convolution from the inputs so far (generation):
+// a = history (B, max_len, C), b = h (max_len, C), c = d (C) → y (B, C):
+// y[b, c] = d[c]·u[b, t, c] + Σ_{s ≤ t} h[t − s, c]·u[b, s, c].  p: batch, max_len, channels, t.
+@compute @workgroup_size(256)
+fn step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid, 256u);
+    let len = pu(1u);
+    let ch = pu(2u);
+    let t = pu(3u);
+    if (i >= pu(0u) * ch) { return; }
+    let cc = i % ch;
+    let row0 = (i / ch) * len;
+    var s = c[cc] * a[(row0 + t) * ch + cc];
+    for (var k = 0u; k <= t; k = k + 1u) {
+        s = s + b[(t - k) * ch + cc] * a[(row0 + k) * ch + cc];
+    }
+    y[i] = s;
+}

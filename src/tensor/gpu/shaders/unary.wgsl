@@ -100,3 +100,13 @@ fn slice_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let d = r * pu(1u) + pu(2u) + i % wo;
     y[d] = y[d] + x[i];
 }
+
+// Generation's per-layer history: row `slot` of every sequence's ring (B, span, C) takes
+// that sequence's input x (B, C) (y = the ring).  p: batch, c, span, slot.
+@compute @workgroup_size(256)
+fn ring_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid, 256u);
+    let c = pu(1u);
+    if (i >= pu(0u) * c) { return; }
+    y[((i / c) * pu(2u) + pu(3u)) * c + i % c] = x[i];
+}
