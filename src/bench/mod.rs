@@ -164,6 +164,9 @@ enum Runner {
         optimizer: Optimizer,
         tokens: Vec<u32>,
         targets: Vec<i64>,
+        /// W3 on a GPU.
+        #[cfg(feature = "gpu")]
+        device: Option<Box<engine_w3::W3Device>>,
     },
 }
 
@@ -174,9 +177,6 @@ impl Runner {
             let (params, family) = (run.model.params().numel(), spec.config.family());
             return Ok((Runner::Product(Box::new(run)), params, Some(family)));
         }
-        if !device.is_cpu() {
-            return Err(Error::device(format!("{device}: w3 is an engine-level workload with no GPU runner; --device gpu runs w1, w2 and w4")));
-        }
         let model = W3Model::new(&mut ChaCha8Rng::seed_from_u64(seed));
         let (v, _, batch, len) = W3_DIMS;
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1));
@@ -185,27 +185,51 @@ impl Runner {
         let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr: 1e-3, weight_decay: 0.0, ..OptimizerConfig::default() };
         let optimizer = Optimizer::new(&cfg, model.store())?;
         let params = model.store().numel();
-        Ok((Runner::Engine { model: Box::new(model), optimizer, tokens, targets }, params, None))
+        #[cfg(feature = "gpu")]
+        let device = match device {
+            Device::Cpu => None,
+            d => Some(Box::new(engine_w3::W3Device::new(&crate::tensor::gpu::GpuDevice::open(d)?, &model, &optimizer)?)),
+        };
+        #[cfg(not(feature = "gpu"))]
+        if !device.is_cpu() {
+            return Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")));
+        }
+        let runner = Runner::Engine {
+            model: Box::new(model),
+            optimizer,
+            tokens,
+            targets,
+            #[cfg(feature = "gpu")]
+            device,
+        };
+        Ok((runner, params, None))
+    }
+
+    /// The GPU the steps run on.
+    #[cfg(feature = "gpu")]
+    fn gpu(&self) -> Option<&crate::tensor::gpu::GpuDevice> {
+        match self {
+            Runner::Product(run) => run.device.as_ref().map(|d| d.device()),
+            Runner::Engine { device, .. } => device.as_ref().map(|d| d.device()),
+        }
     }
 
     /// The GPU adapter the steps run on.
     fn device_name(&self) -> Option<String> {
         #[cfg(feature = "gpu")]
-        if let Runner::Product(run) = self {
-            return run.device.as_ref().map(|d| d.device().info().describe());
-        }
+        return self.gpu().map(|d| d.info().describe());
+        #[cfg(not(feature = "gpu"))]
         None
     }
 
     /// Bytes up, bytes down, parameter bytes and kernels so far on the GPU the steps run on.
     fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
         #[cfg(feature = "gpu")]
-        if let Runner::Product(run) = self {
-            return run.device.as_ref().map(|d| {
-                let t = d.traffic();
-                (t.up, t.down, t.params, t.dispatches)
-            });
-        }
+        return self.gpu().map(|d| {
+            let t = d.traffic();
+            (t.up, t.down, t.params, t.dispatches)
+        });
+        #[cfg(not(feature = "gpu"))]
         None
     }
 
@@ -213,7 +237,9 @@ impl Runner {
     fn step(&mut self) -> Result<f64> {
         match self {
             Runner::Product(run) => run.step(),
-            Runner::Engine { model, optimizer, tokens, targets } => model.step(optimizer, tokens, targets),
+            #[cfg(feature = "gpu")]
+            Runner::Engine { model, device: Some(device), tokens, targets, .. } => model.step_on_device(device, tokens, targets),
+            Runner::Engine { model, optimizer, tokens, targets, .. } => model.step(optimizer, tokens, targets),
         }
     }
 }

@@ -42,11 +42,9 @@ impl Ranks {
     /// Moves the steps to `device` (the model and optimizer copied there); `Device::Cpu`
     /// keeps them on the CPU. A data-parallel run stays on the CPU.
     pub fn use_device(&mut self, device: Device, model: &Model, optimizer: &Optimizer) -> Result<()> {
+        check_device(&self.group, device)?;
         if device.is_cpu() {
             return Ok(());
-        }
-        if self.group.is_distributed() {
-            return Err(Error::config("device", format!("{device}: data-parallel training runs on the CPU; train on a GPU in one process")));
         }
         #[cfg(feature = "gpu")]
         {
@@ -114,6 +112,22 @@ impl Ranks {
         let mut replica = Replica { group: &self.group, reducer, global_targets: batch.num_targets() };
         train_step_in(model, optimizer, &mine, settings, Some(&mut replica))
     }
+}
+
+/// Errors unless the steps of a run of `group` can run on `device`: the CPU always; a GPU
+/// when this build has GPU support, the adapter opens, and the run is one process. Called
+/// before a run folder is claimed, so a bad `--device` leaves nothing behind.
+pub(super) fn check_device(group: &Group, device: Device) -> Result<()> {
+    if device.is_cpu() {
+        return Ok(());
+    }
+    if group.is_distributed() {
+        return Err(Error::config("device", format!("{device}: data-parallel training runs on the CPU; train on a GPU in one process")));
+    }
+    #[cfg(feature = "gpu")]
+    return crate::tensor::gpu::GpuDevice::open(device).map(|_| ());
+    #[cfg(not(feature = "gpu"))]
+    Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")))
 }
 
 /// Runs `f` on rank 0 only; every rank learns whether it failed (see [`Group::agree`]).

@@ -18,7 +18,7 @@ use crate::run::config::RunConfig;
 use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
 use crate::run::prepare::{build_dataset, check_same_tokenizer};
-use crate::run::ranks::{check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
+use crate::run::ranks::{check_device, check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
 use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
@@ -127,6 +127,7 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
 pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
+    check_device(group, config.train.device)?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
     let mut absolute = || -> Result<()> {
@@ -194,6 +195,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     if let Some(device) = opts.device {
         config.train.device = device;
     }
+    check_device(group, config.train.device)?;
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
     on_root(group, "checking the data", || {
         match &manifest {

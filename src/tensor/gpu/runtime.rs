@@ -16,8 +16,9 @@ use crate::tensor::gpu::pool::{DeviceBuffer, Pool};
 use crate::tensor::gpu::shaders::{Access, Kernel, Shader};
 use crate::tensor::Device;
 
-/// Dispatches recorded before the encoder is submitted without being asked.
-const FLUSH_EVERY: usize = 256;
+/// Dispatches recorded before the encoder is submitted without being asked: the device
+/// starts on the first kernels of a step while the host records the rest.
+const FLUSH_EVERY: usize = 64;
 /// Bytes of one dispatch's parameter slot (at least the device's uniform offset alignment).
 const SLOT: u64 = 256;
 /// Slots per uniform arena chunk.

@@ -7,3 +7,4 @@ mod linear;
 mod long_conv;
 mod loss;
 mod norm;
+mod shape;
