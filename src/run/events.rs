@@ -25,7 +25,13 @@ impl CancelToken {
         self.0.store(true, Ordering::SeqCst);
     }
 
-    /// Whether [`CancelToken::cancel`] was called.
+    /// Clears a cancel that was acted on, so the run it stopped may be stepped on
+    /// ([`Trainer`](super::Trainer) does this once it has saved its checkpoint).
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called (and not [reset](CancelToken::reset) since).
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

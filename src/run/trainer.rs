@@ -2,6 +2,9 @@
 //! the schedule, the metrics log; periodic validation with samples and best-model tracking;
 //! checkpoints for exact resume; Ctrl-C and divergence handling.
 //!
+//! [`Trainer`] takes the run one step at a time (for a caller that steps it itself: a
+//! notebook, a script that stops early); [`train`] and [`resume`] step it to the end.
+//!
 //! With several ranks ([`TrainOptions::group`]) every rank runs this loop in lockstep on its
 //! share of each global batch; rank 0 alone writes files and reports events, every decision
 //! (stop on Ctrl-C, divergence, best model) is taken from values all ranks share.
@@ -13,15 +16,15 @@ use serde_json::json;
 use crate::data::Split;
 use crate::dist::Group;
 use crate::error::{Error, Result};
-use crate::generate::SamplingConfig;
 use crate::run::budget::{TimeBudget, FIRST_REVISION, REVISE_EVERY};
-use crate::run::checkpoint::{RunDir, BEST_FILE, METRICS_FILE};
+use crate::run::checkpoint::{RunDir, METRICS_FILE};
 use crate::run::config::RunConfig;
+use crate::run::eval::EvalReport;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::ranks::{check_same_weights, on_root, share_buffers, threads_per_rank, Ranks};
-use crate::run::samples::{sample_texts, SampleRequest};
-use crate::run::session::{new_session, next_step, resume_session, save_last_good, ResumeOptions, Session};
+use crate::run::milestones::{budget_verdict, diverged, evaluate_and_sample, save};
+use crate::run::ranks::{on_root, share_buffers, threads_per_rank, Ranks};
+use crate::run::session::{new_session, next_step, resume_session, ResumeOptions, Session};
 use crate::run::step::StepOutcome;
 use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning};
 
@@ -36,7 +39,7 @@ pub struct TrainOptions {
     /// `<dir>.old-N` instead of refusing.
     pub force: bool,
     /// The processes that train this model together (default: this one alone). Every rank
-    /// calls [`train`] or [`resume`] with its own group; only rank 0 writes in the run folder
+    /// calls [`train`] or [`resume`] (or steps a [`Trainer`]) with its own group; only rank 0 writes in the run folder
     /// and reports events, and every rank returns the same outcome.
     pub group: Group,
 }
@@ -59,9 +62,27 @@ pub struct TrainSummary {
 /// Trains `config` into a new run in `run` (claiming the folder: see
 /// [`RunDir::claim`]). Progress is reported to `on_event`.
 pub fn train(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let on_event = quiet_unless_root(&opts.group, on_event);
-    let s = new_session(config, run, opts.force, &opts.group, &mut *on_event)?;
-    run_session(s, run, opts, on_event)
+    let trainer = Trainer::new(config, run, opts, &mut *on_event)?;
+    run_to_end(trainer, on_event)
+}
+
+/// Continues the run in `run` from its last checkpoint, exactly (same batches, same
+/// numbers as an uninterrupted run), after checking that its config, tokenizer and data are
+/// the ones it was started with.
+pub fn resume(run: &RunDir, resume: &ResumeOptions, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
+    let trainer = Trainer::resume(run, resume, opts, &mut *on_event)?;
+    run_to_end(trainer, on_event)
+}
+
+/// Steps `trainer` to the end of its run, the whole loop on one pool worker (see
+/// [`on_pool`]); [`TrainEvent::Finished`] follows whatever the outcome.
+fn run_to_end(mut trainer: Trainer, on_event: OnEvent<'_>) -> Result<TrainSummary> {
+    let result = on_pool(|| {
+        while trainer.step(&mut *on_event)?.is_some() {}
+        trainer.finish(&mut *on_event)
+    });
+    trainer.events(on_event)(TrainEvent::Finished);
+    result
 }
 
 /// Rank 0 reports; the others' events go nowhere.
@@ -73,101 +94,183 @@ fn quiet_unless_root<'a>(group: &Group, on_event: OnEvent<'a>) -> OnEvent<'a> {
     }
 }
 
-/// Continues the run in `run` from its last checkpoint, exactly (same batches, same
-/// numbers as an uninterrupted run), after checking that its config, tokenizer and data are
-/// the ones it was started with.
-pub fn resume(run: &RunDir, resume: &ResumeOptions, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let on_event = quiet_unless_root(&opts.group, on_event);
-    let s = resume_session(run, resume, &opts.group, &mut *on_event)?;
-    run_session(s, run, opts, on_event)
+/// What one step of a [`Trainer`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// Steps completed in all, this one included.
+    pub step: u64,
+    /// The training loss of the step (before its update).
+    pub loss: f64,
+    /// The step's line in metrics.jsonl: `step`, `loss`, `lr`, `grad_norm`, `step_ms`,
+    /// `tokens_per_s` (and `allreduce_ms` in a data-parallel run).
+    pub record: serde_json::Value,
+    /// The validation loss, when the step ended with the periodic evaluation.
+    pub val_loss: Option<f64>,
 }
 
-fn run_session(s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let threads = threads_per_rank(&opts.group, s.config.train.threads);
-    if let Some(warning) = oversubscription_warning(threads) {
-        on_event(TrainEvent::Warning(warning));
-    }
-    init_threads(threads);
-    opts.group.set_interrupt(opts.cancel.flag());
-    let result = on_pool(|| train_session(s, run, opts, &mut *on_event));
-    on_event(TrainEvent::Finished);
-    result
+/// A training run taken one step at a time. [`Trainer::new`] starts a run (claiming its
+/// folder) and [`Trainer::resume`] continues one from its last checkpoint; each
+/// [`Trainer::step`] takes a step with everything `convlm train` does around it (the
+/// metrics record, the periodic evaluation, samples and checkpoint, the time budget, Ctrl-C
+/// through [`TrainOptions::cancel`], divergence); [`Trainer::finish`] draws the loss plot and
+/// sums the run up. The run folder stays locked while the trainer lives.
+pub struct Trainer {
+    s: Session,
+    /// The session's config, read while the session is borrowed for the step.
+    cfg: RunConfig,
+    run: RunDir,
+    opts: TrainOptions,
+    /// metrics.jsonl (rank 0 only).
+    log: Option<MetricsLog>,
+    ranks: Ranks,
+    /// When the trainer was opened, and the run's step and training seconds then.
+    started: Instant,
+    start_step: u64,
+    seconds_before: f64,
+    budget: Option<TimeBudget>,
+    /// Batches one evaluation reads (for the time budget's reserve before the first one).
+    eval_batches: usize,
+    last_loss: Option<f64>,
 }
 
-/// The training loop of an opened session (runs on a pool worker, see [`on_pool`]).
-fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<TrainSummary> {
-    let group = &opts.group;
-    let mut log = on_root(group, "opening metrics.jsonl", || MetricsLog::open(&run.file(METRICS_FILE), s.state.step))?;
-    let mut ranks = Ranks::new(group, &s.model);
-    ranks.use_device(s.config.train.device, &s.model, &s.optimizer)?;
-    if let Some((description, software)) = ranks.device_info() {
-        on_event(TrainEvent::Device { description, software });
+impl Trainer {
+    /// Opens a new run of `config` in `run` (claiming the folder: see [`RunDir::claim`]).
+    pub fn new(config: &RunConfig, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
+        let on_event = quiet_unless_root(&opts.group, on_event);
+        let s = new_session(config, run, opts.force, &opts.group, &mut *on_event)?;
+        Trainer::open(s, run, opts, on_event)
     }
-    on_event(TrainEvent::Started {
-        family: s.config.model.family(),
-        params: s.model.params().numel(),
-        receptive_field: s.model.receptive_field(),
-        vocab_size: s.tokenizer.vocab_size(),
-        train_examples: s.dataset.num_examples(Split::Train),
-        run_dir: run.root(),
-        step: s.state.step,
-        total_steps: s.state.total_steps,
-        time_limit_s: s.state.time_limit_s,
-    });
-    let cfg = s.config.clone();
-    let mut last_loss = None;
-    let started = Instant::now();
-    let start_step = s.state.step;
-    let seconds_before = s.state.train_seconds;
-    let mut budget = s.state.time_limit_s.map(|limit| TimeBudget::new(limit, seconds_before, start_step));
-    // Batches one evaluation reads (for the time budget's reserve before the first one).
-    let val_batches = s.dataset.num_examples(Split::Val).div_ceil(cfg.train.batch_size.max(1));
-    let eval_batches = if cfg.train.eval_batches == 0 { val_batches } else { cfg.train.eval_batches.min(val_batches) };
-    if budget.is_some() && budget_verdict(group, budget.as_ref(), s.state.step, eval_batches, false)?.0 {
-        s.state.total_steps = s.state.step;
+
+    /// Opens the run in `run` at its last checkpoint, after checking that its config,
+    /// tokenizer and data are the ones it was started with: stepping it continues exactly
+    /// (same batches, same numbers as an uninterrupted run).
+    pub fn resume(run: &RunDir, resume: &ResumeOptions, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
+        let on_event = quiet_unless_root(&opts.group, on_event);
+        let s = resume_session(run, resume, &opts.group, &mut *on_event)?;
+        Trainer::open(s, run, opts, on_event)
     }
-    while s.state.step < s.state.total_steps {
+
+    /// Sizes the thread pool, opens the metrics log and the time budget of an opened session,
+    /// and reports [`TrainEvent::Started`].
+    fn open(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
+        let threads = threads_per_rank(&opts.group, s.config.train.threads);
+        if let Some(warning) = oversubscription_warning(threads) {
+            on_event(TrainEvent::Warning(warning));
+        }
+        init_threads(threads);
+        opts.group.set_interrupt(opts.cancel.flag());
+        let group = &opts.group;
+        on_pool(|| {
+            let log = on_root(group, "opening metrics.jsonl", || MetricsLog::open(&run.file(METRICS_FILE), s.state.step))?;
+            let mut ranks = Ranks::new(group, &s.model);
+            ranks.use_device(s.config.train.device, &s.model, &s.optimizer)?;
+            if let Some((description, software)) = ranks.device_info() {
+                on_event(TrainEvent::Device { description, software });
+            }
+            on_event(TrainEvent::Started {
+                family: s.config.model.family(),
+                params: s.model.params().numel(),
+                receptive_field: s.model.receptive_field(),
+                vocab_size: s.tokenizer.vocab_size(),
+                train_examples: s.dataset.num_examples(Split::Train),
+                run_dir: run.root(),
+                step: s.state.step,
+                total_steps: s.state.total_steps,
+                time_limit_s: s.state.time_limit_s,
+            });
+            let (start_step, seconds_before) = (s.state.step, s.state.train_seconds);
+            let budget = s.state.time_limit_s.map(|limit| TimeBudget::new(limit, seconds_before, start_step));
+            let cfg = &s.config;
+            let val_batches = s.dataset.num_examples(Split::Val).div_ceil(cfg.train.batch_size.max(1));
+            let eval_batches = if cfg.train.eval_batches == 0 { val_batches } else { cfg.train.eval_batches.min(val_batches) };
+            if budget.is_some() && budget_verdict(group, budget.as_ref(), s.state.step, eval_batches, false)?.0 {
+                s.state.total_steps = s.state.step;
+            }
+            Ok(Trainer {
+                cfg: s.config.clone(),
+                s,
+                run: run.clone(),
+                opts: opts.clone(),
+                log,
+                ranks,
+                started: Instant::now(),
+                start_step,
+                seconds_before,
+                budget,
+                eval_batches,
+                last_loss: None,
+            })
+        })
+    }
+
+    /// `on_event` on rank 0; nothing on the others.
+    fn events<'a>(&self, on_event: OnEvent<'a>) -> OnEvent<'a> {
+        quiet_unless_root(&self.opts.group, on_event)
+    }
+
+    /// Takes the next step, then (at its multiples of `eval_every`, and at the last step) the
+    /// evaluation with samples and a checkpoint, and the checkpoints of `checkpoint_every`.
+    /// `None` when the run has taken all its steps (or its time budget is spent).
+    ///
+    /// Cancelled ([`TrainOptions::cancel`]), it saves a checkpoint instead of stepping and
+    /// errors with [`Error::Interrupted`] (the token is cleared, so the trainer may go on);
+    /// a step that makes the model non-finite saves the last good checkpoint and errors
+    /// with [`Error::NonFinite`].
+    pub fn step(&mut self, on_event: OnEvent<'_>) -> Result<Option<StepReport>> {
+        let on_event = self.events(on_event);
+        on_pool(|| self.step_on_pool(on_event))
+    }
+
+    fn step_on_pool(&mut self, on_event: OnEvent<'_>) -> Result<Option<StepReport>> {
+        let (s, group, cfg) = (&mut self.s, &self.opts.group, &self.cfg);
+        if s.state.step >= s.state.total_steps {
+            return Ok(None);
+        }
         // The batch RNG's position before this step's batch: what a checkpoint of the
         // `step` completed steps must record for an exact resume.
         let rng_pos = s.rng.get_word_pos();
         // Every rank stops at the same step when any was interrupted.
-        let cancelled = if group.is_distributed() { group.any(opts.cancel.is_cancelled(), "the check for Ctrl-C")? } else { opts.cancel.is_cancelled() };
+        let cancel = &self.opts.cancel;
+        let cancelled = if group.is_distributed() { group.any(cancel.is_cancelled(), "the check for Ctrl-C")? } else { cancel.is_cancelled() };
         if cancelled {
             group.clear_interrupt();
             s.state.rng_word_pos = rng_pos.to_string();
-            s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
-            save(group, run, &s, &mut log, "saving the checkpoint")?;
+            s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+            self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
+            save(group, &self.run, s, &mut self.log, "saving the checkpoint")?;
+            // Handled: the caller may step on (a later cancel stops the run again).
+            cancel.reset();
+            group.set_interrupt(cancel.flag());
             return Err(Error::Interrupted { step: s.state.step });
         }
         let step = s.state.step;
         let step_started = Instant::now();
-        let (batch, settings) = next_step(&cfg, &s.dataset, &s.state, step, &mut s.rng)?;
+        let (batch, settings) = next_step(cfg, &s.dataset, &s.state, step, &mut s.rng)?;
         let lr = settings.lr;
-        let stats = match ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
+        let stats = match self.ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
             StepOutcome::Done(stats) => stats,
-            StepOutcome::Diverged { what } => return diverged(run, &s, &mut log, step, rng_pos, what, &ranks),
+            StepOutcome::Diverged { what } => return Err(diverged(&self.run, s, &mut self.log, step, rng_pos, what, &self.ranks)),
         };
         let step_s = step_started.elapsed().as_secs_f64().max(1e-9);
         s.state.step += 1;
-        last_loss = Some(stats.loss);
+        self.last_loss = Some(stats.loss);
         let tokens_per_s = stats.tokens as f64 / step_s;
-        if let Some(log) = &mut log {
-            let mut record = json!({
-                "step": s.state.step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
-                "step_ms": (step_s * 1e6).round() / 1e3, "tokens_per_s": tokens_per_s.round(),
-            });
-            if group.is_distributed() {
-                record["allreduce_ms"] = json!((stats.allreduce_ms * 1e3).round() / 1e3);
-            }
+        let mut record = json!({
+            "step": s.state.step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
+            "step_ms": (step_s * 1e6).round() / 1e3, "tokens_per_s": tokens_per_s.round(),
+        });
+        if group.is_distributed() {
+            record["allreduce_ms"] = json!((stats.allreduce_ms * 1e3).round() / 1e3);
+        }
+        if let Some(log) = &mut self.log {
             log.write(&record)?;
         }
-        let steps_per_s = (s.state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let train_seconds = seconds_before + started.elapsed().as_secs_f64();
+        let steps_per_s = (s.state.step - self.start_step) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
         on_event(TrainEvent::Step { step: s.state.step, total_steps: s.state.total_steps, loss: stats.loss, tokens_per_s, steps_per_s, train_seconds });
-        if budget.is_some() {
+        if self.budget.is_some() {
             let revise = s.state.step == FIRST_REVISION || (s.state.step > FIRST_REVISION && s.state.step.is_multiple_of(REVISE_EVERY));
-            match budget_verdict(group, budget.as_ref(), s.state.step, eval_batches, revise)? {
+            match budget_verdict(group, self.budget.as_ref(), s.state.step, self.eval_batches, revise)? {
                 // This step is the last: its evaluation and checkpoint follow.
                 (true, _) => s.state.total_steps = s.state.step,
                 (false, Some(total)) => s.state.schedule_plan.push([s.state.step, total]),
@@ -177,112 +280,91 @@ fn train_session(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: On
 
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         let eval_started = Instant::now();
-        if at_eval {
-            evaluate_and_sample(&mut s, run, &mut log, opts.samples, &mut ranks, &mut *on_event)?;
-        }
+        let val_loss = if at_eval { Some(evaluate_and_sample(s, &self.run, &mut self.log, self.opts.samples, &mut self.ranks, &mut *on_event)?) } else { None };
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
-            s.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
+            s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+            self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
             // Records up to this step reach the disk before the checkpoint that covers them.
-            save(group, run, &s, &mut log, "saving a checkpoint")?;
+            save(group, &self.run, s, &mut self.log, "saving a checkpoint")?;
         }
-        if let (Some(b), true) = (&mut budget, at_eval) {
+        if let (Some(b), true) = (&mut self.budget, at_eval) {
             b.record_final_cost(eval_started.elapsed().as_secs_f64());
         }
+        Ok(Some(StepReport { step: s.state.step, loss: stats.loss, record, val_loss }))
     }
-    if let Some(log) = &mut log {
-        log.flush()?;
-        // The plot is a convenience: a failure to draw it must not fail a finished run.
-        if let Err(e) = crate::run::plots::plot_run(run) {
-            on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
-        }
+
+    /// The loss, perplexity and bits per token of the model as it is now on all of `split`
+    /// (as `convlm eval` scores a run); training is not affected.
+    pub fn evaluate(&mut self, split: Split) -> Result<EvalReport> {
+        let (s, group) = (&mut self.s, &self.opts.group);
+        share_buffers(group, &mut s.model)?;
+        // On the CPU this evaluates on the pool (`evaluate_in`), on a GPU on the device.
+        self.ranks.evaluate(&mut s.model, &s.dataset, split, s.config.train.batch_size, 0)
     }
-    Ok(TrainSummary {
-        steps: s.state.step,
-        steps_taken: s.state.step - start_step,
-        final_train_loss: last_loss,
-        best_val_loss: s.state.best_val_loss,
-        params: s.model.params().numel(),
-        moved_aside: s.moved_aside,
-    })
-}
 
-/// Whether the time budget ends the run after `step` steps, and (when `revise`) the total
-/// it now projects — by rank 0's clock on every rank, so that all ranks stop at the same
-/// step and lay the schedule over the same total.
-fn budget_verdict(group: &Group, budget: Option<&TimeBudget>, step: u64, eval_batches: usize, revise: bool) -> Result<(bool, Option<u64>)> {
-    let Some(b) = budget else { return Ok((false, None)) };
-    let stop = b.must_stop(step, eval_batches);
-    let mut verdict = [u64::from(stop), if revise && !stop { b.projected_total(step, eval_batches) } else { 0 }];
-    group.from_root_u64(&mut verdict, "the time budget")?;
-    Ok((verdict[0] != 0, (revise && verdict[0] == 0).then_some(verdict[1])))
-}
+    /// Saves a resumable checkpoint of the run as it is now (model.safetensors, state.json
+    /// and the metrics so far included): a resume continues from this step exactly.
+    pub fn save(&mut self) -> Result<()> {
+        let s = &mut self.s;
+        s.state.rng_word_pos = s.rng.get_word_pos().to_string();
+        s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
+        on_pool(|| save(&self.opts.group, &self.run, s, &mut self.log, "saving a checkpoint"))
+    }
 
-/// Rank 0 saves a checkpoint of `s` (after the records it covers reach the disk), once the
-/// ranks are found to hold the same weights.
-fn save(group: &Group, run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, what: &str) -> Result<()> {
-    check_same_weights(group, &s.model)?;
-    on_root(group, what, || {
-        if let Some(log) = log {
-            log.sync()?;
-        }
-        run.save_checkpoint(&s.model, &s.optimizer, &s.state)
-    })
-    .map(|_| ())
-}
-
-/// Stops a diverged run: keeps (or writes) the last good checkpoint, then errors naming the
-/// step and what was not finite. `rng_pos` is the batch RNG's position before the failing
-/// step drew its batch, so the saved checkpoint is exactly the state after `step` steps.
-fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, ranks: &Ranks) -> Result<TrainSummary> {
-    let group = &ranks.group;
-    if s.model.params().params().iter().all(|p| p.value.all_finite()) {
-        // The loss or a gradient failed before the update: the model is the last good
-        // state (BatchNorm's running statistics are the ones after this step's forward).
-        let mut state = s.state.clone();
-        state.rng_word_pos = rng_pos.to_string();
-        on_root(group, "saving the last good checkpoint", || {
-            if let Some(log) = log {
-                log.sync()?;
+    /// Writes the metrics so far, draws loss.svg (a warning if it cannot be drawn: the plot
+    /// is a convenience) and sums the run up. Called by [`train`] once the last step is
+    /// taken; the trainer may go on after it.
+    pub fn finish(&mut self, on_event: OnEvent<'_>) -> Result<TrainSummary> {
+        let on_event = self.events(on_event);
+        if let Some(log) = &mut self.log {
+            log.flush()?;
+            // The plot is a convenience: a failure to draw it must not fail a finished run.
+            if let Err(e) = crate::run::plots::plot_run(&self.run) {
+                on_event(TrainEvent::Warning(format!("could not draw the loss plot: {e}")));
             }
-            run.save_checkpoint(&s.model, &s.optimizer, &state)
-        })?;
-    } else {
-        // The update failed in place: rebuild the last good state by replay (every rank
-        // replays its share).
-        on_root(group, "writing metrics.jsonl", || log.as_mut().map_or(Ok(()), MetricsLog::sync))?;
-        save_last_good(s, run, step, group, ranks.device())?;
+        }
+        Ok(self.summary())
     }
-    Err(Error::NonFinite { step: step + 1, what })
-}
 
-fn evaluate_and_sample(s: &mut Session, run: &RunDir, log: &mut Option<MetricsLog>, samples: bool, ranks: &mut Ranks, on_event: OnEvent<'_>) -> Result<()> {
-    let group = &ranks.group.clone();
-    let cfg = &s.config;
-    share_buffers(group, &mut s.model)?;
-    // The weights come back from a device here (best.safetensors, samples).
-    ranks.sync(&mut s.model, None)?;
-    let val = ranks.evaluate(&mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
-    if let Some(log) = log {
-        log.write(&json!({"step": s.state.step, "val_loss": val.loss}))?;
+    /// The run so far.
+    pub fn summary(&self) -> TrainSummary {
+        let s = &self.s;
+        TrainSummary {
+            steps: s.state.step,
+            steps_taken: s.state.step - self.start_step,
+            final_train_loss: self.last_loss,
+            best_val_loss: s.state.best_val_loss,
+            params: s.model.params().numel(),
+            moved_aside: s.moved_aside.clone(),
+        }
     }
-    let best = s.state.best_val_loss.is_none_or(|b| val.loss < b);
-    if best {
-        s.state.best_val_loss = Some(val.loss);
-        s.state.best_step = Some(s.state.step);
-        on_root(group, "saving best.safetensors", || run.save_weights(BEST_FILE, &s.model, s.state.step))?;
+
+    /// Steps completed in all.
+    pub fn steps_done(&self) -> u64 {
+        self.s.state.step
     }
-    on_event(TrainEvent::Eval { step: s.state.step, val_loss: val.loss, best });
-    if samples && group.is_root() && (cfg.train.samples > 0 && s.model.can_step() || s.model.config().is_grid()) {
-        let req = SampleRequest {
-            count: cfg.train.samples,
-            prompt: None,
-            sampling: SamplingConfig { seed: cfg.seed.wrapping_add(s.state.step), max_tokens: 200, ..SamplingConfig::default() },
-        };
-        let drawn = sample_texts(&s.model, &s.tokenizer, s.dataset.kind(), s.dataset.grid_shape(), Some(&s.dataset), &req)?;
-        on_event(TrainEvent::Samples(&drawn));
+
+    /// The steps the run takes in all (for a time-limited run, an upper bound until its
+    /// clock ends it).
+    pub fn total_steps(&self) -> u64 {
+        self.s.state.total_steps
     }
-    Ok(())
+
+    /// Whether the run has taken all its steps.
+    pub fn is_done(&self) -> bool {
+        self.s.state.step >= self.s.state.total_steps
+    }
+
+    /// The run's configuration (as in its config.json).
+    pub fn config(&self) -> &RunConfig {
+        &self.s.config
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
 }

@@ -96,8 +96,3 @@ impl Tokenizer {
 pub fn train_bpe<S: AsRef<str> + Sync>(texts: &[S], vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
     Ok(Tokenizer::Bpe(BpeTokenizer::train(texts, vocab_size, normalization)?))
 }
-
-/// Trains a byte-level BPE tokenizer on a file or a folder ([`BpeTokenizer::train_from_path`]).
-pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
-    Ok(Tokenizer::Bpe(BpeTokenizer::train_from_path(path, vocab_size, normalization)?))
-}

@@ -1,10 +1,10 @@
-//! Reading training text: a file, a folder of files, or the built-in word list.
+//! Reading training text whole: a file, a folder of files, or the built-in word list.
 
 use std::path::Path;
 
-use super::reader::read_blocks;
+use super::reader::Blocks;
 use super::source::{list_sources, SourceFingerprint, SourceOptions};
-
+use crate::data::tokenize::{train_bpe, Normalization, Tokenizer};
 use crate::{Error, Result};
 
 /// Reads a corpus: the file at `path`, or every regular file under the folder at `path`
@@ -31,32 +31,28 @@ pub fn read_corpus_with(path: &Path, opts: &SourceOptions) -> Result<(String, So
         return Err(Error::bad_file(path, "the corpus folder has no regular files"));
     }
     let (mut corpus, mut file_text) = (String::new(), String::new());
-    let fingerprints = read_blocks(
-        &files,
-        opts,
-        |block| {
-            file_text.push_str(&block.text);
-            if block.last_of_file {
-                let text = std::mem::take(&mut file_text);
-                if text.trim().is_empty() {
-                    if !is_dir {
-                        return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
-                    }
-                } else {
-                    corpus.push_str(&text);
-                    if is_dir && !corpus.ends_with('\n') {
-                        corpus.push('\n');
-                    }
+    let mut blocks = Blocks::files(&files, opts);
+    for block in blocks.by_ref() {
+        let block = block?;
+        file_text.push_str(&block.text);
+        if block.last_of_file {
+            let text = std::mem::take(&mut file_text);
+            if text.trim().is_empty() {
+                if !is_dir {
+                    return Err(Error::bad_file(path, "the corpus file is empty (no text)"));
+                }
+            } else {
+                corpus.push_str(&text);
+                if is_dir && !corpus.ends_with('\n') {
+                    corpus.push('\n');
                 }
             }
-            Ok(())
-        },
-        |_| {},
-    )?;
+        }
+    }
     if corpus.is_empty() {
         return Err(Error::bad_file(path, format!("all {} files of the corpus folder are empty (no text)", files.len())));
     }
-    Ok((corpus, SourceFingerprint { files: fingerprints }))
+    Ok((corpus, blocks.fingerprint()))
 }
 
 /// The built-in corpus for a run without data: the English word list of the
@@ -70,4 +66,10 @@ pub fn builtin_corpus() -> String {
         text.push('\n');
     }
     text
+}
+
+/// Trains a byte-level BPE tokenizer on a file or a folder: the text [`read_corpus`] reads,
+/// given to [`train_bpe`].
+pub fn train_bpe_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Tokenizer> {
+    train_bpe(&[read_corpus(path)?], vocab_size, normalization)
 }

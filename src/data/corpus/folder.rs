@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::corpus_names::{corpus_state, partial_name, CorpusState, CORPUS_META, DOCS_FILE, TOKENS_FILE};
 use super::dataset::DatasetKind;
-use super::encode::TokenSink;
+use super::documents::TokenSink;
+use super::names::{corpus_state, partial_name, CorpusState, CORPUS_META, DOCS_FILE, TOKENS_FILE};
 use super::source::SourceFingerprint;
 use super::store::TokenStore;
 use crate::io::{read_json, write_json};

@@ -1,16 +1,17 @@
-//! Text to token ids, the one way every corpus is tokenized — a whole file prepared into a
-//! corpus folder (`data::prepare`) or a string made into a dataset in memory
+//! A corpus's text into the ids of its documents, the one way every corpus is cut — a whole
+//! file prepared into a corpus folder (`prepare`) or a string made into a dataset in memory
 //! (`Dataset::lines` and friends): lines encoded in parallel, checked, deduplicated and
-//! appended as documents, or a stream encoded in parallel chunks, into a [`TokenSink`].
+//! appended as documents into a [`TokenSink`] (a corpus file, or memory); for `prepare`, the
+//! blocks read from a corpus's files, line data or one stream ([`BlockEncoder`]).
 
 use std::collections::HashSet;
 
 use rayon::prelude::*;
 
-use super::bulk_encode::BulkEncoder;
 use super::dataset::DatasetKind;
+use super::reader::Block;
 use super::store::{ids_hash, TokenStore};
-use super::tokenizer::Tokenizer;
+use crate::data::tokenize::Encoder;
 use crate::{Error, Result};
 
 /// Where encoded ids go: a corpus file, or memory.
@@ -47,70 +48,6 @@ impl MemorySink {
         let offsets = docs.then(|| std::iter::once(0).chain(self.ends).collect());
         TokenStore::owned(self.ids, offsets)
     }
-}
-
-/// Encodes with a tokenizer: character tokenizers directly, BPE through the bulk encoder
-/// (the same ids as `Tokenizer::encode`, many times faster).
-pub struct Encoder<'a> {
-    tokenizer: &'a Tokenizer,
-    bulk: Option<BulkEncoder<'a>>,
-}
-
-impl<'a> Encoder<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Result<Self> {
-        let bulk = match tokenizer {
-            Tokenizer::Bpe(b) => Some(BulkEncoder::new(b)?),
-            Tokenizer::Char(_) => None,
-        };
-        Ok(Encoder { tokenizer, bulk })
-    }
-
-    /// The ids of `text`.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        match &self.bulk {
-            Some(b) => b.encode(text),
-            None => self.tokenizer.encode(text),
-        }
-    }
-
-    /// The ids of a long stream text, in parallel chunks cut where the tokenizer allows
-    /// (ids equal to encoding the text whole).
-    pub fn encode_stream(&self, text: &str) -> Result<Vec<u32>> {
-        match &self.bulk {
-            Some(b) => b.encode_parallel(text),
-            None => {
-                // Characters are encoded one by one: any line boundary is a safe cut.
-                let pieces = split_after_newlines(text, 1 << 20);
-                let parts: Vec<Vec<u32>> = pieces.par_iter().map(|p| self.tokenizer.encode(p)).collect::<Result<_>>()?;
-                Ok(parts.concat())
-            }
-        }
-    }
-
-    /// Where a stream text may be cut at or after byte `near` so that encoding the pieces
-    /// equals encoding it whole; `None` when no such place is known.
-    pub fn split_point(&self, text: &str, near: usize) -> Option<usize> {
-        match &self.bulk {
-            Some(b) => b.split_point(text, near),
-            None => text.get(near..)?.find('\n').map(|i| near + i + 1),
-        }
-    }
-}
-
-/// `text` in pieces of about `target` bytes, each ending after a newline (the last may not).
-pub(crate) fn split_after_newlines(text: &str, target: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while rest.len() > target {
-        let Some(cut) = rest[target..].find('\n').map(|i| target + i + 1) else { break };
-        let (head, tail) = rest.split_at(cut);
-        pieces.push(head);
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        pieces.push(rest);
-    }
-    pieces
 }
 
 /// What line data keeps of each line.
@@ -189,5 +126,88 @@ fn in_source(where_: &str, e: Error) -> Error {
         Error::Data(msg) => Error::Data(format!("{where_}: {msg}")),
         Error::Tokenizer(msg) => Error::Tokenizer(format!("{where_}: {msg}")),
         other => other,
+    }
+}
+
+/// Feeds a stream's text to the encoder in pieces cut where the tokenizer allows, so that the
+/// ids equal those of the whole text: text is held back until a safe cut is known.
+struct StreamCutter<'e> {
+    encoder: &'e Encoder<'e>,
+    carry: String,
+}
+
+impl StreamCutter<'_> {
+    /// Adds text; encodes what can be cut off.
+    fn push(&mut self, text: &str, sink: &mut dyn TokenSink) -> Result<()> {
+        self.carry.push_str(text);
+        if self.carry.len() < 1 << 20 {
+            return Ok(());
+        }
+        let near = self.carry.len() - self.carry.len() / 4;
+        if let Some(cut) = self.encoder.split_point(&self.carry, near).filter(|&c| c < self.carry.len()) {
+            let rest = self.carry.split_off(cut);
+            sink.push(&self.encoder.encode_stream(&self.carry)?)?;
+            self.carry = rest;
+        }
+        Ok(())
+    }
+
+    /// Encodes the rest.
+    fn finish(self, sink: &mut dyn TokenSink) -> Result<()> {
+        sink.push(&self.encoder.encode_stream(&self.carry)?)
+    }
+}
+
+/// The blocks of a corpus read from its sources ([`Block`]s) into the ids of its documents:
+/// line data through a [`LineEncoder`]; stream text joined as `read_corpus` joins files (a
+/// file with no text adds nothing, a file of a folder that lacks a final newline gets one)
+/// and encoded in pieces that give the ids of the whole text.
+pub(crate) struct BlockEncoder<'a> {
+    kind: DatasetKind,
+    lines: LineEncoder<'a>,
+    stream: StreamCutter<'a>,
+    /// Whether the source is a folder.
+    folder: bool,
+    /// Whether the current file has shown text yet.
+    file_has_text: bool,
+    /// Files with text so far.
+    text_files: usize,
+}
+
+impl<'a> BlockEncoder<'a> {
+    pub(crate) fn new(encoder: &'a Encoder<'a>, kind: DatasetKind, rules: LineRules, folder: bool) -> Self {
+        let lines = LineEncoder::new(encoder, kind, rules);
+        BlockEncoder { kind, lines, stream: StreamCutter { encoder, carry: String::new() }, folder, file_has_text: false, text_files: 0 }
+    }
+
+    /// Encodes `block` into `sink` (a stream may hold its end back until the next block);
+    /// `where_` names its file in errors.
+    pub(crate) fn push(&mut self, block: &Block, where_: &str, sink: &mut dyn TokenSink) -> Result<()> {
+        self.file_has_text |= !block.text.trim().is_empty();
+        match self.kind {
+            DatasetKind::Stream => {
+                // An empty file of a folder adds nothing (not even a newline).
+                if self.file_has_text {
+                    self.stream.push(&block.text, sink)?;
+                    if block.last_of_file && self.folder && !block.text.ends_with('\n') && !block.text.is_empty() {
+                        self.stream.push("\n", sink)?;
+                    }
+                }
+            }
+            _ => {
+                self.lines.encode(&block.text, block.first_line, where_, sink)?;
+            }
+        }
+        if block.last_of_file {
+            self.text_files += usize::from(self.file_has_text);
+            self.file_has_text = false;
+        }
+        Ok(())
+    }
+
+    /// Encodes what the stream held back; returns the number of files that had text.
+    pub(crate) fn finish(self, sink: &mut dyn TokenSink) -> Result<usize> {
+        self.stream.finish(sink)?;
+        Ok(self.text_files)
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::Batch;
 use super::split::{uniform_index, Split, SplitMode, Splits};
 use super::store::{ids_hash, TokenStore};
-use super::{SpecialTokens, Tokenizer};
+use crate::data::tokenize::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 
 /// How a corpus is cut into examples.

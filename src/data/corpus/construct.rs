@@ -1,15 +1,15 @@
 //! Building datasets: the seeded (or contiguous) split of a [`TokenStore`]'s lines, stream
 //! chunks or grids, and the constructors from text, which tokenize through the same
-//! `data::encode` path as a prepared corpus.
+//! `Encoder` path as a prepared corpus.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use super::dataset::{Dataset, DatasetKind, LineOptions, Part};
-use super::encode::{Encoder, LineEncoder, LineRules, MemorySink};
+use super::documents::{LineEncoder, LineRules, MemorySink};
 use super::split::{SplitMode, Splits};
 use super::store::TokenStore;
-use super::tokenizer::Tokenizer;
+use crate::data::tokenize::{Encoder, Tokenizer};
 use crate::{Error, Result};
 
 /// A stream is cut into this many chunks (fewer when the text is short) that are dealt to the

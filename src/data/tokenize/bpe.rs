@@ -8,7 +8,6 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper};
 
-use super::corpus::read_corpus;
 use super::normalize::Normalization;
 use super::{SpecialTokens, SPECIAL_TOKEN_NAMES, UNK};
 use crate::{Error, Result};
@@ -118,12 +117,6 @@ impl BpeTokenizer {
             return Err(Error::Data("cannot train a BPE tokenizer on an empty corpus".into()));
         }
         BpeTokenizer::from_hf(tok)
-    }
-
-    /// Reads `path` with [`read_corpus`] (a file or a folder) and trains on it with [`BpeTokenizer::train`].
-    pub fn train_from_path(path: &Path, vocab_size: usize, normalization: Normalization) -> Result<Self> {
-        let text = read_corpus(path)?;
-        Self::train(&[text.as_str()], vocab_size, normalization)
     }
 
     /// Wraps a `tokenizers` tokenizer: adds missing special tokens, switches padding and

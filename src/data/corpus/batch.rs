@@ -1,6 +1,6 @@
 //! Training batches: padded (B, T) token and target matrices.
 
-use super::IGNORE_INDEX;
+use crate::tensor::IGNORE_INDEX;
 
 /// One training batch: all positions of every sequence are trained at once.
 ///
