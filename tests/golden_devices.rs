@@ -15,6 +15,9 @@ use serde_json::Value;
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-3;
 
+/// What a pass gives: the logits, the loss and the gradients by parameter name.
+type Pass = (Vec<f32>, f32, Vec<(String, Vec<f32>)>);
+
 /// A model and, on a GPU, its parameters there.
 struct On {
     model: Model,
@@ -41,7 +44,7 @@ impl On {
 
     /// Forward (training or eval mode), then, when `targets` are given, the cross-entropy of
     /// the logits and its backward: (logits, loss, gradients by parameter name).
-    fn pass(&mut self, training: bool, ids: &[u32], shape: &[usize], targets: Option<&[i64]>) -> (Vec<f32>, f32, Vec<(String, Vec<f32>)>) {
+    fn pass(&mut self, training: bool, ids: &[u32], shape: &[usize], targets: Option<&[i64]>) -> Pass {
         #[cfg(feature = "gpu")]
         if let Some(params) = &self.gpu {
             let mut g = convlm::tensor::gpu::GpuGraph::new(params.device(), training);

@@ -298,9 +298,12 @@ struct Moved {
     dispatches: u64,
 }
 
-/// Runs the warm-up and counted steps; returns (counted step times in ms, their losses, the
-/// first step's time, the traffic of the counted steps on a GPU).
-fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec<f64>, f64, Option<Moved>)> {
+/// What the warm-up and counted steps measured: the counted step times in ms, their losses,
+/// the first step's time, the traffic of the counted steps on a GPU.
+type Timed = (Vec<f64>, Vec<f64>, f64, Option<Moved>);
+
+/// Runs the warm-up and counted steps.
+fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<Timed> {
     let mut times = Vec::with_capacity(opts.steps);
     let mut losses = Vec::with_capacity(opts.steps);
     let mut first_step_ms = 0.0;

@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(capacity(257, 1 << 30), 320);
         for bytes in [1000u64, 4096, 5000, 81_920_000, 123_456_789] {
             let c = capacity(bytes, 1 << 40);
-            assert!(c >= bytes && (c - bytes) * 8 <= c && c % 4 == 0, "{bytes} -> {c}");
+            assert!(c >= bytes && (c - bytes) * 8 <= c && c.is_multiple_of(4), "{bytes} -> {c}");
         }
         assert_eq!(capacity(1000, 1000), 1000, "never rounded past the device's limit");
     }

@@ -61,6 +61,9 @@ struct Counters {
     submits: AtomicU64,
 }
 
+/// Launches and seconds by kernel (module, entry).
+type Profile = HashMap<(&'static str, &'static str), (u64, f64)>;
+
 /// A compiled kernel with the layout of its bindings.
 struct Pipeline {
     pipeline: wgpu::ComputePipeline,
@@ -145,7 +148,7 @@ pub(crate) struct Inner {
     dummy: wgpu::Buffer,
     /// With `CONVLM_GPU_PROFILE=1`: every dispatch waits for the device, and its wall time is
     /// added here by kernel (count, seconds).
-    profile: Option<Mutex<HashMap<(&'static str, &'static str), (u64, f64)>>>,
+    profile: Option<Mutex<Profile>>,
 }
 
 /// An opened GPU adapter. Cheap to clone (shared); every op on one device records into the

@@ -79,6 +79,7 @@ pub(crate) fn batchnorm_statistics(
 }
 
 /// `xhat = (x − mean)·istd`, `y = xhat·γ + β`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batchnorm_apply(
     x: &GpuTensor,
     stats: &GpuTensor,

@@ -33,6 +33,7 @@ pub(crate) fn ring_conv(ring: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor
 }
 
 /// The long convolution's output (batch, ch) at position `t` from the inputs so far.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn long_conv_step(
     history: &GpuTensor,
     taps: &GpuTensor,
