@@ -177,3 +177,45 @@ fn a_device_past_the_adapters_or_not_a_device_is_named() {
     assert!(!run.join("model.safetensors").exists());
     let _ = shared_arg;
 }
+
+/// The last good checkpoint of a run: (step, parameter values by name).
+fn checkpoint(run: &Path) -> (u64, Vec<(String, Vec<f32>)>) {
+    let dir = convlm::run::RunDir::new(run);
+    let config = dir.load_config().unwrap();
+    let tok = dir.load_tokenizer().unwrap();
+    let mut model = convlm::models::Model::new(&config.model, tok.vocab_size(), config.seed).unwrap();
+    let mut opt = convlm::optim::Optimizer::new(&config.optimizer, model.params()).unwrap();
+    let state = dir.load_checkpoint(&mut model, &mut opt, &config, &tok).unwrap();
+    (state.step, model.params().params().iter().map(|p| (p.name.clone(), p.value.data().to_vec())).collect())
+}
+
+#[test]
+fn a_gpu_run_that_diverges_names_the_step_and_keeps_the_last_good_state() {
+    if !available(Device::Gpu) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A non-finite loss: the update is skipped on the device, the model is the last good state.
+    let run = dir.path().join("loss");
+    let base = "--batch-size 16 --eval-every 20 --threads 2 --warmup 0";
+    let args = train_args(&names(), &run, &format!("{base} {DILATED} --steps 30 --device gpu --optimizer sgd --lr 1e30 --clip-grad 0"));
+    let err = fails(1, &args, &["training diverged at step ", "is not finite", "the last good checkpoint"]);
+    let step: u64 = err.split("training diverged at step ").nth(1).and_then(|r| r.split(':').next()).and_then(|s| s.parse().ok()).unwrap();
+    let (saved, params) = checkpoint(&run);
+    assert_eq!(saved, step - 1, "{err}");
+    assert!(params.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    let mut resume = args.clone();
+    resume.insert(1, "--resume".into());
+    fails(1, &resume, &[&format!("training diverged at step {step}:")]);
+
+    // An update that overflows in place: the last good state is rebuilt by replaying the
+    // steps since the last checkpoint on the device, and equals a run stopped there.
+    let overflow = |run: &Path, steps: u64| {
+        train_args(&names(), run, &format!("{base} {DILATED} --steps {steps} --device gpu --checkpoint-every 5 --optimizer sgd --lr 10 --clip-grad 0 --schedule step --set schedule.step_size=12 --set schedule.gamma=1e38"))
+    };
+    let run = dir.path().join("overflow");
+    fails(1, &overflow(&run, 40), &["training diverged at step 13: parameter ", "after the update is not finite", "the last good checkpoint (step 12)"]);
+    let clean = dir.path().join("clean");
+    succeeds(&overflow(&clean, 12));
+    assert_eq!(checkpoint(&run), checkpoint(&clean), "the replayed state is the uninterrupted run's after step 12");
+}

@@ -30,6 +30,10 @@ pub enum Engine<'a> {
     /// A GPU holding the model's parameters (uploaded from the same model).
     #[cfg(feature = "gpu")]
     Gpu(&'a crate::nn::device::DeviceParams),
+    /// Keeps the lifetime in a build without GPU support; cannot be made (uninhabited).
+    #[cfg(not(feature = "gpu"))]
+    #[doc(hidden)]
+    NoGpu(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
 }
 
 /// What to generate: one sample per prompt.
