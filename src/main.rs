@@ -1,106 +1,20 @@
-//! The `convlm` command line: clap subcommands dispatching to the library (`cli/`), the
-//! binary's allocator, and the error report.
+//! The `convlm` binary: the command line (`cli/`: clap subcommands dispatching to the
+//! library, and the error report) with the binary's allocator (the memory layer's
+//! `CachingAlloc`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod big_alloc;
 mod cli;
 
+use convlm::tensor::memory;
+
+/// The system allocator, with freed large blocks kept under the memory layer's budget.
 #[global_allocator]
-static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
-
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-
-use cli::inspect::{EvalArgs, PlotArgs, SampleArgs};
-use cli::tools::{BenchArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
-use cli::train::TrainArgs;
-
-/// Train, evaluate and sample convolutional language models on the CPU or a GPU.
-#[derive(Parser)]
-#[command(name = "convlm", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train a model (with no flags: a small dilated CNN on the built-in English word list),
-    /// printing validation loss and samples; writes a run directory.
-    Train(Box<TrainArgs>),
-    /// Tokenize a corpus once into a folder that training memory-maps (any size: read in
-    /// blocks, tokenized in parallel).
-    Prepare(cli::prepare::PrepareArgs),
-    /// Sample text from a trained run.
-    Sample(SampleArgs),
-    /// Loss, perplexity and bits per token of a trained run on a split or another file.
-    Eval(EvalArgs),
-    /// Draw loss.svg (train raw + smoothed, validation) and embeddings.svg (PCA) for a run.
-    Plot(PlotArgs),
-    /// Print a layer table (output shapes, parameters, mult-adds) of a model configuration.
-    Summary(SummaryArgs),
-    /// Output length of a convolution: L_out from length, kernel, stride, padding, dilation.
-    Shape(ShapeArgs),
-    /// Benchmarks: training-step workloads W1-W4 (same JSON as bench_pytorch.py) or
-    /// cached vs naive generation.
-    Bench(BenchArgs),
-    /// Tokenizer utilities.
-    #[command(subcommand)]
-    Tokenizer(TokenizerCommand),
-    /// List the devices: the CPU and every GPU adapter (index, name, backend, type).
-    Devices,
-    /// Check every GPU kernel against the CPU engine on small random shapes (forward and
-    /// backward), print the table; fails on any mismatch.
-    Selftest(cli::device::SelftestArgs),
-}
+static GLOBAL: memory::CachingAlloc = memory::CachingAlloc;
 
 fn main() {
-    let cli = Cli::parse();
-    big_alloc::keep_freed_memory();
-    if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
-        big_alloc::cache_large_blocks();
-    }
-    if let Err(e) = run(cli) {
-        eprintln!("error: {}", report(&e));
-        std::process::exit(1);
-    }
-}
-
-/// The error and its causes, `: `-separated, leaving out a cause whose text the message
-/// already holds (convlm's I/O errors print their source themselves).
-pub(crate) fn report(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
-}
-
-fn run(cli: Cli) -> Result<()> {
-    let command = cli.command.unwrap_or_else(|| Command::Train(Box::default()));
-    if let Some(launch) = convlm::dist::launched().filter(|l| l.size > 1) {
-        if !matches!(command, Command::Train(_)) {
-            // Said once, by rank 0; the others just fail.
-            anyhow::ensure!(launch.rank != 0, "only `convlm train` runs on several processes: start this command without mpirun");
-            std::process::exit(1);
-        }
-    }
-    match command {
-        Command::Train(a) => cli::train::cmd_train(*a),
-        Command::Prepare(a) => cli::prepare::cmd_prepare(a),
-        Command::Sample(a) => cli::inspect::cmd_sample(a),
-        Command::Eval(a) => cli::inspect::cmd_eval(a),
-        Command::Plot(a) => cli::inspect::cmd_plot(a),
-        Command::Summary(a) => cli::tools::cmd_summary(a),
-        Command::Shape(a) => cli::tools::cmd_shape(a),
-        Command::Bench(a) => cli::tools::cmd_bench(a),
-        Command::Tokenizer(c) => cli::tools::cmd_tokenizer(c),
-        Command::Devices => cli::device::cmd_devices(),
-        Command::Selftest(a) => cli::device::cmd_selftest(a),
+    let status = cli::main(std::env::args_os());
+    if status != 0 {
+        std::process::exit(status);
     }
 }

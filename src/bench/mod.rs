@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::tensor::memory::{self, MemoryReport};
 use crate::tensor::{threads, Device};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
@@ -126,6 +127,9 @@ pub struct BenchReport {
     pub param_bytes_per_step: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernels_per_step: Option<f64>,
+    /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
+    /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
+    pub memory: MemoryReport,
 }
 
 impl BenchReport {
@@ -286,6 +290,7 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         bytes_down_per_step: traffic.map(|t| round_to(t.down as f64 / opts.steps as f64, 1)),
         param_bytes_per_step: traffic.map(|t| round_to(t.params as f64 / opts.steps as f64, 1)),
         kernels_per_step: traffic.map(|t| round_to(t.dispatches as f64 / opts.steps as f64, 1)),
+        memory: memory::report(),
     })
 }
 
@@ -368,6 +373,10 @@ mod tests {
             for key in ["workload", "framework", "ms_per_step_median", "ms_per_step_min", "loss_first", "loss_last", "params", "peak_rss_mb", "path"] {
                 assert!(json.get(key).is_some(), "{key} missing in {line}");
             }
+            let memory = &json["memory"];
+            let hits = memory["pool"]["tape"]["hits"].as_u64().unwrap_or(0);
+            assert!(hits > 0, "{w:?}: the steps after the first take tape buffers from the pool: {line}");
+            assert!(memory["budget_bytes"].as_u64().is_some_and(|b| b > 0) && memory["blocks"]["hits"].is_u64(), "{line}");
         }
         let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, device: Device::Cpu }).unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));

@@ -1,18 +1,16 @@
 //! Commands that read a trained run: `sample`, `eval` and `plot`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::parse::{finite_f32, serde_name};
-use convlm::data::{Split, Splits, Tokenizer};
+use convlm::data::Split;
 use convlm::generate::SamplingConfig;
-use convlm::models::Model;
-use convlm::run::checkpoint::{BEST_FILE, MODEL_FILE};
-use convlm::run::prepare::{build_dataset, check_same_tokenizer, open_data};
-use convlm::run::samples::{sample_texts, SampleRequest};
-use convlm::run::{evaluate, RunConfig, RunDir};
+use convlm::run::samples::SampleRequest;
+use convlm::run::trained::{EvalRequest, TrainedRun};
+use convlm::run::RunDir;
 use convlm::tensor::threads::init_threads;
 
 #[derive(Args)]
@@ -84,60 +82,31 @@ pub struct PlotArgs {
     run: PathBuf,
 }
 
-/// A run's config, tokenizer and model (best or last), after checking that config.json and
-/// tokenizer.json are the files the run was trained with.
-fn load_run(dir: &Path, last: bool) -> Result<(RunDir, RunConfig, Tokenizer, Model)> {
-    let run = RunDir::new(dir);
-    let config = run.load_config()?;
-    let tokenizer = run.load_tokenizer()?;
-    let name = if last || !run.file(BEST_FILE).exists() { MODEL_FILE } else { BEST_FILE };
-    let model = run.load_model(name, &config, &tokenizer)?;
-    if let Some(manifest) = run.manifest()? {
-        run.check_setup(&manifest, &config)?;
-    }
-    Ok((run, config, tokenizer, model))
-}
-
 pub fn cmd_sample(a: SampleArgs) -> Result<()> {
     init_threads(None);
-    let (run, config, tokenizer, model) = load_run(&a.run, a.last)?;
+    let trained = TrainedRun::open(&a.run, a.last)?;
     // The corpus only marks line samples as in-train / in-test / new: a changed or missing
     // corpus leaves them unmarked, with a word.
-    let dataset = if config.data.kind == convlm::data::DatasetKind::Lines {
-        let checked = open_data(&config.data, None, |_| {}).and_then(|data| {
-            if let Some(m) = run.manifest()? {
-                run.check_data(&m, &data.fingerprint, false)?;
-            }
-            check_same_tokenizer(&tokenizer, &data)?;
-            build_dataset(&config.data, &data, config.seed)
-        });
-        match checked {
-            Ok(dataset) => Some(dataset),
-            Err(e) => {
-                eprintln!("warning: samples are not marked in-train / new: {e}");
-                None
-            }
-        }
-    } else {
+    let dataset = trained.lines_dataset().unwrap_or_else(|e| {
+        eprintln!("warning: samples are not marked in-train / new: {e}");
         None
-    };
-    let grid = (config.data.grid_height, config.data.grid_width);
+    });
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed };
     let req = SampleRequest { count: a.n, prompt: a.prompt, sampling };
     #[cfg(feature = "gpu")]
     let samples = match super::device::open(a.device)? {
         Some(gpu) => {
-            let params = convlm::nn::device::DeviceParams::upload(&gpu, model.params(), model.buffers())?;
-            let engine = convlm::generate::Engine::Gpu(&params);
-            convlm::run::samples::sample_texts_on(&model, engine, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, trained.model.params(), trained.model.buffers())?;
+            trained.sample_on(convlm::generate::Engine::Gpu(&params), &req, dataset.as_ref())?
         }
-        None => sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?,
+        None => trained.sample(&req, dataset.as_ref())?,
     };
     #[cfg(not(feature = "gpu"))]
     let samples = {
         super::device::require_cpu(a.device)?;
-        sample_texts(&model, &tokenizer, config.data.kind, Some(grid), dataset.as_ref(), &req)?
+        trained.sample(&req, dataset.as_ref())?
     };
+    let config = &trained.config;
     let last = samples.len().saturating_sub(1);
     for (i, s) in samples.into_iter().enumerate() {
         match s.novelty {
@@ -157,45 +126,21 @@ pub fn cmd_sample(a: SampleArgs) -> Result<()> {
 
 pub fn cmd_eval(a: EvalArgs) -> Result<()> {
     init_threads(None);
-    let (run, mut config, tokenizer, mut model) = load_run(&a.run, a.last)?;
-    let split = match &a.data {
-        Some(path) => {
-            // Every example of the file, in one split, as the run cuts its own data.
-            config.data.path = Some(path.clone());
-            config.data.splits = Splits::EVAL_ONLY;
-            Split::Test
-        }
-        None => a.split,
-    };
-    if let Some(b) = a.block_size {
-        // Stream chunks do not depend on the block size (unless a block outgrows them), so
-        // the run's splits stay the same texts.
-        config.data.block_size = b;
-    }
-    // Another file is tokenized with the run's tokenizer; the run's own data was already.
-    let given = a.data.as_ref().map(|_| &tokenizer);
-    let data = open_data(&config.data, given, |_| {})?;
-    if a.data.is_none() {
-        if let Some(manifest) = run.manifest()? {
-            if let Some(warning) = run.check_data(&manifest, &data.fingerprint, a.allow_data_change)? {
-                eprintln!("warning: {warning}");
-            }
-        }
-        check_same_tokenizer(&tokenizer, &data)?;
-    }
-    let dataset = build_dataset(&config.data, &data, config.seed)?;
+    let mut trained = TrainedRun::open(&a.run, a.last)?;
+    let req = EvalRequest { split: a.split, data: a.data.as_deref(), block_size: a.block_size, allow_data_change: a.allow_data_change };
+    let warn = |warning| eprintln!("warning: {warning}");
     #[cfg(feature = "gpu")]
     let r = match super::device::open(a.device)? {
         Some(gpu) => {
-            let params = convlm::nn::device::DeviceParams::upload(&gpu, model.params(), model.buffers())?;
-            convlm::run::device::evaluate_on_device(&model, &params, &dataset, split, config.train.batch_size, 0)?
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, trained.model.params(), trained.model.buffers())?;
+            trained.evaluate_on(&params, &req, warn)?
         }
-        None => evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?,
+        None => trained.evaluate(&req, warn)?,
     };
     #[cfg(not(feature = "gpu"))]
     let r = {
         super::device::require_cpu(a.device)?;
-        evaluate(&mut model, &dataset, split, config.train.batch_size, 0)?
+        trained.evaluate(&req, warn)?
     };
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),

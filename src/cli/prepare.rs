@@ -3,14 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::parse::serde_name;
-use convlm::data::{
-    corpus_state, holds_only_corpus_files, prepare, CorpusState, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer,
-    TokenizerSpec, UnknownPolicy,
-};
+use convlm::data::{prepare, DatasetKind, LineRules, Normalization, PrepareOptions, Source, SourceOptions, Tokenizer, TokenizerSpec, UnknownPolicy};
 use convlm::tensor::threads::{init_threads, oversubscription_warning};
 
 #[derive(Args)]
@@ -64,17 +61,7 @@ pub fn cmd_prepare(a: PrepareArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     init_threads(a.threads);
-    if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        match corpus_state(&a.out) {
-            // The leftovers of an interrupted prepare are written over: they hold nothing.
-            CorpusState::Unfinished if holds_only_corpus_files(&a.out) => {}
-            CorpusState::Finished if a.force && holds_only_corpus_files(&a.out) => {}
-            CorpusState::Finished if holds_only_corpus_files(&a.out) => {
-                bail!("{}: already holds a prepared corpus: pass --force to replace it, or choose another --out", a.out.display())
-            }
-            _ => bail!("{}: is not empty and holds more than a prepared corpus: choose another --out", a.out.display()),
-        }
-    }
+    convlm::run::prepare::check_corpus_out(&a.out, a.force)?;
     let tokenizer = match a.tokenizer.as_str() {
         "char" => TokenizerSpec::Char,
         "bpe" => TokenizerSpec::Bpe { vocab_size: a.vocab_size },

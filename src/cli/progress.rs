@@ -28,14 +28,9 @@ impl Progress {
     pub fn show(&mut self, event: TrainEvent<'_>) {
         match event {
             TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
-            TrainEvent::Device { description, software } => {
-                self.println(&format!("device: {description}"));
-                if software {
-                    self.println("warning: this adapter emulates a GPU on the CPU: expect it to be slower than `--device cpu`");
-                }
-            }
+            TrainEvent::Device { .. } => event.lines().iter().for_each(|line| self.println(line)),
             _ if !self.verbose => {}
-            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, step, total_steps, time_limit_s } => {
+            TrainEvent::Started { step, total_steps, time_limit_s, .. } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
@@ -49,10 +44,7 @@ impl Progress {
                 let style = indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
                 bar.set_style(style);
                 self.bar = Some(bar);
-                self.println(&format!(
-                    "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
-                    run_dir.display()
-                ));
+                event.lines().iter().for_each(|line| self.println(line));
             }
             TrainEvent::Step { step, loss, tokens_per_s, steps_per_s, train_seconds, .. } => {
                 if let Some(b) = &self.bar {
@@ -66,15 +58,7 @@ impl Progress {
                     }
                 }
             }
-            TrainEvent::Eval { step, val_loss, best } => {
-                self.println(&format!("step {step:>6}  val loss {val_loss:.4}{}", if best { "  (best, saved)" } else { "" }));
-            }
-            TrainEvent::Samples(samples) => {
-                for sample in samples {
-                    let tag = sample.novelty.map(|n| format!(" [{}]", n.name())).unwrap_or_default();
-                    self.println(&format!("    {}{tag}", sample.text.replace('\n', "\n    ")));
-                }
-            }
+            TrainEvent::Eval { .. } | TrainEvent::Samples(_) => event.lines().iter().for_each(|line| self.println(line)),
             TrainEvent::Preparing(p) => {
                 let bar = self.bar.get_or_insert_with(|| {
                     let bar = indicatif::ProgressBar::new(p.total_bytes);

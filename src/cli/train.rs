@@ -9,10 +9,8 @@ use clap::Args;
 use super::parse::{finite_f32, positive_f64, serde_name};
 use super::progress::Progress;
 use convlm::data::DatasetKind;
-use convlm::models::ModelConfig;
 use convlm::optim::OptimizerKind;
-use convlm::run::config::{apply_overrides, load_preset, TokenizerKind};
-use convlm::run::{resume, train, CancelToken, ResumeOptions, RunConfig, RunDir, TrainOptions, TrainSummary};
+use convlm::run::{resume, train, CancelToken, RunDir, TrainFlags, TrainOptions, TrainSummary};
 
 #[derive(Args, Default)]
 #[command(allow_negative_numbers = true)]
@@ -113,98 +111,38 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
-/// The run configuration from preset, family and flags (flags win).
-fn train_config(a: &TrainArgs) -> Result<RunConfig> {
-    let base = match &a.config {
-        Some(p) => load_preset(p)?,
-        None => RunConfig::default(),
-    };
-    apply_flags(base, a)
-}
-
-/// `base` with every setting the flags give (for a new run, `base` is the preset; for a
-/// resumed one, the run's own config).
-fn apply_flags(mut c: RunConfig, a: &TrainArgs) -> Result<RunConfig> {
-    let mut sets = a.set.clone();
-    if let Some(m) = a.model.as_deref().filter(|m| *m != c.model.family()) {
-        c.model = ModelConfig::default_for(m)?;
-        if c.model.is_grid() {
-            c.data.kind = DatasetKind::Grid;
-        } else if c.data.kind == DatasetKind::Grid {
-            c.data.kind = DatasetKind::Lines;
+impl TrainArgs {
+    /// The flags as the library reads them ([`TrainFlags`]: the same for every front end).
+    fn flags(&self) -> TrainFlags {
+        TrainFlags {
+            data: self.data.clone(),
+            out: self.out.clone(),
+            model: self.model.clone(),
+            config: self.config.clone(),
+            dataset: self.dataset,
+            tokenizer: self.tokenizer.clone(),
+            steps: self.steps,
+            epochs: self.epochs,
+            time_limit: self.time_limit,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.clone(),
+            warmup: self.warmup,
+            clip_grad: self.clip_grad,
+            eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every,
+            seed: self.seed,
+            threads: self.threads,
+            device: self.device,
+            resume: self.resume,
+            force: self.force,
+            allow_data_change: self.allow_data_change,
+            set: self.set.clone(),
         }
     }
-    if let Some(d) = &a.data {
-        c.data.path = Some(d.clone());
-    }
-    if let Some(k) = a.dataset {
-        c.data.kind = k;
-    }
-    match a.tokenizer.as_deref() {
-        None => {}
-        Some("char") => c.data.tokenizer = TokenizerKind::Char,
-        Some("bpe") => c.data.tokenizer = TokenizerKind::Bpe,
-        Some(file) => c.data.tokenizer_file = Some(PathBuf::from(file)),
-    }
-    if let Some(s) = a.steps {
-        (c.train.steps, c.train.epochs, c.train.time_limit) = (s, None, None);
-    }
-    if a.epochs.is_some() {
-        (c.train.epochs, c.train.time_limit) = (a.epochs, None);
-    }
-    if a.time_limit.is_some() {
-        c.train.time_limit = a.time_limit;
-    }
-    if let Some(v) = a.batch_size {
-        c.train.batch_size = v;
-    }
-    if let Some(v) = a.lr {
-        c.optimizer.lr = v;
-    }
-    if let Some(v) = a.optimizer {
-        c.optimizer.kind = v;
-    }
-    if let Some(v) = a.momentum {
-        c.optimizer.momentum = v;
-    }
-    if let Some(v) = a.weight_decay {
-        c.optimizer.weight_decay = v;
-    }
-    if let Some(s) = &a.schedule {
-        if !["constant", "step", "onecycle", "cosine"].contains(&s.as_str()) {
-            bail!("invalid --schedule `{s}`: expected constant, step, onecycle or cosine");
-        }
-        // The schedule's own parameters (a step schedule's step_size…) may come from --set.
-        let current = serde_json::to_value(&c.schedule.schedule)?;
-        if current["schedule"] != s.as_str() {
-            sets.insert(0, format!("schedule.schedule={s}"));
-        }
-    }
-    if let Some(v) = a.warmup {
-        c.schedule.warmup_steps = v;
-    }
-    if let Some(v) = a.clip_grad {
-        if v < 0.0 {
-            bail!("invalid clip-grad: must be a positive number, or 0 to disable clipping, got {v}");
-        }
-        c.train.clip_grad = (v > 0.0).then_some(v);
-    }
-    if let Some(v) = a.eval_every {
-        c.train.eval_every = v;
-    }
-    if let Some(v) = a.checkpoint_every {
-        c.train.checkpoint_every = v;
-    }
-    if let Some(v) = a.seed {
-        c.seed = v;
-    }
-    if a.threads.is_some() {
-        c.train.threads = a.threads;
-    }
-    if let Some(d) = a.device {
-        c.train.device = d;
-    }
-    Ok(apply_overrides(&c, &sets)?)
 }
 
 pub fn cmd_train(a: TrainArgs) -> Result<()> {
@@ -222,7 +160,7 @@ pub fn cmd_train(a: TrainArgs) -> Result<()> {
     }
     #[cfg(target_os = "linux")]
     {
-        let outcome = super::ranks::cancel_on_sigterm(&cancel).and_then(|_| train_or_resume(&a, &group, cancel)).and_then(|(out, result)| {
+        let outcome = super::ranks::cancel_on_sigterm(&cancel, &group).and_then(|_| train_or_resume(&a, &group, cancel)).and_then(|(out, result)| {
             if group.is_root() {
                 return finish(&out, result);
             }
@@ -243,76 +181,23 @@ pub fn cmd_train(a: TrainArgs) -> Result<()> {
 fn train_or_resume(a: &TrainArgs, group: &convlm::dist::Group, cancel: CancelToken) -> Result<(PathBuf, convlm::Result<TrainSummary>)> {
     let opts = TrainOptions { samples: !a.quiet, cancel, force: a.force, group: group.clone() };
     let mut progress = Progress::new(!a.quiet && group.is_root());
+    let flags = a.flags();
     if a.resume {
-        let Some(out) = a.out.clone() else { bail!("--resume needs --out, the run directory to continue") };
+        let out = flags.out_dir(None)?;
         // Rank 0 checks the flags against the run's config; the others stop with it.
-        let checked = if group.is_root() { check_unchanged(&RunDir::new(&out), a) } else { Ok(()) };
+        let checked = if group.is_root() { flags.check_unchanged(&RunDir::new(&out)) } else { Ok(()) };
         let failed = group.any(checked.is_err(), "checking the flags")?;
         checked?;
         if failed {
             return Err(convlm::Error::PeerFailed.into());
         }
-        let options = ResumeOptions {
-            steps: a.steps,
-            epochs: a.epochs,
-            time_limit: a.time_limit,
-            threads: a.threads,
-            device: a.device,
-            allow_data_change: a.allow_data_change,
-        };
-        let result = resume(&RunDir::new(&out), &options, &opts, &mut |event| progress.show(event));
+        let result = resume(&RunDir::new(&out), &flags.resume_options(), &opts, &mut |event| progress.show(event));
         Ok((out, result))
     } else {
-        let config = train_config(a)?;
-        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(config.model.family()));
+        let config = flags.new_config()?;
+        let out = flags.out_dir(Some(&config))?;
         let result = train(&config, &RunDir::new(&out), &opts, &mut |event| progress.show(event));
         Ok((out, result))
-    }
-}
-
-/// Settings that a resumed run may change.
-const RESUMABLE: [&str; 5] = ["train.steps", "train.epochs", "train.time_limit", "train.threads", "train.device"];
-
-/// With `--resume`, the other flags may repeat the run's settings but not change them
-/// (they would be ignored, or make the resumed run differ from an uninterrupted one).
-fn check_unchanged(run: &RunDir, a: &TrainArgs) -> Result<()> {
-    run.require_run()?;
-    let stored = run.load_config()?;
-    let mut base = stored.clone();
-    if let Some(preset) = &a.config {
-        base = load_preset(preset)?;
-    }
-    let mut wanted = apply_flags(base, a)?;
-    // Paths are stored absolute; compare what the flags name.
-    for path in [&mut wanted.data.path, &mut wanted.data.tokenizer_file].into_iter().flatten() {
-        if let Ok(p) = std::fs::canonicalize(&*path) {
-            *path = p;
-        }
-    }
-    let mut changed = Vec::new();
-    diff_settings("", &serde_json::to_value(&stored)?, &serde_json::to_value(&wanted)?, &mut changed);
-    changed.retain(|(key, _, _)| !RESUMABLE.contains(&key.as_str()));
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = changed.iter().map(|(k, old, new)| format!("{k} {old} -> {new}")).collect();
-    bail!(
-        "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit, --threads and --device may change); start a new run with another --out or with --force",
-        list.join(", ")
-    )
-}
-
-/// The leaves of `new` that differ from `old`, as (dotted key, old, new).
-fn diff_settings(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
-    match (old, new) {
-        (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
-            for (k, nv) in n {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                diff_settings(&key, o.get(k).unwrap_or(&serde_json::Value::Null), nv, out);
-            }
-        }
-        _ if old != new => out.push((prefix.to_string(), old.to_string(), new.to_string())),
-        _ => {}
     }
 }
 

@@ -78,5 +78,35 @@ pub enum TrainEvent<'a> {
     Finished,
 }
 
+impl TrainEvent<'_> {
+    /// The lines a front end prints for this event, as `convlm train` prints them: what the
+    /// run is when it starts, the GPU it runs on, each validation loss, each sample (indented); none for steps,
+    /// preparation, warnings and the end, which a front end shows its own way.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, .. } => vec![format!(
+                "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
+                run_dir.display()
+            )],
+            TrainEvent::Device { description, software } => {
+                let mut lines = vec![format!("device: {description}")];
+                if *software {
+                    lines.push("warning: this adapter emulates a GPU on the CPU: expect it to be slower than `--device cpu`".into());
+                }
+                lines
+            }
+            TrainEvent::Eval { step, val_loss, best } => vec![format!("step {step:>6}  val loss {val_loss:.4}{}", if *best { "  (best, saved)" } else { "" })],
+            TrainEvent::Samples(samples) => samples
+                .iter()
+                .map(|sample| {
+                    let tag = sample.novelty.map(|n| format!(" [{}]", n.name())).unwrap_or_default();
+                    format!("    {}{tag}", sample.text.replace('\n', "\n    "))
+                })
+                .collect(),
+            TrainEvent::Step { .. } | TrainEvent::Preparing(_) | TrainEvent::Warning(_) | TrainEvent::Finished => Vec::new(),
+        }
+    }
+}
+
 /// Receives the events of a run (see [`TrainEvent`]).
 pub type OnEvent<'a> = &'a mut (dyn FnMut(TrainEvent<'_>) + Send);

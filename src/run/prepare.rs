@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::data::{
-    builtin_corpus, fingerprint_files, is_corpus, list_sources, open_corpus, prepare, CorpusMeta, Dataset, DatasetKind, FileFingerprint, Layout, LineRules,
-    PrepareOptions, PrepareProgress, Source, SourceFingerprint, SourceOptions, TokenStore, Tokenizer, TokenizerSpec, CORPUS_META, CORPUS_TOKENIZER,
+    builtin_corpus, corpus_state, fingerprint_files, holds_only_corpus_files, is_corpus, list_sources, open_corpus, prepare, CorpusMeta, CorpusState, Dataset,
+    DatasetKind, FileFingerprint, Layout, LineRules, PrepareOptions, PrepareProgress, Source, SourceFingerprint, SourceOptions, TokenStore, Tokenizer,
+    TokenizerSpec, CORPUS_META, CORPUS_TOKENIZER,
 };
 use crate::error::{Error, Result};
 use crate::run::config::{DataConfig, TokenizerKind};
@@ -32,6 +33,25 @@ pub struct RunData {
     pub fingerprint: SourceFingerprint,
     /// Where the prepared corpus lies.
     pub corpus_dir: PathBuf,
+}
+
+/// Errors unless `out` may receive a prepared corpus (`convlm prepare --out`): it is missing or
+/// empty, or holds only the leftovers of an interrupted preparation, or (with `force`) a
+/// prepared corpus to replace — never a folder holding anything else.
+pub fn check_corpus_out(out: &Path, force: bool) -> Result<()> {
+    let empty = !out.exists() || std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if empty {
+        return Ok(());
+    }
+    match corpus_state(out) {
+        // The leftovers of an interrupted prepare are written over: they hold nothing.
+        CorpusState::Unfinished if holds_only_corpus_files(out) => Ok(()),
+        CorpusState::Finished if force && holds_only_corpus_files(out) => Ok(()),
+        CorpusState::Finished if holds_only_corpus_files(out) => {
+            Err(Error::bad_file(out, "already holds a prepared corpus: pass --force to replace it, or choose another --out"))
+        }
+        _ => Err(Error::bad_file(out, "is not empty and holds more than a prepared corpus: choose another --out")),
+    }
 }
 
 /// The folder of prepared corpora made from text.

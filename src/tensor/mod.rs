@@ -4,7 +4,6 @@
 //! convolution specs, [`matmul`]); [`kernels`] is public for the engine's own benchmarks and
 //! tests, not for the other layers.
 
-mod buffers;
 pub mod cpu;
 mod dense;
 mod device;
@@ -12,10 +11,10 @@ mod device;
 pub mod gpu;
 mod graph;
 pub mod kernels;
+pub mod memory;
 pub(crate) mod ops;
 pub mod threads;
 
-pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};
 pub use device::Device;
 pub use graph::{Graph, ParamHook, Var};

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod gpu;
+pub mod property;
 
 use std::path::PathBuf;
 

@@ -4,9 +4,8 @@
 //! files state for an f32 implementation (atol 1e-4, rtol 1e-3). Without a GPU adapter the
 //! GPU half prints `skipped: <reason>` (a failure under `CONVLM_REQUIRE_GPU=1`).
 
-mod common;
-
-use common::{assert_close, ints, model_config, named, read_json, shared, tensor};
+use crate::common::{assert_close, ints, model_config, named, read_json, shared, tensor};
+use crate::device_test;
 use convlm::models::Model;
 use convlm::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use convlm::tensor::{Device, Graph};
@@ -177,7 +176,7 @@ device_test!(hyena, |device| { golden("hyena", device) });
 #[cfg(feature = "gpu")]
 #[test]
 fn the_fused_head_on_the_gpu_matches_every_golden_family() {
-    if !common::gpu::available(Device::Gpu) {
+    if !crate::common::gpu::available(Device::Gpu) {
         return;
     }
     let d = convlm::tensor::gpu::GpuDevice::open(Device::Gpu).unwrap();

@@ -5,11 +5,9 @@
 //! Without an adapter each test prints `skipped: <reason>` (a failure under
 //! `CONVLM_REQUIRE_GPU=1`).
 
-mod common;
-
 #[cfg(feature = "gpu")]
 mod on_gpu {
-    use super::common::gpu::available;
+    use crate::common::gpu::available;
     use convlm::tensor::gpu::{GpuDevice, GpuGraph, GpuTensor};
     use convlm::tensor::{Device, Tensor};
 
@@ -130,5 +128,5 @@ mod on_gpu {
 #[cfg(not(feature = "gpu"))]
 #[test]
 fn skipped_without_the_gpu_feature() {
-    assert!(!common::gpu::available(convlm::tensor::Device::Gpu));
+    assert!(!crate::common::gpu::available(convlm::tensor::Device::Gpu));
 }

@@ -3,11 +3,9 @@
 //! token the CPU's, and PixelCNN's grid filled with the same cells. Skipped (printing why)
 //! without an adapter, a failure then under `CONVLM_REQUIRE_GPU=1`.
 
-mod common;
-
 #[cfg(feature = "gpu")]
 mod on_gpu {
-    use super::common::gpu::available;
+    use crate::common::gpu::available;
     use convlm::generate::{generate, generate_grid, generate_grid_on, generate_on, Engine, GenerateRequest, SamplingConfig};
     use convlm::models::{Model, ModelConfig};
     use convlm::nn::device::DeviceParams;

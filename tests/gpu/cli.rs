@@ -4,12 +4,10 @@
 //! past the adapters, a bad `--device`). Without an adapter the GPU tests print
 //! `skipped: <reason>` (a failure under `CONVLM_REQUIRE_GPU=1`); the error tests run anyway.
 
-mod common;
-
 use std::path::Path;
 
-use common::cli::{command, fails, shared_arg, stderr, stdout, succeeds, train_args};
-use common::gpu::available;
+use crate::common::cli::{command, fails, shared_arg, stderr, stdout, succeeds, train_args};
+use crate::common::gpu::available;
 use convlm::tensor::Device;
 
 /// A small dilated CNN on names.txt: quick on a software adapter too.
@@ -18,7 +16,7 @@ const SMALL: &str = "--batch-size 16 --warmup 5 --eval-every 20 --threads 2";
 const DILATED: &str = "--model dilated --set model.channels=32 --set model.n_embd=16";
 
 fn names() -> std::path::PathBuf {
-    common::shared("data/names.txt")
+    crate::common::shared("data/names.txt")
 }
 
 /// The training losses of a run, step by step.
