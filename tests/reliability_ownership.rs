@@ -141,7 +141,10 @@ fn resume_keeps_the_runs_steps_and_settings() {
     let out = ok(&[train_args(&data, s(&run), "30"), vec!["--resume"]].concat());
     assert!(text(&out.stdout).contains("trained 30 steps"), "{}", text(&out.stdout));
     // A flag that would change the run is refused, naming the setting and both values.
-    fails_with(&["train", "--resume", "--out", s(&run), "--lr", "0.5", "-q"], &["optimizer.lr 0.003", "0.5", "--steps, --epochs, --time-limit and --threads"]);
+    fails_with(
+        &["train", "--resume", "--out", s(&run), "--lr", "0.5", "-q"],
+        &["optimizer.lr 0.003", "0.5", "--steps, --epochs, --time-limit, --threads and --device"],
+    );
     fails_with(&["train", "--resume", "--out", s(&run), "--model", "wavenet", "-q"], &["model.family \"dilated\" -> \"wavenet\""]);
     fails_with(&["train", "--resume", "--out", s(&run), "--steps", "10", "-q"], &["already at step 30"]);
     fails_with(&["train", "--resume", "--out", s(&dir.path().join("none")), "-q"], &["holds no run to resume"]);

@@ -7,6 +7,7 @@
 //! the CPU engine; asking for the GPU there is an error saying what to install.
 
 mod adapters;
+mod free_list;
 mod graph;
 pub(crate) mod launch;
 mod ops;

@@ -1,75 +1,32 @@
 //! Device buffers and their pool: a buffer dropped by one step's tape is handed to the next
 //! step's ops instead of being freed and allocated again.
 //!
-//! Capacities are rounded up to one of eight sizes per power of two (at most 12.5% unused),
-//! so buffers of nearby sizes are interchangeable. A dropped buffer becomes reusable only
+//! Capacities are rounded as `free_list` says, so buffers of nearby sizes are
+//! interchangeable. A dropped buffer becomes reusable only
 //! after the recorded commands have been submitted: a host write to it (an upload) is
 //! ordered before the commands of the *next* submission, so it must not overtake commands
 //! still waiting in the encoder that read the old contents.
 
-use std::collections::HashMap;
 use std::sync::MutexGuard;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::tensor::gpu::free_list::{capacity, Pool};
 use crate::tensor::gpu::runtime::GpuDevice;
 
-/// Smallest buffer handed out, in bytes.
-const MIN_BYTES: u64 = 256;
-
-/// The pool's capacity for a request of `bytes` (never above `max` unless `bytes` is).
-pub(crate) fn capacity(bytes: u64, max: u64) -> u64 {
-    let b = bytes.max(MIN_BYTES);
-    let step = (b.next_power_of_two() / 8).max(4);
-    let rounded = b.div_ceil(step) * step;
-    if rounded > max {
-        b.div_ceil(4) * 4
-    } else {
-        rounded
-    }
-}
-
-/// Free buffers by capacity, and those waiting for the next submission.
-#[derive(Default)]
-pub(crate) struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
-    pending: Vec<(u64, wgpu::Buffer)>,
-    /// Bytes held by free and pending buffers.
-    cached: u64,
-    /// Bytes of buffers in use.
-    live: u64,
-}
-
-impl Pool {
-    fn take(&mut self, capacity: u64) -> Option<wgpu::Buffer> {
-        let b = self.free.get_mut(&capacity)?.pop()?;
-        self.cached -= capacity;
-        self.live += capacity;
-        Some(b)
-    }
-
-    fn give_back(&mut self, capacity: u64, buffer: wgpu::Buffer) {
-        self.live = self.live.saturating_sub(capacity);
-        self.cached += capacity;
-        self.pending.push((capacity, buffer));
-    }
-
-    /// Makes the buffers dropped before the last submission available.
-    pub(crate) fn release_pending(&mut self) {
-        for (capacity, b) in self.pending.drain(..) {
-            self.free.entry(capacity).or_default().push(b);
+impl GpuDevice {
+    /// A device buffer of at least `bytes` bytes from the pool, contents unspecified; `what`
+    /// names it in the error when the device cannot hold it.
+    pub(crate) fn alloc(&self, bytes: u64, what: &str) -> Result<DeviceBuffer> {
+        let max = self.max_buffer_bytes();
+        if bytes > max {
+            return Err(Error::device(format!(
+                "{what} needs a buffer of {bytes} bytes ({:.1} MiB); {} allows at most {max} bytes ({:.1} MiB) in one buffer",
+                bytes as f64 / 1048576.0,
+                self.info().describe(),
+                max as f64 / 1048576.0
+            )));
         }
-    }
-
-    /// Frees every cached buffer (the device memory goes back to the driver).
-    pub(crate) fn trim(&mut self) {
-        let pending: u64 = self.pending.iter().map(|p| p.0).sum();
-        self.free.clear();
-        self.cached = pending;
-    }
-
-    /// (bytes in use, bytes cached).
-    pub(crate) fn usage(&self) -> (u64, u64) {
-        (self.live, self.cached)
+        DeviceBuffer::take(self, bytes, what)
     }
 }
 
@@ -97,7 +54,7 @@ impl DeviceBuffer {
             Some(b) => b,
             None => {
                 let b = device.create_buffer(capacity, what)?;
-                pool(device).live += capacity;
+                pool(device).add_live(capacity);
                 b
             }
         };
@@ -136,21 +93,4 @@ pub fn pool_usage(device: &GpuDevice) -> (u64, u64) {
 /// Frees the buffers `device`'s pool keeps for reuse.
 pub fn trim_pool(device: &GpuDevice) {
     pool(device).trim()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::capacity;
-
-    #[test]
-    fn capacities_waste_at_most_an_eighth_and_respect_the_limit() {
-        assert_eq!(capacity(1, 1 << 30), 256);
-        assert_eq!(capacity(256, 1 << 30), 256);
-        assert_eq!(capacity(257, 1 << 30), 320);
-        for bytes in [1000u64, 4096, 5000, 81_920_000, 123_456_789] {
-            let c = capacity(bytes, 1 << 40);
-            assert!(c >= bytes && (c - bytes) * 8 <= c && c.is_multiple_of(4), "{bytes} -> {c}");
-        }
-        assert_eq!(capacity(1000, 1000), 1000, "never rounded past the device's limit");
-    }
 }

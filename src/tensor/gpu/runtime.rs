@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::tensor::gpu::adapters::{self, AdapterInfo, AdapterKind};
-use crate::tensor::gpu::pool::{DeviceBuffer, Pool};
+use crate::tensor::gpu::free_list::Pool;
 use crate::tensor::gpu::shaders::{Access, Kernel, Shader};
 use crate::tensor::Device;
 
@@ -270,21 +270,6 @@ impl GpuDevice {
         let mut rows: Vec<(String, u64, f64)> = lock(profile).iter().map(|((m, e), &(n, t))| (format!("{m}::{e}"), n, t)).collect();
         rows.sort_by(|a, b| b.2.total_cmp(&a.2));
         rows
-    }
-
-    /// A device buffer of at least `bytes` bytes from the pool, contents unspecified; `what`
-    /// names it in the error when the device cannot hold it.
-    pub(crate) fn alloc(&self, bytes: u64, what: &str) -> Result<DeviceBuffer> {
-        let max = self.max_buffer_bytes();
-        if bytes > max {
-            return Err(Error::device(format!(
-                "{what} needs a buffer of {bytes} bytes ({:.1} MiB); {} allows at most {max} bytes ({:.1} MiB) in one buffer",
-                bytes as f64 / 1048576.0,
-                self.inner.info.describe(),
-                max as f64 / 1048576.0
-            )));
-        }
-        DeviceBuffer::take(self, bytes, what)
     }
 
     /// Creates a wgpu buffer of exactly `capacity` bytes (for the pool), turning an
