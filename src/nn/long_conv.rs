@@ -195,6 +195,7 @@ impl LongConv {
 
     /// The filter's fixed inputs for the first `len` positions: z (len, emb_dim) and the
     /// decay window (len, C), row-major (for a device that records the filter itself).
+    #[cfg(feature = "gpu")]
     pub(crate) fn filter_inputs(&self, len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let consts = self.constants(len)?;
         let (e, c) = (self.spec.emb_dim, self.spec.channels);
