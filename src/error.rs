@@ -66,6 +66,12 @@ pub enum Error {
     #[error("distributed training: {0}")]
     Distributed(String),
 
+    /// The GPU cannot do what was asked: no adapter, an index past the adapters found, an op
+    /// without a GPU kernel, a buffer larger than the device allows, a driver error; the
+    /// message names the device and what to do.
+    #[error("device: {0}")]
+    Device(String),
+
     /// Another rank of a data-parallel run failed, and that rank reports why: this one stops
     /// with it, saying nothing more.
     #[error("another rank failed (it reports the error)")]
@@ -96,6 +102,11 @@ impl Error {
     /// Shorthand for an [`Error::Distributed`] error.
     pub fn distributed(msg: impl Into<String>) -> Self {
         Error::Distributed(msg.into())
+    }
+
+    /// Shorthand for an [`Error::Device`] error.
+    pub fn device(msg: impl Into<String>) -> Self {
+        Error::Device(msg.into())
     }
 
     /// Shorthand for an [`Error::BadFile`] error.

@@ -44,7 +44,7 @@ impl Family for Bigram {
 
     fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let h = b.embedding(&self.embedding, ids)?; // (B, T, E)
-        Ok(b.activation(&h, Activation::Tanh))
+        b.activation(&h, Activation::Tanh)
     }
 
     fn head(&self) -> Head<'_> {

@@ -143,7 +143,7 @@ fn resume_keeps_the_runs_steps_and_settings() {
     // A flag that would change the run is refused, naming the setting and both values.
     fails_with(
         &["train", "--resume", "--out", s(&run), "--lr", "0.5", "-q"],
-        &["optimizer.lr 0.003", "0.5", "--steps, --epochs, --time-limit, --threads and --checkpoint-every"],
+        &["optimizer.lr 0.003", "0.5", "--steps, --epochs, --time-limit, --threads, --checkpoint-every and --device"],
     );
     fails_with(&["train", "--resume", "--out", s(&run), "--model", "wavenet", "-q"], &["model.family \"dilated\" -> \"wavenet\""]);
     fails_with(&["train", "--resume", "--out", s(&run), "--steps", "10", "-q"], &["already at step 30"]);

@@ -6,6 +6,8 @@
 
 pub mod engine_w3;
 pub mod product;
+#[cfg(feature = "gpu")]
+pub mod selftest;
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::tensor::memory::{self, MemoryReport};
-use crate::tensor::{peak, threads, Precision};
+use crate::tensor::{peak, threads, Device, Precision};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
 
@@ -82,6 +84,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// What the steps' matmuls and convolutions compute in.
     pub precision: Precision,
+    /// Where the steps run (W1, W2 and W4 on a GPU as `convlm train --device gpu`).
+    pub device: Device,
 }
 
 /// Result of a run; serializes to the keys of `bench_pytorch.py` (same order) plus extras.
@@ -127,6 +131,20 @@ pub struct BenchReport {
     /// The kernel choices the steps ran with (`tensor::tune`; `convlm bench` installs the
     /// ones measured on this CPU, as `convlm train` does).
     pub tuning: crate::tensor::tune::Tuning,
+    /// The GPU adapter (name, backend, kind) when the steps ran on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Per counted step on a GPU: bytes sent to the device (token ids and index arrays), read
+    /// back (the step's status words), of kernel parameters (sizes, step scalars), and
+    /// kernels launched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_up_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_down_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param_bytes_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels_per_step: Option<f64>,
     /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
     /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
     pub memory: MemoryReport,
@@ -169,13 +187,19 @@ enum Runner {
         tokens: Vec<u32>,
         targets: Vec<i64>,
         precision: Precision,
+        /// W3 on a GPU.
+        #[cfg(feature = "gpu")]
+        device: Option<Box<engine_w3::W3Device>>,
     },
 }
 
 impl Runner {
-    fn new(workload: Workload, seed: u64, precision: Precision) -> Result<(Self, usize, Option<&'static str>)> {
+    fn new(workload: Workload, seed: u64, precision: Precision, device: Device) -> Result<(Self, usize, Option<&'static str>)> {
+        if !device.is_cpu() && precision != Precision::Fp32 {
+            return Err(Error::device(format!("{device}: --precision {precision} runs on the CPU only; a GPU computes in fp32")));
+        }
         if let Some(spec) = workload.product_spec()? {
-            let run = ProductRun::new(&spec, seed, precision)?;
+            let run = ProductRun::new(&spec, seed, precision, device)?;
             let (params, family) = (run.model.params().numel(), spec.config.family());
             return Ok((Runner::Product(Box::new(run)), params, Some(family)));
         }
@@ -188,14 +212,62 @@ impl Runner {
         let optimizer = Optimizer::new(&cfg, model.store())?;
         let params = model.store().numel();
         precision.check_cpu()?;
-        Ok((Runner::Engine { model: Box::new(model), optimizer, tokens, targets, precision }, params, None))
+        #[cfg(feature = "gpu")]
+        let device = match device {
+            Device::Cpu => None,
+            d => Some(Box::new(engine_w3::W3Device::new(&crate::tensor::gpu::GpuDevice::open(d)?, &model, &optimizer)?)),
+        };
+        #[cfg(not(feature = "gpu"))]
+        if !device.is_cpu() {
+            return Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")));
+        }
+        let runner = Runner::Engine {
+            model: Box::new(model),
+            optimizer,
+            tokens,
+            targets,
+            precision,
+            #[cfg(feature = "gpu")]
+            device,
+        };
+        Ok((runner, params, None))
+    }
+
+    /// The GPU the steps run on.
+    #[cfg(feature = "gpu")]
+    fn gpu(&self) -> Option<&crate::tensor::gpu::GpuDevice> {
+        match self {
+            Runner::Product(run) => run.device.as_ref().map(|d| d.device()),
+            Runner::Engine { device, .. } => device.as_ref().map(|d| d.device()),
+        }
+    }
+
+    /// The GPU adapter the steps run on.
+    fn device_name(&self) -> Option<String> {
+        #[cfg(feature = "gpu")]
+        return self.gpu().map(|d| d.info().describe());
+        #[cfg(not(feature = "gpu"))]
+        None
+    }
+
+    /// Bytes up, bytes down, parameter bytes and kernels so far on the GPU the steps run on.
+    fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
+        #[cfg(feature = "gpu")]
+        return self.gpu().map(|d| {
+            let t = d.traffic();
+            (t.up, t.down, t.params, t.dispatches)
+        });
+        #[cfg(not(feature = "gpu"))]
+        None
     }
 
     /// One step; its loss before the update.
     fn step(&mut self) -> Result<f64> {
         match self {
             Runner::Product(run) => run.step(),
-            Runner::Engine { model, optimizer, tokens, targets, precision } => model.step(optimizer, tokens, targets, *precision),
+            #[cfg(feature = "gpu")]
+            Runner::Engine { model, device: Some(device), tokens, targets, .. } => model.step_on_device(device, tokens, targets),
+            Runner::Engine { model, optimizer, tokens, targets, precision, .. } => model.step(optimizer, tokens, targets, *precision),
         }
     }
 }
@@ -215,11 +287,11 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         }
     }
     let threads = threads::init_threads((opts.threads > 0).then_some(opts.threads));
-    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed, opts.precision)?;
+    let (mut runner, params, family) = Runner::new(opts.workload, opts.seed, opts.precision, opts.device)?;
     // The steps run on a pool worker, as in training (see `threads::on_pool`); the peak is
     // measured on the same pool first.
     let peak = peak::measure(3);
-    let (times, losses, first_step_ms) = threads::on_pool(|| time_steps(opts, &mut runner))?;
+    let (times, losses, first_step_ms, traffic) = threads::on_pool(|| time_steps(opts, &mut runner))?;
     if crate::tensor::profile::enabled() {
         eprint!("per-op profile of {} steps (CONVLM_PROFILE=1):\n{}", opts.warmup + opts.steps, crate::tensor::profile::take_report());
     }
@@ -265,18 +337,39 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         peak_bf16_gflops: peak.bf16_gflops,
         efficiency,
         tuning: crate::tensor::tune::active(),
+        device: runner.device_name(),
+        bytes_up_per_step: traffic.map(|t| round_to(t.up as f64 / opts.steps as f64, 1)),
+        bytes_down_per_step: traffic.map(|t| round_to(t.down as f64 / opts.steps as f64, 1)),
+        param_bytes_per_step: traffic.map(|t| round_to(t.params as f64 / opts.steps as f64, 1)),
+        kernels_per_step: traffic.map(|t| round_to(t.dispatches as f64 / opts.steps as f64, 1)),
         memory: memory::report(),
     })
 }
 
-/// Runs the warm-up and counted steps; returns (counted step times in ms, their losses, the
-/// first step's time).
-fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+/// What crossed the bus during the counted steps (a GPU run), in all.
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    up: u64,
+    down: u64,
+    params: u64,
+    dispatches: u64,
+}
+
+/// What the warm-up and counted steps measured: the counted step times in ms, their losses,
+/// the first step's time, the traffic of the counted steps on a GPU.
+type Timed = (Vec<f64>, Vec<f64>, f64, Option<Moved>);
+
+/// Runs the warm-up and counted steps.
+fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<Timed> {
     let mut times = Vec::with_capacity(opts.steps);
     let mut losses = Vec::with_capacity(opts.steps);
     let mut first_step_ms = 0.0;
     let verbose = std::env::var_os("CONVLM_BENCH_VERBOSE").is_some();
+    let mut before = None;
     for i in 0..opts.warmup + opts.steps {
+        if i == opts.warmup {
+            before = runner.traffic();
+        }
         let t0 = Instant::now();
         let loss = runner.step()?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -291,7 +384,11 @@ fn time_steps(opts: &BenchOptions, runner: &mut Runner) -> Result<(Vec<f64>, Vec
             losses.push(loss);
         }
     }
-    Ok((times, losses, first_step_ms))
+    let moved = match (before, runner.traffic()) {
+        (Some(b), Some(a)) => Some(Moved { up: a.0 - b.0, down: a.1 - b.1, params: a.2 - b.2, dispatches: a.3 - b.3 }),
+        _ => None,
+    };
+    Ok((times, losses, first_step_ms, moved))
 }
 
 #[cfg(test)]
@@ -301,7 +398,7 @@ mod tests {
     #[test]
     fn workloads_have_pytorchs_parameter_counts() {
         for (w, expected) in [(Workload::W1, 3_549_832), (Workload::W2, 109_244), (Workload::W3, 72_064), (Workload::W4, 933_120)] {
-            let (_, params, family) = Runner::new(w, 0, Precision::Fp32).unwrap();
+            let (_, params, family) = Runner::new(w, 0, Precision::Fp32, Device::Cpu).unwrap();
             assert_eq!(params, expected, "{w:?}");
             assert_eq!(family.is_some(), w != Workload::W3, "{w:?}: W1, W2 and W4 come from the registry");
         }
@@ -320,7 +417,8 @@ mod tests {
     #[test]
     fn small_runs_start_near_uniform_loss_and_serialize() {
         for (w, v) in [(Workload::W2, 28f64), (Workload::W3, 64f64)] {
-            let r = run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0, precision: Precision::Fp32 }).unwrap();
+            let r =
+                run_workload(&BenchOptions { workload: w, steps: 3, warmup: 1, threads: 2, seed: 0, precision: Precision::Fp32, device: Device::Cpu }).unwrap();
             let ln_v = v.ln();
             assert!((r.loss_first - ln_v).abs() / ln_v < 0.05, "{w:?}: {} vs ln V {ln_v}", r.loss_first);
             let line = r.to_json_line();
@@ -345,7 +443,9 @@ mod tests {
             assert!(hits > 0, "{w:?}: the steps after the first take tape buffers from the pool: {line}");
             assert!(memory["budget_bytes"].as_u64().is_some_and(|b| b > 0) && memory["blocks"]["hits"].is_u64(), "{line}");
         }
-        let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, precision: Precision::Fp32 }).unwrap();
+        let r =
+            run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0, precision: Precision::Fp32, device: Device::Cpu })
+                .unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));
     }
 }

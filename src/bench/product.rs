@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::models::{Model, ModelConfig};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::run::step::{train_step, StepOutcome, StepSettings};
-use crate::tensor::Precision;
+use crate::tensor::{Device, Precision};
 
 /// A registry model with its batch shape and the parameter count PyTorch's module has.
 #[derive(Clone, Debug)]
@@ -92,12 +92,15 @@ pub struct ProductRun {
     lr: f32,
     steps: u64,
     precision: Precision,
+    /// The GPU the steps run on (as `convlm train --device gpu` takes them).
+    #[cfg(feature = "gpu")]
+    pub device: Option<crate::run::device::DeviceRun>,
 }
 
 impl ProductRun {
-    /// The model (seeded by `seed`), Adam at lr 1e-3, and the random stream; steps compute
-    /// their products in `precision`.
-    pub fn new(spec: &ProductSpec, seed: u64, precision: Precision) -> Result<Self> {
+    /// The model (seeded by `seed`), Adam at lr 1e-3, and the random stream, stepped on
+    /// `device` with the products in `precision`.
+    pub fn new(spec: &ProductSpec, seed: u64, precision: Precision, device: Device) -> Result<Self> {
         precision.check_cpu()?;
         let model = Model::new(&spec.config, spec.vocab_size, seed)?;
         let numel = model.params().numel();
@@ -108,7 +111,27 @@ impl ProductRun {
         let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr, weight_decay: 0.0, ..OptimizerConfig::default() };
         let optimizer = Optimizer::new(&cfg, model.params())?;
         let dataset = random_stream(spec.vocab_size, spec.block_size, seed.wrapping_add(1))?;
-        Ok(ProductRun { model, optimizer, dataset, rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)), batch_size: spec.batch_size, lr, steps: 0, precision })
+        #[cfg(feature = "gpu")]
+        let device = match device {
+            Device::Cpu => None,
+            d => Some(crate::run::device::DeviceRun::new(&crate::tensor::gpu::GpuDevice::open(d)?, &model, &optimizer)?),
+        };
+        #[cfg(not(feature = "gpu"))]
+        if !device.is_cpu() {
+            return Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")));
+        }
+        Ok(ProductRun {
+            model,
+            optimizer,
+            dataset,
+            rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)),
+            batch_size: spec.batch_size,
+            lr,
+            steps: 0,
+            precision,
+            #[cfg(feature = "gpu")]
+            device,
+        })
     }
 
     /// One training step as `convlm train` takes it: a batch, then [`train_step`]. Returns
@@ -116,12 +139,15 @@ impl ProductRun {
     pub fn step(&mut self) -> Result<f64> {
         let batch = self.dataset.sample_batch(Split::Train, self.batch_size, &mut self.rng);
         self.steps += 1;
-        match train_step(
-            &mut self.model,
-            &mut self.optimizer,
-            &batch,
-            StepSettings { lr: self.lr, clip_grad: None, dropout_seed: self.steps, precision: self.precision },
-        )? {
+        let settings = StepSettings { lr: self.lr, clip_grad: None, dropout_seed: self.steps, precision: self.precision };
+        #[cfg(feature = "gpu")]
+        let outcome = match &mut self.device {
+            Some(d) => d.step(&mut self.model, &mut self.optimizer, &batch, settings)?,
+            None => train_step(&mut self.model, &mut self.optimizer, &batch, settings)?,
+        };
+        #[cfg(not(feature = "gpu"))]
+        let outcome = train_step(&mut self.model, &mut self.optimizer, &batch, settings)?;
+        match outcome {
             StepOutcome::Done(stats) => Ok(stats.loss),
             StepOutcome::Diverged { what } => Err(Error::NonFinite { step: self.steps, what }),
         }

@@ -44,6 +44,10 @@ pub struct SampleArgs {
     /// Use the last checkpoint (model.safetensors) instead of the best one on validation
     #[arg(long)]
     last: bool,
+    /// Generate on cpu, gpu or gpu:N (the layers' histories stay on the GPU; the sampling and
+    /// its seed are the same)
+    #[arg(long, default_value = "cpu", value_parser = super::device::device_arg)]
+    device: convlm::tensor::Device,
 }
 
 #[derive(Args)]
@@ -68,6 +72,9 @@ pub struct EvalArgs {
     /// Score the run's split although its data files changed since training
     #[arg(long)]
     allow_data_change: bool,
+    /// Score on cpu, gpu or gpu:N
+    #[arg(long, default_value = "cpu", value_parser = super::device::device_arg)]
+    device: convlm::tensor::Device,
 }
 
 #[derive(Args)]
@@ -91,7 +98,19 @@ pub fn cmd_sample(a: SampleArgs, cancel: CancelToken) -> Result<()> {
     for note in trained.sample_notes(&req)? {
         eprintln!("warning: {note}");
     }
-    let samples = trained.sample(&req, dataset.as_ref())?;
+    #[cfg(feature = "gpu")]
+    let samples = match super::device::open(a.device)? {
+        Some(gpu) => {
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, trained.model.params(), trained.model.buffers())?;
+            trained.sample_on(convlm::generate::Engine::Gpu(&params), &req, dataset.as_ref())?
+        }
+        None => trained.sample(&req, dataset.as_ref())?,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let samples = {
+        super::device::require_cpu(a.device)?;
+        trained.sample(&req, dataset.as_ref())?
+    };
     let config = &trained.config;
     let last = samples.len().saturating_sub(1);
     let mut text = String::new();
@@ -115,7 +134,20 @@ pub fn cmd_eval(a: EvalArgs, cancel: CancelToken) -> Result<()> {
     init_threads(None);
     let mut trained = TrainedRun::open(&a.run, a.last)?;
     let req = EvalRequest { split: a.split, data: a.data.as_deref(), block_size: a.block_size, allow_data_change: a.allow_data_change, cancel: Some(&cancel) };
-    let r = trained.evaluate(&req, |warning| eprintln!("warning: {warning}"))?;
+    let warn = |warning| eprintln!("warning: {warning}");
+    #[cfg(feature = "gpu")]
+    let r = match super::device::open(a.device)? {
+        Some(gpu) => {
+            let params = convlm::nn::device::DeviceParams::upload(&gpu, trained.model.params(), trained.model.buffers())?;
+            trained.evaluate_on(&params, &req, warn)?
+        }
+        None => trained.evaluate(&req, warn)?,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let r = {
+        super::device::require_cpu(a.device)?;
+        trained.evaluate(&req, warn)?
+    };
     let what = match &a.data {
         Some(path) => format!("{}", path.display()),
         None => format!("split {}", r.split),

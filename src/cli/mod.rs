@@ -2,6 +2,7 @@
 //! clap and calls the library), and the error report. The binary runs it (`main.rs`), and so
 //! does the Python package (`python -m convlm`), which compiles these same files in.
 
+pub mod device;
 pub mod inspect;
 pub mod output;
 pub mod parse;
@@ -20,7 +21,7 @@ use inspect::{EvalArgs, PlotArgs, SampleArgs};
 use tools::{BenchArgs, PeakArgs, ShapeArgs, SummaryArgs, TokenizerCommand};
 use train::TrainArgs;
 
-/// Train, evaluate and sample convolutional language models on the CPU.
+/// Train, evaluate and sample convolutional language models on the CPU or a GPU.
 #[derive(Parser)]
 #[command(name = "convlm", version, about, long_about = None)]
 struct Cli {
@@ -55,6 +56,11 @@ enum Command {
     /// The CPU's measured fp32 FMA and bf16 dot-product peaks in GFLOP/s (scripts/peak.sh).
     #[command(hide = true)]
     Peak(PeakArgs),
+    /// List the devices: the CPU and every GPU adapter (index, name, backend, type).
+    Devices,
+    /// Check every GPU kernel against the CPU engine on small random shapes (forward and
+    /// backward), print the table; fails on any mismatch.
+    Selftest(device::SelftestArgs),
 }
 
 /// Runs the command line on `args` (the program's name first) and returns the exit status
@@ -117,5 +123,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => tools::cmd_bench(a),
         Command::Tokenizer(c) => tools::cmd_tokenizer(c, ctrl_c()?),
         Command::Peak(a) => tools::cmd_peak(a),
+        Command::Devices => device::cmd_devices(),
+        Command::Selftest(a) => device::cmd_selftest(a),
     }
 }

@@ -28,6 +28,7 @@ impl Progress {
     pub fn show(&mut self, event: TrainEvent<'_>) {
         match event {
             TrainEvent::Warning(msg) => self.println(&format!("warning: {msg}")),
+            TrainEvent::Device { .. } => event.lines().iter().for_each(|line| self.println(line)),
             _ if !self.verbose => {}
             TrainEvent::Started { step, total_steps, time_limit_s, .. } => {
                 if let Some(b) = self.bar.take() {

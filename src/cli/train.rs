@@ -92,9 +92,15 @@ pub struct TrainArgs {
     /// [default: fp32]
     #[arg(long, value_parser = serde_name::<Precision>)]
     precision: Option<Precision>,
+    /// Where the steps run: cpu, gpu (the first discrete adapter, else integrated, else a
+    /// software one) or gpu:N (`convlm devices` lists them) [default: cpu, or the device the
+    /// resumed run used]
+    #[arg(long, value_parser = super::device::device_arg)]
+    device: Option<convlm::tensor::Device>,
     /// Continue the run in --out from its last checkpoint, exactly (same data order); a run
     /// stopped before its first checkpoint starts again from step 0. Only --steps, --epochs,
-    /// --time-limit (a new budget in all), --threads and --checkpoint-every may change.
+    /// --time-limit (a new budget in all), --threads, --checkpoint-every and --device may
+    /// change.
     #[arg(long)]
     resume: bool,
     /// Start a new run although --out already holds one (or other files): the folder is
@@ -149,6 +155,7 @@ impl TrainArgs {
             seed: self.seed,
             threads: self.threads,
             precision: self.precision,
+            device: self.device,
             resume: self.resume,
             force: self.force,
             allow_data_change: self.allow_data_change,

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::sampling::sample_token;
-use super::SamplingConfig;
+use super::{Engine, SamplingConfig};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::tensor::Graph;
@@ -20,6 +20,20 @@ use crate::tensor::Graph;
 /// update it column by column — a 2-D ring buffer the step backend does not have. Cells not yet
 /// sampled are left at 0; the masks guarantee the logits of a cell never see them.
 pub fn generate_grid(model: &Model, height: usize, width: usize, prompt_cells: &[u32], cfg: &SamplingConfig, banned: &[u32]) -> Result<Vec<u32>> {
+    generate_grid_on(model, Engine::Cpu, height, width, prompt_cells, cfg, banned)
+}
+
+/// [`generate_grid`] on `engine` (the grid's forward passes on a GPU with
+/// `Engine::Gpu`; the logits of the grid come back for each sampled cell).
+pub fn generate_grid_on(
+    model: &Model,
+    engine: Engine<'_>,
+    height: usize,
+    width: usize,
+    prompt_cells: &[u32],
+    cfg: &SamplingConfig,
+    banned: &[u32],
+) -> Result<Vec<u32>> {
     cfg.validate()?;
     if !model.config().is_grid() {
         return Err(Error::config("model", format!("{} generates sequences: use generate", model.config().family())));
@@ -46,13 +60,26 @@ pub fn generate_grid(model: &Model, height: usize, width: usize, prompt_cells: &
     }
     let mut grid = vec![0u32; cells];
     grid[..prompt_cells.len()].copy_from_slice(prompt_cells);
-    let mut model = model.clone();
+    let mut cpu_model = model.clone();
+    let mut forward = |grid: &[u32]| -> Result<Vec<f32>> {
+        match engine {
+            Engine::Cpu => {
+                let mut graph = Graph::new(false);
+                let logits = cpu_model.forward(&mut graph, grid, &[1, height, width])?;
+                Ok(graph.value(logits).data().to_vec())
+            }
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(params) => {
+                let mut graph = crate::tensor::gpu::GpuGraph::new(params.device(), false);
+                let logits = model.forward_on_device(&mut graph, params, grid, &[1, height, width])?;
+                graph.value(logits).to_vec()
+            }
+        }
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut row = vec![0.0f32; vocab];
     for cell in prompt_cells.len()..cells {
-        let mut graph = Graph::new(false);
-        let logits = model.forward(&mut graph, &grid, &[1, height, width])?;
-        let data = graph.value(logits).data();
+        let data = forward(&grid)?;
         let src = data.get(cell * vocab..(cell + 1) * vocab).ok_or_else(|| Error::shape("generate", "grid logits smaller than the grid"))?;
         row.copy_from_slice(src);
         for (v, &b) in row.iter_mut().zip(&is_banned) {

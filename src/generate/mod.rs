@@ -19,9 +19,24 @@ mod sequence;
 use crate::cancel::CancelToken;
 
 pub use bench::{bench_generation, GenerationBench};
-pub use grid::generate_grid;
+pub use grid::{generate_grid, generate_grid_on};
 pub use sampling::{argmax, sample_token, SamplingConfig};
-pub use sequence::{generate, generate_naive};
+pub use sequence::{generate, generate_naive, generate_on};
+
+/// Where generation runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Engine<'a> {
+    /// The CPU engine, reading the model's own parameters.
+    #[default]
+    Cpu,
+    /// A GPU holding the model's parameters (uploaded from the same model).
+    #[cfg(feature = "gpu")]
+    Gpu(&'a crate::nn::device::DeviceParams),
+    /// Keeps the lifetime in a build without GPU support; cannot be made (uninhabited).
+    #[cfg(not(feature = "gpu"))]
+    #[doc(hidden)]
+    NoGpu(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
+}
 
 /// What to generate: one sample per prompt.
 #[derive(Clone, Debug)]

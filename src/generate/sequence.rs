@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::sampling::sample_token;
-use super::GenerateRequest;
+use super::{Engine, GenerateRequest};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::tensor::Graph;
@@ -21,20 +21,38 @@ use crate::tensor::Graph;
 /// position is left to feed it at. Returns the generated tokens only (no prompt, no stop
 /// token).
 pub fn generate(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
-    // On a pool worker a layer split over the pool keeps one half on this thread instead of
-    // handing both halves to sleeping workers (the W1 head is split once per token).
-    crate::tensor::threads::on_pool(|| generate_in_pool(model, req))
+    generate_on(model, Engine::Cpu, req)
 }
 
-fn generate_in_pool(model: &Model, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+/// [`generate`] on `engine`: the CPU engine, or a GPU holding the model's parameters (the
+/// layers' histories then stay on the device; per token the ids go up and the logits come
+/// back, and the sampling is the same code, so greedy decoding gives the CPU's tokens up to
+/// logits that tie within rounding).
+pub fn generate_on(model: &Model, engine: Engine<'_>, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+    match engine {
+        // On a pool worker a layer split over the pool keeps one half on this thread instead
+        // of handing both halves to sleeping workers (the W1 head is split once per token).
+        Engine::Cpu => crate::tensor::threads::on_pool(|| {
+            let mut state = model.new_state(req.prompts.len());
+            lockstep(model, req, &mut |ids| model.step(&mut state, ids))
+        }),
+        #[cfg(feature = "gpu")]
+        Engine::Gpu(params) => {
+            let mut state = model.new_device_state(req.prompts.len());
+            lockstep(model, req, &mut |ids| model.step_on_device(params, &mut state, ids))
+        }
+    }
+}
+
+/// The cached generation loop over `step` (ids of every sequence → logits (B, V)).
+fn lockstep(model: &Model, req: &GenerateRequest, step: &mut dyn FnMut(&[u32]) -> Result<crate::tensor::Tensor>) -> Result<Vec<Vec<u32>>> {
     let mut run = Lockstep::new(model, req)?;
-    let mut state = model.new_state(req.prompts.len());
     let vocab = model.vocab_size();
     let mut t = 0;
     while !run.all_done() {
         run.check_cancel()?;
         let ids = run.inputs(t);
-        let logits = model.step(&mut state, &ids)?;
+        let logits = step(&ids)?;
         for (i, row) in logits.data().chunks(vocab).enumerate() {
             if run.wants_sample(i, t) {
                 run.accept(i, row);

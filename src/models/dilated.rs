@@ -74,7 +74,7 @@ impl Family for Dilated {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         for conv in &self.convs {
             let z = b.causal_conv(conv, &h)?; // (B, T, C)
-            let z = b.activation(&z, self.cfg.activation);
+            let z = b.activation(&z, self.cfg.activation)?;
             h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)

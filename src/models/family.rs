@@ -68,6 +68,15 @@ pub(crate) trait Network: Send + Sync + Debug {
     fn loss(&self, b: &mut GraphBackend<'_>, ids: &[u32], targets: &[i64]) -> Result<Var>;
     /// Next-token logits of one cached position.
     fn step(&self, b: &mut StepBackend<'_>, ids: &[u32]) -> Result<Tensor>;
+    /// Logits on a GPU tape.
+    #[cfg(feature = "gpu")]
+    fn gpu_logits(&self, b: &mut crate::nn::device::GpuBackend<'_>, ids: &[u32]) -> Result<Var>;
+    /// The mean cross-entropy on a GPU tape, the head fused with the loss.
+    #[cfg(feature = "gpu")]
+    fn gpu_loss(&self, b: &mut crate::nn::device::GpuBackend<'_>, ids: &[u32], targets: &[i64]) -> Result<Var>;
+    /// Next-token logits of one cached position on a GPU.
+    #[cfg(feature = "gpu")]
+    fn gpu_step(&self, b: &mut crate::nn::device::GpuStepBackend<'_>, ids: &[u32]) -> Result<Var>;
     fn receptive_field(&self) -> usize;
     fn max_len(&self) -> Option<usize>;
 }
@@ -84,6 +93,24 @@ impl<F: Family> Network for F {
     }
 
     fn step(&self, b: &mut StepBackend<'_>, ids: &[u32]) -> Result<Tensor> {
+        let h = self.body(b, ids)?;
+        b.head(self.head(), &h)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn gpu_logits(&self, b: &mut crate::nn::device::GpuBackend<'_>, ids: &[u32]) -> Result<Var> {
+        let h = self.body(b, ids)?;
+        b.head(self.head(), &h)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn gpu_loss(&self, b: &mut crate::nn::device::GpuBackend<'_>, ids: &[u32], targets: &[i64]) -> Result<Var> {
+        let h = self.body(b, ids)?;
+        b.head_loss(self.head(), &h, targets)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn gpu_step(&self, b: &mut crate::nn::device::GpuStepBackend<'_>, ids: &[u32]) -> Result<Var> {
         let h = self.body(b, ids)?;
         b.head(self.head(), &h)
     }

@@ -92,7 +92,7 @@ impl Family for Hierarchical {
             if let Some(norm) = self.norms.get(i) {
                 z = b.batchnorm(norm, &z)?;
             }
-            let z = b.activation(&z, Activation::Tanh);
+            let z = b.activation(&z, Activation::Tanh)?;
             h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)

@@ -189,7 +189,7 @@ impl Family for Hyena {
             h = b.add(&h, &y)?;
             let x = b.layernorm(&block.ln2, &h)?;
             let x = b.linear(&block.fc1, &x)?; // (B, T, hidden)
-            let x = b.activation(&x, Activation::Gelu);
+            let x = b.activation(&x, Activation::Gelu)?;
             let x = b.linear(&block.fc2, &x)?; // (B, T, d)
             let x = b.dropout(&x, self.cfg.dropout)?;
             h = b.add(&h, &x)?;

@@ -59,7 +59,7 @@ impl Family for Mlp {
     fn body<B: Backend>(&self, b: &mut B, ids: &[u32]) -> Result<B::Value> {
         let h = b.embedding(&self.embedding, ids)?; // (B, T, E)
         let h = b.causal_conv(&self.hidden, &h)?; // (B, T, H)
-        let h = b.activation(&h, self.cfg.activation);
+        let h = b.activation(&h, self.cfg.activation)?;
         b.dropout(&h, self.cfg.dropout)
     }
 

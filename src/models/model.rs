@@ -6,7 +6,11 @@ use std::sync::Arc;
 use super::config::ModelConfig;
 use super::family::Network;
 use crate::error::{Error, Result};
+#[cfg(feature = "gpu")]
+use crate::nn::device::{DeviceParams, GpuBackend, GpuStepBackend, GpuStepState};
 use crate::nn::{Buffers, GraphBackend, LayerInfo, ModelBuilder, ParamStore, Plan, StepBackend, StepState};
+#[cfg(feature = "gpu")]
+use crate::tensor::gpu::GpuGraph;
 use crate::tensor::{Graph, Tensor, Var};
 
 /// A language model of any family with its parameters and buffers.
@@ -78,6 +82,11 @@ impl Model {
     /// others before they evaluate).
     pub fn buffers_mut(&mut self) -> &mut Buffers {
         &mut self.buffers
+    }
+
+    /// Parameters and buffers together, mutable (a device copies both back at once).
+    pub fn state_mut(&mut self) -> (&mut ParamStore, &mut Buffers) {
+        (&mut self.params, &mut self.buffers)
     }
 
     /// The layers in registration order, with their types and costs (for summaries).
@@ -182,6 +191,54 @@ impl Model {
     /// training run gives each step its own); evaluation graphs have no dropout.
     pub fn loss(&mut self, graph: &mut Graph, ids: &[u32], shape: &[usize], targets: &[i64], dropout_seed: u64) -> Result<Var> {
         self.on_graph(graph, shape, dropout_seed, |net, b| net.loss(b, ids, targets))
+    }
+
+    /// Records the forward pass of token ids of `shape` on a GPU tape over `params` (this
+    /// model's parameters on the device) and returns the logits; BatchNorm's running
+    /// statistics are updated on the device in training mode.
+    #[cfg(feature = "gpu")]
+    pub fn forward_on_device(&self, graph: &mut GpuGraph, params: &DeviceParams, ids: &[u32], shape: &[usize]) -> Result<Var> {
+        self.check_input(shape)?;
+        let mut b = GpuBackend::new(graph, params, shape, 0);
+        self.net.gpu_logits(&mut b, ids)
+    }
+
+    /// [`Model::loss`] on a GPU tape over `params`: the head runs fused with the loss, the
+    /// logits never leave the device, and on a training tape backward writes every
+    /// parameter's gradient into `params`. The dropout masks come from `dropout_seed` but are
+    /// drawn by the device's generator (not the CPU engine's masks).
+    #[cfg(feature = "gpu")]
+    pub fn loss_on_device(&self, graph: &mut GpuGraph, params: &DeviceParams, ids: &[u32], shape: &[usize], targets: &[i64], dropout_seed: u64) -> Result<Var> {
+        self.check_input(shape)?;
+        let mut b = GpuBackend::new(graph, params, shape, dropout_seed);
+        self.net.gpu_loss(&mut b, ids, targets)
+    }
+
+    /// Fresh generation state on a GPU for `batch` sequences.
+    #[cfg(feature = "gpu")]
+    pub fn new_device_state(&self, batch: usize) -> GpuStepState {
+        GpuStepState::new(batch, self.slots)
+    }
+
+    /// [`Model::step`] on a GPU: feeds one token per sequence through the state's histories
+    /// on the device and returns the next-token logits (B, V), read back.
+    #[cfg(feature = "gpu")]
+    pub fn step_on_device(&self, params: &DeviceParams, state: &mut GpuStepState, ids: &[u32]) -> Result<Tensor> {
+        if !self.can_step() {
+            return Err(Error::shape("step", format!("{} has no incremental step; generation recomputes the grid", self.config.family())));
+        }
+        if let Some(max) = self.max_len() {
+            if state.position >= max {
+                return Err(Error::shape("step", format!("{} takes sequences of at most {max} tokens", self.config.family())));
+            }
+        }
+        let batch = state.batch();
+        let mut b = GpuStepBackend::new(params, state);
+        let logits = self.net.gpu_step(&mut b, ids)?;
+        let logits = b.graph.value(logits).to_vec()?;
+        drop(b);
+        state.position += 1;
+        Tensor::new(vec![batch, self.vocab_size], logits)
     }
 
     /// Fresh generation state for `batch` sequences.

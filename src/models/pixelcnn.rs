@@ -78,7 +78,7 @@ impl Family for PixelCnn {
         let mut h = b.embedding(&self.embedding, ids)?; // (B, H, W, E)
         for conv in &self.convs {
             let z = b.masked_conv2d(conv, &h)?; // (B, H, W, C)
-            let z = b.activation(&z, Activation::Relu);
+            let z = b.activation(&z, Activation::Relu)?;
             h = b.dropout(&z, self.cfg.dropout)?;
         }
         Ok(h)

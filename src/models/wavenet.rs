@@ -109,9 +109,9 @@ impl Family for WaveNet {
         let mut skips: Option<B::Value> = None;
         for block in &self.blocks {
             let f = b.causal_conv(&block.filter, &h)?; // (B, T, D)
-            let f = b.activation(&f, Activation::Tanh);
+            let f = b.activation(&f, Activation::Tanh)?;
             let g = b.causal_conv(&block.gate, &h)?; // (B, T, D)
-            let g = b.activation(&g, Activation::Sigmoid);
+            let g = b.activation(&g, Activation::Sigmoid)?;
             let z = b.mul(&f, &g)?; // (B, T, D)
             let z = b.dropout(&z, self.cfg.dropout)?;
             if let Some(res) = &block.residual {
@@ -125,9 +125,9 @@ impl Family for WaveNet {
             });
         }
         let skips = skips.ok_or_else(|| Error::config("n_layers", "a WaveNet needs at least one block"))?;
-        let x = b.activation(&skips, Activation::Relu);
+        let x = b.activation(&skips, Activation::Relu)?;
         let x = b.linear(&self.post, &x)?; // (B, T, S)
-        Ok(b.activation(&x, Activation::Relu))
+        b.activation(&x, Activation::Relu)
     }
 
     fn head(&self) -> Head<'_> {

@@ -33,8 +33,8 @@ pub trait Backend {
     /// A PixelCNN masked 2-D convolution over a (B, H, W, C) grid; it has no incremental
     /// form, so a one-position backend refuses it.
     fn masked_conv2d(&mut self, layer: &MaskedConv2d, x: &Self::Value) -> Result<Self::Value>;
-    /// A pointwise activation.
-    fn activation(&mut self, x: &Self::Value, act: Activation) -> Self::Value;
+    /// A pointwise activation (an error only where the backend can fail to allocate).
+    fn activation(&mut self, x: &Self::Value, act: Activation) -> Result<Self::Value>;
     /// `a + b`.
     fn add(&mut self, a: &Self::Value, b: &Self::Value) -> Result<Self::Value>;
     /// `a * b`.
@@ -155,8 +155,8 @@ impl Backend for GraphBackend<'_> {
         self.graph.masked_conv2d(*x, w, Some(b), &layer.spec)
     }
 
-    fn activation(&mut self, x: &Var, act: Activation) -> Var {
-        self.graph.activation(*x, act)
+    fn activation(&mut self, x: &Var, act: Activation) -> Result<Var> {
+        Ok(self.graph.activation(*x, act))
     }
 
     fn add(&mut self, a: &Var, b: &Var) -> Result<Var> {

@@ -193,6 +193,15 @@ impl LongConv {
         Ok(fresh)
     }
 
+    /// The filter's fixed inputs for the first `len` positions: z (len, emb_dim) and the
+    /// decay window (len, C), row-major (for a device that records the filter itself).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn filter_inputs(&self, len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let consts = self.constants(len)?;
+        let (e, c) = (self.spec.emb_dim, self.spec.channels);
+        Ok((consts.z[..len * e].to_vec(), consts.window[..len * c].to_vec()))
+    }
+
     /// Records the filter taps for the first `len` positions on `g`:
     /// `h = (sin(freq · mlp(z)) … ) · out ⊙ window`, with position as the row, (len, C)
     /// (`HyenaFilter.filter(len)` before its transpose).

@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod builder;
+#[cfg(feature = "gpu")]
+pub mod device;
 mod gemv;
 pub mod layers;
 pub mod long_conv;

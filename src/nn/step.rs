@@ -195,10 +195,10 @@ impl Backend for StepBackend<'_> {
         Err(Error::shape("step", "a masked 2-D convolution has no incremental step; grid generation recomputes the grid"))
     }
 
-    fn activation(&mut self, x: &Tensor, act: Activation) -> Tensor {
+    fn activation(&mut self, x: &Tensor, act: Activation) -> Result<Tensor> {
         let mut out = x.clone();
         out.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
-        out
+        Ok(out)
     }
 
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,8 @@
 
 mod clip;
 mod config;
+#[cfg(feature = "gpu")]
+pub mod device;
 mod kernels;
 mod optimizer;
 mod schedule;

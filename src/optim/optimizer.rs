@@ -8,6 +8,34 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The f32 constants of SGD update number `step` (counted from 1) at learning rate `lr`,
+/// rounded as PyTorch rounds them.
+pub(crate) fn sgd_scalars(cfg: &OptimizerConfig, step: u64, lr: f32) -> SgdScalars {
+    let (lr, wd) = (torch_scalar(lr), torch_scalar(cfg.weight_decay));
+    SgdScalars { weight_decay: wd as f32, momentum: torch_scalar(cfg.momentum) as f32, neg_lr: (-lr) as f32, first: step == 1 }
+}
+
+/// The f32 constants of Adam(W) update number `step` (counted from 1) at learning rate `lr`.
+pub(crate) fn adam_scalars(cfg: &OptimizerConfig, step: u64, lr: f32) -> AdamScalars {
+    let (lr, wd) = (torch_scalar(lr), torch_scalar(cfg.weight_decay));
+    let beta1 = torch_scalar(cfg.betas.0);
+    let beta2 = torch_scalar(cfg.betas.1);
+    let t = step as f64;
+    let bias_correction1 = 1.0 - beta1.powf(t);
+    let bias_correction2 = 1.0 - beta2.powf(t);
+    let step_size = lr / bias_correction1;
+    AdamScalars {
+        weight_decay: wd as f32,
+        decay_factor: (1.0 - lr * wd) as f32,
+        lerp_weight: (1.0 - beta1) as f32,
+        beta2: beta2 as f32,
+        one_minus_beta2: (1.0 - beta2) as f32,
+        bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+        eps: torch_scalar(cfg.eps) as f32,
+        neg_step_size: (-step_size) as f32,
+    }
+}
+
 /// State kept for one parameter (f32, same layout as the parameter).
 #[derive(Clone, Debug)]
 struct Slot {
@@ -77,11 +105,10 @@ impl Optimizer {
         let mut first_bad = None;
         assert_eq!(params.params().len(), self.slots.len(), "optimizer used with a different parameter store");
         self.steps += 1;
-        let lr = torch_scalar(lr);
         let wd = torch_scalar(self.cfg.weight_decay);
         match self.cfg.kind {
             OptimizerKind::Sgd => {
-                let s = SgdScalars { weight_decay: wd as f32, momentum: torch_scalar(self.cfg.momentum) as f32, neg_lr: (-lr) as f32, first: self.steps == 1 };
+                let s = sgd_scalars(&self.cfg, self.steps, lr);
                 for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
                     assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);
                     assert_eq!(p.value.shape(), &slot.shape[..], "optimizer used with a different parameter store");
@@ -92,22 +119,7 @@ impl Optimizer {
                 }
             }
             OptimizerKind::Adam | OptimizerKind::AdamW => {
-                let beta1 = torch_scalar(self.cfg.betas.0);
-                let beta2 = torch_scalar(self.cfg.betas.1);
-                let t = self.steps as f64;
-                let bias_correction1 = 1.0 - beta1.powf(t);
-                let bias_correction2 = 1.0 - beta2.powf(t);
-                let step_size = lr / bias_correction1;
-                let s = AdamScalars {
-                    weight_decay: wd as f32,
-                    decay_factor: (1.0 - lr * wd) as f32,
-                    lerp_weight: (1.0 - beta1) as f32,
-                    beta2: beta2 as f32,
-                    one_minus_beta2: (1.0 - beta2) as f32,
-                    bias_correction2_sqrt: bias_correction2.sqrt() as f32,
-                    eps: torch_scalar(self.cfg.eps) as f32,
-                    neg_step_size: (-step_size) as f32,
-                };
+                let s = adam_scalars(&self.cfg, self.steps, lr);
                 let kind = if self.cfg.kind == OptimizerKind::AdamW { AdamDecay::Decoupled } else { AdamDecay::L2 };
                 for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
                     assert_eq!(p.value.numel(), p.grad.numel(), "gradient of `{}` has the wrong size", p.name);

@@ -10,7 +10,7 @@ use crate::data::{DatasetKind, Normalization, SplitMode, Splits, UnknownPolicy};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::optim::{OptimizerConfig, ScheduleConfig};
-use crate::tensor::Precision;
+use crate::tensor::{Device, Precision};
 
 /// Which tokenizer a run builds from its corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +118,10 @@ pub struct TrainConfig {
     /// config.json when fp32, so configs from before it keep their form and fingerprint.
     #[serde(skip_serializing_if = "is_fp32")]
     pub precision: Precision,
+    /// Where the steps run: `cpu` (the default), `gpu` (the best adapter) or `gpu:N`. Not
+    /// part of the run's identity: a run moves between devices on resume.
+    #[serde(skip_serializing_if = "Device::is_cpu")]
+    pub device: Device,
 }
 
 fn is_fp32(p: &Precision) -> bool {
@@ -138,6 +142,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             threads: None,
             precision: Precision::Fp32,
+            device: Device::Cpu,
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::cancel::CancelToken;
-use crate::data::{Dataset, Split};
+use crate::data::{Batch, Dataset, Split};
 use crate::dist::Group;
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -65,6 +65,35 @@ fn evaluate_on_pool(
     max_batches: usize,
     cancel: &CancelToken,
 ) -> Result<EvalReport> {
+    evaluate_batches(group, dataset, split, batch_size, max_batches, cancel, &mut |batch| {
+        let mut g = Graph::new(false);
+        let loss = model.loss(&mut g, &batch.inputs, &batch_shape(batch), &batch.targets, 0)?;
+        Ok(g.value(loss).data()[0] as f64)
+    })
+}
+
+/// [`evaluate_cancellable`] in one process with `loss_of` scoring each batch (its mean loss):
+/// how a device other than the CPU engine evaluates, over the very same batches.
+pub fn evaluate_with(
+    dataset: &Dataset,
+    split: Split,
+    batch_size: usize,
+    max_batches: usize,
+    cancel: &CancelToken,
+    loss_of: &mut dyn FnMut(&Batch) -> Result<f64>,
+) -> Result<EvalReport> {
+    evaluate_batches(&Group::single(), dataset, split, batch_size, max_batches, cancel, loss_of)
+}
+
+fn evaluate_batches(
+    group: &Group,
+    dataset: &Dataset,
+    split: Split,
+    batch_size: usize,
+    max_batches: usize,
+    cancel: &CancelToken,
+    loss_of: &mut dyn FnMut(&Batch) -> Result<f64>,
+) -> Result<EvalReport> {
     let (mut total, mut count) = (0.0f64, 0usize);
     // A limited evaluation takes batches spread evenly over the split, not its first ones:
     // a corpus file is often ordered (names.txt by popularity), and a prefix would be biased.
@@ -83,9 +112,7 @@ fn evaluate_on_pool(
         if n == 0 {
             continue;
         }
-        let mut g = Graph::new(false);
-        let loss = model.loss(&mut g, &batch.inputs, &batch_shape(&batch), &batch.targets, 0)?;
-        total += g.value(loss).data()[0] as f64 * n as f64;
+        total += loss_of(&batch)? * n as f64;
         count += n;
     }
     let (total, count) = if group.is_distributed() {

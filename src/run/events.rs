@@ -23,6 +23,9 @@ pub enum TrainEvent<'a> {
         /// The wall-clock budget of a time-limited run, in seconds.
         time_limit_s: Option<f64>,
     },
+    /// The steps run on this GPU adapter (`description`: name, backend and kind);
+    /// `software` when it emulates a GPU on the CPU.
+    Device { description: String, software: bool },
     /// An optimizer step finished.
     Step { step: u64, total_steps: u64, loss: f64, tokens_per_s: f64, steps_per_s: f64, train_seconds: f64 },
     /// A validation pass finished; `best` when it improved on every earlier one (and the
@@ -40,7 +43,7 @@ pub enum TrainEvent<'a> {
 
 impl TrainEvent<'_> {
     /// The lines a front end prints for this event, as `convlm train` prints them: what the
-    /// run is when it starts, each validation loss, each sample (indented); none for steps,
+    /// run is when it starts, the GPU it runs on, each validation loss, each sample (indented); none for steps,
     /// preparation, warnings and the end, which a front end shows its own way.
     pub fn lines(&self) -> Vec<String> {
         match self {
@@ -48,6 +51,13 @@ impl TrainEvent<'_> {
                 "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
                 run_dir.display()
             )],
+            TrainEvent::Device { description, software } => {
+                let mut lines = vec![format!("device: {description}")];
+                if *software {
+                    lines.push("warning: this adapter emulates a GPU on the CPU: expect it to be slower than `--device cpu`".into());
+                }
+                lines
+            }
             TrainEvent::Eval { step, val_loss, best } => vec![format!("step {step:>6}  val loss {val_loss:.4}{}", if *best { "  (best, saved)" } else { "" })],
             TrainEvent::Samples(samples) => samples
                 .iter()

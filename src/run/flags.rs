@@ -11,7 +11,7 @@ use crate::optim::OptimizerKind;
 use crate::run::checkpoint::RunDir;
 use crate::run::config::{apply_overrides, load_preset, load_preset_info, RunConfig, TokenizerKind};
 use crate::run::session::ResumeOptions;
-use crate::tensor::Precision;
+use crate::tensor::{Device, Precision};
 
 /// The settings of `convlm train`, each `None` (or empty) when not given.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +47,8 @@ pub struct TrainFlags {
     pub threads: Option<usize>,
     /// What matmuls and convolutions compute in (`train.precision`).
     pub precision: Option<Precision>,
+    /// `cpu`, `gpu` or `gpu:N` (not part of a run's identity: a run resumes on either).
+    pub device: Option<Device>,
     /// Continue the run in `out` from its last checkpoint.
     pub resume: bool,
     /// A new run moves what `out` holds aside instead of refusing.
@@ -58,7 +60,7 @@ pub struct TrainFlags {
 }
 
 /// Settings that a resumed run may change (how far it goes, and what changes no result).
-const RESUMABLE: [&str; 5] = ["train.steps", "train.epochs", "train.time_limit", "train.threads", "train.checkpoint_every"];
+const RESUMABLE: [&str; 6] = ["train.steps", "train.epochs", "train.time_limit", "train.threads", "train.checkpoint_every", "train.device"];
 
 impl TrainFlags {
     /// The config of a new run: the preset (or the defaults), then the flags (flags win). A
@@ -110,6 +112,7 @@ impl TrainFlags {
             time_limit: self.time_limit,
             threads: self.threads,
             checkpoint_every: self.checkpoint_every,
+            device: self.device,
             allow_data_change: self.allow_data_change,
         }
     }
@@ -213,6 +216,9 @@ impl TrainFlags {
         if let Some(p) = self.precision {
             c.train.precision = p;
         }
+        if let Some(d) = self.device {
+            c.train.device = d;
+        }
         apply_overrides(&c, &sets)
     }
 
@@ -244,7 +250,7 @@ impl TrainFlags {
         Err(Error::run_dir(
             run.root(),
             format!(
-                "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit, --threads and --checkpoint-every may change); start a new run with another --out or with --force",
+                "--resume keeps the settings of the run's config.json, but the flags change {} (only --steps, --epochs, --time-limit, --threads, --checkpoint-every and --device may change); start a new run with another --out or with --force",
                 list.join(", ")
             ),
         ))

@@ -11,10 +11,9 @@ use crate::error::{Error, Result};
 use crate::generate::SamplingConfig;
 use crate::run::budget::TimeBudget;
 use crate::run::checkpoint::{RunDir, BEST_FILE};
-use crate::run::eval::evaluate_in;
 use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::ranks::{check_same_weights, on_root, share_buffers};
+use crate::run::ranks::{check_same_weights, on_root, share_buffers, Ranks};
 use crate::run::samples::{sample_texts, SampleRequest};
 use crate::run::session::{save_last_good, Session};
 
@@ -47,7 +46,8 @@ pub(super) fn save(group: &Group, run: &RunDir, s: &mut Session, log: &mut Optio
 /// naming the step and what was not finite (or the error that kept the checkpoint from being
 /// saved). `rng_pos` is the batch RNG's position before the failing step drew its batch, so
 /// the saved checkpoint is exactly the state after `step` steps.
-pub(super) fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, group: &Group) -> Error {
+pub(super) fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, step: u64, rng_pos: u128, what: String, ranks: &Ranks) -> Error {
+    let group = &ranks.group;
     let mut keep_last_good = || -> Result<()> {
         if s.saved_step == Some(step) {
             // The checkpoint in the folder is the state after `step` steps: it stays as it
@@ -68,7 +68,7 @@ pub(super) fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, 
             // The update failed in place: rebuild the last good state by replay (every rank
             // replays its share).
             on_root(group, "writing metrics.jsonl", || log.as_mut().map_or(Ok(()), MetricsLog::sync))?;
-            save_last_good(s, run, step, group)?;
+            save_last_good(s, run, step, group, ranks.device())?;
         }
         Ok(())
     };
@@ -81,12 +81,15 @@ pub(super) fn evaluate_and_sample(
     run: &RunDir,
     log: &mut Option<MetricsLog>,
     samples: bool,
-    group: &Group,
+    ranks: &mut Ranks,
     on_event: OnEvent<'_>,
 ) -> Result<f64> {
+    let group = &ranks.group.clone();
     let cfg = &s.config;
     share_buffers(group, &mut s.model)?;
-    let val = evaluate_in(group, &mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
+    // The weights come back from a device here (best.safetensors, samples).
+    ranks.sync(&mut s.model, None)?;
+    let val = ranks.evaluate(&mut s.model, &s.dataset, Split::Val, cfg.train.batch_size, cfg.train.eval_batches)?;
     if let Some(log) = log {
         log.write(&json!({"step": s.state.step, "val_loss": val.loss}))?;
     }

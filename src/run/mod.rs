@@ -4,6 +4,8 @@
 pub mod budget;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "gpu")]
+pub mod device;
 pub mod eval;
 pub mod events;
 pub mod flags;

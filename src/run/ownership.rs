@@ -128,6 +128,7 @@ pub fn file_hash(path: &Path) -> Result<String> {
 pub fn config_hash(config: &RunConfig) -> Result<String> {
     let mut c = config.clone();
     (c.data.path, c.data.tokenizer_file, c.train.threads) = (None, None, None);
+    c.train.device = crate::tensor::Device::Cpu;
     let bytes = serde_json::to_vec(&c).map_err(|e| Error::config("config", e.to_string()))?;
     Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
 }

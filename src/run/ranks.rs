@@ -16,23 +16,94 @@ use crate::run::config::{DataConfig, RunConfig};
 use crate::run::ownership::config_hash;
 use crate::run::prepare::{open_data, RunData};
 use crate::run::step::{dropout_seed, train_step_in, StepOutcome, StepSettings};
+use crate::tensor::Device;
 
-/// The ranks of a run, and this rank's gradient reducer (none in one process).
+/// The ranks of a run, and this rank's gradient reducer (none in one process), or the GPU
+/// the steps run on.
 pub(super) struct Ranks {
     pub group: Group,
     reducer: Option<GradReducer>,
+    #[cfg(feature = "gpu")]
+    device: Option<crate::run::device::DeviceRun>,
 }
 
 impl Ranks {
     /// The ranks of `group` training `model`.
     pub fn new(group: &Group, model: &Model) -> Self {
         let reducer = group.is_distributed().then(|| GradReducer::new(model.params(), BUCKET_BYTES, crate::dist::overlap()));
-        Ranks { group: group.clone(), reducer }
+        Ranks {
+            group: group.clone(),
+            reducer,
+            #[cfg(feature = "gpu")]
+            device: None,
+        }
+    }
+
+    /// Moves the steps to `device` (the model and optimizer copied there); `Device::Cpu`
+    /// keeps them on the CPU. A data-parallel run, and a run in bf16, stay on the CPU.
+    pub fn use_device(&mut self, device: Device, precision: crate::tensor::Precision, model: &Model, optimizer: &Optimizer) -> Result<()> {
+        check_device(&self.group, device, precision)?;
+        if device.is_cpu() {
+            return Ok(());
+        }
+        #[cfg(feature = "gpu")]
+        {
+            let gpu = crate::tensor::gpu::GpuDevice::open(device)?;
+            self.device = Some(crate::run::device::DeviceRun::new(&gpu, model, optimizer)?);
+            Ok(())
+        }
+        #[cfg(not(feature = "gpu"))]
+        {
+            let _ = (model, optimizer);
+            Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")))
+        }
+    }
+
+    /// The adapter the steps run on, as (description, whether it emulates a GPU on the CPU).
+    pub fn device_info(&self) -> Option<(String, bool)> {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &self.device {
+            return Some((d.device().info().describe(), d.device().is_software()));
+        }
+        None
+    }
+
+    /// The device of the steps, for a second `Ranks` that replays them.
+    pub fn device(&self) -> Device {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &self.device {
+            return Device::GpuIndex(d.device().info().index);
+        }
+        Device::Cpu
+    }
+
+    /// Brings the host's model (and optimizer, when given) up to date with the device the
+    /// steps run on; nothing on the CPU.
+    pub fn sync(&mut self, model: &mut Model, optimizer: Option<&mut Optimizer>) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &mut self.device {
+            return d.sync(model, optimizer);
+        }
+        let _ = (model, optimizer);
+        Ok(())
+    }
+
+    /// Evaluates `model` where the steps run: on the device, or across the ranks on the CPU.
+    pub fn evaluate(&self, model: &mut Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<crate::run::EvalReport> {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &self.device {
+            return d.evaluate(model, dataset, split, batch_size, max_batches);
+        }
+        crate::run::eval::evaluate_in(&self.group, model, dataset, split, batch_size, max_batches)
     }
 
     /// Takes one step on `batch`, the global batch: in one process on all of it, else on
     /// this rank's rows with the gradients summed over the ranks.
     pub fn step(&mut self, model: &mut Model, optimizer: &mut Optimizer, batch: &Batch, settings: StepSettings) -> Result<StepOutcome> {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &mut self.device {
+            return d.step(model, optimizer, batch, settings);
+        }
         let Some(reducer) = &mut self.reducer else { return train_step_in(model, optimizer, batch, settings, None) };
         let mine = shard(batch, self.group.rank(), self.group.size());
         // Each rank draws its own rows' dropout masks, from the step's seed mixed with the rank
@@ -41,6 +112,28 @@ impl Ranks {
         let mut replica = Replica { group: &self.group, reducer, global_targets: batch.num_targets() };
         train_step_in(model, optimizer, &mine, settings, Some(&mut replica))
     }
+}
+
+/// Errors unless the steps of a run of `group` can run on `device`: the CPU always; a GPU
+/// when this build has GPU support, the adapter opens, and the run is one process. Called
+/// before a run folder is claimed, so a bad `--device` leaves nothing behind.
+pub(super) fn check_device(group: &Group, device: Device, precision: crate::tensor::Precision) -> Result<()> {
+    if device.is_cpu() {
+        return Ok(());
+    }
+    if precision != crate::tensor::Precision::Fp32 {
+        return Err(Error::config(
+            "device",
+            format!("{device}: --precision {precision} runs on the CPU only (AVX512_BF16); a GPU trains in fp32: pass --precision fp32, or --device cpu"),
+        ));
+    }
+    if group.is_distributed() {
+        return Err(Error::config("device", format!("{device}: data-parallel training runs on the CPU; train on a GPU in one process")));
+    }
+    #[cfg(feature = "gpu")]
+    return crate::tensor::gpu::GpuDevice::open(device).map(|_| ());
+    #[cfg(not(feature = "gpu"))]
+    Err(Error::device(format!("{device}: this build has no GPU support (built without the `gpu` feature)")))
 }
 
 /// Runs `f` on rank 0 only; every rank learns whether it failed (see [`Group::agree`]).

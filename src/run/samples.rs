@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::cancel::CancelToken;
 use crate::data::{Dataset, DatasetKind, Split, Tokenizer};
 use crate::error::{Error, Result};
-use crate::generate::{generate, generate_grid, GenerateRequest, SamplingConfig};
+use crate::generate::{generate_grid_on, generate_on, Engine, GenerateRequest, SamplingConfig};
 use crate::models::Model;
 
 /// Where a sampled line also occurs (line datasets), as makemore reports it.
@@ -98,6 +98,19 @@ pub fn sample_texts(
     dataset: Option<&Dataset>,
     req: &SampleRequest,
 ) -> Result<Vec<Sample>> {
+    sample_texts_on(model, Engine::Cpu, tokenizer, kind, grid, dataset, req)
+}
+
+/// [`sample_texts`] generated on `engine` (a GPU holding the model's parameters, or the CPU).
+pub fn sample_texts_on(
+    model: &Model,
+    engine: Engine<'_>,
+    tokenizer: &Tokenizer,
+    kind: DatasetKind,
+    grid: Option<(usize, usize)>,
+    dataset: Option<&Dataset>,
+    req: &SampleRequest,
+) -> Result<Vec<Sample>> {
     req.sampling.validate()?;
     if kind != DatasetKind::Grid && req.sampling.max_tokens == 0 {
         return Err(Error::config("--max-tokens", "must be at least 1 (0 would give empty samples)"));
@@ -124,7 +137,7 @@ pub fn sample_texts(
             }
             let mut cfg = req.sampling.clone();
             cfg.seed = cfg.seed.wrapping_add(i as u64);
-            let cells = generate_grid(model, h, w, &prompt_ids, &cfg, &[sp.bos, sp.eos, sp.unk])?;
+            let cells = generate_grid_on(model, engine, h, w, &prompt_ids, &cfg, &[sp.bos, sp.eos, sp.unk])?;
             let rows: Vec<String> = cells.chunks(w).map(|r| tokenizer.decode(r).trim_end().to_string()).collect();
             out.push(Sample { text: rows.join("\n"), novelty: None });
         }
@@ -144,7 +157,7 @@ pub fn sample_texts(
         }
     };
     let request = GenerateRequest { prompts, stop, sampling: &req.sampling, banned, cancel: req.cancel.clone() };
-    let generated = generate(model, &request)?;
+    let generated = generate_on(model, engine, &request)?;
     Ok(generated
         .into_iter()
         .map(|ids| {

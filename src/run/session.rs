@@ -19,7 +19,7 @@ use crate::run::config::RunConfig;
 use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
 use crate::run::prepare::{build_dataset, check_same_tokenizer};
-use crate::run::ranks::{check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
+use crate::run::ranks::{check_device, check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
 use crate::run::same_data::check_same_data;
 use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
 
@@ -42,6 +42,8 @@ pub struct ResumeOptions {
     /// Save a checkpoint every N steps besides every evaluation (0: only at evaluations);
     /// changes no result.
     pub checkpoint_every: Option<u64>,
+    /// Continue on this device instead of the one the run used last (`None`: the same).
+    pub device: Option<crate::tensor::Device>,
     /// Continue even though the data files changed since the run started.
     pub allow_data_change: bool,
 }
@@ -132,6 +134,7 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
 pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, cancel: &CancelToken, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
+    check_device(group, config.train.device, config.train.precision)?;
     group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
     let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
@@ -177,7 +180,9 @@ fn root_tuning(group: &Group) -> Result<crate::tensor::tune::Tuning> {
         let tuning = crate::run::tuning::for_this_cpu();
         (tuning, serde_json::to_vec(&tuning).unwrap_or_default())
     });
-    from_root(group, "rank 0's kernel choices", measured, |b| serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's kernel choices: {e}"))))
+    from_root(group, "rank 0's kernel choices", measured, |b| {
+        serde_json::from_slice(b).map_err(|e| Error::distributed(format!("rank 0's kernel choices: {e}")))
+    })
 }
 
 /// What rank 0 reads from a run folder it resumes.
@@ -213,6 +218,10 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
     if opts.threads.is_some() {
         config.train.threads = opts.threads;
     }
+    if let Some(device) = opts.device {
+        config.train.device = device;
+    }
+    check_device(group, config.train.device, config.train.precision)?;
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p), cancel)?;
     check_same_data(group, &config.data, &data)?;
     on_root(group, "checking the data", || {
@@ -327,7 +336,7 @@ pub(super) fn next_step(cfg: &RunConfig, dataset: &Dataset, state: &TrainState, 
     Ok((batch, StepSettings { lr, clip_grad: cfg.train.clip_grad, dropout_seed: dropout_seed(cfg.seed, step), precision: cfg.train.precision }))
 }
 
-pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group) -> Result<()> {
+pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group, device: crate::tensor::Device) -> Result<()> {
     let cfg = &s.config;
     let (mut model, mut optimizer, mut rng, mut state) = match checkpoint_bytes(group, run)? {
         Some(bytes) => {
@@ -343,7 +352,9 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             (model, optimizer, rng, state)
         }
     };
+    // The steps are replayed where they ran (a device's own rounding included).
     let mut ranks = Ranks::new(group, &model);
+    ranks.use_device(device, cfg.train.precision, &model, &optimizer)?;
     while state.step < step {
         let (batch, settings) = next_step(cfg, &s.dataset, &s.state, state.step, &mut rng)?;
         match ranks.step(&mut model, &mut optimizer, &batch, settings)? {
@@ -354,6 +365,7 @@ pub(super) fn save_last_good(s: &Session, run: &RunDir, step: u64, group: &Group
             }
         }
     }
+    ranks.sync(&mut model, Some(&mut optimizer))?;
     state.rng_word_pos = rng.get_word_pos().to_string();
     (state.best_val_loss, state.best_step, state.total_steps) = (s.state.best_val_loss, s.state.best_step, s.state.total_steps);
     (state.time_limit_s, state.schedule_plan) = (s.state.time_limit_s, s.state.schedule_plan.clone());

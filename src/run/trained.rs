@@ -7,12 +7,13 @@ use std::path::Path;
 use crate::cancel::CancelToken;
 use crate::data::{Dataset, DatasetKind, Split, Splits, Tokenizer};
 use crate::error::Result;
+use crate::generate::Engine;
 use crate::models::Model;
 use crate::run::checkpoint::{RunDir, BEST_FILE, MODEL_FILE};
 use crate::run::config::RunConfig;
 use crate::run::eval::{evaluate_cancellable, EvalReport};
 use crate::run::prepare::{build_dataset, check_same_tokenizer, open_data};
-use crate::run::samples::{request_notes, sample_texts, Sample, SampleRequest};
+use crate::run::samples::{request_notes, sample_texts_on, Sample, SampleRequest};
 
 /// A run's config, tokenizer and model.
 pub struct TrainedRun {
@@ -79,14 +80,36 @@ impl TrainedRun {
     /// Samples texts as `convlm sample` does; `dataset` (from [`TrainedRun::lines_dataset`])
     /// marks line samples.
     pub fn sample(&self, req: &SampleRequest, dataset: Option<&Dataset>) -> Result<Vec<Sample>> {
+        self.sample_on(Engine::Cpu, req, dataset)
+    }
+
+    /// Samples as [`TrainedRun::sample`] does, on `engine`: the CPU, or a GPU holding this
+    /// run's model (the same tokens for the same seed).
+    pub fn sample_on(&self, engine: Engine<'_>, req: &SampleRequest, dataset: Option<&Dataset>) -> Result<Vec<Sample>> {
         let grid = (self.config.data.grid_height, self.config.data.grid_width);
-        sample_texts(&self.model, &self.tokenizer, self.config.data.kind, Some(grid), dataset, req)
+        sample_texts_on(&self.model, engine, &self.tokenizer, self.config.data.kind, Some(grid), dataset, req)
     }
 
     /// The loss, perplexity and bits per token of the model on all of a split, or of another
     /// file, as `convlm eval` scores them; `warn` hears of data changed since training (when
     /// allowed).
-    pub fn evaluate(&mut self, req: &EvalRequest<'_>, mut warn: impl FnMut(String)) -> Result<EvalReport> {
+    pub fn evaluate(&mut self, req: &EvalRequest<'_>, warn: impl FnMut(String)) -> Result<EvalReport> {
+        let (dataset, split) = self.eval_data(req, warn)?;
+        let never = CancelToken::new();
+        evaluate_cancellable(&mut self.model, &dataset, split, self.config.train.batch_size, 0, req.cancel.unwrap_or(&never))
+    }
+
+    /// Scores as [`TrainedRun::evaluate`] does, on the GPU that holds `params` (this run's
+    /// model, uploaded with [`crate::nn::device::DeviceParams::upload`]).
+    #[cfg(feature = "gpu")]
+    pub fn evaluate_on(&self, params: &crate::nn::device::DeviceParams, req: &EvalRequest<'_>, warn: impl FnMut(String)) -> Result<EvalReport> {
+        let (dataset, split) = self.eval_data(req, warn)?;
+        let never = CancelToken::new();
+        crate::run::device::evaluate_on_device(&self.model, params, &dataset, split, self.config.train.batch_size, 0, req.cancel.unwrap_or(&never))
+    }
+
+    /// The dataset and split that `req` scores.
+    fn eval_data(&self, req: &EvalRequest<'_>, mut warn: impl FnMut(String)) -> Result<(Dataset, Split)> {
         let mut config = self.config.clone();
         let split = match req.data {
             Some(path) => {
@@ -115,7 +138,6 @@ impl TrainedRun {
             }
             check_same_tokenizer(&self.tokenizer, &data)?;
         }
-        let dataset = build_dataset(&config.data, &data, config.seed)?;
-        evaluate_cancellable(&mut self.model, &dataset, split, config.train.batch_size, 0, cancel)
+        Ok((build_dataset(&config.data, &data, config.seed)?, split))
     }
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::run::budget::{TimeBudget, FIRST_REVISION, REVISE_EVERY};
 use crate::run::checkpoint::{RunDir, METRICS_FILE};
 use crate::run::config::RunConfig;
-use crate::run::eval::{evaluate_in, EvalReport};
+use crate::run::eval::EvalReport;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
 use crate::run::milestones::{budget_verdict, diverged, evaluate_and_sample, save};
@@ -166,7 +166,11 @@ impl Trainer {
         let group = &opts.group;
         on_pool(|| {
             let log = on_root(group, "opening metrics.jsonl", || MetricsLog::open(&run.file(METRICS_FILE), s.state.step))?;
-            let ranks = Ranks::new(group, &s.model);
+            let mut ranks = Ranks::new(group, &s.model);
+            ranks.use_device(s.config.train.device, s.config.train.precision, &s.model, &s.optimizer)?;
+            if let Some((description, software)) = ranks.device_info() {
+                on_event(TrainEvent::Device { description, software });
+            }
             on_event(TrainEvent::Started {
                 family: s.config.model.family(),
                 params: s.model.params().numel(),
@@ -236,6 +240,7 @@ impl Trainer {
             group.clear_interrupt();
             s.state.rng_word_pos = rng_pos.to_string();
             s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+            self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
             save(group, &self.run, s, &mut self.log, "saving the checkpoint")?;
             // Handled: the caller may step on (a later cancel stops the run again).
             cancel.reset();
@@ -248,7 +253,7 @@ impl Trainer {
         let lr = settings.lr;
         let stats = match self.ranks.step(&mut s.model, &mut s.optimizer, &batch, settings)? {
             StepOutcome::Done(stats) => stats,
-            StepOutcome::Diverged { what } => return Err(diverged(&self.run, s, &mut self.log, step, rng_pos, what, group)),
+            StepOutcome::Diverged { what } => return Err(diverged(&self.run, s, &mut self.log, step, rng_pos, what, &self.ranks)),
         };
         let step_s = step_started.elapsed().as_secs_f64().max(1e-9);
         s.state.step += 1;
@@ -279,11 +284,12 @@ impl Trainer {
 
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         let eval_started = Instant::now();
-        let val_loss = if at_eval { Some(evaluate_and_sample(s, &self.run, &mut self.log, self.opts.samples, group, &mut *on_event)?) } else { None };
+        let val_loss = if at_eval { Some(evaluate_and_sample(s, &self.run, &mut self.log, self.opts.samples, &mut self.ranks, &mut *on_event)?) } else { None };
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();
             s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+            self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
             // Records up to this step reach the disk before the checkpoint that covers them.
             save(group, &self.run, s, &mut self.log, "saving a checkpoint")?;
         }
@@ -297,10 +303,9 @@ impl Trainer {
     /// (as `convlm eval` scores a run); training is not affected.
     pub fn evaluate(&mut self, split: Split) -> Result<EvalReport> {
         let (s, group) = (&mut self.s, &self.opts.group);
-        on_pool(|| {
-            share_buffers(group, &mut s.model)?;
-            evaluate_in(group, &mut s.model, &s.dataset, split, s.config.train.batch_size, 0)
-        })
+        share_buffers(group, &mut s.model)?;
+        // On the CPU this evaluates on the pool (`evaluate_in`), on a GPU on the device.
+        self.ranks.evaluate(&mut s.model, &s.dataset, split, s.config.train.batch_size, 0)
     }
 
     /// Saves a resumable checkpoint of the run as it is now (model.safetensors, state.json
@@ -309,6 +314,7 @@ impl Trainer {
         let s = &mut self.s;
         s.state.rng_word_pos = s.rng.get_word_pos().to_string();
         s.state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        self.ranks.sync(&mut s.model, Some(&mut s.optimizer))?;
         on_pool(|| save(&self.opts.group, &self.run, s, &mut self.log, "saving a checkpoint"))
     }
 

@@ -6,6 +6,9 @@
 
 pub mod cpu;
 mod dense;
+mod device;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod graph;
 pub mod kernels;
 pub mod memory;
@@ -17,6 +20,7 @@ pub mod threads;
 pub mod tune;
 
 pub use dense::{all_finite, Tensor};
+pub use device::Device;
 pub use graph::{Graph, ParamHook, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};
 pub use kernels::conv2d_masked::{MaskType, MaskedConv2dSpec};

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod gpu;
 pub mod process;
 pub mod property;
 pub mod runs;
