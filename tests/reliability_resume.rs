@@ -187,5 +187,5 @@ fn checkpoint_every_may_change_on_resume_and_changes_no_setting() {
     // The run still reads back as the one it was (its config fingerprint is unchanged).
     succeeds(&["sample", "--run", s(&run), "-n", "2"]);
     // Other settings still may not change.
-    fails(1, &[resume_args(&run, "50"), vec!["--lr".into(), "0.5".into()]].concat(), &["optimizer.lr", "--checkpoint-every may change"]);
+    fails(1, &[resume_args(&run, "50"), vec!["--lr".into(), "0.5".into()]].concat(), &["optimizer.lr", "--checkpoint-every and --device may change"]);
 }
