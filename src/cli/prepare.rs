@@ -105,6 +105,6 @@ pub fn cmd_prepare(a: PrepareArgs) -> Result<()> {
         meta.tokens as f64 / 1e6 / secs,
         a.out.display()
     );
-    println!("next: convlm train --data {} --dataset {}", a.out.display(), serde_json::to_value(meta.kind)?.as_str().unwrap_or("stream"));
+    println!("next: convlm train --data {}   (a run trains on it as {} data)", a.out.display(), meta.kind.name());
     Ok(())
 }

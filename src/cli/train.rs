@@ -27,10 +27,12 @@ pub struct TrainArgs {
     #[arg(long)]
     model: Option<String>,
     /// A TOML preset file, or a built-in preset name (names-mlp, names-dilated,
-    /// names-hierarchical, shakespeare-cnn, reviews-bpe-cnn)
+    /// names-hierarchical, names-best, shakespeare-cnn, shakespeare-hyena, shakespeare-best,
+    /// reviews-bpe-cnn, reviews-best)
     #[arg(long)]
     config: Option<String>,
-    /// How the text becomes examples: lines, stream or grid [default: lines]
+    /// How the text becomes examples: lines, stream or grid [default: the preset's, else a
+    /// prepared corpus's own kind, else lines (grid for pixelcnn)]
     #[arg(long, value_parser = serde_name::<DatasetKind>)]
     dataset: Option<DatasetKind>,
     /// Tokenizer: char, bpe (trained on the data), or a tokenizer.json file (e.g. from

@@ -260,14 +260,28 @@ pub const PRESETS: [(&str, &str); 8] = [
 
 /// Loads `--config`: a TOML file path, or the name of a built-in preset.
 pub fn load_preset(name_or_path: &str) -> Result<RunConfig> {
+    let (text, source) = preset_text(name_or_path)?;
+    toml::from_str(&text).map_err(|e| Error::bad_file(source, format!("invalid preset: {e}")))
+}
+
+/// Whether the preset `name_or_path` sets `data.kind` itself. One that does not leaves the
+/// run the family's default kind, or a prepared corpus's own ([`crate::run::TrainFlags`]).
+pub fn preset_sets_data_kind(name_or_path: &str) -> Result<bool> {
+    let (text, source) = preset_text(name_or_path)?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| Error::bad_file(source, format!("invalid preset: {e}")))?;
+    Ok(table.get("data").and_then(|d| d.get("kind")).is_some())
+}
+
+/// The TOML text of `--config` and the file it is known by in errors.
+fn preset_text(name_or_path: &str) -> Result<(String, PathBuf)> {
     let path = Path::new(name_or_path);
     if path.is_file() {
-        return RunConfig::from_toml_file(path);
+        return Ok((std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?, path.to_path_buf()));
     }
     let stem = name_or_path.trim_end_matches(".toml");
     let stem = Path::new(stem).file_name().and_then(|s| s.to_str()).unwrap_or(stem);
     match PRESETS.iter().find(|(n, _)| *n == stem) {
-        Some((n, text)) => toml::from_str(text).map_err(|e| Error::bad_file(format!("configs/{n}.toml"), format!("invalid preset: {e}"))),
+        Some((n, text)) => Ok((text.to_string(), PathBuf::from(format!("configs/{n}.toml")))),
         None => Err(Error::config(
             "config",
             format!("`{name_or_path}` is neither a file nor a preset (presets: {})", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
