@@ -247,7 +247,7 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     ("names-mlp", include_str!("../../configs/names-mlp.toml")),
     ("names-dilated", include_str!("../../configs/names-dilated.toml")),
     ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
@@ -256,6 +256,7 @@ pub const PRESETS: [(&str, &str); 8] = [
     ("shakespeare-hyena", include_str!("../../configs/shakespeare-hyena.toml")),
     ("shakespeare-best", include_str!("../../configs/shakespeare-best.toml")),
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
+    ("reviews-best", include_str!("../../configs/reviews-best.toml")),
 ];
 
 /// Loads `--config`: a TOML file path, or the name of a built-in preset.
