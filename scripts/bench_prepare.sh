@@ -39,10 +39,9 @@ for copies in 100 1000; do
   printf '%-44s %7.1f MB/s\n' "" "$(echo "$mb / $LAST_SECS" | bc -l)"
   measure "prepare, BPE-5000 (trained beforehand)" $BIN prepare --data "$text" --out "$WORK/bpe-$copies" --tokenizer "$WORK/bpe5000.json"
   printf '%-44s %7.1f MB/s\n' "" "$(echo "$mb / $LAST_SECS" | bc -l)"
-  # A corpus is trained on long after it was written: drop tokens.bin from the page cache
-  # first. (Pages still cached from prepare's writes sit in large folios, which the kernel
-  # maps whole on a fault: 50-60 MB more resident memory, file-backed and reclaimable.)
-  python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$WORK/char-$copies/tokens.bin"
+  # Trained right after the prepare, tokens.bin still in the page cache: windows are read
+  # with pread, so the process's resident memory does not depend on it (before, a mapped
+  # tokens.bin added most of the file; docs/corpus-format.md, "Memory while training").
   rm -rf "$WORK/run-$copies"
   measure "train --steps 1 on the char corpus" $BIN train --data "$WORK/char-$copies" --dataset stream --out "$WORK/run-$copies" \
     --steps 1 -q --set train.eval_batches=2 --set data.splits.train=0.9 --set data.splits.val=0.1 --set data.splits.test=0.0

@@ -1,13 +1,16 @@
 //! The `convlm` binary: the command line (`cli/`: clap subcommands dispatching to the
-//! library, and the error report) with the binary's allocator.
+//! library, and the error report) with the binary's allocator (the memory layer's
+//! `CachingAlloc`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod big_alloc;
 mod cli;
 
+use convlm::tensor::memory;
+
+/// The system allocator, with freed large blocks kept under the memory layer's budget.
 #[global_allocator]
-static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
+static GLOBAL: memory::CachingAlloc = memory::CachingAlloc;
 
 fn main() {
     let status = cli::main(std::env::args_os());

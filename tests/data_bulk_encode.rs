@@ -1,6 +1,8 @@
 //! `BulkEncoder` gives exactly the ids of `BpeTokenizer::encode`: on tinyshakespeare, tricky
 //! and random strings, chunk by chunk at its split points, and through the library fallback.
 
+mod common;
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -248,7 +250,7 @@ fn tricky_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(common::property::config(file!(), 128))]
 
     #[test]
     fn random_strings_match_encode(text in any::<String>(), tricky in tricky_text()) {

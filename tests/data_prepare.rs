@@ -6,6 +6,8 @@
 mod common;
 
 use common::cli::{stderr, stdout};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -153,8 +155,8 @@ fn damaged_and_unfinished_corpora_are_errors_naming_the_file() {
     std::fs::write(&tokens, &bytes).unwrap();
     assert!(open_corpus(&corpus).is_ok());
 
-    // Ids outside the vocabulary show only in the batches drawn from them (opening maps the
-    // file without reading it through): training names tokens.bin, and nothing panics.
+    // Ids outside the vocabulary show only in the batches drawn from them (opening does not
+    // read the file through): training names tokens.bin, and nothing panics.
     let damaged: Vec<u8> = bytes.iter().map(|_| 0xff).collect();
     std::fs::write(&tokens, &damaged).unwrap();
     let run = dir.path().join("run");
@@ -170,6 +172,29 @@ fn damaged_and_unfinished_corpora_are_errors_naming_the_file() {
     assert!(err.contains("is not a prepared corpus"), "{err}");
     let err = read_corpus(&corpus).unwrap_err().to_string();
     assert!(err.contains("did not finish") && err.contains(&corpus.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_corpus_cut_short_while_open_is_an_error_naming_it() {
+    // The ids are read when a window is drawn, not mapped (a mapped file cut short is a
+    // SIGBUS): a tokens.bin truncated under a run stops the next batch with an error naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    let (tok, store) = prepared(&common::shared("data/tinyshakespeare.txt"), &options(DatasetKind::Stream, TokenizerSpec::Char), &corpus);
+    let layout = Layout { kind: DatasetKind::Stream, block_size: 64, grid: (0, 0), splits: Splits::default(), mode: SplitMode::Dealt, seed: 1 };
+    let ds = Dataset::from_store(store.clone(), &tok, &layout).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = store.len();
+    let end = tok.encode("Whiles thou art waking.\n").unwrap(); // the corpus's last line
+    assert_eq!(store.read(n - end.len()..n), end);
+    ds.check_batch(&ds.sample_batch(Split::Train, 8, &mut rng)).unwrap();
+
+    let tokens = corpus.join(TOKENS_FILE);
+    std::fs::OpenOptions::new().write(true).open(&tokens).unwrap().set_len(0).unwrap();
+    assert_eq!(store.read(n - 3..n), [u32::MAX; 3], "ids that could not be read are no id");
+    assert_eq!(store.take_read_error().map(|e| e.kind()), Some(std::io::ErrorKind::UnexpectedEof));
+    let err = ds.check_batch(&ds.sample_batch(Split::Train, 8, &mut rng)).unwrap_err().to_string();
+    assert!(err.contains(&tokens.display().to_string()), "{err}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Round trips and file formats of the character and BPE tokenizers.
 
+mod common;
+
 use std::path::Path;
 
 use convlm::data::{read_corpus, train_bpe, CharTokenizer, Normalization, Tokenizer, UnknownPolicy, SPECIAL_TOKEN_NAMES};
@@ -19,6 +21,8 @@ fn shakespeare(n: usize) -> String {
 }
 
 proptest! {
+    #![proptest_config(common::property::config(file!(), 256))]
+
     #[test]
     fn char_round_trip_arbitrary_utf8(text in any::<String>()) {
         let tok = char_tok(&text);

@@ -1,6 +1,8 @@
 //! safetensors round trip, compatibility with the reference reader, and a loader that never
 //! panics and always names the file and the problem.
 
+mod common;
+
 use convlm::io::{load_safetensors, save_safetensors};
 use convlm::{Error, Tensor};
 use proptest::prelude::*;
@@ -207,7 +209,7 @@ fn duplicate_or_reserved_names_are_refused_on_save() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(common::property::config(file!(), 256))]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

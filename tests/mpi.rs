@@ -2,7 +2,7 @@
 //! two processes with the same global batch as one agree on the loss of each of 50 steps
 //! (1e-5 relative) and on the final weights (1e-5); killing a rank ends the job with a
 //! message within a bounded time, and `--resume` under mpirun continues the run exactly.
-//! A prepared corpus (memory-mapped by each rank) trains the same as in one process, and a
+//! A prepared corpus (read by each rank) trains the same as in one process, and a
 //! time-limited run ends on every rank at the same step.
 //! Each test prints `skipped: <reason>` and passes when mpirun is missing or the binary was
 //! built without the `mpi` feature (`cargo test --features mpi --test mpi`), unless

@@ -12,10 +12,11 @@
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
+mod common;
+
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
 
 fn seed_dir() -> PathBuf {
@@ -163,10 +164,11 @@ fn json_edits() -> impl Strategy<Value = Vec<(usize, u8)>> {
     prop::collection::vec((any::<usize>(), any::<u8>()), 1..4)
 }
 
-/// `CONVLM_FUZZ_SCALE=N` multiplies every case count (longer local fuzzing sessions).
+/// `CONVLM_FUZZ_SCALE=N` multiplies every case count (longer local fuzzing sessions); failures
+/// are kept in proptest-regressions/ (`common::property`).
 fn config(cases: u32) -> ProptestConfig {
     let scale: u32 = std::env::var("CONVLM_FUZZ_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    ProptestConfig { cases: cases.saturating_mul(scale), failure_persistence: Some(Box::new(FileFailurePersistence::Off)), ..ProptestConfig::default() }
+    common::property::config(file!(), cases.saturating_mul(scale))
 }
 
 proptest! {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::tensor::memory::{self, MemoryReport};
 use crate::tensor::threads;
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
@@ -108,6 +109,9 @@ pub struct BenchReport {
     /// `gflop_per_step` / median step time, W1 only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
+    /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
+    /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
+    pub memory: MemoryReport,
 }
 
 impl BenchReport {
@@ -213,6 +217,7 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         family,
         gflop_per_step,
         gflops,
+        memory: memory::report(),
     })
 }
 
@@ -275,6 +280,10 @@ mod tests {
             for key in ["workload", "framework", "ms_per_step_median", "ms_per_step_min", "loss_first", "loss_last", "params", "peak_rss_mb", "path"] {
                 assert!(json.get(key).is_some(), "{key} missing in {line}");
             }
+            let memory = &json["memory"];
+            let hits = memory["pool"]["tape"]["hits"].as_u64().unwrap_or(0);
+            assert!(hits > 0, "{w:?}: the steps after the first take tape buffers from the pool: {line}");
+            assert!(memory["budget_bytes"].as_u64().is_some_and(|b| b > 0) && memory["blocks"]["hits"].is_u64(), "{line}");
         }
         let r = run_workload(&BenchOptions { workload: Workload::W2, steps: 1, warmup: 0, threads: 2, seed: 0 }).unwrap();
         assert_eq!((r.path, r.family), ("product", Some("dilated")));

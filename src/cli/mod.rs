@@ -31,8 +31,8 @@ enum Command {
     /// Train a model (with no flags: a small dilated CNN on the built-in English word list),
     /// printing validation loss and samples; writes a run directory.
     Train(Box<TrainArgs>),
-    /// Tokenize a corpus once into a folder that training memory-maps (any size: read in
-    /// blocks, tokenized in parallel).
+    /// Tokenize a corpus once into a folder that training reads windows from (any size: read
+    /// in blocks, tokenized in parallel).
     Prepare(prepare::PrepareArgs),
     /// Sample text from a trained run.
     Sample(SampleArgs),
@@ -56,9 +56,9 @@ enum Command {
 /// (clap itself exits on `--help` and on flags it cannot parse).
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let cli = Cli::parse_from(args);
-    crate::big_alloc::keep_freed_memory();
+    convlm::tensor::memory::system::keep_freed_heap();
     if !matches!(cli.command, Some(Command::Prepare(_) | Command::Tokenizer(_) | Command::Shape(_) | Command::Summary(_))) {
-        crate::big_alloc::cache_large_blocks();
+        convlm::tensor::memory::system::cache_blocks();
     }
     match run(cli) {
         Ok(()) => 0,

@@ -155,7 +155,7 @@ pub fn cmd_train(a: TrainArgs) -> Result<()> {
     }
     #[cfg(target_os = "linux")]
     {
-        let outcome = super::ranks::cancel_on_sigterm(&cancel).and_then(|_| train_or_resume(&a, &group, cancel)).and_then(|(out, result)| {
+        let outcome = super::ranks::cancel_on_sigterm(&cancel, &group).and_then(|_| train_or_resume(&a, &group, cancel)).and_then(|(out, result)| {
             if group.is_root() {
                 return finish(&out, result);
             }

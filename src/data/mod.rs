@@ -8,8 +8,8 @@
 //!   [`Encoder`] (BPE through the [`BulkEncoder`]).
 //! * `corpus` — storing and serving ids. Corpora: [`read_corpus`] (a file or a folder,
 //!   validated and CRLF-normalized), [`builtin_corpus`] (an English word list compiled into
-//!   the binary) and [`prepare`] (a corpus of any size into a prepared-corpus folder, mapped
-//!   back by [`open_corpus`] as a [`TokenStore`]). Datasets ([`Dataset`]): one example per
+//!   the binary) and [`prepare`] (a corpus of any size into a prepared-corpus folder, opened
+//!   by [`open_corpus`] as a [`TokenStore`]). Datasets ([`Dataset`]): one example per
 //!   line, a continuous stream cut into windows, or 2-D grids; split by a seed ([`Splits`])
 //!   and batched so that every position of a sequence is trained in one step ([`Batch`]).
 //!

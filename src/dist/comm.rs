@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How long a collective operation may wait for the other ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,13 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     fn set_interrupt(&self, _flag: Arc<AtomicBool>) {}
     /// Ends every rank of the job at once with exit status `code`.
     fn abort(&self, code: i32) -> !;
+}
+
+/// The error of rank `rank` of `size` stopped by a signal (Ctrl-C, or the launcher ending the
+/// job because a rank died), while waiting for the others in `waiting_for` if it was.
+pub fn stopped_by_signal(rank: usize, size: usize, waiting_for: Option<&str>) -> Error {
+    let while_ = waiting_for.map(|what| format!(" while waiting for the other ranks in {what}")).unwrap_or_default();
+    Error::distributed(format!("rank {rank} of {size} was stopped by a signal{while_} (a rank died, or the job was interrupted)"))
 }
 
 /// One process alone: every operation returns its input.

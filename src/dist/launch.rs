@@ -45,6 +45,36 @@ pub fn overlap() -> bool {
     std::env::var("CONVLM_MPI_OVERLAP").map_or(true, |v| v.trim() != "0")
 }
 
+/// This machine's name, for messages that say where a rank runs (`?` when the system does
+/// not tell).
+pub fn host_name() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes, the length passed; the name
+        // is read only up to its terminator, within the buffer.
+        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+            let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            return String::from_utf8_lossy(&buf[..len]).into_owned();
+        }
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "?".into())
+}
+
+/// What this process, a rank of an MPI job, waits for the other ranks in right now, if it
+/// waits: for saying why it stops when the wait itself cannot return (a transport stuck
+/// inside a call).
+pub fn waiting_for() -> Option<String> {
+    #[cfg(feature = "mpi")]
+    {
+        super::mpi::waiting_for()
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        None
+    }
+}
+
 /// Whether this build can train across processes (the `mpi` cargo feature).
 pub const MPI_BUILT: bool = cfg!(feature = "mpi");
 

@@ -18,9 +18,9 @@ mod reduce;
 mod replica;
 mod shard;
 
-pub use comm::{Communicator, Pending, Single, Wait};
+pub use comm::{stopped_by_signal, Communicator, Pending, Single, Wait};
 pub use group::Group;
-pub use launch::{join, launched, not_built, overlap, timeout, Launch, DEFAULT_TIMEOUT, MPI_BUILT};
+pub use launch::{host_name, join, launched, not_built, overlap, timeout, waiting_for, Launch, DEFAULT_TIMEOUT, MPI_BUILT};
 pub use local::local_group;
 #[cfg(feature = "mpi")]
 pub use mpi::MpiComm;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mpi::ffi;
 
-use super::comm::{Communicator, Pending, Wait};
+use super::comm::{stopped_by_signal, Communicator, Pending, Wait};
 use crate::error::{Error, Result};
 
 /// Serializes the MPI calls of this process (MPI_THREAD_SERIALIZED: any thread, one at a
@@ -77,6 +77,15 @@ struct Inner {
     local_size: usize,
     limit: Duration,
     interrupt: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+/// What this process's wait in progress waits for (a lock of its own: the waiting thread may
+/// be stuck inside an MPI call, holding CALLS). One per process, as MPI is.
+static WAITING: Mutex<Option<String>> = Mutex::new(None);
+
+/// What this rank waits for the other ranks in right now, if it waits.
+pub fn waiting_for() -> Option<String> {
+    WAITING.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The ranks of `MPI_COMM_WORLD`. Dropping it finalizes MPI (drop it on the main thread,
@@ -175,6 +184,13 @@ impl Inner {
 
     /// Polls `req` to completion, or errors after `limit` or soon after an interrupt.
     fn wait(&self, req: &mut Request, what: &str, limit: Option<Duration>) -> Result<()> {
+        *WAITING.lock().unwrap_or_else(|e| e.into_inner()) = Some(what.to_string());
+        let result = self.poll(req, what, limit);
+        *WAITING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        result
+    }
+
+    fn poll(&self, req: &mut Request, what: &str, limit: Option<Duration>) -> Result<()> {
         let start = Instant::now();
         let mut interrupted_at: Option<Instant> = None;
         loop {
@@ -182,10 +198,7 @@ impl Inner {
                 return Ok(());
             }
             if self.interrupted() && interrupted_at.get_or_insert_with(Instant::now).elapsed() > INTERRUPT_GRACE {
-                return Err(Error::distributed(format!(
-                    "rank {} of {} was stopped by a signal while waiting for the other ranks in {what} (a rank died, or the job was interrupted)",
-                    self.rank, self.size
-                )));
+                return Err(stopped_by_signal(self.rank, self.size, Some(what)));
             }
             if let Some(limit) = limit.filter(|&l| start.elapsed() > l) {
                 return Err(Error::distributed(format!(

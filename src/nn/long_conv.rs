@@ -199,14 +199,14 @@ impl LongConv {
     pub fn filter(&self, g: &mut Graph, vars: &FilterVars, len: usize) -> Result<Var> {
         let consts = self.constants(len)?;
         let (e, c) = (self.spec.emb_dim, self.spec.channels);
-        let mut h = g.constant(Tensor::new(vec![len, e], consts.z[..len * e].to_vec())?); // (L, E)
+        let mut h = g.constant(Tensor::from_slice(vec![len, e], &consts.z[..len * e])?); // (L, E)
         for &(w, bias) in &vars.mlp {
             h = g.linear(h, w, Some(bias))?; // (L, W)
             h = g.scale_channels(h, vars.freq)?;
             h = g.sin(h);
         }
         let h = g.linear(h, vars.out, None)?; // (L, C)
-        let window = g.constant(Tensor::new(vec![len, c], consts.window[..len * c].to_vec())?); // (L, C)
+        let window = g.constant(Tensor::from_slice(vec![len, c], &consts.window[..len * c])?); // (L, C)
         g.mul(h, window)
     }
 }

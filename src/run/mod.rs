@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod plots;
 pub mod prepare;
 mod ranks;
+mod same_data;
 pub mod samples;
 mod session;
 pub mod step;

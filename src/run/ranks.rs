@@ -80,21 +80,16 @@ pub(super) fn open_data_in_turn(group: &Group, cfg: &DataConfig, given: Option<&
     group.agree(data, "opening the data", Wait::Unbounded)
 }
 
-/// Errors on every rank unless all ranks hold the same config, tokenizer, corpus, splits
-/// and starting weights (a data file that differs between machines, another build…).
-pub(super) fn check_same_setup(group: &Group, config: &RunConfig, tokenizer: &Tokenizer, data: &RunData, dataset: &Dataset, model: &Model) -> Result<()> {
+/// Errors on every rank unless all ranks hold the same config, splits and starting weights
+/// (another build, another seed…; the data itself is compared file by file as soon as it
+/// opened, `same_data`).
+pub(super) fn check_same_setup(group: &Group, config: &RunConfig, dataset: &Dataset, model: &Model) -> Result<()> {
     if !group.is_distributed() {
         return Ok(());
     }
     let fingerprint = || -> Result<u64> {
         let mut h = Xxh3::new();
         h.update(config_hash(config)?.as_bytes());
-        h.update(tokenizer.to_json()?.as_bytes());
-        for f in &data.fingerprint.files {
-            h.update(f.name.as_bytes());
-            h.update(&f.size.to_le_bytes());
-            h.update(f.xxh3.as_bytes());
-        }
         for split in [Split::Train, Split::Val, Split::Test] {
             h.update(&(dataset.num_examples(split) as u64).to_le_bytes());
         }
@@ -104,7 +99,7 @@ pub(super) fn check_same_setup(group: &Group, config: &RunConfig, tokenizer: &To
         Ok(h.digest())
     };
     let value = group.agree(fingerprint(), "fingerprinting the setup", Wait::Step)?;
-    group.check_same(value, "the config, tokenizer, data or starting weights")
+    group.check_same(value, "the config, splits or starting weights")
 }
 
 /// Errors on every rank unless all ranks hold the same weights, bit for bit: every rank takes

@@ -19,6 +19,7 @@ use crate::run::events::{OnEvent, TrainEvent};
 use crate::run::ownership::{RunLock, RunManifest};
 use crate::run::prepare::{build_dataset, check_same_tokenizer};
 use crate::run::ranks::{check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
+use crate::run::same_data::check_same_data;
 use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
@@ -135,6 +136,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
     };
     group.agree(absolute(), "finding the data", crate::dist::Wait::Step)?;
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
+    check_same_data(group, &config.data, &data)?;
     let tokenizer = data.tokenizer.clone();
     let dataset = build_dataset(&config.data, &data, config.seed)?;
     let total_steps = total_steps(&config, &dataset)?;
@@ -151,7 +153,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
         run.record_fingerprints(&mut manifest, &config, data.fingerprint.clone())?;
         Ok((lock, moved_aside))
     })?;
-    check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
+    check_same_setup(group, &config, &dataset, &model)?;
     let (lock, moved_aside) = claimed.map_or((None, None), |(l, m)| (Some(l), m));
     let rng = ChaCha8Rng::seed_from_u64(config.seed ^ BATCH_RNG_STREAM);
     let state = TrainState::start(total_steps, config.seed ^ BATCH_RNG_STREAM, config.train.time_limit);
@@ -190,6 +192,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         config.train.threads = opts.threads;
     }
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p))?;
+    check_same_data(group, &config.data, &data)?;
     on_root(group, "checking the data", || {
         match &manifest {
             Some(m) => {
@@ -236,7 +239,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         }
     }
     let rng = batch_rng(run, &state)?;
-    check_same_setup(group, &config, &tokenizer, &data, &dataset, &model)?;
+    check_same_setup(group, &config, &dataset, &model)?;
     Ok(Session { config, tokenizer, dataset, model, optimizer, rng, state, _lock: lock, moved_aside: None })
 }
 

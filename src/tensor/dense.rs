@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr_free::standard_normal;
 
-use super::buffers::{copied, stale, zeroed};
+use super::memory::{copied, give, stale, zeroed};
 
 /// A dense f32 tensor in row-major (C) order.
 #[derive(Debug, PartialEq, Default)]
@@ -14,9 +14,17 @@ pub struct Tensor {
 }
 
 impl Clone for Tensor {
-    /// Large tensors are copied into a kept buffer (see `tensor::buffers`), across the pool.
+    /// Copied into a buffer from the memory layer (`tensor::memory`), large ones across the pool.
     fn clone(&self) -> Self {
         Tensor { shape: self.shape.clone(), data: copied(&self.data) }
+    }
+}
+
+impl Drop for Tensor {
+    /// Gives the buffer back to the memory layer (`tensor::memory`) for the next tensor of
+    /// its size.
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.data));
     }
 }
 
@@ -29,6 +37,17 @@ impl Tensor {
             return Err(Error::shape("tensor", format!("shape {shape:?} holds {n} values but {} were given", data.len())));
         }
         Ok(Tensor { shape, data })
+    }
+
+    /// A tensor holding a copy of `data` (in a buffer from the memory layer); errors if the
+    /// sizes disagree.
+    pub fn from_slice(shape: impl Into<Vec<usize>>, data: &[f32]) -> Result<Self> {
+        let shape = shape.into();
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape("tensor", format!("shape {shape:?} holds {n} values but {} were given", data.len())));
+        }
+        Ok(Tensor { shape, data: copied(data) })
     }
 
     /// A tensor of zeros.
@@ -94,49 +113,22 @@ impl Tensor {
         &mut self.data
     }
 
-    /// Consumes the tensor, returning its data.
-    pub fn into_data(self) -> Vec<f32> {
-        self.data
+    /// Consumes the tensor, returning its data (which no longer goes back to the pool).
+    pub fn into_data(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
 
     /// The same data under another shape with the same number of elements.
-    pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
-        Tensor::new(shape, self.data)
+    pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        Tensor::new(shape, std::mem::take(&mut self.data))
     }
 
     /// Swaps the last two axes of a tensor of rank ≥ 2 (e.g. (B, C, T) ↔ (B, T, C)).
     pub fn transpose_last2(&self) -> Tensor {
         let r = self.shape.len();
         assert!(r >= 2, "transpose_last2 needs rank >= 2");
-        let (rows, cols) = (self.shape[r - 2], self.shape[r - 1]);
-        let batch = self.data.len() / (rows * cols).max(1);
         let mut out = stale(self.data.len()); // every value written below
-                                              // 32 × 32 tiles, the inner loop along the longer side's stride: with a power-of-two
-                                              // stride, the 32 values an inner loop scatters all map to the same cache set (a plain
-                                              // double loop took 1 ms for Hyena's (1024, 128) filters, 0.09 ms this way).
-        const TILE: usize = 32;
-        for b in 0..batch {
-            let src = &self.data[b * rows * cols..(b + 1) * rows * cols];
-            let dst = &mut out[b * rows * cols..(b + 1) * rows * cols];
-            for i0 in (0..rows).step_by(TILE) {
-                for j0 in (0..cols).step_by(TILE) {
-                    let (is, js) = (i0..(i0 + TILE).min(rows), j0..(j0 + TILE).min(cols));
-                    if rows >= cols {
-                        for j in js {
-                            for i in is.clone() {
-                                dst[j * rows + i] = src[i * cols + j];
-                            }
-                        }
-                    } else {
-                        for i in is {
-                            for j in js.clone() {
-                                dst[j * rows + i] = src[i * cols + j];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        transpose_last2_into(&self.data, &self.shape, &mut out);
         let mut shape = self.shape.clone();
         shape.swap(r - 2, r - 1);
         Tensor { shape, data: out }
@@ -150,6 +142,41 @@ impl Tensor {
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
         all_finite(&self.data)
+    }
+}
+
+/// Writes `src` (row-major, `shape` of rank ≥ 2) with its last two axes swapped into `dst`
+/// (same length): every value of `dst` is written.
+pub(crate) fn transpose_last2_into(src: &[f32], shape: &[usize], dst: &mut [f32]) {
+    let r = shape.len();
+    assert!(r >= 2 && dst.len() == src.len(), "transpose_last2 needs rank >= 2 and equal lengths");
+    let (rows, cols) = (shape[r - 2], shape[r - 1]);
+    let batch = src.len() / (rows * cols).max(1);
+    // 32 × 32 tiles, the inner loop along the longer side's stride: with a power-of-two
+    // stride, the 32 values an inner loop scatters all map to the same cache set (a plain
+    // double loop took 1 ms for Hyena's (1024, 128) filters, 0.09 ms this way).
+    const TILE: usize = 32;
+    for b in 0..batch {
+        let src = &src[b * rows * cols..(b + 1) * rows * cols];
+        let dst = &mut dst[b * rows * cols..(b + 1) * rows * cols];
+        for i0 in (0..rows).step_by(TILE) {
+            for j0 in (0..cols).step_by(TILE) {
+                let (is, js) = (i0..(i0 + TILE).min(rows), j0..(j0 + TILE).min(cols));
+                if rows >= cols {
+                    for j in js {
+                        for i in is.clone() {
+                            dst[j * rows + i] = src[i * cols + j];
+                        }
+                    }
+                } else {
+                    for i in is {
+                        for j in js.clone() {
+                            dst[j * rows + i] = src[i * cols + j];
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

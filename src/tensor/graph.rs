@@ -2,7 +2,7 @@
 //! input needs a gradient, a backward closure object. `backward()` walks the tape in reverse.
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::{recycle, stale, zeroed};
+use crate::tensor::memory::{give, stale, zeroed};
 use crate::tensor::Tensor;
 
 /// A handle to a value recorded on a [`Graph`].
@@ -279,14 +279,12 @@ impl Graph {
 }
 
 impl Drop for Graph {
-    /// Hands the large value and gradient buffers to the next graph's ops
-    /// (`tensor::buffers`), instead of freeing them and zero-filling new ones.
+    /// Gives every gradient buffer back to the memory layer (`tensor::memory`) for the next
+    /// graph's ops, instead of freeing them and zero-filling new ones (the values, tensors,
+    /// give theirs back as they drop).
     fn drop(&mut self) {
-        for t in std::mem::take(&mut self.values) {
-            recycle(t.into_data());
-        }
         for g in std::mem::take(&mut self.grads).into_iter().flatten() {
-            recycle(g);
+            give(g);
         }
     }
 }

@@ -4,15 +4,14 @@
 //! convolution specs, [`matmul`]); [`kernels`] is public for the engine's own benchmarks and
 //! tests, not for the other layers.
 
-mod buffers;
 pub mod cpu;
 mod dense;
 mod graph;
 pub mod kernels;
+pub mod memory;
 pub(crate) mod ops;
 pub mod threads;
 
-pub use buffers::release_buffers;
 pub use dense::{all_finite, Tensor};
 pub use graph::{Graph, ParamHook, Var};
 pub use kernels::conv1d::{conv_output_len, Conv1dSpec, Padding};

@@ -6,9 +6,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-// The `convlm` binary's allocator and command line, compiled into this module as they are.
-#[path = "../../../src/big_alloc.rs"]
-mod big_alloc;
+// The `convlm` binary's command line, compiled into this module as it is.
 #[path = "../../../src/cli/mod.rs"]
 mod cli;
 
@@ -23,10 +21,10 @@ mod trainer;
 
 use pyo3::prelude::*;
 
-/// Large blocks are kept for reuse while training, as in the `convlm` binary (a training step
+/// Large blocks are kept for reuse while training, as in the `convlm` binary (the memory layer's `CachingAlloc`; a training step
 /// allocates the same buffers every step). Blocks handed to NumPy are freed through it too.
 #[global_allocator]
-static GLOBAL: big_alloc::CachingAlloc = big_alloc::CachingAlloc;
+static GLOBAL: convlm::tensor::memory::CachingAlloc = convlm::tensor::memory::CachingAlloc;
 
 /// The compiled part of convlm; import `convlm` instead.
 #[pymodule]

@@ -69,7 +69,7 @@ fn flags(
 fn open(py: Python<'_>, flags: &TrainFlags, opts: &TrainOptions, feed: &Feed) -> PyResult<(convlm::run::Trainer, PathBuf)> {
     // Training allocates the same large buffers every step: keep freed ones for reuse, as the
     // binary does for `convlm train` (without, each step page-faults them back in).
-    crate::big_alloc::cache_large_blocks();
+    convlm::tensor::memory::system::cache_blocks();
     let mut on_event = feed.on_event();
     pool::run(py, flags.threads, None, feed, || -> convlm::Result<_> {
         if flags.resume {

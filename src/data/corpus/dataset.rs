@@ -1,5 +1,5 @@
 //! Datasets after splitting: examples per split, random batches and ordered evaluation batches,
-//! read from a [`TokenStore`] (in memory, or a memory-mapped prepared corpus) without copying
+//! read from a [`TokenStore`] (in memory, or a prepared corpus read where asked) without copying
 //! the corpus. The constructors live in `construct.rs`.
 
 use std::collections::HashSet;
@@ -169,9 +169,13 @@ impl Dataset {
     }
 
     /// Errors unless every id of `batch` lies in the tokenizer's vocabulary. A prepared
-    /// corpus is mapped, not read through, when it is opened (its size does not matter), so
-    /// a damaged `tokens.bin` shows only in the batches drawn from it: the error names it.
+    /// corpus is not read through when it is opened (its size does not matter), so a damaged
+    /// `tokens.bin` shows only in the batches drawn from it, and so does a file that could not
+    /// be read (truncated after it was opened): the error names it.
     pub fn check_batch(&self, batch: &Batch) -> Result<()> {
+        if let (Some(e), Some(path)) = (self.store.take_read_error(), self.store.path()) {
+            return Err(Error::io(path, e));
+        }
         let v = self.tokenizer.vocab_size() as u64;
         let targets = batch.targets.iter().filter(|&&t| t >= 0).map(|&t| t as u64); // IGNORE_INDEX skipped
         let Some(id) = batch.inputs.iter().map(|&i| i as u64).chain(targets).find(|&id| id >= v) else { return Ok(()) };

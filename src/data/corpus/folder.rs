@@ -9,7 +9,8 @@
 //!   interrupted prepare) is not a corpus.
 //!
 //! [`CorpusWriter`] writes the ids as they come, so memory does not grow with the corpus;
-//! [`open_corpus`] maps the files and checks their sizes against `corpus.json`.
+//! [`open_corpus`] opens the ids (read where asked) and maps the line offsets, and checks
+//! their sizes against `corpus.json`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -193,19 +194,21 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
 }
 
-/// Opens a prepared corpus: its description and its ids and line boundaries, mapped. A
-/// missing or truncated file, or offsets that do not fit the ids, are errors naming the file.
+/// Opens a prepared corpus: its description, its ids (read where asked, see `store.rs`) and
+/// its line boundaries (mapped). A missing or truncated file, or offsets that do not fit the
+/// ids, are errors naming the file.
 pub fn open_corpus(dir: &Path) -> Result<(CorpusMeta, TokenStore)> {
     let meta = read_corpus_meta(dir)?;
     let meta_path = dir.join(CORPUS_META);
     let tokens_path = dir.join(TOKENS_FILE);
-    let ids = map(&tokens_path)?;
+    let ids = File::open(&tokens_path).map_err(|e| Error::io(&tokens_path, e))?;
+    let size = ids.metadata().map_err(|e| Error::io(&tokens_path, e))?.len();
     let len = usize::try_from(meta.tokens).map_err(|_| Error::bad_file(&meta_path, "more tokens than this machine can address"))?;
     let want = len.checked_mul(meta.dtype.bytes()).ok_or_else(|| Error::bad_file(&meta_path, "token count overflows"))?;
-    if ids.len() != want {
+    if size != want as u64 {
         return Err(Error::bad_file(
             &tokens_path,
-            format!("holds {} bytes but corpus.json says {} {:?} tokens ({want} bytes): truncated or replaced", ids.len(), meta.tokens, meta.dtype),
+            format!("holds {size} bytes but corpus.json says {} {:?} tokens ({want} bytes): truncated or replaced", meta.tokens, meta.dtype),
         ));
     }
     let docs = match meta.kind {
@@ -235,7 +238,7 @@ pub fn open_corpus(dir: &Path) -> Result<(CorpusMeta, TokenStore)> {
             Some(docs)
         }
     };
-    let store = TokenStore::mapped(ids, meta.dtype == Dtype::U32, len, docs, &tokens_path);
+    let store = TokenStore::file(ids, meta.dtype == Dtype::U32, len, docs, &tokens_path);
     store.advise_random();
     Ok((meta, store))
 }

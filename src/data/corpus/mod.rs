@@ -1,6 +1,6 @@
 //! Storing and serving ids, the upper room of the data layer: where a corpus's text comes
 //! from (sources read in blocks of whole lines), `prepare` (text → a prepared-corpus folder,
-//! docs/corpus-format.md), the folder's files written and mapped back as a [`TokenStore`],
+//! docs/corpus-format.md), the folder's files written and opened again as a [`TokenStore`],
 //! and the datasets cut from a store: splits, line / stream / grid examples and batches. It
 //! encodes text with the tokenize room below it and is never imported by it.
 

@@ -15,11 +15,11 @@ use std::sync::{Mutex, PoisonError};
 use super::conv1d::Conv1dSpec;
 use super::im2col::{Columns, MAX_COLS};
 use super::matmul::{matmul_then, Init, Mat, Par, EPILOGUE_ROWS};
-use super::scratch::Scratch;
 use super::softmax::{count_targets, row_lse, softmax_in_place, IGNORE_INDEX};
 use super::window_gemm::pack_forward;
 use crate::error::{Error, Result};
 use crate::tensor::cpu::avx2_fma;
+use crate::tensor::memory::Scratch;
 
 const OP: &str = "conv1d_cross_entropy";
 

@@ -11,7 +11,7 @@
 //! whenever the columns fit in [`MAX_COLS`]; larger convs keep the copy-free tap GEMMs.
 
 use super::matmul::{matmul, Mat, Par};
-use super::scratch::Scratch;
+use crate::tensor::memory::Scratch;
 use rayon::prelude::*;
 
 /// Columns bigger than this (in f32 values) are not materialised (64 MiB).

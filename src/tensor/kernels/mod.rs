@@ -11,7 +11,6 @@ pub mod long_conv;
 mod mat;
 pub mod matmul;
 pub(crate) mod pointwise;
-mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 pub mod softmax;

@@ -5,7 +5,7 @@
 //! im2col copy. Only the few rows whose window touches padding are built explicitly.
 
 use super::matmul::{matmul, matmul_init, Init, Mat, Par};
-use super::scratch::Scratch;
+use crate::tensor::memory::Scratch;
 use rayon::prelude::*;
 
 /// Window geometry: destination row `r` reads source rows `r + offset .. r + offset + k`.

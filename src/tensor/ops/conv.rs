@@ -7,6 +7,7 @@ use crate::tensor::kernels::conv1d::{conv1d_backward_hinted, conv1d_forward, Con
 use crate::tensor::kernels::conv1d_loss::{self, conv1d_cross_entropy, HeadGrad};
 use crate::tensor::kernels::conv2d_masked::{masked_conv2d_backward, masked_conv2d_forward, MaskedConv2dSpec};
 use crate::tensor::kernels::conv_transpose1d::{conv_transpose1d_backward, conv_transpose1d_forward, ConvTranspose1dSpec};
+use crate::tensor::memory::Scratch;
 use crate::tensor::Tensor;
 
 /// Which convolution a [`ConvBack`] differentiates.
@@ -40,16 +41,16 @@ fn with_grads(ctx: &mut GradCtx, vars: [Option<Var>; 3], f: impl FnOnce(GradBuf,
     if let Some([gx, gw, gb]) = ctx.grads_disjoint(vars) {
         return f(gx, gw, gb, x_unset);
     }
-    let mut bufs: [Option<Vec<f32>>; 3] = [None, None, None];
+    let mut bufs: [Option<Scratch>; 3] = [None, None, None];
     for (buf, v) in bufs.iter_mut().zip(vars) {
-        *buf = v.and_then(|v| ctx.grad(v).map(|g| vec![0.0; g.len()]));
+        *buf = v.and_then(|v| ctx.grad(v).map(|g| Scratch::zeroed(g.len())));
     }
     let [gx, gw, gb] = &mut bufs;
     f(gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut(), true)?;
     for (v, buf) in vars.into_iter().zip(bufs) {
         if let (Some(v), Some(buf)) = (v, buf) {
             if let Some(dst) = ctx.grad(v) {
-                dst.iter_mut().zip(&buf).for_each(|(d, b)| *d += b);
+                dst.iter_mut().zip(buf.iter()).for_each(|(d, b)| *d += b);
             }
         }
     }

@@ -1,10 +1,10 @@
 //! Dense ops: linear layers over the last axis and embedding lookups.
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::stale;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::kernels::matmul::{matmul, matmul_init, Init, Mat, Par};
 use crate::tensor::kernels::tap_gemm::add_column_sums;
+use crate::tensor::memory::stale;
 use crate::tensor::Tensor;
 
 /// Adds `bias` (C) to every row of `out` (N, C).

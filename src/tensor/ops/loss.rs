@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::tensor::cpu::avx2_fma;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::kernels::softmax::{count_targets, log_sum_exp, row_grad, row_lse, softmax_in_place};
+use crate::tensor::memory::zeroed;
 use crate::tensor::Tensor;
 
 pub use crate::tensor::kernels::softmax::IGNORE_INDEX;
@@ -103,7 +104,7 @@ impl Graph {
         // while each row is read anyway; backward then only subtracts at the targets. Eval
         // graphs (which still record parameters) skip the buffer; a backward there recomputes.
         let weight = 1.0 / count as f32;
-        let mut probs = (self.training() && self.requires_grad(logits)).then(|| vec![0.0f32; rows * v]);
+        let mut probs = (self.training() && self.requires_grad(logits)).then(|| zeroed(rows * v)); // ignored rows stay zero
         let mut prob_chunks: Vec<Option<&mut [f32]>> = match probs.as_mut() {
             Some(p) => p.chunks_mut(v * ROWS_PER_TASK).map(Some).collect(),
             None => (0..rows.div_ceil(ROWS_PER_TASK)).map(|_| None).collect(),

@@ -11,7 +11,7 @@ mod shape;
 
 use rayon::prelude::*;
 
-use crate::tensor::buffers::stale;
+use crate::tensor::memory::stale;
 
 /// Element count above which elementwise loops are split across the rayon pool.
 const PAR_THRESHOLD: usize = 1 << 15;
@@ -25,7 +25,7 @@ pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync +
     out
 }
 
-pub(crate) use crate::tensor::buffers::copied as copy_of;
+pub(crate) use crate::tensor::memory::copied as copy_of;
 
 /// `out[i] = f(a[i])`, in parallel for large inputs.
 pub(crate) fn map_into(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {

@@ -5,9 +5,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::stale;
 use crate::tensor::cpu::{avx2_fma, with_avx2};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::memory::Scratch;
 use crate::tensor::Tensor;
 
 /// Rows per parallel task of the normalisations' row loops.
@@ -65,8 +65,8 @@ struct NormBack {
     x: Var,
     gamma: Var,
     beta: Var,
-    xhat: Vec<f32>,
-    inv_std: Vec<f32>,
+    xhat: Scratch,
+    inv_std: Scratch,
     /// true: statistics per channel over rows (batchnorm, train); false for eval batchnorm.
     batch_stats: bool,
     /// true: statistics per row over channels (layernorm).
@@ -160,12 +160,12 @@ impl BackwardOp for NormBack {
 
 struct DropoutBack {
     x: Var,
-    mask: Vec<f32>,
+    mask: Scratch,
 }
 impl BackwardOp for DropoutBack {
     fn backward(&self, _out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
         if let Some(gx) = ctx.grad(self.x) {
-            for ((a, &b), &m) in gx.iter_mut().zip(g).zip(&self.mask) {
+            for ((a, &b), &m) in gx.iter_mut().zip(g).zip(self.mask.iter()) {
                 *a += b * m;
             }
         }
@@ -219,8 +219,9 @@ impl Graph {
             }
             (running.0.iter().map(|&v| v as f64).collect(), running.1.iter().map(|&v| v as f64).collect(), None)
         };
-        let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (v + eps as f64).sqrt()) as f32).collect();
-        let mut xhat = vec![0.0f32; xd.len()];
+        let mut inv_std = Scratch::new(c); // every value written below
+        inv_std.iter_mut().zip(&var).for_each(|(s, v)| *s = (1.0 / (v + eps as f64).sqrt()) as f32);
+        let mut xhat = Scratch::new(xd.len()); // every row written below
         for (hrow, row) in xhat.chunks_mut(c).zip(xd.chunks(c)) {
             for j in 0..c {
                 hrow[j] = ((row[j] as f64 - mean[j]) * inv_std[j] as f64) as f32;
@@ -240,8 +241,8 @@ impl Graph {
         let xd = self.value(x).data();
         let (gd, bd) = (self.value(gamma).data(), self.value(beta).data());
         // Every row of xhat and out is written below (nothing to write when c = 0).
-        let mut xhat = stale(xd.len());
-        let mut inv_std = vec![0.0f32; xd.len() / c.max(1)];
+        let mut xhat = Scratch::new(xd.len());
+        let mut inv_std = Scratch::new(xd.len() / c.max(1));
         let mut out = Tensor::stale(self.shape(x).to_vec());
         if c > 0 {
             // Blocks of rows across the pool.
@@ -287,7 +288,7 @@ impl Graph {
         // stream of it, so the masks are the same for any number of threads.
         let seed: u64 = rng.gen();
         let xv = self.value(x);
-        let mut mask = vec![0.0f32; xv.numel()];
+        let mut mask = Scratch::new(xv.numel()); // every value written below
         let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
         mask.par_chunks_mut(DROPOUT_BLOCK).zip(out.data_mut().par_chunks_mut(DROPOUT_BLOCK)).zip(xv.data().par_chunks(DROPOUT_BLOCK)).enumerate().for_each(
             |(block, ((m, o), xs))| {

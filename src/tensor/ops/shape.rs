@@ -3,8 +3,9 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::buffers::stale;
+use crate::tensor::dense::transpose_last2_into;
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
+use crate::tensor::memory::{stale, Scratch};
 use crate::tensor::Tensor;
 
 /// (outer, axis length, inner) sizes of a shape split at `axis`.
@@ -108,9 +109,12 @@ struct TransposeBack {
 }
 impl BackwardOp for TransposeBack {
     fn backward(&self, out: &Tensor, g: &[f32], ctx: &mut GradCtx) -> Result<()> {
-        let gt = Tensor::new(out.shape().to_vec(), g.to_vec())?.transpose_last2();
-        if let Some(gx) = ctx.grad(self.x) {
-            gx.iter_mut().zip(gt.data()).for_each(|(a, b)| *a += b);
+        if ctx.needs_grad(self.x) {
+            let mut gt = Scratch::new(g.len()); // x's shape; every value written below
+            transpose_last2_into(g, out.shape(), &mut gt);
+            if let Some(gx) = ctx.grad(self.x) {
+                gx.iter_mut().zip(gt.iter()).for_each(|(a, b)| *a += b);
+            }
         }
         Ok(())
     }

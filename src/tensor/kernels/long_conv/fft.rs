@@ -10,7 +10,7 @@ use rustfft::{Fft, FftPlanner};
 use super::spectra::Spectra;
 use super::{fft_len, transpose, LongConvShape, TILE_ROWS};
 use crate::tensor::cpu::{avx2_fma, Avx2Fma};
-use crate::tensor::kernels::scratch::Scratch;
+use crate::tensor::memory::Scratch;
 
 /// Forward and inverse complex FFTs of one size, from the shared planner.
 struct Plans {
@@ -303,7 +303,7 @@ pub(super) fn backward_fft(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32
             // Σ over pairs of GY·conj(U) per channel of the block, (width, N): the real part
             // of its inverse is Σ_b of the items' correlations (the cross terms of a pair
             // land in the imaginary part).
-            let mut cross = if gk_blk.is_some() { vec![Complex::new(0.0, 0.0); width * n] } else { Vec::new() };
+            let mut cross = Spectra::zeroed(if gk_blk.is_some() { width * n } else { 0 });
             for (b0, b1) in batch_pairs(nb) {
                 let stride = gather_columns(&gy[item(b0)], cc, t_len, c0, width, g_re, simd); // (width, T)
                 if let Some(b1) = b1 {

@@ -32,9 +32,9 @@ mod tests;
 
 use rayon::prelude::*;
 
-use super::scratch::Scratch;
 use crate::error::{Error, Result};
 use crate::tensor::cpu::{avx2_fma, Avx2Fma};
+use crate::tensor::memory::Scratch;
 use direct::{forward_direct, grad_k_direct, grad_u_direct};
 use fft::{backward_fft, forward_fft};
 

@@ -1,55 +1,42 @@
-//! A small pool of complex buffers for filter spectra, as `kernels::scratch` is for f32.
-
-use std::sync::{Mutex, PoisonError};
+//! Filter spectra in a buffer from the memory layer: complex values over a [`Scratch`] of
+//! twice as many f32.
 
 use rustfft::num_complex::Complex;
 
-/// A buffer of spectra with UNSPECIFIED contents, to be written in full: taken from a small
-/// pool and given back when dropped, as [`Scratch`] does for f32 buffers. The filter
-/// spectra are C·N bins (2 MB at C = 128, T = 1024); a fresh zeroed vector cost its
-/// zero-fill and page faults on every call.
-pub(super) struct Spectra(Vec<Complex<f32>>);
+use crate::tensor::memory::Scratch;
 
-static SPECTRA: Mutex<Vec<Vec<Complex<f32>>>> = Mutex::new(Vec::new());
+/// A buffer of spectra with UNSPECIFIED contents, to be written in full ([`Spectra::new`]), or
+/// zeros ([`Spectra::zeroed`]): a [`Scratch`] (so
+/// from the CPU pool, given back when dropped) seen as complex values. The filter spectra
+/// are C·N bins (2 MB at C = 128, T = 1024); a fresh zeroed vector cost its zero-fill and
+/// page faults on every call.
+pub(super) struct Spectra(Scratch);
 
 impl Spectra {
-    /// Buffers kept for reuse: a forward's and a backward's, with room for a second layer.
-    const KEPT: usize = 4;
-
     pub(super) fn new(len: usize) -> Self {
-        let mut pool = SPECTRA.lock().unwrap_or_else(PoisonError::into_inner);
-        let best = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
-        let mut buf = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
-        drop(pool);
-        buf.resize(len, Complex::new(0.0, 0.0));
-        Spectra(buf)
+        Spectra(Scratch::new(2 * len))
+    }
+
+    /// `len` zeros, for spectra that are summed into.
+    pub(super) fn zeroed(len: usize) -> Self {
+        Spectra(Scratch::zeroed(2 * len))
     }
 }
 
 impl std::ops::Deref for Spectra {
     type Target = [Complex<f32>];
     fn deref(&self) -> &[Complex<f32>] {
-        &self.0
+        // SAFETY: `Complex<f32>` is `#[repr(C)]` {re, im}: two f32 with f32's alignment, so
+        // the scratch's 2·len initialised f32 are len valid complex values, borrowed as long
+        // as `self`.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<Complex<f32>>(), self.0.len() / 2) }
     }
 }
 
 impl std::ops::DerefMut for Spectra {
     fn deref_mut(&mut self) -> &mut [Complex<f32>] {
-        &mut self.0
-    }
-}
-
-impl Drop for Spectra {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if buf.capacity() == 0 {
-            return;
-        }
-        let mut pool = SPECTRA.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < Self::KEPT {
-            pool.push(buf);
-        } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()).filter(|b| b.capacity() < buf.capacity()) {
-            *smallest = buf;
-        }
+        // SAFETY: as in `deref`, and the borrow of `self` is exclusive, so no other
+        // reference to the scratch's values exists while this one lives.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<Complex<f32>>(), self.0.len() / 2) }
     }
 }

@@ -8,7 +8,7 @@ mod avx2;
 
 use super::{add_transposed_taps, transposed_taps, LongConvShape, LANES, ROWS};
 use crate::tensor::cpu::{avx2_fma, Avx2Fma};
-use crate::tensor::kernels::scratch::Scratch;
+use crate::tensor::memory::Scratch;
 
 pub(super) fn forward_direct(shape: &LongConvShape, u: &[f32], k: &[f32], d: &[f32], out: &mut [f32]) {
     let kt = transposed_taps(k, shape); // (T, C)
