@@ -245,11 +245,7 @@ fn take_corpus_kind(mut c: RunConfig) -> Result<RunConfig> {
         let needs = if c.model.is_grid() { "grid" } else { "lines or stream" };
         return Err(Error::bad_file(
             dir,
-            format!(
-                "is a corpus prepared as {} data, but family {} trains on {needs} data (prepare it again with --dataset)",
-                kind.name(),
-                c.model.family()
-            ),
+            format!("is a corpus prepared as {} data, but family {} trains on {needs} data (prepare it again with --dataset)", kind.name(), c.model.family()),
         ));
     }
     c.data.kind = kind;
