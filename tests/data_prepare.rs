@@ -269,7 +269,7 @@ fn prepare_command_writes_a_corpus_that_train_and_eval_read() {
     // A corpus prepared as lines is not a stream.
     let wrong_kind = convlm(&["train", "--data", corpus_arg, "--dataset", "stream", "--out", dir.path().join("run2").to_str().unwrap(), "-q"], &cache);
     assert_eq!(wrong_kind.status.code(), Some(1));
-    assert!(stderr(&wrong_kind).contains("is a corpus prepared as Lines data, but the run asks for Stream"), "{}", stderr(&wrong_kind));
+    assert!(stderr(&wrong_kind).contains("is a corpus prepared as lines data, but the run asks for stream"), "{}", stderr(&wrong_kind));
 }
 
 #[test]

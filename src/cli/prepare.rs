@@ -123,7 +123,7 @@ fn prepare_into(a: &PrepareArgs, opts: &PrepareOptions) -> Result<()> {
     let bytes: u64 = meta.source.files.iter().map(|f| f.size).sum();
     let docs = if meta.documents > 0 { format!(" in {} lines", meta.documents) } else { String::new() };
     print(format!(
-        "prepared {} tokens{docs} (u{} ids, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}\nnext: convlm train --data {} --dataset {}\n",
+        "prepared {} tokens{docs} (u{} ids, vocabulary {}) from {} file(s), {:.1} MB in {secs:.1} s ({:.1} MB/s, {:.2}M tokens/s) into {}\nnext: convlm train --data {}   (a run trains on it as {} data)\n",
         meta.tokens,
         meta.dtype.bytes() * 8,
         meta.vocab_size,
@@ -133,6 +133,6 @@ fn prepare_into(a: &PrepareArgs, opts: &PrepareOptions) -> Result<()> {
         meta.tokens as f64 / 1e6 / secs,
         a.out.display(),
         a.out.display(),
-        serde_json::to_value(meta.kind)?.as_str().unwrap_or("stream")
+        meta.kind.name()
     ))
 }

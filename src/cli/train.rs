@@ -30,7 +30,8 @@ pub struct TrainArgs {
     /// A TOML preset file, or a built-in preset (see config_help: the list comes from PRESETS)
     #[arg(long, help = config_help())]
     config: Option<String>,
-    /// How the text becomes examples: lines, stream or grid [default: lines]
+    /// How the text becomes examples: lines, stream or grid [default: the preset's, else a
+    /// prepared corpus's own kind, else lines (grid for pixelcnn)]
     #[arg(long, value_parser = serde_name::<DatasetKind>)]
     dataset: Option<DatasetKind>,
     /// Tokenizer: char, bpe (trained on the data), or a tokenizer.json file (e.g. from

@@ -276,7 +276,7 @@ pub fn apply_overrides(config: &RunConfig, overrides: &[String]) -> Result<RunCo
 }
 
 /// The named presets shipped in `configs/` (compiled in, so they work from any folder).
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     ("names-mlp", include_str!("../../configs/names-mlp.toml")),
     ("names-dilated", include_str!("../../configs/names-dilated.toml")),
     ("names-hierarchical", include_str!("../../configs/names-hierarchical.toml")),
@@ -285,6 +285,7 @@ pub const PRESETS: [(&str, &str); 8] = [
     ("shakespeare-hyena", include_str!("../../configs/shakespeare-hyena.toml")),
     ("shakespeare-best", include_str!("../../configs/shakespeare-best.toml")),
     ("reviews-bpe-cnn", include_str!("../../configs/reviews-bpe-cnn.toml")),
+    ("reviews-best", include_str!("../../configs/reviews-best.toml")),
 ];
 
 /// A preset: its settings, and what it was tuned on.
@@ -317,15 +318,28 @@ pub fn load_preset(name_or_path: &str) -> Result<RunConfig> {
 
 /// [`load_preset`] with what the preset was tuned on.
 pub fn load_preset_info(name_or_path: &str) -> Result<Preset> {
+    let (text, source) = preset_text(name_or_path)?;
+    parse_preset(&text, &source)
+}
+
+/// Whether the preset `name_or_path` sets `data.kind` itself. One that does not leaves the
+/// run the family's default kind, or a prepared corpus's own ([`crate::run::TrainFlags`]).
+pub fn preset_sets_data_kind(name_or_path: &str) -> Result<bool> {
+    let (text, source) = preset_text(name_or_path)?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| Error::bad_file(source, format!("invalid preset: {e}")))?;
+    Ok(table.get("data").and_then(|d| d.get("kind")).is_some())
+}
+
+/// The TOML text of `--config` and the file it is known by in errors.
+fn preset_text(name_or_path: &str) -> Result<(String, PathBuf)> {
     let path = Path::new(name_or_path);
     if path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        return parse_preset(&text, path);
+        return Ok((std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?, path.to_path_buf()));
     }
     let stem = name_or_path.trim_end_matches(".toml");
     let stem = Path::new(stem).file_name().and_then(|s| s.to_str()).unwrap_or(stem);
     match PRESETS.iter().find(|(n, _)| *n == stem) {
-        Some((n, text)) => parse_preset(text, Path::new(&format!("configs/{n}.toml"))),
+        Some((n, text)) => Ok((text.to_string(), PathBuf::from(format!("configs/{n}.toml")))),
         None => Err(Error::config(
             "config",
             format!("`{name_or_path}` is neither a file nor a preset (presets: {})", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),

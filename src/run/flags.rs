@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use crate::data::DatasetKind;
+use crate::data::{is_corpus, read_corpus_meta, DatasetKind};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::optim::OptimizerKind;
 use crate::run::checkpoint::RunDir;
-use crate::run::config::{apply_overrides, load_preset, load_preset_info, RunConfig, TokenizerKind};
+use crate::run::config::{apply_overrides, load_preset, load_preset_info, preset_sets_data_kind, RunConfig, TokenizerKind};
 use crate::run::session::ResumeOptions;
 use crate::tensor::{Device, Precision};
 
@@ -66,9 +66,14 @@ impl TrainFlags {
     /// The config of a new run: the preset (or the defaults), then the flags (flags win). A
     /// preset tuned on a file (`tuned_on`) needs `data`: it would train on the built-in word
     /// list otherwise.
+    ///
+    /// A prepared corpus given as `--data` lends the run its kind (stream, lines or grid)
+    /// unless one is asked for: by `--dataset`, `--set data.kind=...` or a preset that sets
+    /// `data.kind`. A kind asked for that differs from the corpus's is an error when the data
+    /// is opened.
     pub fn new_config(&self) -> Result<RunConfig> {
         self.check_exclusive()?;
-        let base = match &self.config {
+        let (base, kind_set) = match &self.config {
             Some(p) => {
                 let preset = load_preset_info(p)?;
                 if let (Some(text), None) = (&preset.tuned_on, &self.data) {
@@ -77,11 +82,26 @@ impl TrainFlags {
                         format!("--config {p} was tuned on {text}: pass --data with that file (or with other text, to train on it), instead of training on the built-in word list"),
                     ));
                 }
-                preset.config
+                (preset.config, preset_sets_data_kind(p)?)
             }
-            None => RunConfig::default(),
+            None => (RunConfig::default(), false),
         };
-        self.apply(base)
+        self.config_from(base, kind_set)
+    }
+
+    /// `base` with the flags applied ([`TrainFlags::apply`]), then the kind of a prepared
+    /// corpus when neither `base` (`base_sets_kind`) nor the flags ask for one.
+    fn config_from(&self, base: RunConfig, base_sets_kind: bool) -> Result<RunConfig> {
+        let new_family = self.model.as_deref().is_some_and(|m| m != base.model.family());
+        let base_kind = base.data.kind;
+        let c = self.apply(base)?;
+        // A new family that moves between grid and sequence data replaces the base's kind.
+        let kind_replaced = new_family && (c.model.is_grid() || base_kind == DatasetKind::Grid);
+        let flags_set_kind = self.dataset.is_some() || self.set.iter().any(|s| s.split_once('=').is_some_and(|(k, _)| k == "data.kind"));
+        if flags_set_kind || (base_sets_kind && !kind_replaced) {
+            return Ok(c);
+        }
+        take_corpus_kind(c)
     }
 
     /// `e` with a word on where a warm-up came from: a preset's, when the flags set none.
@@ -228,11 +248,11 @@ impl TrainFlags {
         self.check_exclusive()?;
         run.require_run()?;
         let stored = run.load_config()?;
-        let mut base = stored.clone();
-        if let Some(preset) = &self.config {
-            base = load_preset(preset)?;
-        }
-        let mut wanted = self.apply(base)?;
+        let (base, kind_set) = match &self.config {
+            Some(preset) => (load_preset(preset)?, preset_sets_data_kind(preset)?),
+            None => (stored.clone(), true),
+        };
+        let mut wanted = self.config_from(base, kind_set)?;
         // Paths are stored absolute; compare what the flags name.
         for path in [&mut wanted.data.path, &mut wanted.data.tokenizer_file].into_iter().flatten() {
             if let Ok(p) = std::fs::canonicalize(&*path) {
@@ -255,6 +275,22 @@ impl TrainFlags {
             ),
         ))
     }
+}
+
+/// `c` with the kind of the prepared corpus its data path names, if it names one; an error
+/// naming the corpus when the run's family cannot train on that kind.
+fn take_corpus_kind(mut c: RunConfig) -> Result<RunConfig> {
+    let Some(dir) = c.data.path.as_deref().filter(|p| is_corpus(p)) else { return Ok(c) };
+    let kind = read_corpus_meta(dir)?.kind;
+    if (kind == DatasetKind::Grid) != c.model.is_grid() {
+        let needs = if c.model.is_grid() { "grid" } else { "lines or stream" };
+        return Err(Error::bad_file(
+            dir,
+            format!("is a corpus prepared as {} data, but family {} trains on {needs} data (prepare it again with --dataset)", kind.name(), c.model.family()),
+        ));
+    }
+    c.data.kind = kind;
+    Ok(c)
 }
 
 /// The leaves of `new` that differ from `old`, as (dotted key, old, new).

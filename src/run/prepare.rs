@@ -167,7 +167,13 @@ fn open_prepared(cfg: &DataConfig, dir: &Path) -> Result<RunData> {
     if meta.kind != cfg.kind {
         return Err(Error::bad_file(
             dir,
-            format!("is a corpus prepared as {:?} data, but the run asks for {:?} (prepare it again with --dataset, or set data.kind)", meta.kind, cfg.kind),
+            format!(
+                "is a corpus prepared as {} data, but the run asks for {} (by --dataset, data.kind or its preset): prepare it again with --dataset {}, or train on it as {} data",
+                meta.kind.name(),
+                cfg.kind.name(),
+                cfg.kind.name(),
+                meta.kind.name()
+            ),
         ));
     }
     let tokenizer = corpus_tokenizer(dir, &meta)?;

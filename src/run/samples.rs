@@ -143,25 +143,27 @@ pub fn sample_texts_on(
         }
         return Ok(out);
     }
-    let (prompts, stop, prefix) = match kind {
+    let prompts = match kind {
         DatasetKind::Lines => {
             let mut p = vec![sp.bos];
             p.extend(&prompt_ids);
-            (vec![p; req.count], Some(sp.eos), req.prompt.clone().unwrap_or_default())
+            vec![p; req.count]
         }
         _ => {
             // A stream has no <bos>: start from the prompt, or from a newline when the
             // vocabulary has one, else from <bos> (never trained, but harmless).
             let start = if prompt_ids.is_empty() { tokenizer.encode("\n").ok().filter(|v| !v.is_empty()).unwrap_or(vec![sp.bos]) } else { prompt_ids.clone() };
-            (vec![start; req.count], None, req.prompt.clone().unwrap_or_default())
+            vec![start; req.count]
         }
     };
+    let stop = (kind == DatasetKind::Lines).then_some(sp.eos);
+    let prefix = req.prompt.clone().unwrap_or_default();
     let request = GenerateRequest { prompts, stop, sampling: &req.sampling, banned, cancel: req.cancel.clone() };
     let generated = generate_on(model, engine, &request)?;
     Ok(generated
         .into_iter()
         .map(|ids| {
-            let text = format!("{prefix}{}", tokenizer.decode(&ids));
+            let text = format!("{prefix}{}", decode_continuation(tokenizer, &prompt_ids, &ids));
             let novelty = match (kind, dataset) {
                 (DatasetKind::Lines, Some(d)) => Some(if d.contains_line(Split::Train, &text) {
                     Novelty::InTrain
@@ -175,4 +177,20 @@ pub fn sample_texts_on(
             Sample { text, novelty }
         })
         .collect())
+}
+
+/// The text that `generated` adds after `prompt_ids`, decoded in context: a decoder that
+/// treats a sequence's first token specially (`Metaspace` drops its leading space) or a
+/// character split across the boundary (byte-level BPE) would read wrong decoded alone.
+/// Falls back to `generated` decoded alone when the prompt's text does not begin the whole.
+pub fn decode_continuation(tokenizer: &Tokenizer, prompt_ids: &[u32], generated: &[u32]) -> String {
+    if prompt_ids.is_empty() {
+        return tokenizer.decode(generated);
+    }
+    let head = tokenizer.decode(prompt_ids);
+    let whole = tokenizer.decode(&[prompt_ids, generated].concat());
+    match whole.strip_prefix(head.as_str()) {
+        Some(rest) => rest.to_string(),
+        None => tokenizer.decode(generated),
+    }
 }

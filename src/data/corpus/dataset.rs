@@ -26,6 +26,17 @@ pub enum DatasetKind {
     Grid,
 }
 
+impl DatasetKind {
+    /// The kind as configs and flags spell it (`lines`, `stream`, `grid`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Lines => "lines",
+            DatasetKind::Stream => "stream",
+            DatasetKind::Grid => "grid",
+        }
+    }
+}
+
 /// Options of a line dataset ([`Dataset::lines`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

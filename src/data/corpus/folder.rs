@@ -171,6 +171,20 @@ pub fn is_corpus(dir: &Path) -> bool {
     corpus_state(dir) == CorpusState::Finished
 }
 
+/// Reads a prepared corpus's description (`corpus.json`) alone, e.g. to learn its kind
+/// before opening it; errors name the folder or the file.
+pub fn read_corpus_meta(dir: &Path) -> Result<CorpusMeta> {
+    let meta_path = dir.join(CORPUS_META);
+    if !meta_path.is_file() {
+        return Err(Error::bad_file(dir, "is not a prepared corpus (no corpus.json: made by `convlm prepare`, or its prepare was interrupted)"));
+    }
+    let meta: CorpusMeta = read_json(&meta_path)?;
+    if meta.format != FORMAT || meta.version != VERSION {
+        return Err(Error::bad_file(&meta_path, format!("a {} corpus of version {}, this convlm reads {FORMAT} version {VERSION}", meta.format, meta.version)));
+    }
+    Ok(meta)
+}
+
 /// Maps a file read-only.
 fn map(path: &Path) -> Result<memmap2::Mmap> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -184,14 +198,8 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
 /// its line boundaries (mapped). A missing or truncated file, or offsets that do not fit the
 /// ids, are errors naming the file.
 pub fn open_corpus(dir: &Path) -> Result<(CorpusMeta, TokenStore)> {
+    let meta = read_corpus_meta(dir)?;
     let meta_path = dir.join(CORPUS_META);
-    if !meta_path.is_file() {
-        return Err(Error::bad_file(dir, "is not a prepared corpus (no corpus.json: made by `convlm prepare`, or its prepare was interrupted)"));
-    }
-    let meta: CorpusMeta = read_json(&meta_path)?;
-    if meta.format != FORMAT || meta.version != VERSION {
-        return Err(Error::bad_file(&meta_path, format!("a {} corpus of version {}, this convlm reads {FORMAT} version {VERSION}", meta.format, meta.version)));
-    }
     let tokens_path = dir.join(TOKENS_FILE);
     let ids = File::open(&tokens_path).map_err(|e| Error::io(&tokens_path, e))?;
     let size = ids.metadata().map_err(|e| Error::io(&tokens_path, e))?.len();

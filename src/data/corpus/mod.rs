@@ -24,7 +24,7 @@ pub use claim::{claim_corpus_folder, CorpusLock};
 pub use construct::Layout;
 pub use dataset::{Dataset, DatasetKind, LineOptions};
 pub use documents::{LineEncoder, LineRules, MemorySink, TokenSink};
-pub use folder::{is_corpus, open_corpus, CorpusMeta, CorpusWriter, Dtype};
+pub use folder::{is_corpus, open_corpus, read_corpus_meta, CorpusMeta, CorpusWriter, Dtype};
 pub use names::{corpus_state, holds_only_corpus_files, is_empty_folder, CorpusState, CORPUS_META, CORPUS_TOKENIZER, DOCS_FILE, TOKENS_FILE};
 pub use prepare::{prepare, PrepareOptions, PrepareProgress, Source, TokenizerSpec};
 pub use reader::fingerprint_files;

@@ -30,6 +30,8 @@ pub const MAX_BPE_VOCAB: usize = 1 << 20;
 /// * the special tokens `<pad> <bos> <eos> <unk>` that the file lacks are added as special
 ///   tokens after its vocabulary (so ids stay those of the file);
 /// * padding and truncation settings are switched off (batching is convlm's job);
+/// * a file without a decoder whose pre-tokenizer is `ByteLevel` or `Metaspace` gets the
+///   matching decoder, so decoded text never shows the byte-level markers (`Ġ`, `Ċ`) or `▁`;
 /// * special-token text inside the input (a literal `"<pad>"`) is encoded as ordinary text,
 ///   never as the special token, so a corpus cannot inject control tokens.
 #[derive(Debug, Clone)]
@@ -85,6 +87,17 @@ fn check_merges(text: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The decoder that undoes a pre-tokenizer's markers: `ByteLevel` bytes-as-characters, or
+/// `Metaspace`'s `▁` (also inside a `Sequence`); `None` for pre-tokenizers that leave none.
+fn decoder_for(pre: &PreTokenizerWrapper) -> Option<DecoderWrapper> {
+    match pre {
+        PreTokenizerWrapper::ByteLevel(_) => Some(DecoderWrapper::from(ByteLevel::default())),
+        PreTokenizerWrapper::Metaspace(m) => Some(DecoderWrapper::from(m.clone())),
+        PreTokenizerWrapper::Sequence(seq) => seq.as_ref().iter().find_map(decoder_for),
+        _ => None,
+    }
 }
 
 impl BpeTokenizer {
@@ -181,6 +194,10 @@ impl BpeTokenizer {
         inner.set_encode_special_tokens(true);
         inner.with_padding(None);
         inner.with_truncation(None).map_err(hf_error("cannot switch truncation off"))?;
+        if inner.get_decoder().is_none() {
+            let decoder = inner.get_pre_tokenizer().and_then(decoder_for);
+            inner.with_decoder(decoder);
+        }
         let specials = SpecialTokens::lookup(|name| inner.token_to_id(name)).map_err(Error::Tokenizer)?;
         let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
         Ok(BpeTokenizer { inner: Box::new(inner), specials, vocab_size })
