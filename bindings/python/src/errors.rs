@@ -18,7 +18,7 @@ pub fn to_py(e: convlm::Error) -> PyErr {
         Error::Data(_) | Error::Tokenizer(_) => "DataError",
         Error::Io { path, .. } | Error::BadFile { path, .. } | Error::RunDir { path, .. } if !path.exists() => "MissingFileError",
         Error::Io { .. } | Error::BadFile { .. } | Error::RunDir { .. } => "FileError",
-        Error::NonFinite { .. } | Error::Memory(_) | Error::Distributed(_) | Error::PeerFailed => "TrainingError",
+        Error::NonFinite { .. } | Error::Memory(_) | Error::Distributed(_) | Error::PeerFailed | Error::Device(_) => "TrainingError",
         Error::Interrupted { .. } | Error::Cancelled => return PyKeyboardInterrupt::new_err(e.to_string()),
     };
     let message = e.to_string();

@@ -25,4 +25,4 @@ class MissingFileError(FileError, FileNotFoundError):
 
 class TrainingError(ConvlmError, RuntimeError):
     """Training that cannot go on: it diverged (the last good checkpoint is kept), the model
-    would not fit in memory, or data-parallel ranks failed."""
+    would not fit in memory, data-parallel ranks failed, or a device (a GPU) failed."""
