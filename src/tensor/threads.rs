@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 static CONFIGURED: OnceLock<usize> = OnceLock::new();
 
-/// Cores this process may run on.
+/// Cores this process may run on (read once: the query opens cgroup files, tens of
+/// microseconds that a caller stepping from Python would pay on every call).
 pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 /// The thread count asked for: `requested` if given, else `CONVLM_THREADS`, else none.
@@ -71,7 +73,7 @@ pub fn with_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             let done = &done;
             s.spawn(move |_| {
                 if rayon::current_thread_index() != me {
-                    spin_for_work(done);
+                    spin_for_work(done, MAX_IDLE_SPIN);
                 }
             });
         }
@@ -85,7 +87,34 @@ pub fn with_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// own idle loop (which sleeps).
 pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(20);
 
-fn spin_for_work(done: &AtomicBool) {
+/// Leaves every worker of the current pool (the one whose worker calls it; the global pool
+/// from outside any) spinning for work until it has found none for `max_idle`, then back in
+/// rayon's idle loop (which sleeps).
+///
+/// For a caller that hands the pool short jobs one after another from outside it (a
+/// Python loop taking one training step per call): between two calls the workers would
+/// fall asleep, and every call would begin with futex wake-ups. Call it after a job; the
+/// next job, arriving within `max_idle`, finds the workers awake. Called at the end of a
+/// job on a worker, it wakes no one (the workers are still awake). The cost is at most
+/// `max_idle` of spinning on each worker after the last call.
+pub fn keep_awake(max_idle: Duration) {
+    rayon::spawn_broadcast(move |_| {
+        let mut idle_since = Instant::now();
+        while idle_since.elapsed() <= max_idle {
+            if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                idle_since = Instant::now();
+            } else {
+                // Give way to any thread waiting for a core (the caller, woken by the job's
+                // end, must not wait for a spinner's time slice).
+                std::thread::yield_now();
+            }
+        }
+    });
+}
+
+/// Takes pending work of the current pool until `done` is set or no work came for
+/// `max_idle`.
+fn spin_for_work(done: &AtomicBool, max_idle: Duration) {
     let mut idle_since: Option<Instant> = None;
     while !done.load(Ordering::Acquire) {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
@@ -93,7 +122,7 @@ fn spin_for_work(done: &AtomicBool) {
             continue;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() > MAX_IDLE_SPIN {
+        if since.elapsed() > max_idle {
             return;
         }
         std::hint::spin_loop();
@@ -122,6 +151,49 @@ mod tests {
         assert_eq!(with_workers_awake(|| 7), 7);
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(one.install(|| with_workers_awake(|| 8)), 8);
+    }
+
+    #[test]
+    fn kept_awake_workers_run_the_next_jobs_and_return_to_sleep_after_their_idle_time() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        pool.install(|| keep_awake(Duration::from_millis(5)));
+        // Jobs handed in while the workers spin are run (by a spinning worker's yield).
+        for i in 0..20u64 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(pool_sum(i)).unwrap());
+        }
+        let mut got: Vec<u64> = (0..20).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        got.sort();
+        let mut want: Vec<u64> = (0..20).map(pool_sum).collect();
+        want.sort();
+        assert_eq!(got, want);
+        // The spinning ends: after the idle time no worker uses the CPU any more.
+        std::thread::sleep(Duration::from_millis(50));
+        let before = pool.broadcast(|_| thread_cpu_ms());
+        std::thread::sleep(Duration::from_millis(200));
+        let after = pool.broadcast(|_| thread_cpu_ms());
+        for (b, a) in before.iter().zip(&after) {
+            assert!(a - b < 50.0, "a worker kept spinning: {b} -> {a} ms of CPU");
+        }
+    }
+
+    /// CPU time of the calling thread, in ms.
+    #[cfg(target_os = "linux")]
+    fn thread_cpu_ms() -> f64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn thread_cpu_ms() -> f64 {
+        0.0
+    }
+
+    fn pool_sum(i: u64) -> u64 {
+        (0..1000u64).into_par_iter().map(|v| v * i).sum()
     }
 
     #[test]

@@ -220,6 +220,9 @@ impl Trainer {
                     t.finish(&mut on_event)?;
                 }
             }
+            // A Python loop calls again within microseconds: the workers wait for it awake
+            // instead of each call beginning with wake-ups.
+            convlm::tensor::threads::keep_awake(convlm::tensor::threads::MAX_IDLE_SPIN);
             Ok(reports)
         });
         feed.close(py)?;
