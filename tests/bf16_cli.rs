@@ -32,6 +32,36 @@ fn a_cpu_without_avx512_bf16_gets_an_error_naming_the_feature_and_the_flag() {
 }
 
 #[test]
+fn auto_records_bf16_where_the_cpu_has_it_and_fp32_where_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = common::shared("data/names.txt");
+    let flags = "--steps 2 --precision auto --set train.eval_batches=1 --set train.samples=0";
+    let precision_of = |run: &std::path::Path| -> Value {
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+        config["train"].get("precision").cloned().unwrap_or(Value::Null)
+    };
+    // This CPU as it is: bf16 exactly where it has the instructions (an fp32 run's config
+    // leaves the precision out).
+    let run = dir.path().join("auto");
+    succeeds(&train_args(&names, &run, flags));
+    let expected = if common::bf16_available() { Value::from("bf16") } else { Value::Null };
+    assert_eq!(precision_of(&run), expected);
+    // `auto` asked again on resume is the precision chosen, not a change.
+    succeeds(&["train", "--resume", "--out", s(&run), "--steps", "3", "--precision", "auto", "-q"]);
+    // The same CPU with the instructions hidden: fp32, where bf16 would have been refused.
+    let hidden = dir.path().join("hidden");
+    let out = command().args(train_args(&names, &hidden, flags)).env("CONVLM_CPU_DISABLE", "avx512bf16").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(precision_of(&hidden), Value::Null);
+    let bench = command()
+        .args(["bench", "--workload", "w2", "--steps", "1", "--warmup", "0", "--precision", "auto"])
+        .env("CONVLM_CPU_DISABLE", "avx512bf16")
+        .output()
+        .unwrap();
+    assert_eq!(json_line(&bench)["precision"], "fp32");
+}
+
+#[test]
 fn a_bf16_run_keeps_its_precision_through_resume() {
     if !common::bf16_available() {
         return;

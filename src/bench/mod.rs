@@ -278,6 +278,9 @@ pub const MAX_STEPS: usize = 1_000_000;
 
 /// Runs one workload and reports its step times and losses.
 pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
+    // `auto` is timed (and reported) as what it chooses on this machine.
+    let resolved = BenchOptions { precision: opts.precision.resolve(opts.device.is_cpu()), ..opts.clone() };
+    let opts = &resolved;
     if opts.steps == 0 {
         return Err(Error::config("steps", "must be at least 1"));
     }
@@ -307,14 +310,14 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         _ => (None, None),
     };
     let peak_of_precision = match opts.precision {
-        Precision::Fp32 => Some(peak.fp32_gflops),
+        Precision::Fp32 | Precision::Auto => Some(peak.fp32_gflops),
         Precision::Bf16 => peak.bf16_gflops,
     };
     let efficiency = gflops.zip(peak_of_precision).map(|(g, p)| round_to(g / p, 3));
     Ok(BenchReport {
         workload: opts.workload.name().to_string(),
         framework: match opts.precision {
-            Precision::Fp32 => "convlm".to_string(),
+            Precision::Fp32 | Precision::Auto => "convlm".to_string(),
             Precision::Bf16 => "convlm+bf16".to_string(),
         },
         ms_per_step_median: round_to(median, 4),

@@ -86,8 +86,9 @@ pub struct BenchArgs {
     /// Seed of the model's initialisation and the random tokens.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// fp32, or bf16 (matmuls and convolutions in bf16 with fp32 accumulation, as
-    /// `bench_pytorch.py --bf16`; needs a CPU with AVX512_BF16)
+    /// fp32, bf16 (matmuls and convolutions in bf16 with fp32 accumulation, as
+    /// `bench_pytorch.py --bf16`; needs a CPU with AVX512_BF16) or auto (bf16 where the CPU
+    /// has it, else fp32)
     #[arg(long, value_parser = super::parse::serde_name::<Precision>, default_value = "fp32")]
     precision: Precision,
     /// Time cached (median of 5 runs) vs naive generation of --tokens tokens with the W1 model.

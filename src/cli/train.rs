@@ -87,10 +87,11 @@ pub struct TrainArgs {
     /// Worker threads, at most the number of cores [default: CONVLM_THREADS or every core]
     #[arg(long)]
     threads: Option<usize>,
-    /// fp32, or bf16: matmuls and convolutions take bf16 inputs and accumulate in fp32
-    /// (torch.autocast's bf16; needs a CPU with AVX512_BF16); parameters, optimizer and
-    /// checkpoints stay fp32. Kept in the run's config, so --resume continues with it
-    /// [default: fp32]
+    /// fp32, bf16 or auto. bf16: matmuls and convolutions take bf16 inputs and accumulate in
+    /// fp32 (torch.autocast's bf16; needs a CPU with AVX512_BF16); parameters, optimizer and
+    /// checkpoints stay fp32. auto: bf16 where the CPU has it, else fp32. The precision run
+    /// in is kept in the run's config, so --resume continues with it [default: fp32, or the
+    /// preset's]
     #[arg(long, value_parser = serde_name::<Precision>)]
     precision: Option<Precision>,
     /// Where the steps run: cpu, gpu (the first discrete adapter, else integrated, else a

@@ -253,6 +253,10 @@ impl TrainFlags {
             None => (stored.clone(), true),
         };
         let mut wanted = self.config_from(base, kind_set)?;
+        // `auto`, asked again, is the precision the run chose when it began.
+        if wanted.train.precision == crate::tensor::Precision::Auto {
+            wanted.train.precision = stored.train.precision;
+        }
         // Paths are stored absolute; compare what the flags name.
         for path in [&mut wanted.data.path, &mut wanted.data.tokenizer_file].into_iter().flatten() {
             if let Ok(p) = std::fs::canonicalize(&*path) {

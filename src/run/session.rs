@@ -22,6 +22,7 @@ use crate::run::prepare::{build_dataset, check_same_tokenizer};
 use crate::run::ranks::{check_device, check_same_setup, from_root, on_root, open_data_in_turn, Ranks};
 use crate::run::same_data::check_same_data;
 use crate::run::step::{dropout_seed, StepOutcome, StepSettings};
+use crate::tensor::Precision;
 
 /// Offset mixed into the run seed for the batch RNG, so batches and init differ.
 const BATCH_RNG_STREAM: u64 = 0x0062_6174_6368_6573;
@@ -130,13 +131,26 @@ fn preparing(events: &SharedEvents, p: &PrepareProgress) {
     (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Preparing(*p));
 }
 
+/// The precision a new run computes in, recorded in its config.json: `auto` becomes bf16
+/// where every rank's CPU has AVX512_BF16 (and the run is on the CPU), fp32 otherwise.
+fn choose_precision(group: &Group, config: &RunConfig) -> Result<Precision> {
+    let asked = config.train.precision;
+    let chosen = asked.resolve(config.train.device.is_cpu());
+    if asked != Precision::Auto || !group.is_distributed() {
+        return Ok(chosen);
+    }
+    let some_rank_lacks_bf16 = group.any(chosen != Precision::Bf16, "choosing the precision")?;
+    Ok(if some_rank_lacks_bf16 { Precision::Fp32 } else { Precision::Bf16 })
+}
+
 /// A new run of `config` in `run`; `cancel` stops the reading of its data.
 pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: &Group, cancel: &CancelToken, on_event: OnEvent<'_>) -> Result<Session> {
     let events: SharedEvents = std::sync::Mutex::new(on_event);
     config.validate()?;
+    let mut config = config.clone();
+    config.train.precision = choose_precision(group, &config)?;
     check_device(group, config.train.device, config.train.precision)?;
     group.agree(config.train.precision.check_cpu(), "checking the CPU", crate::dist::Wait::Step)?;
-    let mut config = config.clone();
     // Runs are read back from other folders (eval, resume): keep the data path absolute.
     let mut absolute = || -> Result<()> {
         for path in [&mut config.data.path, &mut config.data.tokenizer_file].into_iter().flatten() {

@@ -19,6 +19,10 @@ pub enum Precision {
     Fp32,
     /// bf16 products with fp32 accumulation (CPUs with AVX512_BF16).
     Bf16,
+    /// `Bf16` on a CPU that has AVX512_BF16, `Fp32` elsewhere (a GPU included): what a preset
+    /// asks for to run as fast as each machine allows. A new run records the precision it
+    /// chose in its config.json ([`Precision::resolve`]), so that a resume computes as it began.
+    Auto,
 }
 
 impl Precision {
@@ -27,6 +31,17 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Auto => "auto",
+        }
+    }
+
+    /// The precision a run on the CPU (`on_cpu`) or a GPU computes in: `Auto` chosen for this
+    /// machine, the others as they are.
+    pub fn resolve(self, on_cpu: bool) -> Precision {
+        match self {
+            Precision::Auto if on_cpu && cpu::avx512_bf16().is_some() => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            chosen => chosen,
         }
     }
 
@@ -35,6 +50,7 @@ impl Precision {
     pub fn products(self) -> Result<Gemm> {
         match self {
             Precision::Fp32 => Ok(Gemm::F32),
+            Precision::Auto => self.resolve(true).products(),
             Precision::Bf16 => cpu::avx512_bf16().map(Gemm::Bf16).ok_or_else(|| {
                 Error::config(
                     "precision",
@@ -65,7 +81,8 @@ impl std::str::FromStr for Precision {
         match s.to_ascii_lowercase().as_str() {
             "fp32" | "f32" => Ok(Precision::Fp32),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(Error::config("precision", format!("must be fp32 or bf16, got `{s}`"))),
+            "auto" => Ok(Precision::Auto),
+            _ => Err(Error::config("precision", format!("must be fp32, bf16 or auto, got `{s}`"))),
         }
     }
 }
@@ -76,12 +93,23 @@ mod tests {
 
     #[test]
     fn names_parse_and_serialize_as_the_flag_spells_them() {
-        for p in [Precision::Fp32, Precision::Bf16] {
+        for p in [Precision::Fp32, Precision::Bf16, Precision::Auto] {
             assert_eq!(p.name().parse::<Precision>().unwrap(), p);
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
         }
         let err = "fp16".parse::<Precision>().unwrap_err().to_string();
         assert!(err.contains("precision") && err.contains("fp16"), "{err}");
+    }
+
+    #[test]
+    fn auto_is_bf16_exactly_on_a_cpu_with_the_instructions_and_fp32_on_a_gpu() {
+        let has = cpu::avx512_bf16().is_some();
+        assert_eq!(Precision::Auto.resolve(true), if has { Precision::Bf16 } else { Precision::Fp32 });
+        assert_eq!(Precision::Auto.resolve(false), Precision::Fp32);
+        assert_eq!(Precision::Auto.products().unwrap(), Precision::Auto.resolve(true).products().unwrap());
+        for p in [Precision::Fp32, Precision::Bf16] {
+            assert_eq!((p.resolve(true), p.resolve(false)), (p, p));
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn open(py: Python<'_>, flags: &TrainFlags, opts: &TrainOptions, feed: &Feed) ->
 /// (continue the run in `out` exactly), `force` (move what `out` holds aside) and `settings`,
 /// a dict of `--set` keys such as {"model.channels": 256}, and `precision` ("fp32", or
 /// "bf16" on CPUs with AVX512_BF16: matmuls and convolutions in bf16 with fp32
-/// accumulation, as `--precision`). `progress` shows a bar (tqdm.auto
+/// accumulation, as `--precision`; "auto": bf16 where the CPU has it). `progress` shows a bar (tqdm.auto
 /// when installed), the validation loss and samples; False shows nothing.
 ///
 /// Ctrl-C (or Jupyter's interrupt) stops at the next step, saves a checkpoint and raises

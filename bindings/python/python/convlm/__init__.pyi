@@ -49,7 +49,7 @@ def train(
     force: bool = False,
     progress: bool = True,
     settings: _Settings | None = None,
-    precision: Literal["fp32", "bf16"] | None = None,
+    precision: Literal["fp32", "bf16", "auto"] | None = None,
 ) -> Run:
     """Trains a model as ``convlm train`` does and returns its run."""
 
@@ -71,7 +71,7 @@ class Trainer:
         force: bool = False,
         progress: bool = True,
         settings: _Settings | None = None,
-        precision: Literal["fp32", "bf16"] | None = None,
+        precision: Literal["fp32", "bf16", "auto"] | None = None,
     ) -> Trainer: ...
     def step(self, n: int = 1) -> list[dict[str, Any]]:
         """Takes up to ``n`` steps and returns the metrics record of each."""
