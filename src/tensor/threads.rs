@@ -73,7 +73,7 @@ pub fn with_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             let done = &done;
             s.spawn(move |_| {
                 if rayon::current_thread_index() != me {
-                    spin_for_work(done, MAX_IDLE_SPIN);
+                    spin_for_work(done);
                 }
             });
         }
@@ -113,8 +113,8 @@ pub fn keep_awake(max_idle: Duration) {
 }
 
 /// Takes pending work of the current pool until `done` is set or no work came for
-/// `max_idle`.
-fn spin_for_work(done: &AtomicBool, max_idle: Duration) {
+/// [`MAX_IDLE_SPIN`].
+fn spin_for_work(done: &AtomicBool) {
     let mut idle_since: Option<Instant> = None;
     while !done.load(Ordering::Acquire) {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
@@ -122,7 +122,7 @@ fn spin_for_work(done: &AtomicBool, max_idle: Duration) {
             continue;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() > max_idle {
+        if since.elapsed() > MAX_IDLE_SPIN {
             return;
         }
         std::hint::spin_loop();
