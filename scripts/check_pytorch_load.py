@@ -59,6 +59,7 @@ def build_model(run):
     settings = dict(config["model"])
     family = settings.pop("family")
     settings.pop("dropout", None)  # no parameters; off in eval, which is what this checks
+    settings.pop("tie_embeddings", None)  # the state_dict lists the tied table under both names
     if family not in FAMILIES or family == "pixelcnn":
         sys.exit(f"{run}: family {family!r} is not a sequence family of models.py")
     vocab = tokenizer["vocab"]

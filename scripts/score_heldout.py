@@ -44,6 +44,7 @@ def convlm_model(run, vocab):
         settings = dict(json.load(f)["model"])
     family = settings.pop("family")
     settings.pop("dropout", None)  # no parameters; off in evaluation
+    settings.pop("tie_embeddings", None)  # the state_dict lists the tied table under both names
     model = FAMILIES[family](vocab, **settings)
     model.load_state_dict(load_file(os.path.join(run, "best.safetensors")), strict=True)
     model.eval()

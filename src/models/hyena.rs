@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{is_zero, require_positive, require_probability, Family};
+use super::{is_false, is_zero, require_positive, require_probability, Family};
 use crate::error::{Error, Result};
 use crate::nn::{Backend, CausalConv1d, Embedding, Head, LayerNorm, Linear, LongConv, LongConvSpec, ModelBuilder};
 use crate::tensor::Activation;
@@ -12,6 +12,8 @@ use crate::tensor::Activation;
 const LN_EPS: f32 = 1e-5;
 /// Kernel of the depthwise short conv in front of the long one.
 const SHORT_KERNEL: usize = 3;
+/// Initial standard deviation of an embedding table that is also the head's weight (GPT-2's).
+const TIED_EMBEDDING_STD: f32 = 0.02;
 
 /// Configuration of the `hyena` family (reference/models.py `HyenaLM`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,11 @@ pub struct HyenaConfig {
     /// Dropout probability while training (0: none), on the embeddings and on each mixer and MLP output.
     #[serde(skip_serializing_if = "is_zero")]
     pub dropout: f32,
+    /// The head's weight is the embedding table (Press & Wolf, 2017): V·d fewer parameters to
+    /// fit, which pays where the data is small. The table then starts N(0, 0.02²); the
+    /// state_dict still lists `head.weight` (a copy), so it loads into `HyenaLM` unchanged.
+    #[serde(skip_serializing_if = "is_false")]
+    pub tie_embeddings: bool,
 }
 
 impl Default for HyenaConfig {
@@ -59,6 +66,7 @@ impl Default for HyenaConfig {
             decay_slow: 1.5,
             decay_target: 1e-2,
             dropout: 0.0,
+            tie_embeddings: false,
         }
     }
 }
@@ -147,7 +155,10 @@ impl Family for Hyena {
     fn build(cfg: &HyenaConfig, vocab_size: usize, b: &mut ModelBuilder) -> Result<Self> {
         let d = cfg.d_model;
         let hidden = cfg.mlp_ratio.checked_mul(d).ok_or_else(|| Error::config("mlp_ratio", "mlp_ratio × d_model overflows"))?;
-        let embedding = Embedding::new(b, "embedding", vocab_size, d)?;
+        let embedding = match cfg.tie_embeddings {
+            true => Embedding::with_std(b, "embedding", vocab_size, d, TIED_EMBEDDING_STD)?,
+            false => Embedding::new(b, "embedding", vocab_size, d)?,
+        };
         let blocks = (0..cfg.n_layers)
             .map(|i| {
                 let p = format!("blocks.{i}");
@@ -165,7 +176,10 @@ impl Family for Hyena {
             })
             .collect::<Result<_>>()?;
         let ln_f = LayerNorm::new(b, "ln_f", d, LN_EPS)?;
-        let head = Linear::new(b, "head", d, vocab_size)?;
+        let head = match cfg.tie_embeddings {
+            true => Linear::tied_to(b, "head", &embedding)?,
+            false => Linear::new(b, "head", d, vocab_size)?,
+        };
         Ok(Hyena { cfg: cfg.clone(), embedding, blocks, ln_f, head })
     }
 
@@ -273,6 +287,70 @@ mod tests {
         assert!(freq.value.data().iter().all(|&v| v == 1.0) && !freq.decay, "freq = full(filter_freq), no weight decay (1-D)");
         assert!(m.params().find("blocks.0.mixer.filter.out.weight").unwrap().decay);
         assert_eq!(m.params().find("blocks.0.mixer.short_conv.weight").unwrap().value.shape(), [12, 1, 3]);
+    }
+
+    const TINY: &str = r#""family":"hyena","d_model":4,"n_layers":1,"max_len":8,"filter_width":3,"filter_inner":1"#;
+
+    /// The loss over a fixed batch and every parameter's gradient, by name.
+    fn loss_and_grads(m: &mut Model) -> (f32, Vec<(String, Vec<f32>)>) {
+        let ids: Vec<u32> = vec![1, 4, 0, 2, 3, 3, 2, 4, 0, 1];
+        let targets: Vec<i64> = vec![4, 0, 2, 3, 3, 2, 4, 0, 1, 2];
+        let mut g = crate::tensor::Graph::new(true);
+        let loss = m.loss(&mut g, &ids, &[2, 5], &targets, 0).unwrap();
+        g.backward(loss).unwrap();
+        m.params_mut().zero_grad();
+        m.params_mut().accumulate_grads(&g);
+        let grads = m.params().params().iter().map(|p| (p.name.clone(), p.grad.data().to_vec())).collect();
+        (g.value(loss).data()[0], grads)
+    }
+
+    #[test]
+    fn a_tied_head_shares_the_embedding_and_its_state_dict_loads_untied() {
+        let tied_cfg = config(&format!(r#"{{{TINY},"tie_embeddings":true}}"#));
+        let untied_cfg = config(&format!("{{{TINY}}}"));
+        assert_eq!(Model::plan(&untied_cfg, 5).unwrap().params - Model::plan(&tied_cfg, 5).unwrap().params, 5 * 4);
+        let mut tied = Model::new(&tied_cfg, 5, 0).unwrap();
+        assert!(tied.params().find("head.weight").is_none(), "one table, not two");
+        let emb = tied.params().find("embedding.weight").unwrap().value.clone();
+        let std = (emb.data().iter().map(|v| v * v).sum::<f32>() / 20.0).sqrt();
+        assert!(std < 0.05, "a tied table starts small (std {std})");
+
+        // The state_dict is the untied model's: same names in the same order, head.weight a copy.
+        let sd = tied.state_dict();
+        let mut untied = Model::new(&untied_cfg, 5, 0).unwrap();
+        let names = |sd: &[(String, crate::tensor::Tensor)]| sd.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&sd), names(&untied.state_dict()));
+        assert_eq!(sd.iter().find(|(n, _)| n == "head.weight").unwrap().1, emb);
+        untied.load_state_dict(sd.clone(), Path::new("tied.safetensors")).unwrap();
+        tied.load_state_dict(sd.clone(), Path::new("tied.safetensors")).unwrap();
+
+        // Same function; the table's gradient is the sum of its two uses' gradients.
+        let (loss_tied, grads_tied) = loss_and_grads(&mut tied);
+        let (loss_untied, grads_untied) = loss_and_grads(&mut untied);
+        assert!((loss_tied - loss_untied).abs() < 1e-6, "{loss_tied} vs {loss_untied}");
+        let grad = |g: &[(String, Vec<f32>)], n: &str| g.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let want: Vec<f32> = grad(&grads_untied, "embedding.weight").iter().zip(grad(&grads_untied, "head.weight")).map(|(a, b)| a + b).collect();
+        let got = grad(&grads_tied, "embedding.weight");
+        assert!(got.iter().any(|v| v.abs() > 1e-4));
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+        for (name, g) in &grads_tied {
+            assert_eq!(name != "embedding.weight", *g == grad(&grads_untied, name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_tied_state_dict_must_carry_equal_copies() {
+        let mut tied = Model::new(&config(&format!(r#"{{{TINY},"tie_embeddings":true}}"#)), 5, 0).unwrap();
+        let sd = tied.state_dict();
+        let mut changed = sd.clone();
+        changed.iter_mut().find(|(n, _)| n == "head.weight").unwrap().1.data_mut()[3] += 1.0;
+        let err = tied.load_state_dict(changed, Path::new("x.safetensors")).unwrap_err().to_string();
+        assert!(err.contains("x.safetensors") && err.contains("`head.weight`") && err.contains("`embedding.weight`"), "{err}");
+        let without: Vec<_> = sd.into_iter().filter(|(n, _)| n != "head.weight").collect();
+        let err = tied.load_state_dict(without, Path::new("x.safetensors")).unwrap_err().to_string();
+        assert!(err.contains("missing tensor `head.weight`"), "{err}");
     }
 
     #[test]

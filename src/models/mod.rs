@@ -50,6 +50,12 @@ pub(crate) fn is_zero(p: &f32) -> bool {
     *p == 0.0
 }
 
+/// Serde's `skip_serializing_if` for an option that is off by default: configs without it are
+/// saved as they were before it existed.
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Errors naming `field` unless every given size is at least 1.
 pub(crate) fn require_positive(sizes: &[(&str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, v)| *v == 0) {

@@ -198,6 +198,23 @@ impl ModelBuilder {
         Ok(ParamId(self.planned.len() - 1))
     }
 
+    /// Names parameter `id` a second time, as `name` under the current scope, for a layer
+    /// that shares it (a tied weight): the state_dict lists it under both names, as PyTorch's
+    /// does. No new parameter and no new values.
+    pub fn tie(&mut self, name: &str, id: ParamId) -> Result<()> {
+        let full = self.path(name);
+        if self.planned.iter().any(|(n, _)| *n == full) {
+            return Err(Error::config("model", format!("`{full}` is already a parameter and cannot also name a tied one")));
+        }
+        if id.0 >= self.planned.len() {
+            return Err(Error::config("model", format!("`{full}` ties to a parameter that was never registered")));
+        }
+        if let Some(store) = &mut self.store {
+            store.add_alias(full, id);
+        }
+        Ok(())
+    }
+
     /// Adds BatchNorm running statistics (mean 0, var 1) named after the current scope plus
     /// `name`, and returns their slot. Nothing is allocated while planning.
     pub fn batchnorm_buffers(&mut self, name: &str, channels: usize) -> usize {

@@ -27,10 +27,16 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// Registers `{name}.weight` (vocab_size, n_embd).
+    /// Registers `{name}.weight` (vocab_size, n_embd), drawn N(0, 1) as PyTorch does.
     pub fn new(b: &mut ModelBuilder, name: &str, vocab_size: usize, n_embd: usize) -> Result<Self> {
+        Self::with_std(b, name, vocab_size, n_embd, 1.0)
+    }
+
+    /// [`Embedding::new`] drawn N(0, std²) (a table that is also the output layer starts
+    /// small, as GPT-2's does, so the first logits are near uniform).
+    pub fn with_std(b: &mut ModelBuilder, name: &str, vocab_size: usize, n_embd: usize, std: f32) -> Result<Self> {
         let first = b.next_id();
-        let weight = b.param(&format!("{name}.weight"), &[vocab_size, n_embd], Init::Normal(1.0))?;
+        let weight = b.param(&format!("{name}.weight"), &[vocab_size, n_embd], Init::Normal(std))?;
         b.layer(name, LayerKind::Embedding, first, n_embd, Cost::PerPosition(0));
         Ok(Embedding { weight, vocab_size, n_embd })
     }
@@ -54,6 +60,19 @@ impl Linear {
     /// `nn.Linear(in_features, out_features, bias=False)`: registers `{name}.weight` only.
     pub fn without_bias(b: &mut ModelBuilder, name: &str, in_features: usize, out_features: usize) -> Result<Self> {
         Self::build(b, name, in_features, out_features, false)
+    }
+
+    /// An output layer that shares `embedding`'s table as its weight (Press & Wolf, 2017):
+    /// logits = x · embeddingᵀ + bias, (vocab_size) outputs from n_embd inputs. Registers
+    /// `{name}.bias` and names the table `{name}.weight` a second time, so the state_dict
+    /// loads into the untied PyTorch module. The table's gradient sums both uses.
+    pub fn tied_to(b: &mut ModelBuilder, name: &str, embedding: &Embedding) -> Result<Self> {
+        let first = b.next_id();
+        let (in_features, out_features) = (embedding.n_embd, embedding.vocab_size);
+        b.tie(&format!("{name}.weight"), embedding.weight)?;
+        let bias = b.param(&format!("{name}.bias"), &[out_features], Init::Uniform(default_bound(in_features)))?;
+        b.layer(name, LayerKind::Linear, first, out_features, Cost::PerPosition(product(&[out_features, in_features])));
+        Ok(Linear { weight: embedding.weight, bias: Some(bias), in_features, out_features })
     }
 
     fn build(b: &mut ModelBuilder, name: &str, in_features: usize, out_features: usize, bias: bool) -> Result<Self> {

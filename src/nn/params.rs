@@ -28,10 +28,13 @@ impl Param {
     }
 }
 
-/// The ordered set of a model's parameters.
+/// The ordered set of a model's parameters, and the names under which a parameter appears a
+/// second time in a state_dict (tied weights).
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     params: Vec<Param>,
+    /// (parameters registered before it, state_dict name, the parameter it repeats).
+    aliases: Vec<(usize, String, ParamId)>,
 }
 
 /// Index of a parameter inside its [`ParamStore`].
@@ -48,6 +51,18 @@ impl ParamStore {
     pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> ParamId {
         self.params.push(Param::new(name, value));
         ParamId(self.params.len() - 1)
+    }
+
+    /// Writes parameter `id` a second time, as `name`, in every state_dict (a tied weight,
+    /// e.g. `head.weight` sharing `embedding.weight`, as PyTorch's `state_dict()` lists it), so
+    /// a model without the tie loads it with `strict=True` and computes the same function.
+    pub fn add_alias(&mut self, name: impl Into<String>, id: ParamId) {
+        self.aliases.push((self.params.len(), name.into(), id));
+    }
+
+    /// The names written as copies of another parameter, with the parameter each repeats.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, ParamId)> {
+        self.aliases.iter().map(|(_, name, id)| (name.as_str(), *id))
     }
 
     /// All parameters in registration order.
@@ -88,11 +103,17 @@ impl ParamStore {
     }
 
     /// Replaces parameter values from named tensors (a state_dict). Every parameter must be
-    /// present with the same shape and no unknown names may appear; `source` names the file
-    /// in errors.
+    /// present with the same shape and no unknown names may appear; a tied weight's second
+    /// name must be present too, equal to the parameter it repeats. `source` names the file in
+    /// errors.
     pub fn load_named(&mut self, tensors: Vec<(String, Tensor)>, source: &std::path::Path) -> Result<()> {
         let mut seen = vec![false; self.params.len()];
+        let mut repeats = Vec::new();
         for (name, t) in tensors {
+            if let Some((_, alias, id)) = self.aliases.iter().find(|(_, a, _)| *a == name) {
+                repeats.push((alias.clone(), *id, t));
+                continue;
+            }
             let Some(i) = self.params.iter().position(|p| p.name == name) else {
                 return Err(Error::bad_file(source, format!("unexpected tensor `{name}` (not a parameter of this model)")));
             };
@@ -107,6 +128,17 @@ impl ParamStore {
         }
         if let Some(i) = seen.iter().position(|s| !s) {
             return Err(Error::bad_file(source, format!("missing tensor `{}`", self.params[i].name)));
+        }
+        for (_, alias, id) in &self.aliases {
+            let Some((_, _, t)) = repeats.iter().find(|(a, _, _)| a == alias) else {
+                return Err(Error::bad_file(source, format!("missing tensor `{alias}` (a copy of `{}`)", self.params[id.0].name)));
+            };
+            if t != &self.params[id.0].value {
+                return Err(Error::bad_file(
+                    source,
+                    format!("tensor `{alias}` differs from `{}`, which this model ties it to (they must be equal)", self.params[id.0].name),
+                ));
+            }
         }
         Ok(())
     }
@@ -130,9 +162,19 @@ impl ParamStore {
         }
     }
 
-    /// The parameter values as named tensors (a state_dict).
+    /// The parameter values as named tensors (a state_dict), a tied weight under each of its
+    /// names, in registration order.
     pub fn named_values(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect()
+        let mut out = Vec::with_capacity(self.params.len() + self.aliases.len());
+        let mut aliases = self.aliases.iter().peekable();
+        for (i, p) in self.params.iter().enumerate() {
+            while let Some((_, name, id)) = aliases.next_if(|(before, _, _)| *before == i) {
+                out.push((name.clone(), self.params[id.0].value.clone()));
+            }
+            out.push((p.name.clone(), p.value.clone()));
+        }
+        out.extend(aliases.map(|(_, name, id)| (name.clone(), self.params[id.0].value.clone())));
+        out
     }
 }
 

@@ -38,6 +38,25 @@ fn close(a: &[f64], b: &[f64], from: usize, to: usize, tol: f64, what: &str) {
 }
 
 #[test]
+fn a_tied_hyena_trains_on_the_gpu_as_on_the_cpu() {
+    if !available(Device::Gpu) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cpu, gpu) = (dir.path().join("cpu"), dir.path().join("gpu"));
+    let model = "--model hyena --set model.d_model=16 --set model.n_layers=1 --set model.max_len=32 --set model.filter_width=8 --set model.tie_embeddings=true";
+    for (out, device) in [(&cpu, "cpu"), (&gpu, "gpu")] {
+        succeeds(&train_args(&names(), out, &format!("{SMALL} {model} --steps 20 --device {device}")));
+    }
+    close(&losses(&gpu), &losses(&cpu), 1, 20, 1e-3, "tied hyena, gpu vs cpu");
+    // One table trained through both uses, written under both names.
+    let bytes = std::fs::read(gpu.join("model.safetensors")).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (emb, head) = (t.tensor("embedding.weight").unwrap(), t.tensor("head.weight").unwrap());
+    assert_eq!(emb.data(), head.data());
+}
+
+#[test]
 fn devices_lists_the_cpu_and_the_adapters() {
     if !available(Device::Gpu) {
         return;
