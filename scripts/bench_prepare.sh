@@ -14,7 +14,7 @@ SHARED=../shared/data
 WORK=${1:-$(mktemp -d "${TMPDIR:-/tmp}/convlm-bench-prepare.XXXXXX")}
 mkdir -p "$WORK"
 cargo build --release --locked -q
-BIN=target/release/convlm
+BIN="${CARGO_TARGET_DIR:-target}/release/convlm"
 export CONVLM_THREADS=${CONVLM_THREADS:-2}
 
 measure() { # label, command...: prints wall seconds and peak RSS (MB)

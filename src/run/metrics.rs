@@ -30,10 +30,16 @@ impl MetricsLog {
     /// resumed run's log reads as if it had never stopped).
     pub fn open(path: &Path, keep_until_step: u64) -> Result<Self> {
         if path.exists() {
-            let kept: Vec<String> = read_records(path)?
+            // The kept lines as they were written, not re-serialised: a float parsed and printed
+            // again may change in its last digit.
+            let (records, bad) = read_lines(path)?;
+            if let Some((line, e)) = bad.into_iter().next() {
+                return Err(Error::bad_file(path, format!("line {line}: {e}")));
+            }
+            let kept: Vec<String> = records
                 .into_iter()
-                .filter(|v| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= keep_until_step))
-                .map(|v| v.to_string())
+                .filter(|(_, v)| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= keep_until_step))
+                .map(|(text, _)| text)
                 .collect();
             let mut text = kept.join("\n");
             if !text.is_empty() {
@@ -90,7 +96,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Value>> {
     let (records, bad) = read_lines(path)?;
     match bad.into_iter().next() {
         Some((line, e)) => Err(Error::bad_file(path, format!("line {line}: {e}"))),
-        None => Ok(records),
+        None => Ok(records.into_iter().map(|(_, v)| v).collect()),
     }
 }
 
@@ -99,26 +105,61 @@ pub fn read_records(path: &Path) -> Result<Vec<Value>> {
 /// (`line 4: …`).
 pub fn read_records_skipping(path: &Path) -> Result<(Vec<Value>, Vec<String>)> {
     let (records, bad) = read_lines(path)?;
-    Ok((records, bad.into_iter().map(|(line, e)| format!("{}: line {line} is not a JSON record ({e}); skipped", path.display())).collect()))
+    Ok((
+        records.into_iter().map(|(_, v)| v).collect(),
+        bad.into_iter().map(|(line, e)| format!("{}: line {line} is not a JSON record ({e}); skipped", path.display())).collect(),
+    ))
 }
 
 /// Lines that are not JSON records: (1-based line number, the parser's error).
 type BadLines = Vec<(usize, serde_json::Error)>;
 
-/// The records and the bad lines but a torn last one.
-fn read_lines(path: &Path) -> Result<(Vec<Value>, BadLines)> {
+/// The records, each with its line's text, and the bad lines but a torn last one.
+fn read_lines(path: &Path) -> Result<(Vec<(String, Value)>, BadLines)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let lines: Vec<String> = BufReader::new(file).lines().collect::<std::io::Result<_>>().map_err(|e| Error::io(path, e))?;
     let (mut out, mut bad) = (Vec::new(), Vec::new());
-    for (i, line) in lines.iter().enumerate() {
+    let last = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == lines.len() => {}
+        match serde_json::from_str(&line) {
+            Ok(v) => out.push((line, v)),
+            Err(_) if i + 1 == last => {}
             Err(e) => bad.push((i + 1, e)),
         }
     }
     Ok((out, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_log_keeps_its_lines_as_written_and_drops_the_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        // Spacing, key order and float spellings that re-serialising would change.
+        let kept = ["{\"step\": 1, \"loss\": 4.1000000000000001, \"lr\": 1E-3}", "{\"val_loss\":2.5e0,\"step\":2}"];
+        let text = format!("{}\n{}\n{{\"step\":3,\"loss\":3.9}}\n{{\"step\":4,\"lo", kept[0], kept[1]);
+        std::fs::write(&path, text).unwrap();
+        let mut log = MetricsLog::open(&path, 2).unwrap();
+        log.write(&serde_json::json!({"step": 3, "loss": 3.5})).unwrap();
+        drop(log);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after, format!("{}\n{}\n{{\"loss\":3.5,\"step\":3}}\n", kept[0], kept[1]));
+        assert_eq!(read_records(&path).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_bad_line_before_the_last_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, "{\"step\":1}\nnot json\n{\"step\":2}\n").unwrap();
+        let err = MetricsLog::open(&path, 5).err().unwrap().to_string();
+        assert!(err.contains("metrics.jsonl") && err.contains("line 2"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"step\":1}\nnot json\n{\"step\":2}\n", "nothing rewritten");
+    }
 }
