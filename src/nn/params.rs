@@ -60,11 +60,6 @@ impl ParamStore {
         self.aliases.push((self.params.len(), name.into(), id));
     }
 
-    /// The names written as copies of another parameter, with the parameter each repeats.
-    pub fn aliases(&self) -> impl Iterator<Item = (&str, ParamId)> {
-        self.aliases.iter().map(|(_, name, id)| (name.as_str(), *id))
-    }
-
     /// All parameters in registration order.
     pub fn params(&self) -> &[Param] {
         &self.params
@@ -110,8 +105,8 @@ impl ParamStore {
         let mut seen = vec![false; self.params.len()];
         let mut repeats = Vec::new();
         for (name, t) in tensors {
-            if let Some((_, alias, id)) = self.aliases.iter().find(|(_, a, _)| *a == name) {
-                repeats.push((alias.clone(), *id, t));
+            if self.aliases.iter().any(|(_, a, _)| *a == name) {
+                repeats.push((name, t));
                 continue;
             }
             let Some(i) = self.params.iter().position(|p| p.name == name) else {
@@ -130,7 +125,7 @@ impl ParamStore {
             return Err(Error::bad_file(source, format!("missing tensor `{}`", self.params[i].name)));
         }
         for (_, alias, id) in &self.aliases {
-            let Some((_, _, t)) = repeats.iter().find(|(a, _, _)| a == alias) else {
+            let Some((_, t)) = repeats.iter().find(|(a, _)| a == alias) else {
                 return Err(Error::bad_file(source, format!("missing tensor `{alias}` (a copy of `{}`)", self.params[id.0].name)));
             };
             if t != &self.params[id.0].value {

@@ -32,11 +32,7 @@ impl MetricsLog {
         if path.exists() {
             // The kept lines as they were written, not re-serialised: a float parsed and printed
             // again may change in its last digit.
-            let (records, bad) = read_lines(path)?;
-            if let Some((line, e)) = bad.into_iter().next() {
-                return Err(Error::bad_file(path, format!("line {line}: {e}")));
-            }
-            let kept: Vec<String> = records
+            let kept: Vec<String> = read_lines_strict(path)?
                 .into_iter()
                 .filter(|(_, v)| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= keep_until_step))
                 .map(|(text, _)| text)
@@ -93,10 +89,16 @@ impl Drop for MetricsLog {
 /// any other bad line is an error naming its line number (a resumed run rewrites the log, and
 /// must not drop a line it cannot read).
 pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    Ok(read_lines_strict(path)?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// [`read_lines`]' records, each with its line's text; a bad line but a torn last one is an
+/// error naming its line number.
+fn read_lines_strict(path: &Path) -> Result<Vec<(String, Value)>> {
     let (records, bad) = read_lines(path)?;
     match bad.into_iter().next() {
         Some((line, e)) => Err(Error::bad_file(path, format!("line {line}: {e}"))),
-        None => Ok(records.into_iter().map(|(_, v)| v).collect()),
+        None => Ok(records),
     }
 }
 
