@@ -36,7 +36,7 @@ fn a_run_records_the_cached_choices_and_resumes_with_its_own() {
     let tuning = recorded(&first);
     assert_eq!(tuning, cached["tuning"]);
     assert!(tuning["long_conv_fft_min_len"].as_u64().is_some_and(|n| n > 0), "{tuning}");
-    assert!(matches!(tuning["fp32_gemm"].as_str(), Some("sgemm" | "crate")), "{tuning}");
+    assert!(matches!(tuning["fp32_gemm"].as_str(), Some("sgemm" | "crate" | "avx512")), "{tuning}");
 
     // Another choice in the cache: a new run takes it, the first run's resume keeps its own.
     let mut changed = cached.clone();
@@ -46,4 +46,15 @@ fn a_run_records_the_cached_choices_and_resumes_with_its_own() {
     assert_eq!(recorded(&second), changed["tuning"]);
     run_with_cache(&cache, &["train", "--resume", "--out", s(&first), "--steps", "6", "-q"].map(String::from));
     assert_eq!(recorded(&first), tuning, "the resume took the cache's choices");
+
+    // A cache measured among older candidates (no `candidates` field) is measured again.
+    let mut old = changed.clone();
+    old.as_object_mut().unwrap().remove("candidates");
+    std::fs::write(&files[0], serde_json::to_vec(&old).unwrap()).unwrap();
+    let third = dir.path().join("third");
+    run_with_cache(&cache, &train_args(&names, &third, extra));
+    // (Measured: a crossover of at most 512 steps, never the edited one past 1000.)
+    assert_ne!(recorded(&third), changed["tuning"], "an old cache's choices were taken, not measured again");
+    let remeasured: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert!(remeasured["candidates"].as_u64().is_some_and(|v| v > 0), "{remeasured}");
 }

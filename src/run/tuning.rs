@@ -14,8 +14,15 @@ use crate::tensor::tune::{self, Tuning};
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cached {
     cpu: String,
+    /// [`CANDIDATES`] when measured (0 in files from before it was written).
+    #[serde(default)]
+    candidates: u32,
     tuning: Tuning,
 }
+
+/// The version of the set of candidates `tune::measure` chooses from: a cache measured
+/// among others is measured again (2: the crate's products come with zgemm's fused head).
+const CANDIDATES: u32 = 2;
 
 /// The cache file of this CPU model.
 fn cache_file() -> PathBuf {
@@ -29,12 +36,12 @@ fn cache_file() -> PathBuf {
 pub fn for_this_cpu() -> Tuning {
     let path = cache_file();
     if let Ok(cached) = read_json::<Cached>(&path) {
-        if cached.cpu == cpu::model_name() {
+        if cached.cpu == cpu::model_name() && cached.candidates == CANDIDATES {
             return cached.tuning;
         }
     }
     let tuning = tune::measure();
-    let cached = Cached { cpu: cpu::model_name(), tuning };
+    let cached = Cached { cpu: cpu::model_name(), candidates: CANDIDATES, tuning };
     if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec_pretty(&cached)) {
         let _ = std::fs::create_dir_all(dir).map(|_| atomic_write(&path, &bytes));
     }

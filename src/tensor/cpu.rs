@@ -25,6 +25,27 @@ pub fn avx2_fma() -> Option<Avx2Fma> {
     present.then_some(Avx2Fma { _checked: () })
 }
 
+/// Proof that this CPU executes the AVX-512 instructions of the fp32 AVX-512 GEMM: AVX512F
+/// and AVX512VL (and so AVX2 and FMA). Only [`avx512`] makes one (or an [`Avx512Bf16`],
+/// whose features include these); code holding one may call functions compiled with
+/// `#[target_feature(enable = "avx512f,avx512vl")]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx512 {
+    _checked: (),
+}
+
+/// The AVX-512 token when the CPU has AVX512F and AVX512VL (checked once, then cached).
+pub fn avx512() -> Option<Avx512> {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    let present = *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") && !disabled("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    });
+    present.then_some(Avx512 { _checked: () })
+}
+
 /// Proof that this CPU executes the AVX-512 instructions of the bf16 products: AVX512F,
 /// AVX512BW, AVX512VL and AVX512_BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`). Only
 /// [`avx512_bf16`] makes one; code holding one may call functions compiled with
@@ -32,6 +53,13 @@ pub fn avx2_fma() -> Option<Avx2Fma> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Avx512Bf16 {
     _checked: (),
+}
+
+impl Avx512Bf16 {
+    /// The fp32 AVX-512 token: AVX512_BF16's checked features include AVX512F and AVX512VL.
+    pub fn avx512(self) -> Avx512 {
+        Avx512 { _checked: () }
+    }
 }
 
 /// The bf16 token when the CPU has AVX512_BF16 and the AVX-512 subsets its kernels use
@@ -76,8 +104,8 @@ fn disabled(feature: &str) -> bool {
     std::env::var("CONVLM_CPU_DISABLE").is_ok_and(|list| list.split(',').any(|f| f.trim().eq_ignore_ascii_case(feature)))
 }
 
-/// Whether the CPU has AVX-512F (checked once, then cached). Only [`crate::tensor::matmul`]
-/// asks: the `gemm` crate's AVX-512 kernels are faster than convlm's own AVX2 GEMM there.
+/// Whether the CPU has AVX-512F (checked once, then cached): for builds that pick their
+/// vector width ([`simd_fn!`]) and the peak measurement.
 pub fn avx512f() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| {

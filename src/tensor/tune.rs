@@ -1,8 +1,9 @@
 //! Kernel choices that depend on the CPU, made by measuring on it instead of by its flags:
-//! which fp32 GEMM runs on a CPU with AVX-512 (the `gemm` crate's AVX-512 kernels were
-//! twice convlm's AVX2 `sgemm` on a Zen 5, where AVX-512 runs on full-width units, and no
-//! faster on a Zen 4, where it runs on 256-bit ones), and from which length the long
-//! convolution takes the FFT (a crossover measured on one machine).
+//! which fp32 GEMM runs on a CPU with AVX-512 (the `gemm` crate's AVX-512 kernels, with
+//! convlm's AVX-512 GEMM for the fused head, were twice convlm's AVX2 `sgemm` on a Zen 5,
+//! where AVX-512 runs on full-width units, and no faster on a Zen 4, where it runs on
+//! 256-bit ones), and from which length the long convolution takes the FFT (a crossover
+//! measured on one machine).
 //!
 //! [`measure`] times the candidates on this CPU (about a second). The run layer caches the
 //! result per CPU model and records it in each run, and [`install`]s it, so a resumed run
@@ -20,15 +21,16 @@ use super::kernels::matmul::{self, fp32_product_with, Fp32Gemm, Init, Mat};
 /// The measured kernel choices of one CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tuning {
-    /// The fp32 GEMM (only a choice on CPUs with both AVX2 and AVX-512).
+    /// The fp32 GEMM (only a choice on CPUs with both AVX2 and AVX-512: sgemm, or the crate
+    /// with zgemm's fused head).
     pub fp32_gemm: Fp32Gemm,
     /// Sequence length from which long convolutions use the FFT (direct summation below).
     pub long_conv_fft_min_len: usize,
 }
 
 impl Tuning {
-    /// The choice by CPU flags alone: the `gemm` crate where the CPU has AVX-512 or lacks
-    /// AVX2, `sgemm` elsewhere; the FFT from [`FFT_MIN_LEN`] steps.
+    /// The choice by CPU flags alone ([`Fp32Gemm::by_flags`]); the FFT from [`FFT_MIN_LEN`]
+    /// steps.
     pub fn by_flags() -> Self {
         Tuning { fp32_gemm: Fp32Gemm::by_flags(), long_conv_fft_min_len: FFT_MIN_LEN }
     }
@@ -68,10 +70,11 @@ fn race(reps: usize, candidates: usize, run: &mut dyn FnMut(usize)) -> Vec<f64> 
 
 /// `sgemm` against the `gemm` crate where both can run (AVX2 and AVX-512), on the shapes
 /// the workloads' layers have: a hidden conv's or MLP's (1024 rows · 384 → 128) and a wide
-/// output's (1024 · 128 → 1024), summed.
+/// output's (1024 · 128 → 1024), summed. The crate's products come with zgemm's fused head
+/// ([`Fp32Gemm::Avx512`]).
 fn measure_fp32_gemm() -> Fp32Gemm {
     let flags = Tuning::by_flags().fp32_gemm;
-    if cpu::avx2_fma().is_none() || !cpu::avx512f() {
+    if cpu::avx2_fma().is_none() || cpu::avx512().is_none() {
         return flags;
     }
     let values = |n: usize, salt: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7919 + salt) % 2003) as f32 / 1001.5 - 1.0).collect() };
@@ -89,7 +92,7 @@ fn measure_fp32_gemm() -> Fp32Gemm {
     if totals[0] < totals[1] {
         Fp32Gemm::Sgemm
     } else {
-        Fp32Gemm::Crate
+        Fp32Gemm::Avx512
     }
 }
 
@@ -152,8 +155,10 @@ mod tests {
         if t.fp32_gemm == Fp32Gemm::Sgemm {
             assert!(cpu::avx2_fma().is_some(), "sgemm chosen without AVX2");
         }
-        if !cpu::avx512f() || cpu::avx2_fma().is_none() {
+        if cpu::avx512().is_none() || cpu::avx2_fma().is_none() {
             assert_eq!(t.fp32_gemm, Tuning::by_flags().fp32_gemm, "no choice to measure here");
+        } else {
+            assert!(matches!(t.fp32_gemm, Fp32Gemm::Sgemm | Fp32Gemm::Avx512), "{t:?}: the crate alone is no candidate with AVX-512");
         }
     }
 }

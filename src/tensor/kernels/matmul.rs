@@ -1,6 +1,7 @@
-//! Strided f32 matrix multiply: the crate's own AVX2 + FMA kernel (`sgemm`) where the CPU
-//! has it, the `gemm` crate elsewhere; and, as a [`Gemm::Bf16`] product, bf16 inputs with
-//! fp32 accumulation (`bf16gemm`, CPUs with AVX512_BF16).
+//! Strided f32 matrix multiply: convlm's own AVX-512 kernel (`zgemm`) or AVX2 + FMA kernel
+//! (`sgemm`) where the CPU has them, the `gemm` crate elsewhere ([`Fp32Gemm`] picks); and,
+//! as a [`Gemm::Bf16`] product, bf16 inputs with fp32 accumulation (`zgemm` on bf16 pairs,
+//! CPUs with AVX512_BF16).
 //!
 //! Every matrix is described by a slice plus row and column strides (in elements), so that
 //! transposes, shifted windows and per-group blocks are views, never copies.
@@ -50,40 +51,55 @@ impl Gemm {
             let (m, k, n) = (a.rows, a.cols, b.cols);
             assert_eq!(k, b.rows, "matmul inner dimensions");
             assert_eq!(dst.len(), m * n, "matmul_then destination size");
-            if m > 0 && n > 0 && k > 0 && super::bf16gemm::fuses_epilogue(k) {
+            let words = super::zgemm::Words::Bf16(cpu);
+            if m > 0 && n > 0 && k > 0 && super::zgemm::fuses_epilogue(words, k) {
                 a.check();
                 b.check();
                 // SAFETY: the token proves AVX512_BF16; the views were checked and dst holds m · n values.
-                unsafe { super::bf16gemm::gemm_then(cpu, dst, a, b, init, threads_for(par, m, k, n), epilogue) };
+                unsafe { super::zgemm::gemm_then(words, dst, a, b, init, threads_for(par, m, k, n), epilogue) };
                 return;
             }
         }
-        self.matmul_init(dst, b.cols, a, b, init, par);
-        run_epilogues(dst, b.cols, par, epilogue);
+        match self {
+            Gemm::F32 => matmul_then(dst, a, b, init, par, epilogue),
+            Gemm::Bf16(_) => {
+                self.matmul_init(dst, b.cols, a, b, init, par);
+                run_epilogues(dst, b.cols, par, epilogue);
+            }
+        }
     }
 }
 
-/// Which kernel computes fp32 products.
+/// Which kernels compute fp32 products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Fp32Gemm {
-    /// convlm's own AVX2 + FMA GEMM (`sgemm`), which also finishes the fused head's blocks
+    /// convlm's own AVX2 + FMA GEMM (`sgemm`), which also finishes a fused head's blocks
     /// while they are in cache; the `gemm` crate where the CPU lacks AVX2.
     Sgemm = 1,
-    /// The `gemm` crate (its AVX-512 kernels where the CPU has them).
+    /// The `gemm` crate (its AVX-512 kernels where the CPU has them), whose products a fused
+    /// head's loss then reads in a pass of its own.
     Crate = 2,
+    /// The crate's products, except those with a fused epilogue (the head's loss), which
+    /// convlm's AVX-512 GEMM (`zgemm` on fp32 words) computes and finishes block by block
+    /// while they are in cache; as [`Fp32Gemm::Crate`] where the CPU lacks AVX-512. On a
+    /// Zen 5 the crate's plain products were 4-40% faster than zgemm's on W1's and W4's
+    /// shapes (one thread), and the fused head took W1's step from 149 to 145 ms (medians of
+    /// three alternating rounds, two threads).
+    Avx512 = 3,
 }
 
 impl Fp32Gemm {
-    /// The choice by CPU flags: the crate with AVX-512 (on an AMD EPYC Zen 5 it beat sgemm
-    /// on every shape measured, one thread, GFLOP/s: W4's (4096·128·384) 257 vs 129,
-    /// (4096·512·128) 223 vs 113, its weight gradients (384·4096·128, A transposed) 198 vs
-    /// 103; W1's head (4096·384·5000) 236 vs 128; W2's (768·256·128) 255 vs 124; the filter
-    /// MLP's (1024·64·64) 261 vs 108) or without AVX2, sgemm elsewhere. On a Zen 4, whose
-    /// AVX-512 runs on 256-bit units, the two were even on W1; `tensor::tune` measures.
+    /// The choice by CPU flags: the crate's products with zgemm's fused head where the CPU
+    /// has AVX-512, sgemm where it has AVX2 only, the crate elsewhere. `tensor::tune`
+    /// measures sgemm against the crate instead (the crate's AVX-512 kernels were twice
+    /// sgemm's speed on a Zen 5, whose AVX-512 runs on full-width units, and even with it on
+    /// a Zen 4, whose units are 256 bits wide).
     pub fn by_flags() -> Self {
-        if super::super::cpu::avx2_fma().is_some() && !super::super::cpu::avx512f() {
+        if super::super::cpu::avx512().is_some() {
+            Fp32Gemm::Avx512
+        } else if super::super::cpu::avx2_fma().is_some() {
             Fp32Gemm::Sgemm
         } else {
             Fp32Gemm::Crate
@@ -104,21 +120,28 @@ pub fn fp32_gemm() -> Fp32Gemm {
     match FP32_GEMM.load(Ordering::Relaxed) {
         1 => Fp32Gemm::Sgemm,
         2 => Fp32Gemm::Crate,
+        3 => Fp32Gemm::Avx512,
         _ => Fp32Gemm::by_flags(),
     }
 }
 
-/// Whether sgemm computes the fp32 products now (it needs AVX2 and FMA).
-fn sgemm_runs() -> bool {
+/// `dst (m, n) = start + a (m, k) · b (k, n)` in fp32 as `kernel` computes a plain product
+/// (sgemm, or the crate), on `threads` threads; the caller has checked the views and dst's
+/// extent, and that m, k and n are not 0.
+fn plain_product(kernel: Fp32Gemm, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
     #[cfg(target_arch = "x86_64")]
-    return fp32_gemm() == Fp32Gemm::Sgemm && super::sgemm::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    if kernel == Fp32Gemm::Sgemm && super::sgemm::available() {
+        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked by the caller.
+        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads) };
+        return;
+    }
+    let _ = kernel;
+    crate_gemm(dst, dst_row_stride, a, b, init, threads);
 }
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` in fp32 by `kernel` on `threads` threads
-/// (the crate where sgemm cannot run), with `matmul_init`'s checks: for measuring the
-/// kernels against each other.
+/// (the next kernel where the CPU cannot run it), with `matmul_init`'s checks: for measuring
+/// the kernels against each other.
 pub fn fp32_product_with(kernel: Fp32Gemm, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
     let (m, n) = (a.rows, b.cols);
@@ -128,14 +151,7 @@ pub fn fp32_product_with(kernel: Fp32Gemm, dst: &mut [f32], dst_row_stride: usiz
     assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
     a.check();
     b.check();
-    #[cfg(target_arch = "x86_64")]
-    if kernel == Fp32Gemm::Sgemm && super::sgemm::available() {
-        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
-        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads.max(1)) };
-        return;
-    }
-    let _ = kernel;
-    crate_gemm(dst, dst_row_stride, a, b, init, threads.max(1));
+    plain_product(kernel, dst, dst_row_stride, a, b, init, threads.max(1));
 }
 
 /// The bf16 product behind [`Gemm::Bf16`], with `matmul_init`'s checks.
@@ -159,7 +175,7 @@ fn bf16_product(cpu: Avx512Bf16, dst: &mut [f32], dst_row_stride: usize, a: Mat,
     // SAFETY: the token proves AVX512_BF16; the views and dst were bounds-checked above, and
     // dst is a distinct &mut slice.
     unsafe {
-        super::bf16gemm::gemm(cpu, dst, dst_row_stride, a, b, init, threads_for(par, m, k, n))
+        super::zgemm::gemm(super::zgemm::Words::Bf16(cpu), dst, dst_row_stride, a, b, init, threads_for(par, m, k, n))
     };
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -212,26 +228,19 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
     }
     a.check();
     b.check();
-    let threads = threads_for(par, m, k, n);
-    // Which kernel: see `Fp32Gemm` (by flags, or measured on this CPU). Both give results
+    // Which kernel: see `Fp32Gemm` (by flags, or measured on this CPU). Each gives results
     // that do not depend on the thread count.
-    #[cfg(target_arch = "x86_64")]
-    if sgemm_runs() {
-        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
-        unsafe { super::sgemm::gemm(dst, dst_row_stride, a, b, init, threads) };
-        return;
-    }
-    crate_gemm(dst, dst_row_stride, a, b, init, threads);
+    plain_product(fp32_gemm(), dst, dst_row_stride, a, b, init, threads_for(par, m, k, n));
 }
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` (`dst` row-major, row stride n), then
 /// `epilogue(block, rows)` once on each block of [`EPILOGUE_ROWS`] rows (the last may be
 /// shorter) with its final values: rows `block * EPILOGUE_ROWS ..` as a (rows, n) slice.
 ///
-/// Where sgemm computes fp32 products (AVX2-only CPUs, or where measured faster) each
-/// block's epilogue runs as soon as sgemm has computed the block, while its values are
-/// still in cache: a loss over the logits then costs no extra pass over memory. Where the
-/// `gemm` crate does, it computes the whole product first.
+/// Where convlm's own GEMMs compute it ([`Fp32Gemm::Avx512`]: zgemm; [`Fp32Gemm::Sgemm`])
+/// each block's epilogue runs as soon as the block is computed, while its values are still
+/// in cache: a loss over the logits then costs no extra pass over memory. Where the `gemm`
+/// crate does, it computes the whole product first.
 /// Blocks may run in any order and on any thread.
 pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
@@ -240,17 +249,26 @@ pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilog
     if m == 0 || n == 0 {
         return;
     }
-    // Where the crate's kernels are the faster (AVX-512 on full-width units), its whole
-    // product, then the epilogues across the pool, beat sgemm's fused AVX2 pass: W1's head
-    // (4096·384·5000 + loss) took the step from 174 to 148 ms (alternating runs, Zen 5,
-    // two threads).
     #[cfg(target_arch = "x86_64")]
-    if sgemm_runs() && k > 0 && super::sgemm::fuses_epilogue(k) {
-        a.check();
-        b.check();
-        // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
-        unsafe { super::sgemm::gemm_then(dst, a, b, init, threads_for(par, m, k, n), epilogue) };
-        return;
+    if k > 0 {
+        let threads = threads_for(par, m, k, n);
+        match (fp32_gemm(), crate::tensor::cpu::avx512()) {
+            (Fp32Gemm::Avx512, Some(cpu)) if super::zgemm::fuses_epilogue(super::zgemm::Words::F32(cpu), k) => {
+                a.check();
+                b.check();
+                // SAFETY: the token proves AVX-512; the views and dst were bounds-checked above.
+                unsafe { super::zgemm::gemm_then(super::zgemm::Words::F32(cpu), dst, a, b, init, threads, epilogue) };
+                return;
+            }
+            (Fp32Gemm::Sgemm, _) if super::sgemm::available() && super::sgemm::fuses_epilogue(k) => {
+                a.check();
+                b.check();
+                // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
+                unsafe { super::sgemm::gemm_then(dst, a, b, init, threads, epilogue) };
+                return;
+            }
+            _ => {}
+        }
     }
     matmul_init(dst, n, a, b, init, par);
     run_epilogues(dst, n, par, epilogue);
@@ -264,7 +282,7 @@ fn threads_for(par: Par, m: usize, k: usize, n: usize) -> usize {
     }
 }
 
-/// The `gemm` crate's product (CPUs without AVX2 + FMA). It only accumulates or overwrites,
+/// The `gemm` crate's product. It only accumulates or overwrites,
 /// so start rows are written first. The caller has bounds-checked every view.
 fn crate_gemm(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, threads: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -367,9 +385,9 @@ mod tests {
     #[test]
     fn matmul_then_hands_every_block_its_final_rows_once_and_keeps_the_epilogues_writes() {
         use std::sync::Mutex;
-        // Without AVX-512, k = 40 is finished in cache (sgemm's fused pass) and k = 500 after
-        // the whole product; with it, both after the whole product. m = 250 ends in a
-        // partial block; both thread settings.
+        // k = 40 is finished in cache (zgemm's fused pass with AVX-512, sgemm's with AVX2
+        // only) and k = 500 after the whole product. m = 250 ends in a partial block; both
+        // thread settings.
         for (m, k, n) in [(250, 40, 37), (250, 500, 37), (5, 3, 2)] {
             let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();

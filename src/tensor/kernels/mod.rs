@@ -2,8 +2,6 @@
 //! (`tensor::ops`) wraps them.
 
 pub mod bf16;
-#[cfg(target_arch = "x86_64")]
-mod bf16gemm;
 pub mod conv1d;
 pub mod conv1d_loss;
 pub mod conv2d_masked;
@@ -19,3 +17,5 @@ mod sgemm;
 pub mod softmax;
 pub(crate) mod tap_gemm;
 mod window_gemm;
+#[cfg(target_arch = "x86_64")]
+mod zgemm;

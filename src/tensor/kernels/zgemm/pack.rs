@@ -1,21 +1,23 @@
-//! Packing of the bf16 GEMM's operands: fp32 values rounded to bf16 (to nearest, ties to
-//! even) and laid out as `vdpbf16ps` reads them, two consecutive steps of k in one 32-bit
-//! word (step 2p in the low half, 2p + 1 in the high half; a missing last step is zero).
-//! B is packed in strips of [`NR`] columns, each (kc/2, NR) words row-major; A in strips of
-//! [`MR`] rows, each (kc/2, MR) words, so the micro-kernel reads both front to back.
+//! Packing of the AVX-512 GEMM's operands into 32-bit words ([`Words`]): fp32 values as
+//! they are, or fp32 values rounded to bf16 (to nearest, ties to even) and laid out as
+//! `vdpbf16ps` reads them, two consecutive steps of k in one word (step 2p in the low half,
+//! 2p + 1 in the high half; a missing last step is zero). B is packed in strips of [`NR`]
+//! columns, each (words(kc), NR) words row-major; A in strips of [`MR`] rows, each
+//! (words(kc), MR) words, so the micro-kernel reads both front to back.
 //!
 //! Every layout the engine hands over has a vector path: operands whose rows run along the
-//! strip (B row-major, A transposed) interleave two rows of k at a time; operands whose
-//! rows run along k (A row-major, B transposed) convert 16 steps of 8 lines and transpose
-//! them 8 x 8. Other strides take a scalar path with the same rounding.
+//! strip (B row-major, A transposed) copy (fp32) or interleave two rows of k at a time
+//! (bf16); operands whose rows run along k (A row-major, B transposed) load 8 steps (fp32)
+//! or convert 16 steps (bf16) of 8 lines and transpose them 8 x 8. Other strides take a
+//! scalar path with the same rounding.
 
 use super::super::bf16::bf16_bits;
 use super::super::mat::Mat;
-use super::{MR, NR};
+use super::{Words, MR, NR};
 use std::arch::x86_64::*;
 
 /// Words of one packed row of pairs for `kc` steps of k.
-pub(super) fn pairs(kc: usize) -> usize {
+fn pairs(kc: usize) -> usize {
     kc.div_ceil(2)
 }
 
@@ -86,7 +88,7 @@ unsafe fn rows_to_pairs(src: *const f32, row_stride: usize, kc: usize, valid: us
 ///
 /// # Safety
 /// The CPU must support AVX2.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
@@ -149,7 +151,76 @@ unsafe fn lines_to_pairs(src: *const f32, line_stride: usize, kc: usize, valid: 
     }
 }
 
-/// Any strides: element (step s, column j) at `src + s * s_stride + j * j_stride`.
+/// fp32 rows of k along the strip: word (s, j) of `dst` (row stride `width`) = src[s][j] for
+/// the `valid` first columns, zero for the others up to `width`. `src` points at (step 0,
+/// column 0); steps are `row_stride` apart, columns adjacent.
+///
+/// # Safety
+/// The CPU must support AVX512F and AVX512VL; `src` must be readable for `kc` rows of
+/// `valid` values, `dst` writable for `kc * width` words.
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn rows_to_words(src: *const f32, row_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
+    // SAFETY: loads are masked to the `valid` columns of the `kc` rows; stores are masked to
+    // the `width` words of each packed row, inside `dst` by the contract.
+    unsafe {
+        for s in 0..kc {
+            let row = src.add(s * row_stride);
+            for c0 in (0..width).step_by(16) {
+                let v = _mm512_maskz_loadu_ps(lanes(valid.saturating_sub(c0)), row.add(c0));
+                _mm512_mask_storeu_ps(dst.add(s * width + c0).cast(), lanes(width - c0), v);
+            }
+        }
+    }
+}
+
+/// fp32 lines along k: word (s, l) of `dst` (row stride `width`) = line l [s] for the `valid`
+/// first lines, zero for the others up to `width`. `src` points at (line 0, step 0); lines
+/// are `line_stride` apart, steps adjacent.
+///
+/// # Safety
+/// The CPU must support AVX512F and AVX512VL; `src` must be readable for `valid` lines of
+/// `kc` values, `dst` writable for `kc * width` words.
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn lines_to_words(src: *const f32, line_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
+    // SAFETY: loads are masked to the `kc` steps of the `valid` lines; stores write the first
+    // `min(8, width - g0)` words of packed rows that exist (s < kc), inside `dst`.
+    unsafe {
+        for g0 in (0..width).step_by(8) {
+            let store = (lanes(width - g0) & 0xFF) as __mmask8;
+            for s0 in (0..kc).step_by(8) {
+                let load = (lanes(kc - s0) & 0xFF) as __mmask8;
+                let lines: [__m256i; 8] = std::array::from_fn(|l| {
+                    if g0 + l < valid {
+                        _mm256_castps_si256(_mm256_maskz_loadu_ps(load, src.add((g0 + l) * line_stride + s0)))
+                    } else {
+                        _mm256_setzero_si256()
+                    }
+                });
+                for (s, row) in transpose8(lines).into_iter().enumerate().take(kc - s0) {
+                    _mm256_mask_storeu_epi32(dst.add((s0 + s) * width + g0).cast(), store, row);
+                }
+            }
+        }
+    }
+}
+
+/// fp32, any strides: element (step s, column j) at `src + s * s_stride + j * j_stride`.
+///
+/// # Safety
+/// `src` must be readable at every such element for `s < kc`, `j < valid`, and `dst`
+/// writable for `kc * width` words.
+unsafe fn strided_to_words(src: *const f32, s_stride: usize, j_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
+    // SAFETY: reads only the elements the contract names; writes `kc * width` words.
+    unsafe {
+        for s in 0..kc {
+            for j in 0..width {
+                *dst.add(s * width + j) = if j < valid { (*src.add(s * s_stride + j * j_stride)).to_bits() } else { 0 };
+            }
+        }
+    }
+}
+
+/// bf16 pairs, any strides: element (step s, column j) at `src + s * s_stride + j * j_stride`.
 ///
 /// # Safety
 /// `src` must be readable at every such element for `s < kc`, `j < valid`, and `dst`
@@ -166,58 +237,70 @@ unsafe fn strided_to_pairs(src: *const f32, s_stride: usize, j_stride: usize, kc
     }
 }
 
+/// How one strip is packed: (source rows or lines, stride, kc, valid, width, destination).
+type StripPacker = unsafe fn(*const f32, usize, usize, usize, usize, *mut u32);
+/// How one strip of any strides is packed: (source, step stride, column stride, kc, valid,
+/// width, destination).
+type StridedPacker = unsafe fn(*const f32, usize, usize, usize, usize, usize, *mut u32);
+
+/// The three packers of `words`: rows of k along the strip, lines along k, any strides.
+fn packers(words: Words) -> (StripPacker, StripPacker, StridedPacker) {
+    match words {
+        Words::F32(_) => (rows_to_words, lines_to_words, strided_to_words),
+        Words::Bf16(_) => (rows_to_pairs, lines_to_pairs, strided_to_pairs),
+    }
+}
+
 /// Packs `b[pc .. pc + kc, jc .. jc + nc]` as consecutive strips of NR columns, each
-/// (pairs(kc), NR) words; columns past `nc` are zero.
+/// (words(kc), NR) words; columns past `nc` are zero.
 ///
 /// # Safety
-/// The CPU must support the bf16 kernels' features; `b` must be a view checked by
-/// `Mat::check` that covers rows `pc..pc + kc` and columns `jc..jc + nc`, and `bp` must hold
-/// `nc` rounded up to NR times `pairs(kc)` words.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) unsafe fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [u32]) {
-    let kp = pairs(kc);
-    assert!(bp.len() >= nc.div_ceil(NR) * NR * kp, "pack_b: buffer too small");
-    // SAFETY: each strip reads the block of `b` the contract names and writes its own
-    // `kp * NR` words of `bp` (asserted above).
+/// `b` must be a view checked by `Mat::check` that covers rows `pc..pc + kc` and columns
+/// `jc..jc + nc`, and `bp` must hold `nc` rounded up to NR times `words.words(kc)` words.
+pub(super) unsafe fn pack_b(words: Words, b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [u32]) {
+    let kw = words.words(kc);
+    let (along, across, strided) = packers(words);
+    assert!(bp.len() >= nc.div_ceil(NR) * NR * kw, "pack_b: buffer too small");
+    // SAFETY: `words` proves the packers' CPU features; each strip reads the block of `b` the
+    // contract names and writes its own `kw * NR` words of `bp` (asserted above).
     unsafe {
         for (s, jr) in (0..nc).step_by(NR).enumerate() {
             let nr = NR.min(nc - jr);
             let src = b.data.as_ptr().add(pc * b.row_stride + (jc + jr) * b.col_stride);
-            let dst = bp.as_mut_ptr().add(s * kp * NR);
+            let dst = bp.as_mut_ptr().add(s * kw * NR);
             if b.col_stride == 1 {
-                rows_to_pairs(src, b.row_stride, kc, nr, NR, dst);
+                along(src, b.row_stride, kc, nr, NR, dst);
             } else if b.row_stride == 1 {
-                lines_to_pairs(src, b.col_stride, kc, nr, NR, dst);
+                across(src, b.col_stride, kc, nr, NR, dst);
             } else {
-                strided_to_pairs(src, b.row_stride, b.col_stride, kc, nr, NR, dst);
+                strided(src, b.row_stride, b.col_stride, kc, nr, NR, dst);
             }
         }
     }
 }
 
 /// Packs `a[ic .. ic + mc, pc .. pc + kc]` as consecutive strips of MR rows, each
-/// (pairs(kc), MR) words; rows past `mc` are zero.
+/// (words(kc), MR) words; rows past `mc` are zero.
 ///
 /// # Safety
-/// The CPU must support the bf16 kernels' features; `a` must be a view checked by
-/// `Mat::check` that covers rows `ic..ic + mc` and columns `pc..pc + kc`, and `ap` must hold
-/// `mc` rounded up to MR times `pairs(kc)` words.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) unsafe fn pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [u32]) {
-    let kp = pairs(kc);
-    assert!(ap.len() >= mc.div_ceil(MR) * MR * kp, "pack_a: buffer too small");
+/// `a` must be a view checked by `Mat::check` that covers rows `ic..ic + mc` and columns
+/// `pc..pc + kc`, and `ap` must hold `mc` rounded up to MR times `words.words(kc)` words.
+pub(super) unsafe fn pack_a(words: Words, a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [u32]) {
+    let kw = words.words(kc);
+    let (along, across, strided) = packers(words);
+    assert!(ap.len() >= mc.div_ceil(MR) * MR * kw, "pack_a: buffer too small");
     // SAFETY: as in `pack_b`, for strips of MR rows.
     unsafe {
         for (s, ir) in (0..mc).step_by(MR).enumerate() {
             let mr = MR.min(mc - ir);
             let src = a.data.as_ptr().add((ic + ir) * a.row_stride + pc * a.col_stride);
-            let dst = ap.as_mut_ptr().add(s * kp * MR);
+            let dst = ap.as_mut_ptr().add(s * kw * MR);
             if a.col_stride == 1 {
-                lines_to_pairs(src, a.row_stride, kc, mr, MR, dst);
+                across(src, a.row_stride, kc, mr, MR, dst);
             } else if a.row_stride == 1 {
-                rows_to_pairs(src, a.col_stride, kc, mr, MR, dst);
+                along(src, a.col_stride, kc, mr, MR, dst);
             } else {
-                strided_to_pairs(src, a.col_stride, a.row_stride, kc, mr, MR, dst);
+                strided(src, a.col_stride, a.row_stride, kc, mr, MR, dst);
             }
         }
     }
