@@ -43,31 +43,67 @@ impl Gemm {
         }
     }
 
-    /// [`matmul_then`] computed as this product says; a bf16 product runs each block's
-    /// epilogue as soon as the block is computed, while it is in cache.
+    /// [`matmul_then`] computed as this product says.
     pub fn matmul_then(self, dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-        #[cfg(target_arch = "x86_64")]
-        if let Gemm::Bf16(cpu) = self {
-            let (m, k, n) = (a.rows, a.cols, b.cols);
-            assert_eq!(k, b.rows, "matmul inner dimensions");
-            assert_eq!(dst.len(), m * n, "matmul_then destination size");
-            let words = super::zgemm::Words::Bf16(cpu);
-            if m > 0 && n > 0 && k > 0 && super::zgemm::fuses_epilogue(words, k) {
+        assert_eq!(a.cols, b.rows, "matmul inner dimensions");
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        assert_eq!(dst.len(), m * n, "matmul_then destination size");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let threads = threads_for(par, m, k, n);
+        match self.fused_kernel(k) {
+            #[cfg(target_arch = "x86_64")]
+            Fused::Zgemm(words) => {
                 a.check();
                 b.check();
-                // SAFETY: the token proves AVX512_BF16; the views were checked and dst holds m · n values.
-                unsafe { super::zgemm::gemm_then(words, dst, a, b, init, threads_for(par, m, k, n), epilogue) };
-                return;
+                // SAFETY: `words` proves the CPU features; the views were checked and dst holds m · n values.
+                unsafe { super::zgemm::gemm_then(words, dst, a, b, init, threads, epilogue) };
             }
-        }
-        match self {
-            Gemm::F32 => matmul_then(dst, a, b, init, par, epilogue),
-            Gemm::Bf16(_) => {
-                self.matmul_init(dst, b.cols, a, b, init, par);
-                run_epilogues(dst, b.cols, par, epilogue);
+            #[cfg(target_arch = "x86_64")]
+            Fused::Sgemm => {
+                a.check();
+                b.check();
+                // SAFETY: AVX2 and FMA are present (`fused_kernel`); the views were checked and dst holds m · n values.
+                unsafe { super::sgemm::gemm_then(dst, a, b, init, threads, epilogue) };
+            }
+            Fused::No => {
+                self.matmul_init(dst, n, a, b, init, par);
+                run_epilogues(dst, n, par, epilogue);
             }
         }
     }
+
+    /// The kernel that finishes the blocks of this product (inner dimension `k`) while they
+    /// are in cache: zgemm for bf16 and, with [`Fp32Gemm::Avx512`], fp32; sgemm with
+    /// [`Fp32Gemm::Sgemm`]; none for the crate, or where k spans several blocks.
+    fn fused_kernel(self, k: usize) -> Fused {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let words = match (self, fp32_gemm()) {
+                (Gemm::Bf16(cpu), _) => Some(super::zgemm::Words::Bf16(cpu)),
+                (Gemm::F32, Fp32Gemm::Avx512) => crate::tensor::cpu::avx512().map(super::zgemm::Words::F32),
+                (Gemm::F32, Fp32Gemm::Sgemm) if k > 0 && super::sgemm::available() && super::sgemm::fuses_epilogue(k) => return Fused::Sgemm,
+                _ => None,
+            };
+            if let Some(words) = words.filter(|&w| k > 0 && super::zgemm::fuses_epilogue(w, k)) {
+                return Fused::Zgemm(words);
+            }
+        }
+        let _ = k;
+        Fused::No
+    }
+}
+
+/// Which kernel finishes a product's blocks while they are in cache ([`Gemm::fused_kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fused {
+    #[cfg(target_arch = "x86_64")]
+    Zgemm(super::zgemm::Words),
+    #[cfg(target_arch = "x86_64")]
+    Sgemm,
+    /// The whole product first, then the epilogues across the pool.
+    No,
 }
 
 /// Which kernels compute fp32 products.
@@ -243,35 +279,7 @@ pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init:
 /// crate does, it computes the whole product first.
 /// Blocks may run in any order and on any thread.
 pub fn matmul_then(dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(dst.len(), m * n, "matmul_then destination size");
-    if m == 0 || n == 0 {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if k > 0 {
-        let threads = threads_for(par, m, k, n);
-        match (fp32_gemm(), crate::tensor::cpu::avx512()) {
-            (Fp32Gemm::Avx512, Some(cpu)) if super::zgemm::fuses_epilogue(super::zgemm::Words::F32(cpu), k) => {
-                a.check();
-                b.check();
-                // SAFETY: the token proves AVX-512; the views and dst were bounds-checked above.
-                unsafe { super::zgemm::gemm_then(super::zgemm::Words::F32(cpu), dst, a, b, init, threads, epilogue) };
-                return;
-            }
-            (Fp32Gemm::Sgemm, _) if super::sgemm::available() && super::sgemm::fuses_epilogue(k) => {
-                a.check();
-                b.check();
-                // SAFETY: AVX2 and FMA are present; the views and dst were bounds-checked above.
-                unsafe { super::sgemm::gemm_then(dst, a, b, init, threads, epilogue) };
-                return;
-            }
-            _ => {}
-        }
-    }
-    matmul_init(dst, n, a, b, init, par);
-    run_epilogues(dst, n, par, epilogue);
+    Gemm::F32.matmul_then(dst, a, b, init, par, epilogue);
 }
 
 /// Threads for one product: the pool's, unless `par` says otherwise or it is too small.
@@ -379,6 +387,28 @@ mod tests {
         matmul(&mut c, n, Mat::row_major(&a, m, k), Mat::row_major(&bt, n, k).t(), true, Par::Seq);
         for (x, y) in c.iter().zip(&want) {
             assert!((x - 2.0 * y).abs() < 1e-5);
+        }
+    }
+
+    /// Each product takes the fused kernel of its precision and of the fp32 choice: fp32
+    /// products went to the unfused path whatever the choice, until this was tested.
+    #[test]
+    fn products_are_finished_in_cache_by_the_kernel_their_precision_and_choice_name() {
+        use crate::tensor::cpu;
+        let expected = match fp32_gemm() {
+            #[cfg(target_arch = "x86_64")]
+            Fp32Gemm::Avx512 if cpu::avx512().is_some() => cpu::avx512().map_or(Fused::No, |c| Fused::Zgemm(super::super::zgemm::Words::F32(c))),
+            #[cfg(target_arch = "x86_64")]
+            Fp32Gemm::Sgemm if cpu::avx2_fma().is_some() => Fused::Sgemm,
+            _ => Fused::No,
+        };
+        assert_eq!(Gemm::F32.fused_kernel(384), expected, "{:?}", fp32_gemm());
+        assert_eq!(Gemm::F32.fused_kernel(385), Fused::No, "k past one block of fp32");
+        assert_eq!(Gemm::F32.fused_kernel(0), Fused::No);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(bf16) = cpu::avx512_bf16() {
+            assert_eq!(Gemm::Bf16(bf16).fused_kernel(512), Fused::Zgemm(super::super::zgemm::Words::Bf16(bf16)));
+            assert_eq!(Gemm::Bf16(bf16).fused_kernel(513), Fused::No);
         }
     }
 
