@@ -24,8 +24,10 @@ pub struct SummaryRow {
     pub kind: LayerKind,
     /// Output shape for the summarised input: (B, T, C), or (B, H, W, C) for grids.
     pub output_shape: Vec<usize>,
-    /// Number of scalar parameters.
+    /// Number of scalar parameters it owns (a tied weight counts where it was made).
     pub params: usize,
+    /// The parameter whose values it shares (a tied weight), e.g. `embedding.weight`.
+    pub shares: Option<String>,
     /// Multiply-adds of one forward over the whole input: weight size × positions.
     pub mult_adds: u64,
 }
@@ -74,7 +76,14 @@ pub fn summary_for_shape(model: &Model, shape: &[usize]) -> Result<Summary> {
         .map(|layer| {
             let mut output_shape = shape.to_vec();
             output_shape.push(layer.out_channels);
-            SummaryRow { name: layer.name.clone(), kind: layer.kind, output_shape, params: layer.params, mult_adds: layer.mult_adds(batch, len) }
+            SummaryRow {
+                name: layer.name.clone(),
+                kind: layer.kind,
+                output_shape,
+                params: layer.params,
+                shares: layer.shares.clone(),
+                mult_adds: layer.mult_adds(batch, len),
+            }
         })
         .collect();
     let total_params = model.params().numel();
@@ -113,7 +122,13 @@ impl fmt::Display for Summary {
         let cells: Vec<[String; 5]> = self
             .rows
             .iter()
-            .map(|r| [r.name.clone(), r.kind.to_string(), shape_text(&r.output_shape), thousands(r.params as u64), thousands(r.mult_adds)])
+            .map(|r| {
+                let kind = match &r.shares {
+                    Some(param) => format!("{} (weight = {param})", r.kind),
+                    None => r.kind.to_string(),
+                };
+                [r.name.clone(), kind, shape_text(&r.output_shape), thousands(r.params as u64), thousands(r.mult_adds)]
+            })
             .collect();
         let mut widths = header.map(str::len);
         for row in &cells {
@@ -247,6 +262,21 @@ mod tests {
                 "head"
             ]
         );
+    }
+
+    #[test]
+    fn a_tied_head_says_which_weight_it_shares_and_counts_only_its_bias() {
+        let json = r#"{"family":"hyena","d_model":8,"n_layers":1,"max_len":16,"filter_width":4,"tie_embeddings":true}"#;
+        let tied = summary(&model(json, 11), 2, 5).unwrap();
+        let untied = summary(&model(&json.replace("true", "false"), 11), 2, 5).unwrap();
+        let head = tied.rows.last().unwrap();
+        assert_eq!((head.name.as_str(), head.shares.as_deref(), head.params), ("head", Some("embedding.weight"), 11));
+        assert!(tied.rows[..tied.rows.len() - 1].iter().all(|r| r.shares.is_none()), "{tied:?}");
+        assert_eq!(untied.rows.last().unwrap().shares, None);
+        assert_eq!(untied.total_params - tied.total_params, 11 * 8, "the shared table is counted once");
+        assert_eq!(head.mult_adds, untied.rows.last().unwrap().mult_adds, "a tied head still multiplies");
+        let text = tied.to_string();
+        assert!(text.lines().any(|l| l.starts_with("head") && l.contains("Linear (weight = embedding.weight)")), "{text}");
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct LayerInfo {
     /// Scalar parameters it owns.
     pub params: usize,
     pub cost: Cost,
+    /// The parameter it shares instead of owning (a tied weight): its first name, e.g.
+    /// `embedding.weight`.
+    pub shares: Option<String>,
 }
 
 impl LayerInfo {
@@ -114,6 +117,8 @@ pub struct ModelBuilder {
     rng: ChaCha8Rng,
     scope: Vec<String>,
     layers: Vec<LayerInfo>,
+    /// The first name of a parameter tied since the last layer was recorded.
+    tied: Option<String>,
 }
 
 /// What a builder produced: the parameters, buffers, state-slot count and layer list.
@@ -155,6 +160,7 @@ impl ModelBuilder {
             rng: ChaCha8Rng::seed_from_u64(seed),
             scope: Vec::new(),
             layers: Vec::new(),
+            tied: None,
         }
     }
 
@@ -212,6 +218,7 @@ impl ModelBuilder {
         if let Some(store) = &mut self.store {
             store.add_alias(full, id);
         }
+        self.tied = Some(self.planned[id.0].0.clone());
         Ok(())
     }
 
@@ -234,10 +241,12 @@ impl ModelBuilder {
     }
 
     /// Records a summary row for the layer registered under the current scope plus `name`;
-    /// `params` is counted from the parameters registered since `first`.
+    /// `params` is counted from the parameters registered since `first`, and a parameter
+    /// tied since the last row ([`ModelBuilder::tie`]) is the one it shares.
     pub fn layer(&mut self, name: &str, kind: LayerKind, first: ParamId, out_channels: usize, cost: Cost) {
         let params = self.planned[first.0..].iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-        self.layers.push(LayerInfo { name: self.path(name), kind, out_channels, params, cost });
+        let shares = self.tied.take();
+        self.layers.push(LayerInfo { name: self.path(name), kind, out_channels, params, cost, shares });
     }
 
     /// The id the next registered parameter will get (for [`ModelBuilder::layer`]).
@@ -303,7 +312,14 @@ mod tests {
         let plan = b.plan();
         assert_eq!(plan.layers[0].params, 25);
         assert_eq!(plan.layers[0].mult_adds(2, 3), 120);
-        let long = LayerInfo { name: "f".into(), kind: LayerKind::LongConv, out_channels: 2, params: 0, cost: Cost::LongConv { channels: 2, per_length: 10 } };
+        let long = LayerInfo {
+            name: "f".into(),
+            kind: LayerKind::LongConv,
+            out_channels: 2,
+            params: 0,
+            cost: Cost::LongConv { channels: 2, per_length: 10 },
+            shares: None,
+        };
         // 1 + 2 + 3 + 4 products per channel and sequence, two of each, plus the filter.
         assert_eq!(long.mult_adds(1, 4), 2 * 10 + 40);
     }
