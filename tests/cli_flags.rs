@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{convlm, fails, shared_arg, succeeds, text, train_args};
+use common::cli::{command, convlm, fails, shared_arg, succeeds, text, train_args};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -120,6 +120,29 @@ fn more_threads_than_cores_warn_and_are_capped() {
     assert!(o.status.success() && text(&o.stderr).contains(&want), "{}", text(&o.stderr));
     let line: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
     assert_eq!(line["threads"], cores);
+}
+
+/// The pool is sized before the data is read: encoding a stream runs on the pool, and
+/// built there first it kept every core whatever `--threads` said.
+#[test]
+fn the_threads_asked_for_are_the_threads_used_although_the_data_is_encoded_first() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        eprintln!("skipped: one core, so every pool has one thread");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for threads in [1, 2] {
+        let out = dir.path().join(format!("run{threads}"));
+        let extra = format!("--dataset stream --steps 2 --eval-every 2 --set train.eval_batches=1 --set model.channels=8 --threads {threads}");
+        let mut args = train_args(Path::new(&shared_arg("data/tinyshakespeare.txt")), &out, &extra);
+        args.retain(|a| a != "-q");
+        // A cache of its own: the text is encoded now, not read back encoded.
+        let o = command().args(&args).env("CONVLM_CACHE", dir.path().join(format!("cache{threads}"))).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let want = format!("training examples, {threads} thread{};", if threads == 1 { "" } else { "s" });
+        assert!(text(&o.stderr).contains(&want), "wanted `{want}` in:\n{}", text(&o.stderr));
+    }
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub enum TrainEvent<'a> {
         receptive_field: usize,
         vocab_size: usize,
         train_examples: usize,
+        /// Worker threads of the pool the steps run on.
+        threads: usize,
         run_dir: &'a std::path::Path,
         step: u64,
         /// Steps in all (for a time-limited run, an upper bound: the clock ends it).
@@ -47,8 +49,9 @@ impl TrainEvent<'_> {
     /// preparation, warnings and the end, which a front end shows its own way.
     pub fn lines(&self) -> Vec<String> {
         match self {
-            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, run_dir, .. } => vec![format!(
-                "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples; run directory {}",
+            TrainEvent::Started { family, params, receptive_field, vocab_size, train_examples, threads, run_dir, .. } => vec![format!(
+                "{family} model, {params} parameters, receptive field {receptive_field}, vocabulary {vocab_size}, {train_examples} training examples, {threads} thread{}; run directory {}",
+                if *threads == 1 { "" } else { "s" },
                 run_dir.display()
             )],
             TrainEvent::Device { description, software } => {

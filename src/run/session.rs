@@ -126,6 +126,18 @@ fn check_memory(config: &RunConfig, vocab_size: usize, dataset: &Dataset, group:
 /// The events of a run, shareable with the corpus reader's thread.
 type SharedEvents<'a, 'b> = std::sync::Mutex<&'a mut (dyn FnMut(TrainEvent<'_>) + Send + 'b)>;
 
+/// Sizes this process's thread pool for a run asking for `threads` (split between the
+/// ranks of one machine unless asked), warning when it oversubscribes the cores. Done before
+/// the data is read, whose encoding runs on the pool: built there first, the pool would have
+/// kept every core whatever the run asked for.
+fn size_pool(group: &Group, threads: Option<usize>, events: &SharedEvents) {
+    let threads = crate::run::ranks::threads_per_rank(group, threads);
+    if let Some(warning) = crate::tensor::threads::oversubscription_warning(threads) {
+        (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Warning(warning));
+    }
+    crate::tensor::threads::init_threads(threads);
+}
+
 /// Reports a preparation's progress as an event.
 fn preparing(events: &SharedEvents, p: &PrepareProgress) {
     (events.lock().unwrap_or_else(|e| e.into_inner()))(TrainEvent::Preparing(*p));
@@ -159,6 +171,7 @@ pub(super) fn new_session(config: &RunConfig, run: &RunDir, force: bool, group: 
         Ok(())
     };
     group.agree(absolute(), "finding the data", crate::dist::Wait::Step)?;
+    size_pool(group, config.train.threads, &events);
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p), cancel)?;
     check_same_data(group, &config.data, &data)?;
     let tokenizer = data.tokenizer.clone();
@@ -236,6 +249,7 @@ pub(super) fn resume_session(run: &RunDir, opts: &ResumeOptions, group: &Group, 
         config.train.device = device;
     }
     check_device(group, config.train.device, config.train.precision)?;
+    size_pool(group, config.train.threads, &events);
     let data = open_data_in_turn(group, &config.data, None, |p| preparing(&events, p), cancel)?;
     check_same_data(group, &config.data, &data)?;
     on_root(group, "checking the data", || {

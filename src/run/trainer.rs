@@ -23,10 +23,10 @@ use crate::run::eval::EvalReport;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
 use crate::run::milestones::{budget_verdict, diverged, evaluate_and_sample, save};
-use crate::run::ranks::{on_root, share_buffers, threads_per_rank, Ranks};
+use crate::run::ranks::{on_root, share_buffers, Ranks};
 use crate::run::session::{new_session, next_step, resume_session, ResumeOptions, Session};
 use crate::run::step::StepOutcome;
-use crate::tensor::threads::{init_threads, on_pool, oversubscription_warning};
+use crate::tensor::threads::on_pool;
 
 /// How to run the loop.
 #[derive(Clone, Debug, Default)]
@@ -154,14 +154,9 @@ impl Trainer {
         Trainer::open(s, run, opts, on_event)
     }
 
-    /// Sizes the thread pool, opens the metrics log and the time budget of an opened session,
+    /// Opens the metrics log and the time budget of an opened session (whose pool is sized),
     /// and reports [`TrainEvent::Started`].
     fn open(mut s: Session, run: &RunDir, opts: &TrainOptions, on_event: OnEvent<'_>) -> Result<Trainer> {
-        let threads = threads_per_rank(&opts.group, s.config.train.threads);
-        if let Some(warning) = oversubscription_warning(threads) {
-            on_event(TrainEvent::Warning(warning));
-        }
-        init_threads(threads);
         opts.group.set_interrupt(opts.cancel.flag());
         let group = &opts.group;
         on_pool(|| {
@@ -177,6 +172,7 @@ impl Trainer {
                 receptive_field: s.model.receptive_field(),
                 vocab_size: s.tokenizer.vocab_size(),
                 train_examples: s.dataset.num_examples(Split::Train),
+                threads: rayon::current_num_threads(),
                 run_dir: run.root(),
                 step: s.state.step,
                 total_steps: s.state.total_steps,
