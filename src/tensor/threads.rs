@@ -33,8 +33,13 @@ pub fn oversubscription_warning(requested: Option<usize>) -> Option<String> {
     (n > cores).then(|| format!("{n} threads requested but this machine has {cores} cores: using {cores} (more threads than cores only take turns)"))
 }
 
-/// Sizes the global rayon pool once; later calls return the size already in force.
+/// Sizes the global rayon pool once; later calls return the size already in force. Called
+/// on a worker of a pool of the caller's own (the Python module's), it leaves the global
+/// pool unbuilt — the work runs on the caller's pool — and returns that pool's size.
 pub fn init_threads(requested: Option<usize>) -> usize {
+    if rayon::current_thread_index().is_some() && CONFIGURED.get().is_none() {
+        return rayon::current_num_threads();
+    }
     *CONFIGURED.get_or_init(|| {
         let n = resolve_threads(requested);
         // Fails only if another part of the process built the global pool first; then that
@@ -194,6 +199,15 @@ mod tests {
 
     fn pool_sum(i: u64) -> u64 {
         (0..1000u64).into_par_iter().map(|v| v * i).sum()
+    }
+
+    #[test]
+    fn on_a_pool_of_the_callers_own_the_global_pool_is_left_alone() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let before = CONFIGURED.get().copied();
+        let got = pool.install(|| init_threads(Some(1)));
+        assert_eq!(got, before.unwrap_or(3), "the caller's pool has 3 threads");
+        assert_eq!(CONFIGURED.get().copied(), before, "the global pool was sized from inside another pool");
     }
 
     #[test]
