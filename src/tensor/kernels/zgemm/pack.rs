@@ -64,6 +64,7 @@ unsafe fn interleave(lo: __m512, hi: __m512) -> __m512i {
 /// The CPU must support the bf16 kernels' features; `src` must be readable for `kc` rows of
 /// `valid` values, `dst` writable for `pairs(kc) * width` words; `width` is a multiple of 4.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
 unsafe fn rows_to_pairs(src: *const f32, row_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
     // SAFETY: loads are masked to the `valid` columns of existing rows; stores are masked to the `width` words of each packed row, inside `dst` by the contract.
     unsafe {
@@ -128,6 +129,7 @@ unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
 /// lines of `kc` values, `dst` writable for `pairs(kc) * width` words; `width` is a
 /// multiple of 4.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
 unsafe fn lines_to_pairs(src: *const f32, line_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
     // SAFETY: loads are masked to the `kc` steps of the `valid` lines; stores write the first `min(8, width - g0)` words of packed rows that exist (p < pairs(kc)), inside `dst`.
     unsafe {
@@ -159,6 +161,7 @@ unsafe fn lines_to_pairs(src: *const f32, line_stride: usize, kc: usize, valid: 
 /// The CPU must support AVX512F and AVX512VL; `src` must be readable for `kc` rows of
 /// `valid` values, `dst` writable for `kc * width` words.
 #[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
 unsafe fn rows_to_words(src: *const f32, row_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
     // SAFETY: loads are masked to the `valid` columns of the `kc` rows; stores are masked to
     // the `width` words of each packed row, inside `dst` by the contract.
@@ -181,6 +184,7 @@ unsafe fn rows_to_words(src: *const f32, row_stride: usize, kc: usize, valid: us
 /// The CPU must support AVX512F and AVX512VL; `src` must be readable for `valid` lines of
 /// `kc` values, `dst` writable for `kc * width` words.
 #[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
 unsafe fn lines_to_words(src: *const f32, line_stride: usize, kc: usize, valid: usize, width: usize, dst: *mut u32) {
     // SAFETY: loads are masked to the `kc` steps of the `valid` lines; stores write the first
     // `min(8, width - g0)` words of packed rows that exist (s < kc), inside `dst`.
@@ -237,19 +241,73 @@ unsafe fn strided_to_pairs(src: *const f32, s_stride: usize, j_stride: usize, kc
     }
 }
 
-/// How one strip is packed: (source rows or lines, stride, kc, valid, width, destination).
-type StripPacker = unsafe fn(*const f32, usize, usize, usize, usize, *mut u32);
-/// How one strip of any strides is packed: (source, step stride, column stride, kc, valid,
-/// width, destination).
-type StridedPacker = unsafe fn(*const f32, usize, usize, usize, usize, usize, *mut u32);
+/// Defines `$pack_b` and `$pack_a` for one kind of word, compiled with its packers'
+/// features so that the packers are inlined with the strip widths (NR, MR) as constants:
+/// called through pointers instead, with run-time widths, the products of a transposed A
+/// (weight gradients) ran up to a third slower.
+macro_rules! packing_for {
+    ($pack_b:ident, $pack_a:ident, $features:literal, $words:expr, $along:ident, $across:ident, $strided:ident) => {
+        /// Packs `b[pc .. pc + kc, jc .. jc + nc]` as consecutive strips of NR columns, each
+        /// (words(kc), NR) words; columns past `nc` are zero.
+        ///
+        /// # Safety
+        /// The CPU must support the packers' features; `b` must be a view checked by
+        /// `Mat::check` that covers rows `pc..pc + kc` and columns `jc..jc + nc`, and `bp`
+        /// must hold `nc` rounded up to NR times words(kc) words.
+        #[target_feature(enable = $features)]
+        unsafe fn $pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [u32]) {
+            let kw = $words(kc);
+            assert!(bp.len() >= nc.div_ceil(NR) * NR * kw, "pack_b: buffer too small");
+            // SAFETY: each strip reads the block of `b` the contract names and writes its own
+            // `kw * NR` words of `bp` (asserted above).
+            unsafe {
+                for (s, jr) in (0..nc).step_by(NR).enumerate() {
+                    let nr = NR.min(nc - jr);
+                    let src = b.data.as_ptr().add(pc * b.row_stride + (jc + jr) * b.col_stride);
+                    let dst = bp.as_mut_ptr().add(s * kw * NR);
+                    if b.col_stride == 1 {
+                        $along(src, b.row_stride, kc, nr, NR, dst);
+                    } else if b.row_stride == 1 {
+                        $across(src, b.col_stride, kc, nr, NR, dst);
+                    } else {
+                        $strided(src, b.row_stride, b.col_stride, kc, nr, NR, dst);
+                    }
+                }
+            }
+        }
 
-/// The three packers of `words`: rows of k along the strip, lines along k, any strides.
-fn packers(words: Words) -> (StripPacker, StripPacker, StridedPacker) {
-    match words {
-        Words::F32(_) => (rows_to_words, lines_to_words, strided_to_words),
-        Words::Bf16(_) => (rows_to_pairs, lines_to_pairs, strided_to_pairs),
-    }
+        /// Packs `a[ic .. ic + mc, pc .. pc + kc]` as consecutive strips of MR rows, each
+        /// (words(kc), MR) words; rows past `mc` are zero.
+        ///
+        /// # Safety
+        /// The CPU must support the packers' features; `a` must be a view checked by
+        /// `Mat::check` that covers rows `ic..ic + mc` and columns `pc..pc + kc`, and `ap`
+        /// must hold `mc` rounded up to MR times words(kc) words.
+        #[target_feature(enable = $features)]
+        unsafe fn $pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [u32]) {
+            let kw = $words(kc);
+            assert!(ap.len() >= mc.div_ceil(MR) * MR * kw, "pack_a: buffer too small");
+            // SAFETY: as in the B packer, for strips of MR rows.
+            unsafe {
+                for (s, ir) in (0..mc).step_by(MR).enumerate() {
+                    let mr = MR.min(mc - ir);
+                    let src = a.data.as_ptr().add((ic + ir) * a.row_stride + pc * a.col_stride);
+                    let dst = ap.as_mut_ptr().add(s * kw * MR);
+                    if a.col_stride == 1 {
+                        $across(src, a.row_stride, kc, mr, MR, dst);
+                    } else if a.row_stride == 1 {
+                        $along(src, a.col_stride, kc, mr, MR, dst);
+                    } else {
+                        $strided(src, a.col_stride, a.row_stride, kc, mr, MR, dst);
+                    }
+                }
+            }
+        }
+    };
 }
+
+packing_for!(pack_b_f32, pack_a_f32, "avx512f,avx512vl", |kc: usize| kc, rows_to_words, lines_to_words, strided_to_words);
+packing_for!(pack_b_bf16, pack_a_bf16, "avx512f,avx512bw,avx512vl,avx512bf16", pairs, rows_to_pairs, lines_to_pairs, strided_to_pairs);
 
 /// Packs `b[pc .. pc + kc, jc .. jc + nc]` as consecutive strips of NR columns, each
 /// (words(kc), NR) words; columns past `nc` are zero.
@@ -258,23 +316,11 @@ fn packers(words: Words) -> (StripPacker, StripPacker, StridedPacker) {
 /// `b` must be a view checked by `Mat::check` that covers rows `pc..pc + kc` and columns
 /// `jc..jc + nc`, and `bp` must hold `nc` rounded up to NR times `words.words(kc)` words.
 pub(super) unsafe fn pack_b(words: Words, b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [u32]) {
-    let kw = words.words(kc);
-    let (along, across, strided) = packers(words);
-    assert!(bp.len() >= nc.div_ceil(NR) * NR * kw, "pack_b: buffer too small");
-    // SAFETY: `words` proves the packers' CPU features; each strip reads the block of `b` the
-    // contract names and writes its own `kw * NR` words of `bp` (asserted above).
+    // SAFETY: `words` proves the packers' CPU features; the rest is the caller's contract.
     unsafe {
-        for (s, jr) in (0..nc).step_by(NR).enumerate() {
-            let nr = NR.min(nc - jr);
-            let src = b.data.as_ptr().add(pc * b.row_stride + (jc + jr) * b.col_stride);
-            let dst = bp.as_mut_ptr().add(s * kw * NR);
-            if b.col_stride == 1 {
-                along(src, b.row_stride, kc, nr, NR, dst);
-            } else if b.row_stride == 1 {
-                across(src, b.col_stride, kc, nr, NR, dst);
-            } else {
-                strided(src, b.row_stride, b.col_stride, kc, nr, NR, dst);
-            }
+        match words {
+            Words::F32(_) => pack_b_f32(b, pc, kc, jc, nc, bp),
+            Words::Bf16(_) => pack_b_bf16(b, pc, kc, jc, nc, bp),
         }
     }
 }
@@ -286,22 +332,11 @@ pub(super) unsafe fn pack_b(words: Words, b: &Mat, pc: usize, kc: usize, jc: usi
 /// `a` must be a view checked by `Mat::check` that covers rows `ic..ic + mc` and columns
 /// `pc..pc + kc`, and `ap` must hold `mc` rounded up to MR times `words.words(kc)` words.
 pub(super) unsafe fn pack_a(words: Words, a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [u32]) {
-    let kw = words.words(kc);
-    let (along, across, strided) = packers(words);
-    assert!(ap.len() >= mc.div_ceil(MR) * MR * kw, "pack_a: buffer too small");
-    // SAFETY: as in `pack_b`, for strips of MR rows.
+    // SAFETY: `words` proves the packers' CPU features; the rest is the caller's contract.
     unsafe {
-        for (s, ir) in (0..mc).step_by(MR).enumerate() {
-            let mr = MR.min(mc - ir);
-            let src = a.data.as_ptr().add((ic + ir) * a.row_stride + pc * a.col_stride);
-            let dst = ap.as_mut_ptr().add(s * kw * MR);
-            if a.col_stride == 1 {
-                across(src, a.row_stride, kc, mr, MR, dst);
-            } else if a.row_stride == 1 {
-                along(src, a.col_stride, kc, mr, MR, dst);
-            } else {
-                strided(src, a.col_stride, a.row_stride, kc, mr, MR, dst);
-            }
+        match words {
+            Words::F32(_) => pack_a_f32(a, ic, mc, pc, kc, ap),
+            Words::Bf16(_) => pack_a_bf16(a, ic, mc, pc, kc, ap),
         }
     }
 }
