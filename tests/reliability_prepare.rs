@@ -83,7 +83,13 @@ fn a_prepare_into_a_folder_another_is_writing_is_refused_at_once() {
     let held = convlm::io::try_lock_folder(&out).unwrap().expect("free");
     fails(1, &["prepare", "--data", NAMES, "--out", s(&out)], &[s(&out), "is in use: another convlm prepare is writing a corpus there"]);
     assert_eq!(snapshot(&out), [(".convlm.lock".to_string(), Vec::new())], "the refused prepare wrote into the folder");
+    // ... and once it has files of its own there (not yet a corpus), it is still "in use",
+    // not a folder of other files (what the race below once printed).
+    std::fs::write(out.join("tokens.bin.partial"), b"x").unwrap();
+    fails(1, &["prepare", "--data", NAMES, "--out", s(&out)], &[s(&out), "is in use: another convlm prepare is writing a corpus there"]);
+    assert_eq!(snapshot(&out).len(), 2, "the refused prepare wrote into the folder");
     drop(held);
+    std::fs::remove_file(out.join("tokens.bin.partial")).unwrap();
     // Two prepares of different texts started together: one writes the corpus, the other is
     // refused (in use, or the corpus is already there), and the corpus is whole.
     let both = dir.path().join("both");

@@ -30,6 +30,15 @@ pub fn try_lock_folder(dir: &Path) -> Result<Option<FolderLock>> {
     }
 }
 
+/// Whether another process holds the lock of `dir` now. Writes nothing: a folder without a
+/// lock file is not locked.
+pub fn is_locked(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,7 +50,11 @@ mod tests {
         let first = try_lock_folder(&folder).unwrap().expect("free");
         assert!(folder.join(LOCK_FILE).is_file());
         assert!(try_lock_folder(&folder).unwrap().is_none(), "held");
+        assert!(is_locked(&folder), "held, seen from another handle");
         drop(first);
+        assert!(!is_locked(&folder), "released");
         assert!(try_lock_folder(&folder).unwrap().is_some(), "released");
+        let never = dir.path().join("never");
+        assert!(!is_locked(&never) && !never.exists(), "asking wrote nothing");
     }
 }

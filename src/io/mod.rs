@@ -8,5 +8,5 @@ mod tensor_file;
 
 pub use atomic::atomic_write;
 pub use json::{read_json, write_json};
-pub use lock::{try_lock_folder, FolderLock, LOCK_FILE};
+pub use lock::{is_locked, try_lock_folder, FolderLock, LOCK_FILE};
 pub use tensor_file::{decode_safetensors, load_safetensors, save_safetensors, TensorFile, CHECKSUM_KEY};

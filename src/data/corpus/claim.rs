@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::names::{corpus_state, holds_only_corpus_files, is_empty_folder, CorpusState};
-use crate::io::{try_lock_folder, FolderLock};
+use crate::io::{is_locked, try_lock_folder, FolderLock};
 use crate::{Error, Result};
 
 /// The lock of a corpus folder being written, held until dropped.
@@ -19,13 +19,22 @@ pub struct CorpusLock {
 /// unless `replace`; the leftovers of an interrupted prepare are written over. Checked
 /// before anything is written (not even the lock file) and again under the lock.
 pub fn claim_corpus_folder(out: &Path, replace: bool) -> Result<CorpusLock> {
-    check_free(out, replace)?;
-    let lock = try_lock_folder(out)?.ok_or_else(|| {
-        Error::bad_file(out, "is in use: another convlm prepare is writing a corpus there (it holds .convlm.lock); wait for it, or choose another --out")
-    })?;
+    if check_free(out, replace).is_err() {
+        // A prepare still writing there has files of its own (its temporaries): that it is in
+        // use is what to say. One that finished meanwhile is judged by what it left.
+        if is_locked(out) {
+            return Err(in_use(out));
+        }
+        check_free(out, replace)?;
+    }
+    let lock = try_lock_folder(out)?.ok_or_else(|| in_use(out))?;
     // Another prepare may have finished there between the check and the lock.
     check_free(out, replace)?;
     Ok(CorpusLock { _lock: lock })
+}
+
+fn in_use(out: &Path) -> Error {
+    Error::bad_file(out, "is in use: another convlm prepare is writing a corpus there (it holds .convlm.lock); wait for it, or choose another --out")
 }
 
 fn check_free(out: &Path, replace: bool) -> Result<()> {
