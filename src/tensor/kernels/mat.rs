@@ -105,6 +105,38 @@ impl Out {
     }
 }
 
+/// Writes the in-bounds `rows` x `cols` corner of an edge tile (`tile`, row stride
+/// `tile_stride`, computed from zero) to `c` (row stride `rs`, its first column being column
+/// `col` of the output): added to what `c` holds when `add`, else to the start row's values
+/// or zero. The register-tile GEMMs (`sgemm`, `zgemm`) finish their partial tiles with it.
+///
+/// # Safety
+/// `c` must be readable and writable for `rows` rows of stride `rs` and `cols` columns, and a
+/// `start` row must hold at least `col + cols` values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn store_edge_tile(
+    c: *mut f32,
+    rs: usize,
+    tile: &[f32],
+    tile_stride: usize,
+    rows: usize,
+    cols: usize,
+    add: bool,
+    start: Option<&[f32]>,
+    col: usize,
+) {
+    for i in 0..rows {
+        for j in 0..cols {
+            // SAFETY: (i, j) lies in the corner the contract names.
+            let dst = unsafe { c.add(i * rs + j) };
+            // SAFETY: as above; `dst` is readable when `add`.
+            let base = if add { unsafe { *dst } } else { start.map_or(0.0, |r| r[col + j]) };
+            // SAFETY: as above.
+            unsafe { *dst = base + tile[i * tile_stride + j] };
+        }
+    }
+}
+
 /// Rows per block handed to the epilogue of [`matmul_then`]. Against 96 and 288 in
 /// alternating W1 runs, 192 was fastest: each block streams the packed right-hand side
 /// once, and W1's 192 rows of logits (3.8 MB) still come back from L3 for the loss.

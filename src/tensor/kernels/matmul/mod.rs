@@ -192,6 +192,25 @@ pub fn fp32_product_with(kernel: Fp32Gemm, dst: &mut [f32], dst_row_stride: usiz
 
 /// The bf16 product behind [`Gemm::Bf16`], with `matmul_init`'s checks.
 fn bf16_product(cpu: Avx512Bf16, dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
+    checked_product(dst, dst_row_stride, a, b, init, par, |dst, threads| {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX512_BF16; `checked_product` bounds-checked the views and
+        // dst, a distinct &mut slice.
+        unsafe {
+            super::zgemm::gemm(super::zgemm::Words::Bf16(cpu), dst, dst_row_stride, a, b, init, threads)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = cpu; // no such token exists off x86-64
+            plain_product(fp32_gemm(), dst, dst_row_stride, a, b, init, threads);
+        }
+    });
+}
+
+/// The checks and edge cases every product shares — inner dimensions, the start row's
+/// length, dst's extent, nothing to do for an empty output, only the start for k = 0 — then
+/// `run(dst, threads)` on views checked to lie in bounds, with the threads `par` gives.
+fn checked_product(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par, run: impl FnOnce(&mut [f32], usize)) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
@@ -207,17 +226,7 @@ fn bf16_product(cpu: Avx512Bf16, dst: &mut [f32], dst_row_stride: usize, a: Mat,
     }
     a.check();
     b.check();
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the token proves AVX512_BF16; the views and dst were bounds-checked above, and
-    // dst is a distinct &mut slice.
-    unsafe {
-        super::zgemm::gemm(super::zgemm::Words::Bf16(cpu), dst, dst_row_stride, a, b, init, threads_for(par, m, k, n))
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = cpu; // no such token exists off x86-64
-        matmul_init(dst, dst_row_stride, a, b, init, par);
-    }
+    run(dst, threads_for(par, m, k, n));
 }
 
 /// `epilogue(block, rows)` on each block of [`EPILOGUE_ROWS`] rows of a finished product.
@@ -249,24 +258,9 @@ pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, accumulate
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` with `start` given by `init`.
 pub fn matmul_init(dst: &mut [f32], dst_row_stride: usize, a: Mat, b: Mat, init: Init, par: Par) {
-    assert_eq!(a.cols, b.rows, "matmul inner dimensions");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if let Init::Rows(r) = init {
-        assert_eq!(r.len(), n, "matmul start row length");
-    }
-    assert!((m - 1) * dst_row_stride + n <= dst.len(), "matmul destination out of bounds");
-    if k == 0 {
-        init.fill(dst, m, n, dst_row_stride);
-        return;
-    }
-    a.check();
-    b.check();
     // Which kernel: see `Fp32Gemm` (by flags, or measured on this CPU). Each gives results
     // that do not depend on the thread count.
-    plain_product(fp32_gemm(), dst, dst_row_stride, a, b, init, threads_for(par, m, k, n));
+    checked_product(dst, dst_row_stride, a, b, init, par, |dst, threads| plain_product(fp32_gemm(), dst, dst_row_stride, a, b, init, threads));
 }
 
 /// `dst (m, n) = start + a (m, k) · b (k, n)` (`dst` row-major, row stride n), then

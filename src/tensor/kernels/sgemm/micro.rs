@@ -1,6 +1,6 @@
 //! The 6 x 16 register-tile micro-kernel and the loops that walk it over a packed block.
 
-use super::super::mat::Out;
+use super::super::mat::{store_edge_tile, Out};
 use super::{MR, NR};
 use std::arch::x86_64::*;
 
@@ -69,13 +69,7 @@ pub(super) unsafe fn strip_tiles(
             } else {
                 let mut tile = [0.0f32; MR * NR];
                 kernel_6x16(kc, a_strip, b_strip, b_rs, tile.as_mut_ptr(), NR, false, std::ptr::null());
-                for i in 0..mr {
-                    for j in 0..nr {
-                        let dst = c.add(i * out.row_stride + j);
-                        let base = if add { *dst } else { start.map_or(0.0, |r| r[col + j]) };
-                        *dst = base + tile[i * NR + j];
-                    }
-                }
+                store_edge_tile(c, out.row_stride, &tile, NR, mr, nr, add, start, col);
             }
         }
     }

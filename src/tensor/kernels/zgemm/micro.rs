@@ -7,7 +7,7 @@
 //! products are exact in fp32). 24 accumulators of 16 lanes cover the tile, enough
 //! independent chains to hide either instruction's latency.
 
-use super::super::mat::Out;
+use super::super::mat::{store_edge_tile, Out};
 use super::{Words, MR, NR};
 use std::arch::x86_64::*;
 
@@ -87,13 +87,7 @@ macro_rules! strip_tiles_with {
                     } else {
                         let mut tile = [0.0f32; MR * NR];
                         $kernel(kw, a_strip.cast(), b_strip.cast(), tile.as_mut_ptr(), NR, false, std::ptr::null());
-                        for i in 0..mr {
-                            for j in 0..nr {
-                                let dst = c.add(i * out.row_stride + j);
-                                let base = if add { *dst } else { start.map_or(0.0, |r| r[col + j]) };
-                                *dst = base + tile[i * NR + j];
-                            }
-                        }
+                        store_edge_tile(c, out.row_stride, &tile, NR, mr, nr, add, start, col);
                     }
                 }
             }
