@@ -35,6 +35,7 @@ fn numbers_in_flags_are_checked_with_the_flags_own_words() {
     fails(1, &train(&["--clip-grad=-1"]), &["invalid clip-grad: must be a positive number, or 0 to disable clipping, got -1"]);
     fails(1, &train(&["--clip-grad", "-1"]), &["invalid clip-grad"]);
     fails(1, &train(&["--weight-decay", "-0.5"]), &["invalid weight-decay"]);
+    fails(1, &train(&["--ema-decay", "1"]), &["invalid ema-decay: must be in [0, 1) (0: no average), got 1"]);
     fails(
         1,
         &train(&["--set", "unknown.key=1"]),

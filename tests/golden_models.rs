@@ -59,6 +59,7 @@ fn golden_adamw(family: &str, doc: &Value, mut model: Model) {
         betas: (betas[0].as_f64().unwrap() as f32, betas[1].as_f64().unwrap() as f32),
         eps: a["eps"].as_f64().unwrap() as f32,
         weight_decay: a["weight_decay"].as_f64().unwrap() as f32,
+        ema_decay: 0.0,
     };
     let mut opt = Optimizer::new(&cfg, model.params()).unwrap();
     let (shape, x) = ints(&doc["x"]);

@@ -34,6 +34,8 @@ fn configs() -> Vec<OptimizerConfig> {
         OptimizerConfig { kind: OptimizerKind::Sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.01, ..Default::default() },
         OptimizerConfig { kind: OptimizerKind::Adam, weight_decay: 0.01, ..Default::default() },
         OptimizerConfig { kind: OptimizerKind::AdamW, weight_decay: 0.1, ..Default::default() },
+        OptimizerConfig { kind: OptimizerKind::AdamW, weight_decay: 0.1, ema_decay: 0.9, ..Default::default() },
+        OptimizerConfig { kind: OptimizerKind::Sgd, lr: 0.1, ema_decay: 0.5, ..Default::default() },
     ]
 }
 
@@ -101,6 +103,26 @@ fn state_tensor_names() {
     );
     assert_eq!(names(OptimizerKind::Sgd, 0.9), ["momentum_buffer.convs.0.weight", "momentum_buffer.convs.0.bias", "momentum_buffer.embedding.weight"]);
     assert!(names(OptimizerKind::Sgd, 0.0).is_empty());
+    // The averages follow every moment, one per parameter.
+    let cfg = OptimizerConfig { kind: OptimizerKind::Sgd, ema_decay: 0.99, ..Default::default() };
+    let names: Vec<_> = Optimizer::new(&cfg, &s).unwrap().state_tensors().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["ema.convs.0.weight", "ema.convs.0.bias", "ema.embedding.weight"]);
+}
+
+#[test]
+fn a_state_without_the_average_it_needs_is_rejected() {
+    let s = store();
+    let plain = OptimizerConfig::default();
+    let averaging = OptimizerConfig { ema_decay: 0.99, ..plain.clone() };
+    let src = std::path::Path::new("/runs/x/optimizer.safetensors");
+    let without = Optimizer::new(&plain, &s).unwrap().state_tensors();
+    let mut opt = Optimizer::new(&averaging, &s).unwrap();
+    let msg = bad_file_msg(opt.load_state(without.clone(), 3, src));
+    assert!(msg.contains("/runs/x/optimizer.safetensors") && msg.contains("missing") && msg.contains("ema.convs.0.weight"), "{msg}");
+    // And a state with averages does not load into an optimizer that keeps none.
+    let with = opt.state_tensors();
+    let msg = bad_file_msg(Optimizer::new(&plain, &s).unwrap().load_state(with, 3, src));
+    assert!(msg.contains("ema.convs.0.weight") && msg.contains("without a weight average"), "{msg}");
 }
 
 fn bad_file_msg(r: convlm::Result<()>) -> String {

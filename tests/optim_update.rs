@@ -222,6 +222,8 @@ fn invalid_settings_name_the_flag() {
     assert_eq!(field_of(OptimizerConfig { eps: -1e-8, ..d() }), "eps");
     assert_eq!(field_of(OptimizerConfig { weight_decay: -0.01, ..d() }), "weight-decay");
     assert_eq!(field_of(OptimizerConfig { weight_decay: f32::NAN, ..d() }), "weight-decay");
+    assert_eq!(field_of(OptimizerConfig { ema_decay: 1.0, ..d() }), "ema-decay");
+    assert_eq!(field_of(OptimizerConfig { ema_decay: -0.5, ..d() }), "ema-decay");
 }
 
 #[test]

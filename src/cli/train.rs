@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// [default: 0.01]
     #[arg(long, value_parser = finite_f32)]
     weight_decay: Option<f32>,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999) and
+    /// evaluate, sample and export it (best.safetensors, model.safetensors) [default: 0, none]
+    #[arg(long, value_parser = finite_f32)]
+    ema_decay: Option<f32>,
     /// constant, step, onecycle or cosine [default: constant]
     #[arg(long)]
     schedule: Option<String>,
@@ -149,6 +153,7 @@ impl TrainArgs {
             optimizer: self.optimizer,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
+            ema_decay: self.ema_decay,
             schedule: self.schedule.clone(),
             warmup: self.warmup,
             clip_grad: self.clip_grad,

@@ -78,6 +78,8 @@ pub struct DeviceOptimizer {
     second: Vec<GpuTensor>,
     /// Whether weight decay applies, per parameter.
     decay: Vec<bool>,
+    /// The moving averages of the parameters (empty without them).
+    averages: Vec<GpuTensor>,
 }
 
 impl DeviceOptimizer {
@@ -105,8 +107,13 @@ impl DeviceOptimizer {
                 second.push(placeholder()?);
             }
         }
+        // The averages follow every parameter's moments (`Optimizer::state_tensors`).
+        let averages = named.map(|(_, t)| GpuTensor::upload(d, t)).collect::<Result<Vec<_>>>()?;
+        if averages.len() != if cfg.averages() { store.params().len() } else { 0 } {
+            return Err(Error::device(format!("the optimizer state holds {} weight averages for {} parameters", averages.len(), store.params().len())));
+        }
         let decay = store.params().iter().map(|p| p.decay).collect();
-        Ok(DeviceOptimizer { cfg, steps: host.steps_taken(), first, second, decay })
+        Ok(DeviceOptimizer { cfg, steps: host.steps_taken(), first, second, decay, averages })
     }
 
     /// Copies the state and step count back into `host` (built for the same parameters).
@@ -122,6 +129,7 @@ impl DeviceOptimizer {
                 bufs.push(s);
             }
         }
+        bufs.extend(&self.averages);
         for (name, buf) in names.into_iter().zip(bufs) {
             tensors.push((name, buf.to_tensor()?));
         }
@@ -171,7 +179,21 @@ impl DeviceOptimizer {
                 }
             }
         }
+        if self.cfg.averages() {
+            let weight = self.cfg.average_weight(self.steps - 1);
+            for (((value, grad), average), spare) in params.values_and_grads().zip(&self.averages).zip(&self.second) {
+                ko::average(average, value, grad, spare, st, weight)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Exchanges `params`' values with the moving averages (buffer handles; nothing without
+    /// averages): twice, everything is as before.
+    pub fn swap_averages(&mut self, params: &mut DeviceParams) {
+        if self.cfg.averages() {
+            params.swap_values(&mut self.averages);
+        }
     }
 
     /// Takes back the count of an update the status says was skipped (the CPU optimizer is

@@ -99,6 +99,18 @@ pub(crate) fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]
         .reduce(|| true, |a, b| a && b)
 }
 
+/// One step of an exponential moving average of a tensor: `avg.lerp_(p, weight)`, as
+/// `torch.optim.swa_utils.get_ema_multi_avg_fn` updates an averaged model (`weight` is
+/// `1 - decay`), rounded as ATen's lerp.
+pub(crate) fn average_update(avg: &mut [f32], p: &[f32], weight: f32) {
+    let simd = avx2_fma();
+    let run = |a: &mut [f32], p: &[f32]| average_dispatch(a, p, weight, simd);
+    if avg.len() <= CHUNK {
+        return run(avg, p);
+    }
+    avg.par_chunks_mut(CHUNK).zip(p.par_chunks(CHUNK)).for_each(|(a, p)| run(a, p));
+}
+
 macro_rules! dispatch {
     ($simd:expr, $generic:ident, $fast:ident, <$($c:tt),*>, ($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
@@ -129,6 +141,27 @@ fn adam_dispatch(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Ada
     }
 }
 
+fn average_dispatch(a: &mut [f32], p: &[f32], w: f32, fma: Option<Avx2Fma>) {
+    #[cfg(target_arch = "x86_64")]
+    if fma.is_some() {
+        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
+        unsafe { average_fma(a, p, w) };
+        return;
+    }
+    let _ = fma;
+    average_loop(a, p, w)
+}
+
+/// The portable loop compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn average_fma(a: &mut [f32], p: &[f32], w: f32) {
+    average_loop(a, p, w)
+}
+
 /// The portable loop compiled for AVX2 + FMA.
 ///
 /// # Safety
@@ -147,6 +180,20 @@ unsafe fn sgd_fma<const L2: bool, const MOM: bool>(p: &mut [f32], g: &[f32], b: 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn adam_fma<const L2: bool, const DEC: bool>(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars) {
     adam_loop::<L2, DEC>(p, g, m, v, s)
+}
+
+/// `avg.lerp_(p, w)` per element, as ATen rounds it: `avg + w*(p-avg)` when |w| < 0.5, else
+/// `p - (1-w)*(p-avg)`, each one fused multiply-add.
+#[inline(always)]
+fn average_loop(a: &mut [f32], p: &[f32], w: f32) {
+    let n = a.len().min(p.len());
+    let (a, p) = (&mut a[..n], &p[..n]);
+    let small = w.abs() < 0.5;
+    let w_minus_1 = w - 1.0;
+    for i in 0..n {
+        let diff = p[i] - a[i];
+        a[i] = if small { w.mul_add(diff, a[i]) } else { w_minus_1.mul_add(diff, p[i]) };
+    }
 }
 
 /// `torch.optim.SGD` (`_single_tensor_sgd`, dampening 0, not Nesterov):

@@ -1,7 +1,7 @@
 //! The optimizer: per-parameter state, one update per call, and exact save/resume.
 
 use super::config::{torch_scalar, OptimizerConfig, OptimizerKind};
-use super::kernels::{adam_update, sgd_update, AdamDecay, AdamScalars, SgdScalars};
+use super::kernels::{adam_update, average_update, sgd_update, AdamDecay, AdamScalars, SgdScalars};
 use crate::error::{Error, Result};
 use crate::nn::ParamStore;
 use crate::tensor::Tensor;
@@ -45,6 +45,34 @@ struct Slot {
     first: Vec<f32>,
     /// Adam(W) second moment; empty when unused.
     second: Vec<f32>,
+    /// The moving average of the parameter ([`OptimizerConfig::ema_decay`]); empty when unused.
+    average: Vec<f32>,
+}
+
+/// Which of a slot's buffers a state tensor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Buffer {
+    First,
+    Second,
+    Average,
+}
+
+impl Slot {
+    fn buffer(&self, b: Buffer) -> &Vec<f32> {
+        match b {
+            Buffer::First => &self.first,
+            Buffer::Second => &self.second,
+            Buffer::Average => &self.average,
+        }
+    }
+
+    fn buffer_mut(&mut self, b: Buffer) -> &mut Vec<f32> {
+        match b {
+            Buffer::First => &mut self.first,
+            Buffer::Second => &mut self.second,
+            Buffer::Average => &mut self.average,
+        }
+    }
 }
 
 /// SGD, Adam or AdamW over a [`ParamStore`], with PyTorch's update rules and rounding.
@@ -77,6 +105,8 @@ impl Optimizer {
                     shape: p.value.shape().to_vec(),
                     first: if first { vec![0.0; n] } else { Vec::new() },
                     second: if second { vec![0.0; n] } else { Vec::new() },
+                    // The average starts at the initial weights (AveragedModel's deep copy).
+                    average: if cfg.averages() { p.value.data().to_vec() } else { Vec::new() },
                 }
             })
             .collect();
@@ -131,34 +161,83 @@ impl Optimizer {
                 }
             }
         }
+        if self.cfg.averages() {
+            let weight = self.cfg.average_weight(self.steps - 1);
+            for (p, slot) in params.params().iter().zip(&mut self.slots) {
+                average_update(&mut slot.average, p.value.data(), weight);
+            }
+        }
         first_bad
     }
 
-    /// Names of the state tensors of slot `i`, paired with which buffer they are.
-    fn state_names(&self, slot: &Slot) -> Vec<(String, bool)> {
-        match self.cfg.kind {
-            OptimizerKind::Sgd if slot.first.is_empty() => Vec::new(),
-            OptimizerKind::Sgd => vec![(format!("momentum_buffer.{}", slot.name), true)],
-            OptimizerKind::Adam | OptimizerKind::AdamW => {
-                vec![(format!("exp_avg.{}", slot.name), true), (format!("exp_avg_sq.{}", slot.name), false)]
-            }
+    /// Whether this optimizer keeps a moving average of the weights
+    /// ([`OptimizerConfig::ema_decay`]).
+    pub fn averages(&self) -> bool {
+        self.cfg.averages()
+    }
+
+    /// Exchanges the weights of `params` with their moving averages (a no-op without
+    /// averages): called twice, everything is as before. A run evaluates the average this
+    /// way and swaps back to step on.
+    ///
+    /// # Panics
+    /// If `params` is not the store this optimizer was built for (a programming error).
+    pub fn swap_averages(&mut self, params: &mut ParamStore) {
+        if !self.averages() {
+            return;
+        }
+        assert_eq!(params.params().len(), self.slots.len(), "optimizer used with a different parameter store");
+        for (p, slot) in params.params_mut().iter_mut().zip(&mut self.slots) {
+            p.value.data_mut().swap_with_slice(&mut slot.average);
         }
     }
 
-    /// The optimizer state as named tensors, in parameter order: `exp_avg.<param>` and
-    /// `exp_avg_sq.<param>` for Adam(W), `momentum_buffer.<param>` for SGD with momentum,
-    /// nothing for plain SGD. Save these with the step count for an exact resume.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for slot in &self.slots {
-            for (name, first) in self.state_names(slot) {
-                let data = if first { slot.first.clone() } else { slot.second.clone() };
-                // The buffers always hold exactly `shape`'s element count.
-                let t = Tensor::new(slot.shape.clone(), data).unwrap_or_else(|_| Tensor::zeros(slot.shape.clone()));
-                out.push((name, t));
+    /// `params` with their weights replaced by the moving averages (unchanged without them):
+    /// what a run exports as its model.
+    pub fn averaged(&self, params: &ParamStore) -> ParamStore {
+        let mut out = params.clone();
+        if self.averages() {
+            for (p, slot) in out.params_mut().iter_mut().zip(&self.slots) {
+                p.value.data_mut().copy_from_slice(&slot.average);
             }
         }
         out
+    }
+
+    /// Names of the state tensors, in [`Optimizer::state_tensors`]' order, with their slot
+    /// and buffer: each slot's moments, then (with averages) every slot's average.
+    fn state_names(&self) -> Vec<(String, usize, Buffer)> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            match self.cfg.kind {
+                OptimizerKind::Sgd if slot.first.is_empty() => {}
+                OptimizerKind::Sgd => out.push((format!("momentum_buffer.{}", slot.name), i, Buffer::First)),
+                OptimizerKind::Adam | OptimizerKind::AdamW => {
+                    out.push((format!("exp_avg.{}", slot.name), i, Buffer::First));
+                    out.push((format!("exp_avg_sq.{}", slot.name), i, Buffer::Second));
+                }
+            }
+        }
+        if self.averages() {
+            out.extend(self.slots.iter().enumerate().map(|(i, slot)| (format!("ema.{}", slot.name), i, Buffer::Average)));
+        }
+        out
+    }
+
+    /// The optimizer state as named tensors: in parameter order `exp_avg.<param>` and
+    /// `exp_avg_sq.<param>` for Adam(W), `momentum_buffer.<param>` for SGD with momentum,
+    /// nothing for plain SGD; then, with [`OptimizerConfig::ema_decay`], `ema.<param>` for
+    /// every parameter. Save these with the step count for an exact resume.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.state_names()
+            .into_iter()
+            .map(|(name, i, b)| {
+                let slot = &self.slots[i];
+                // The buffers always hold exactly `shape`'s element count.
+                let t = Tensor::new(slot.shape.clone(), slot.buffer(b).clone()).unwrap_or_else(|_| Tensor::zeros(slot.shape.clone()));
+                (name, t)
+            })
+            .collect()
     }
 
     /// Restores the state saved by [`Optimizer::state_tensors`] and the step count, so that
@@ -166,18 +245,20 @@ impl Optimizer {
     /// present once with the parameter's shape and no other may appear; errors name
     /// `source` and the tensor. On error the optimizer is left unchanged.
     pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>, steps: u64, source: &Path) -> Result<()> {
-        let mut expected: HashMap<String, (usize, bool)> = HashMap::new();
+        let mut expected: HashMap<String, (usize, Buffer)> = HashMap::new();
         let mut order = Vec::new();
-        for (i, slot) in self.slots.iter().enumerate() {
-            for (name, first) in self.state_names(slot) {
-                order.push(name.clone());
-                expected.insert(name, (i, first));
-            }
+        for (name, i, b) in self.state_names() {
+            order.push(name.clone());
+            expected.insert(name, (i, b));
         }
         let mut staged: HashMap<String, Vec<f32>> = HashMap::new();
         for (name, t) in tensors {
             let Some(&(i, _)) = expected.get(&name) else {
-                return Err(Error::bad_file(source, format!("unexpected optimizer tensor `{name}` (not part of {:?} state for this model)", self.cfg.kind)));
+                let what = if self.averages() { "" } else { " without a weight average" };
+                return Err(Error::bad_file(
+                    source,
+                    format!("unexpected optimizer tensor `{name}` (not part of {:?} state{what} for this model)", self.cfg.kind),
+                ));
             };
             let shape = &self.slots[i].shape;
             if t.shape() != &shape[..] {
@@ -191,12 +272,8 @@ impl Optimizer {
             return Err(Error::bad_file(source, format!("missing optimizer tensor `{missing}`")));
         }
         for (name, data) in staged {
-            if let Some(&(i, first)) = expected.get(&name) {
-                if first {
-                    self.slots[i].first = data;
-                } else {
-                    self.slots[i].second = data;
-                }
+            if let Some(&(i, b)) = expected.get(&name) {
+                *self.slots[i].buffer_mut(b) = data;
             }
         }
         self.steps = steps;

@@ -3,8 +3,9 @@
 //! One checkpoint is one file: `optimizer.safetensors` holds the parameters, buffers and
 //! optimizer moments, with the step and the batch-RNG position in its metadata, so a crash
 //! at any instant leaves either the previous or the new checkpoint — never a mix.
-//! `model.safetensors` (PyTorch state_dict names, loads with `strict=True`), `best.safetensors`
-//! and `state.json` are written beside it for people and other tools.
+//! `model.safetensors` (PyTorch state_dict names, loads with `strict=True`; the moving average
+//! of the weights when the optimizer keeps one), `best.safetensors` and `state.json` are
+//! written beside it for people and other tools.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -205,7 +206,14 @@ impl RunDir {
         meta.insert("train_state".into(), state_json);
         meta.insert("optimizer_steps".into(), optimizer.steps_taken().to_string());
         save_safetensors(&self.file(CHECKPOINT_FILE), &tensors, Some(meta))?;
-        self.save_weights(MODEL_FILE, model, state.step)?;
+        if optimizer.averages() {
+            // The exported model is the run's average; the live weights are in the checkpoint.
+            let mut averaged = model.clone();
+            *averaged.params_mut() = optimizer.averaged(model.params());
+            self.save_weights(MODEL_FILE, &averaged, state.step)?;
+        } else {
+            self.save_weights(MODEL_FILE, model, state.step)?;
+        }
         write_json(&self.file(STATE_FILE), state)
     }
 

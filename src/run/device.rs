@@ -105,6 +105,13 @@ impl DeviceRun {
         Ok(())
     }
 
+    /// Exchanges the parameters on the device with the optimizer's moving averages there
+    /// (their buffers, not their values); the host is behind afterwards.
+    pub fn swap_averages(&mut self) {
+        self.optimizer.swap_averages(&mut self.params);
+        self.host_behind = true;
+    }
+
     /// Mean loss over `max_batches` batches spread over `split` (0 = all), on the device.
     pub fn evaluate(&self, model: &Model, dataset: &Dataset, split: Split, batch_size: usize, max_batches: usize) -> Result<EvalReport> {
         evaluate_on_device(model, &self.params, dataset, split, batch_size, max_batches, &crate::cancel::CancelToken::new())

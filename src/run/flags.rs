@@ -36,6 +36,8 @@ pub struct TrainFlags {
     pub optimizer: Option<OptimizerKind>,
     pub momentum: Option<f32>,
     pub weight_decay: Option<f32>,
+    /// Decay of the moving average of the weights (0: none).
+    pub ema_decay: Option<f32>,
     /// `constant`, `step`, `onecycle` or `cosine`.
     pub schedule: Option<String>,
     pub warmup: Option<u64>,
@@ -201,6 +203,9 @@ impl TrainFlags {
         }
         if let Some(v) = self.weight_decay {
             c.optimizer.weight_decay = v;
+        }
+        if let Some(v) = self.ema_decay {
+            c.optimizer.ema_decay = v;
         }
         if let Some(s) = &self.schedule {
             if !["constant", "step", "onecycle", "cosine"].contains(&s.as_str()) {

@@ -77,6 +77,17 @@ impl Ranks {
         Device::Cpu
     }
 
+    /// Exchanges the model's weights with the optimizer's moving averages where the steps
+    /// run (on a device, its buffers; nothing without averages): the run evaluates the
+    /// average between two calls. Call [`Ranks::sync`] after it for the host to see them.
+    pub fn swap_averages(&mut self, model: &mut Model, optimizer: &mut Optimizer) {
+        #[cfg(feature = "gpu")]
+        if let Some(d) = &mut self.device {
+            return d.swap_averages();
+        }
+        optimizer.swap_averages(model.params_mut());
+    }
+
     /// Brings the host's model (and optimizer, when given) up to date with the device the
     /// steps run on; nothing on the CPU.
     pub fn sync(&mut self, model: &mut Model, optimizer: Option<&mut Optimizer>) -> Result<()> {

@@ -22,7 +22,7 @@ use crate::run::config::RunConfig;
 use crate::run::eval::EvalReport;
 use crate::run::events::{CancelToken, OnEvent, TrainEvent};
 use crate::run::metrics::MetricsLog;
-use crate::run::milestones::{budget_verdict, diverged, evaluate_and_sample, save};
+use crate::run::milestones::{budget_verdict, diverged, evaluate_and_sample, save, with_averages};
 use crate::run::ranks::{on_root, share_buffers, Ranks};
 use crate::run::session::{new_session, next_step, resume_session, ResumeOptions, Session};
 use crate::run::step::StepOutcome;
@@ -296,12 +296,15 @@ impl Trainer {
     }
 
     /// The loss, perplexity and bits per token of the model as it is now on all of `split`
-    /// (as `convlm eval` scores a run); training is not affected.
+    /// (as `convlm eval` scores a run; the moving average of the weights when the optimizer
+    /// keeps one); training is not affected.
     pub fn evaluate(&mut self, split: Split) -> Result<EvalReport> {
-        let (s, group) = (&mut self.s, &self.opts.group);
-        share_buffers(group, &mut s.model)?;
-        // On the CPU this evaluates on the pool (`evaluate_in`), on a GPU on the device.
-        self.ranks.evaluate(&mut s.model, &s.dataset, split, s.config.train.batch_size, 0)
+        let group = &self.opts.group;
+        with_averages(&mut self.s, &mut self.ranks, |s, ranks| {
+            share_buffers(group, &mut s.model)?;
+            // On the CPU this evaluates on the pool (`evaluate_in`), on a GPU on the device.
+            ranks.evaluate(&mut s.model, &s.dataset, split, s.config.train.batch_size, 0)
+        })
     }
 
     /// Saves a resumable checkpoint of the run as it is now (model.safetensors, state.json

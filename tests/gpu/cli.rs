@@ -246,3 +246,59 @@ fn bf16_on_a_gpu_is_refused_before_anything_is_written() {
     fails(1, &args, &["gpu: --precision bf16 runs on the CPU only", "--precision fp32, or --device cpu"]);
     assert!(!run.join("model.safetensors").exists() && !run.join("config.json").exists(), "nothing is written");
 }
+
+/// The validation losses of a run.
+fn val_losses(run: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v.get("val_loss").and_then(|l| l.as_f64())).collect()
+}
+
+#[test]
+fn a_run_with_a_weight_average_on_the_gpu_is_the_cpu_run_and_resumes_exactly() {
+    if !available(Device::Gpu) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    train(&p("cpu"), "--steps 40 --ema-decay 0.9");
+    train(&p("gpu"), "--steps 40 --ema-decay 0.9 --device gpu");
+    close(&losses(&p("gpu")), &losses(&p("cpu")), 1, 40, 1e-3, "averaged run, gpu vs cpu");
+    // The evaluations (steps 20 and 40) score the average on both devices, and both export it.
+    let (vg, vc) = (val_losses(&p("gpu")), val_losses(&p("cpu")));
+    assert_eq!(vg.len(), 2, "{vg:?}");
+    close(&vg, &vc, 1, 2, 1e-3, "validation of the average, gpu vs cpu");
+    let (_, cpu_avg) = checkpoint_named(&p("cpu"), "ema.");
+    let (_, gpu_avg) = checkpoint_named(&p("gpu"), "ema.");
+    assert!(!cpu_avg.is_empty());
+    for ((name, c), (_, g)) in cpu_avg.iter().zip(&gpu_avg) {
+        let worst = c.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-3, "{name}: the averages differ by {worst}");
+    }
+    let exported = std::fs::read(p("gpu").join("model.safetensors")).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&exported).unwrap();
+    for (name, g) in &gpu_avg {
+        let bytes = t.tensor(name).unwrap();
+        let values: Vec<f32> = bytes.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        assert_eq!(&values, g, "model.safetensors holds the average of {name}");
+    }
+    // Stopped at step 20 and resumed on the GPU: exactly the uninterrupted run.
+    train(&p("g2g"), "--steps 20 --ema-decay 0.9 --device gpu");
+    succeeds(&["train", "--resume", "--out", p("g2g").to_str().unwrap(), "--steps", "40", "-q"]);
+    assert_eq!(losses(&p("g2g")), losses(&p("gpu")));
+    assert_eq!(val_losses(&p("g2g")), vg);
+    assert_eq!(std::fs::read(p("g2g").join("model.safetensors")).unwrap(), exported);
+}
+
+/// The optimizer state in a run's checkpoint whose names start with `prefix` (the prefix cut
+/// off), sorted.
+fn checkpoint_named(run: &Path, prefix: &str) -> (u64, Vec<(String, Vec<f32>)>) {
+    let dir = convlm::run::RunDir::new(run);
+    let config = dir.load_config().unwrap();
+    let tok = dir.load_tokenizer().unwrap();
+    let mut model = convlm::models::Model::new(&config.model, tok.vocab_size(), config.seed).unwrap();
+    let mut opt = convlm::optim::Optimizer::new(&config.optimizer, model.params()).unwrap();
+    let state = dir.load_checkpoint(&mut model, &mut opt, &config, &tok).unwrap();
+    let mut out: Vec<_> = opt.state_tensors().into_iter().filter_map(|(n, t)| Some((n.strip_prefix(prefix)?.to_string(), t.data().to_vec()))).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    (state.step, out)
+}

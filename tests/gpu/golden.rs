@@ -141,6 +141,7 @@ fn adamw(tag: &str, doc: &Value, on: &mut On, ids: &[u32], shape: &[usize], targ
         betas: (betas[0].as_f64().unwrap() as f32, betas[1].as_f64().unwrap() as f32),
         eps: a["eps"].as_f64().unwrap() as f32,
         weight_decay: a["weight_decay"].as_f64().unwrap() as f32,
+        ema_decay: 0.0,
     };
     let want: Vec<f32> = doc["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let losses = on.adamw(&cfg, want.len(), ids, shape, targets);

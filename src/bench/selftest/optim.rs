@@ -1,6 +1,7 @@
 //! The optimizers on the GPU against the CPU optimizer: three updates of a small parameter
 //! set (weights that decay and vectors that do not) with SGD, SGD with momentum, Adam and
-//! AdamW, with and without gradient clipping; the gradient norm each step.
+//! AdamW, with and without gradient clipping, and with a moving average of the weights; the
+//! gradient norm each step.
 
 use super::harness::{error, seed_of, uniform};
 use super::Check;
@@ -33,6 +34,8 @@ pub(super) fn run(d: &GpuDevice, out: &mut Vec<Check>) -> Result<()> {
         ("sgd momentum", OptimizerConfig { kind: OptimizerKind::Sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.01, ..OptimizerConfig::default() }),
         ("adam", OptimizerConfig { kind: OptimizerKind::Adam, lr: 1e-2, weight_decay: 0.01, ..OptimizerConfig::default() }),
         ("adamw", OptimizerConfig { kind: OptimizerKind::AdamW, lr: 1e-2, weight_decay: 0.1, ..OptimizerConfig::default() }),
+        ("adamw ema", OptimizerConfig { kind: OptimizerKind::AdamW, lr: 1e-2, weight_decay: 0.1, ema_decay: 0.9, ..OptimizerConfig::default() }),
+        ("sgd ema", OptimizerConfig { kind: OptimizerKind::Sgd, lr: 0.1, ema_decay: 0.9, ..OptimizerConfig::default() }),
     ];
     for (name, cfg) in configs {
         for clip in [None, Some(0.5f32)] {
@@ -46,7 +49,7 @@ pub(super) fn run(d: &GpuDevice, out: &mut Vec<Check>) -> Result<()> {
 fn compare_updates(d: &GpuDevice, case: &str, cfg: &OptimizerConfig, clip: Option<f32>, out: &mut Vec<Check>) -> Result<()> {
     let mut host = store(case);
     let mut opt = Optimizer::new(cfg, &host)?;
-    let params = DeviceParams::upload(d, &host, &Buffers::default())?;
+    let mut params = DeviceParams::upload(d, &host, &Buffers::default())?;
     let mut dev_opt = DeviceOptimizer::upload(&opt, &host, &params)?;
     let status = StepStatus::new(&params)?;
     let loss = GpuTensor::from_slice(d, &[], &[1.0])?;
@@ -79,6 +82,16 @@ fn compare_updates(d: &GpuDevice, case: &str, cfg: &OptimizerConfig, clip: Optio
     dev_opt.download(&mut back)?;
     for ((_, a), (_, b)) in back.state_tensors().iter().zip(opt.state_tensors().iter()) {
         state_err = state_err.max(error(a.data(), b.data()));
+    }
+    if cfg.averages() {
+        // Swapped in on the device, the averages are the parameters the host averaged.
+        let averaged = opt.averaged(&host);
+        dev_opt.swap_averages(&mut params);
+        let mut swap_err = 0.0f64;
+        for (i, p) in averaged.params().iter().enumerate() {
+            swap_err = swap_err.max(error(&params.value(crate::nn::ParamId(i)).to_vec()?, p.value.data()));
+        }
+        out.push(Check { case: format!("{case}: averaged weights swapped in"), pass: "update", error: swap_err, tolerance: TOL });
     }
     out.push(Check { case: format!("{case}: grad norm"), pass: "reduce", error: norm_err, tolerance: TOL });
     out.push(Check { case: format!("{case}: parameters after 3 steps"), pass: "update", error: worst, tolerance: TOL });

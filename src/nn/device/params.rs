@@ -105,6 +105,15 @@ impl DeviceParams {
         self.values.iter().zip(&self.grads)
     }
 
+    /// Exchanges the value buffers with `others` (one per parameter, same shapes: an
+    /// optimizer's moving averages), handle for handle; nothing is copied.
+    pub fn swap_values(&mut self, others: &mut [GpuTensor]) {
+        debug_assert!(others.len() == self.values.len() && others.iter().zip(&self.values).all(|(o, v)| o.shape() == v.shape()));
+        for (v, o) in self.values.iter_mut().zip(others) {
+            std::mem::swap(v, o);
+        }
+    }
+
     /// Number of parameter tensors.
     pub fn len(&self) -> usize {
         self.values.len()

@@ -76,7 +76,8 @@ class Trainer:
     def step(self, n: int = 1) -> list[dict[str, Any]]:
         """Takes up to ``n`` steps and returns the metrics record of each."""
     def evaluate(self, split: str = "val") -> dict[str, Any]:
-        """Scores the model as it is now on all of ``split``."""
+        """Scores the model as it is now on all of ``split`` (the moving average of its weights
+        when ``optimizer.ema_decay`` is set)."""
     def save(self) -> None:
         """Saves a checkpoint of the run as it is now."""
     def close(self) -> None:

@@ -66,6 +66,17 @@ pub fn sgd(p: &GpuTensor, g: &GpuTensor, m: &GpuTensor, spare: &GpuTensor, statu
     d.dispatch(k(&OPTIM, "sgd"), &words, &[Some(p.raw()), Some(g.raw()), Some(m.raw()), Some(spare.raw()), Some(status.raw())], d.grid(n, 256))
 }
 
+/// One step of parameter `p`'s moving average `avg` (`avg.lerp_(p, weight)`), skipped with
+/// the update when the status says so; `grad` and `spare` are two other buffers for the
+/// unused bindings (a buffer is bound writable once per dispatch).
+pub fn average(avg: &GpuTensor, p: &GpuTensor, grad: &GpuTensor, spare: &GpuTensor, status: &GpuTensor, weight: f32) -> Result<()> {
+    let d = p.device();
+    let n = p.numel();
+    let words = [u(n), 0, f(weight), 0, 0, 0, 0, 0, 0, 0, 0];
+    // The current weights bind where the updates take the gradient (read only).
+    d.dispatch(k(&OPTIM, "average"), &words, &[Some(grad.raw()), Some(p.raw()), Some(avg.raw()), Some(spare.raw()), Some(status.raw())], d.grid(n, 256))
+}
+
 /// Blocks of [`grad_norm_status`]'s first pass for tensors of `sizes` values.
 pub fn norm_blocks(sizes: impl Iterator<Item = usize>) -> usize {
     sizes.map(|n| n.div_ceil(SUM_BLOCK)).sum()

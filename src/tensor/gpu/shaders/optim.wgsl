@@ -65,3 +65,17 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     p[i] = pi;
     check(pi);
 }
+
+// The moving average of a parameter: m.lerp_(g, w) as ATen rounds it, where g binds the
+// parameter's current value and m its average. p: 0 n, 2 weight (1 − decay). Skipped with
+// the update.
+@compute @workgroup_size(256)
+fn average(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid, 256u);
+    _ = p[0];
+    _ = v[0];
+    if (i >= pu(0u) || atomicLoad(&status[3]) != 0u) { return; }
+    let w = pf(2u);
+    let diff = g[i] - m[i];
+    if (abs(w) < 0.5) { m[i] = fma(w, diff, m[i]); } else { m[i] = fma(w - 1.0, diff, g[i]); }
+}
