@@ -120,6 +120,9 @@ fn a_second_writer_gets_an_error_at_once() {
     let data = names();
     let started = Instant::now();
     fails_with(&[train_args(&data, s(&run), "20"), vec!["--force"]].concat(), &[s(&run), "is in use", "another convlm process"]);
+    // Without --force too: the folder holds a run, but a running one ("pass --resume" would
+    // send the user to the same refusal).
+    fails_with(&train_args(&data, s(&run), "20"), &[s(&run), "is in use", "another convlm process"]);
     fails_with(&["train", "--resume", "--out", s(&run), "-q"], &["is in use"]);
     assert!(started.elapsed() < Duration::from_secs(60), "the second writer waited");
     first.kill().unwrap();

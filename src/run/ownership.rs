@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::SourceFingerprint;
 use crate::error::{Error, Result};
-use crate::io::{read_json, try_lock_folder, write_json, FolderLock};
+use crate::io::{is_locked, read_json, try_lock_folder, write_json, FolderLock};
 use crate::run::checkpoint::{RunDir, CHECKPOINT_FILE, CONFIG_FILE, TOKENIZER_FILE};
 use crate::run::config::RunConfig;
 
@@ -170,11 +170,12 @@ impl RunDir {
     pub fn lock(&self) -> Result<RunLock> {
         match try_lock_folder(self.root())? {
             Some(lock) => Ok(RunLock { _lock: lock }),
-            None => Err(Error::run_dir(
-                self.root(),
-                "is in use: another convlm process is writing this run (it holds .convlm.lock); wait for it or choose another --out",
-            )),
+            None => Err(self.in_use()),
         }
+    }
+
+    fn in_use(&self) -> Error {
+        Error::run_dir(self.root(), "is in use: another convlm process is writing this run (it holds .convlm.lock); wait for it or choose another --out")
     }
 
     /// Claims the directory for a new run: refuses someone else's files and an existing run
@@ -217,8 +218,13 @@ impl RunDir {
         Ok(aside)
     }
 
-    /// Errors unless `state` is a folder a new run may take (missing or empty).
+    /// Errors unless `state` is a folder a new run may take (missing or empty); a folder
+    /// whose lock another process holds is in use, whatever it holds so far (a run starting
+    /// there has written its marker, or not yet).
     fn refuse_unless_free(&self, state: DirState) -> Result<()> {
+        if !matches!(state, DirState::Missing | DirState::Empty) && is_locked(self.root()) {
+            return Err(self.in_use());
+        }
         match state {
             DirState::Missing | DirState::Empty => Ok(()),
             DirState::Run(_) | DirState::Legacy => Err(Error::run_dir(
