@@ -202,3 +202,23 @@ def test_precision_is_the_flag_of_convlm_train(names: Path, tmp_path: Path) -> N
     a, b = losses(fp32), losses(bf16)
     assert len(a) == len(b) == 10 and a != b, "the bf16 run took the fp32 steps"
     assert a[0] == pytest.approx(b[0], rel=0.01), "the same model and batch: the first losses agree to bf16's rounding"
+
+
+def test_a_weight_average_is_what_the_trainer_evaluates_and_the_run_exports(names: Path, tmp_path: Path) -> None:
+    # One evaluation, at the last step, over the whole validation split.
+    once = {"train.eval_every": 30, "train.eval_batches": 0}
+    plain = convlm.train(**{**args(names, tmp_path / "plain"), "settings": {**SMALL, **once}})
+    averaging = {**SMALL, **once, "optimizer.ema_decay": 0.9}
+    with convlm.Trainer(**{**args(names, tmp_path / "averaged"), "settings": averaging}) as t:
+        t.step(100)
+        now = t.evaluate("val")["loss"]
+        run = t.run
+    assert run.config["optimizer"]["ema_decay"] == pytest.approx(0.9)
+    # The same steps as without the average; another model exported and scored.
+    same_losses(losses(run), losses(plain))
+    assert not np.array_equal(weights(run)["embedding.weight"], weights(plain)["embedding.weight"])
+    logged = [r["val_loss"] for r in run.metrics() if "val_loss" in r]
+    assert len(logged) == 1 and logged != [r["val_loss"] for r in plain.metrics() if "val_loss" in r]
+    # The trainer, the run's evaluation and `convlm eval` (best.safetensors) all score the average.
+    assert now == pytest.approx(logged[0], rel=1e-9)
+    assert run.evaluate("val")["loss"] == pytest.approx(logged[0], rel=1e-6)
