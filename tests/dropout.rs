@@ -106,16 +106,7 @@ fn dropout_is_validated_and_saved_only_when_used() {
 }
 
 fn config(data: &std::path::Path, dropout: f32) -> RunConfig {
-    let model = ModelConfig::from_value(json!({"family": "dilated", "n_embd": 8, "channels": 16, "dilations": [1, 2, 4], "dropout": dropout})).unwrap();
-    let mut cfg = RunConfig { model, ..RunConfig::default() };
-    cfg.data.path = Some(data.to_path_buf());
-    cfg.train.steps = 12;
-    cfg.train.batch_size = 8;
-    cfg.train.eval_every = 4;
-    cfg.train.eval_batches = 2;
-    cfg.train.samples = 0;
-    cfg.train.threads = Some(1);
-    cfg
+    common::small_run(data, dropout)
 }
 
 fn step_losses(run: &std::path::Path) -> Vec<f64> {

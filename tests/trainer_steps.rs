@@ -6,21 +6,13 @@
 mod common;
 
 use convlm::data::Split;
-use convlm::models::ModelConfig;
 use convlm::run::{train, CancelToken, ResumeOptions, RunConfig, RunDir, TrainEvent, TrainOptions, Trainer};
 use convlm::Error;
 use serde_json::{json, Value};
 
 fn config(data: &std::path::Path) -> RunConfig {
-    let model = ModelConfig::from_value(json!({"family": "dilated", "n_embd": 8, "channels": 16, "dilations": [1, 2, 4]})).unwrap();
-    let mut cfg = RunConfig { model, ..RunConfig::default() };
-    cfg.data.path = Some(data.to_path_buf());
-    cfg.train.steps = 12;
-    cfg.train.batch_size = 8;
+    let mut cfg = common::small_run(data, 0.0);
     cfg.train.eval_every = 5;
-    cfg.train.eval_batches = 2;
-    cfg.train.samples = 0;
-    cfg.train.threads = Some(1);
     cfg
 }
 

@@ -6,21 +6,15 @@ mod common;
 
 use convlm::data::Split;
 use convlm::io::load_safetensors;
-use convlm::models::ModelConfig;
 use convlm::run::{train, ResumeOptions, RunConfig, RunDir, TrainOptions, Trainer};
 use convlm::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+/// One evaluation, at the last step, over the whole validation split.
 fn config(data: &std::path::Path, ema_decay: f32) -> RunConfig {
-    let model = ModelConfig::from_value(json!({"family": "dilated", "n_embd": 8, "channels": 16, "dilations": [1, 2, 4]})).unwrap();
-    let mut cfg = RunConfig { model, ..RunConfig::default() };
-    cfg.data.path = Some(data.to_path_buf());
-    cfg.train.steps = 12;
-    cfg.train.batch_size = 8;
+    let mut cfg = common::small_run(data, 0.0);
     cfg.train.eval_every = 12;
     cfg.train.eval_batches = 0;
-    cfg.train.samples = 0;
-    cfg.train.threads = Some(1);
     cfg.optimizer.lr = 1e-2;
     cfg.optimizer.ema_decay = ema_decay;
     cfg

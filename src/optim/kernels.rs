@@ -142,14 +142,12 @@ fn adam_dispatch(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Ada
 }
 
 fn average_dispatch(a: &mut [f32], p: &[f32], w: f32, fma: Option<Avx2Fma>) {
-    #[cfg(target_arch = "x86_64")]
-    if fma.is_some() {
-        // SAFETY: an `Avx2Fma` token exists only on a CPU with AVX2 and FMA.
-        unsafe { average_fma(a, p, w) };
-        return;
+    // ATen's lerp takes one of two roundings by the weight; the choice is made once here.
+    if w.abs() < 0.5 {
+        dispatch!(fma, average_loop, average_fma, <true>, (a, p, w))
+    } else {
+        dispatch!(fma, average_loop, average_fma, <false>, (a, p, w))
     }
-    let _ = fma;
-    average_loop(a, p, w)
 }
 
 /// The portable loop compiled for AVX2 + FMA.
@@ -158,8 +156,8 @@ fn average_dispatch(a: &mut [f32], p: &[f32], w: f32, fma: Option<Avx2Fma>) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn average_fma(a: &mut [f32], p: &[f32], w: f32) {
-    average_loop(a, p, w)
+unsafe fn average_fma<const SMALL: bool>(a: &mut [f32], p: &[f32], w: f32) {
+    average_loop::<SMALL>(a, p, w)
 }
 
 /// The portable loop compiled for AVX2 + FMA.
@@ -182,17 +180,16 @@ unsafe fn adam_fma<const L2: bool, const DEC: bool>(p: &mut [f32], g: &[f32], m:
     adam_loop::<L2, DEC>(p, g, m, v, s)
 }
 
-/// `avg.lerp_(p, w)` per element, as ATen rounds it: `avg + w*(p-avg)` when |w| < 0.5, else
-/// `p - (1-w)*(p-avg)`, each one fused multiply-add.
+/// `avg.lerp_(p, w)` per element, as ATen rounds it: `avg + w*(p-avg)` when |w| < 0.5
+/// (`SMALL`), else `p - (1-w)*(p-avg)`, each one fused multiply-add.
 #[inline(always)]
-fn average_loop(a: &mut [f32], p: &[f32], w: f32) {
+fn average_loop<const SMALL: bool>(a: &mut [f32], p: &[f32], w: f32) {
     let n = a.len().min(p.len());
     let (a, p) = (&mut a[..n], &p[..n]);
-    let small = w.abs() < 0.5;
     let w_minus_1 = w - 1.0;
     for i in 0..n {
         let diff = p[i] - a[i];
-        a[i] = if small { w.mul_add(diff, a[i]) } else { w_minus_1.mul_add(diff, p[i]) };
+        a[i] = if SMALL { w.mul_add(diff, a[i]) } else { w_minus_1.mul_add(diff, p[i]) };
     }
 }
 

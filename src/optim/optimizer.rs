@@ -192,15 +192,25 @@ impl Optimizer {
         }
     }
 
-    /// `params` with their weights replaced by the moving averages (unchanged without them):
-    /// what a run exports as its model.
+    /// Writes the moving averages over the weights of `params` (nothing without them): what
+    /// a run exports as its model.
+    ///
+    /// # Panics
+    /// If `params` is not the store this optimizer was built for (a programming error).
+    pub fn copy_averages_into(&self, params: &mut ParamStore) {
+        if !self.averages() {
+            return;
+        }
+        assert_eq!(params.params().len(), self.slots.len(), "optimizer used with a different parameter store");
+        for (p, slot) in params.params_mut().iter_mut().zip(&self.slots) {
+            p.value.data_mut().copy_from_slice(&slot.average);
+        }
+    }
+
+    /// A copy of `params` with [`Optimizer::copy_averages_into`] applied.
     pub fn averaged(&self, params: &ParamStore) -> ParamStore {
         let mut out = params.clone();
-        if self.averages() {
-            for (p, slot) in out.params_mut().iter_mut().zip(&self.slots) {
-                p.value.data_mut().copy_from_slice(&slot.average);
-            }
-        }
+        self.copy_averages_into(&mut out);
         out
     }
 

@@ -209,7 +209,7 @@ impl RunDir {
         if optimizer.averages() {
             // The exported model is the run's average; the live weights are in the checkpoint.
             let mut averaged = model.clone();
-            *averaged.params_mut() = optimizer.averaged(model.params());
+            optimizer.copy_averages_into(averaged.params_mut());
             self.save_weights(MODEL_FILE, &averaged, state.step)?;
         } else {
             self.save_weights(MODEL_FILE, model, state.step)?;

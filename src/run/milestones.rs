@@ -75,19 +75,6 @@ pub(super) fn diverged(run: &RunDir, s: &Session, log: &mut Option<MetricsLog>, 
     keep_last_good().err().unwrap_or(Error::NonFinite { step: step + 1, what })
 }
 
-/// The periodic evaluation: the validation loss (returned), the best model, and samples —
-/// of the moving average of the weights when the optimizer keeps one.
-pub(super) fn evaluate_and_sample(
-    s: &mut Session,
-    run: &RunDir,
-    log: &mut Option<MetricsLog>,
-    samples: bool,
-    ranks: &mut Ranks,
-    on_event: OnEvent<'_>,
-) -> Result<f64> {
-    with_averages(s, ranks, |s, ranks| evaluate_and_sample_now(s, run, log, samples, ranks, on_event))
-}
-
 /// Runs `f` with the model's weights exchanged for the optimizer's moving averages (the
 /// weights as they are without averages), and exchanges them back whatever `f` returns.
 pub(super) fn with_averages<T>(s: &mut Session, ranks: &mut Ranks, f: impl FnOnce(&mut Session, &mut Ranks) -> Result<T>) -> Result<T> {
@@ -97,7 +84,10 @@ pub(super) fn with_averages<T>(s: &mut Session, ranks: &mut Ranks, f: impl FnOnc
     out
 }
 
-fn evaluate_and_sample_now(
+/// The periodic evaluation of the model as it is (the trainer passes the moving average of
+/// the weights, through [`with_averages`]): the validation loss (returned), the best model,
+/// and samples.
+pub(super) fn evaluate_and_sample(
     s: &mut Session,
     run: &RunDir,
     log: &mut Option<MetricsLog>,

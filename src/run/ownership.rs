@@ -186,6 +186,9 @@ impl RunDir {
         // Refuse before writing anything (not even the lock file) into someone else's folder;
         // with `force`, move someone else's files aside as they are.
         match self.dir_state()? {
+            // A folder whose lock another process holds is in use, whatever it holds so far
+            // (a run starting there has written its marker, or not yet).
+            _ if !force && is_locked(self.root()) => return Err(self.in_use()),
             state @ (DirState::Other(_) | DirState::Run(_) | DirState::Legacy) if !force => self.refuse_unless_free(state)?,
             DirState::Other(_) => moved = Some(self.move_aside()?),
             _ => {}
@@ -218,13 +221,8 @@ impl RunDir {
         Ok(aside)
     }
 
-    /// Errors unless `state` is a folder a new run may take (missing or empty); a folder
-    /// whose lock another process holds is in use, whatever it holds so far (a run starting
-    /// there has written its marker, or not yet).
+    /// Errors unless `state` is a folder a new run may take (missing or empty).
     fn refuse_unless_free(&self, state: DirState) -> Result<()> {
-        if !matches!(state, DirState::Missing | DirState::Empty) && is_locked(self.root()) {
-            return Err(self.in_use());
-        }
         match state {
             DirState::Missing | DirState::Empty => Ok(()),
             DirState::Run(_) | DirState::Legacy => Err(Error::run_dir(

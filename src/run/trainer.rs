@@ -280,7 +280,13 @@ impl Trainer {
 
         let at_eval = s.state.step.is_multiple_of(cfg.train.eval_every) || s.state.step == s.state.total_steps;
         let eval_started = Instant::now();
-        let val_loss = if at_eval { Some(evaluate_and_sample(s, &self.run, &mut self.log, self.opts.samples, &mut self.ranks, &mut *on_event)?) } else { None };
+        let val_loss = if at_eval {
+            // Of the moving average of the weights where the optimizer keeps one.
+            let (run, log, samples) = (&self.run, &mut self.log, self.opts.samples);
+            Some(with_averages(s, &mut self.ranks, |s, ranks| evaluate_and_sample(s, run, log, samples, ranks, &mut *on_event))?)
+        } else {
+            None
+        };
         let at_checkpoint = cfg.train.checkpoint_every > 0 && s.state.step.is_multiple_of(cfg.train.checkpoint_every);
         if at_eval || at_checkpoint {
             s.state.rng_word_pos = s.rng.get_word_pos().to_string();

@@ -11,8 +11,9 @@ pub mod runs;
 use std::path::PathBuf;
 
 use convlm::models::ModelConfig;
+use convlm::run::RunConfig;
 use convlm::Tensor;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `../shared/<rel>` beside the repository.
 pub fn shared(rel: &str) -> PathBuf {
@@ -77,4 +78,20 @@ pub fn bf16_available() -> bool {
     assert!(std::env::var("CONVLM_REQUIRE_BF16").as_deref() != Ok("1"), "CONVLM_REQUIRE_BF16=1 but {reason}");
     println!("skipped: {reason}");
     false
+}
+
+/// A 12-step run on `data` of a small dilated CNN (n_embd 8, 16 channels, dilations 1-2-4)
+/// with `dropout`: batches of 8, one thread, no samples, an evaluation of 2 batches every 4
+/// steps. The run the library-level run tests vary.
+pub fn small_run(data: &std::path::Path, dropout: f32) -> RunConfig {
+    let model = ModelConfig::from_value(json!({"family": "dilated", "n_embd": 8, "channels": 16, "dilations": [1, 2, 4], "dropout": dropout})).unwrap();
+    let mut cfg = RunConfig { model, ..RunConfig::default() };
+    cfg.data.path = Some(data.to_path_buf());
+    cfg.train.steps = 12;
+    cfg.train.batch_size = 8;
+    cfg.train.eval_every = 4;
+    cfg.train.eval_batches = 2;
+    cfg.train.samples = 0;
+    cfg.train.threads = Some(1);
+    cfg
 }

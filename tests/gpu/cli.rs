@@ -19,10 +19,20 @@ fn names() -> std::path::PathBuf {
     crate::common::shared("data/names.txt")
 }
 
+/// The values of `key` in a run's metrics.jsonl, in order.
+fn logged(run: &Path, key: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v.get(key).and_then(|l| l.as_f64())).collect()
+}
+
 /// The training losses of a run, step by step.
 fn losses(run: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v.get("loss").and_then(|l| l.as_f64())).collect()
+    logged(run, "loss")
+}
+
+/// The validation losses of a run.
+fn val_losses(run: &Path) -> Vec<f64> {
+    logged(run, "val_loss")
 }
 
 fn train(out: &Path, extra: &str) -> std::process::Output {
@@ -245,12 +255,6 @@ fn bf16_on_a_gpu_is_refused_before_anything_is_written() {
     let args = train_args(&names(), &run, &format!("{SMALL} {DILATED} --steps 5 --device gpu --precision bf16"));
     fails(1, &args, &["gpu: --precision bf16 runs on the CPU only", "--precision fp32, or --device cpu"]);
     assert!(!run.join("model.safetensors").exists() && !run.join("config.json").exists(), "nothing is written");
-}
-
-/// The validation losses of a run.
-fn val_losses(run: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v.get("val_loss").and_then(|l| l.as_f64())).collect()
 }
 
 #[test]
