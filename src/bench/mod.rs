@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use crate::tensor::memory::{self, MemoryReport};
+use crate::tensor::memory::{self, MemoryReport, PoolReport};
 use crate::tensor::{peak, threads, Device, Precision};
 use engine_w3::{W3Model, W3_DIMS};
 use product::{ProductRun, ProductSpec};
@@ -148,6 +148,9 @@ pub struct BenchReport {
     /// The memory layer after the last step: the budget, bytes kept (now and at peak), the
     /// pool's hits and misses per use and the allocator's blocks (`tensor::memory`).
     pub memory: MemoryReport,
+    /// On a GPU: its buffer pool after the last step (the same report as the CPU's pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<PoolReport>,
 }
 
 impl BenchReport {
@@ -261,6 +264,14 @@ impl Runner {
         None
     }
 
+    /// The buffer pool of the GPU the steps run on.
+    fn device_memory(&self) -> Option<PoolReport> {
+        #[cfg(feature = "gpu")]
+        return self.gpu().map(crate::tensor::memory::BufferPool::report);
+        #[cfg(not(feature = "gpu"))]
+        None
+    }
+
     /// One step; its loss before the update.
     fn step(&mut self) -> Result<f64> {
         match self {
@@ -346,6 +357,7 @@ pub fn run_workload(opts: &BenchOptions) -> Result<BenchReport> {
         param_bytes_per_step: traffic.map(|t| round_to(t.params as f64 / opts.steps as f64, 1)),
         kernels_per_step: traffic.map(|t| round_to(t.dispatches as f64 / opts.steps as f64, 1)),
         memory: memory::report(),
+        device_memory: runner.device_memory(),
     })
 }
 

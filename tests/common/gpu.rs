@@ -53,3 +53,22 @@ macro_rules! device_test {
         }
     };
 }
+
+/// Set in a test's own process by [`alone`].
+const ALONE: &str = "CONVLM_TEST_GPU_ALONE";
+
+/// Whether this process is the one the test `name` (its path in the test binary) runs alone
+/// in: a test that reads the device's counters needs it, since the other tests of the binary
+/// share the device. In the first process this runs `name` alone in a child process, asserts
+/// that it passed, and returns false (the caller then returns).
+#[allow(dead_code)]
+pub fn alone(name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe).args(["--exact", name, "--test-threads=1", "--nocapture"]).env(ALONE, "1").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "the process running {name} alone failed:\n{text}");
+    false
+}

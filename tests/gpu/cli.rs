@@ -1,6 +1,7 @@
 //! The GPU through the binary: `devices`, `selftest`, training that matches the CPU run,
 //! runs that resume on the other device and continue as a run there would, exact resume on
-//! the GPU, greedy samples equal to the CPU's, and the named errors (no adapter, an index
+//! the GPU, greedy samples equal to the CPU's, a bench's report of the device's buffer pool,
+//! and the named errors (no adapter, an index
 //! past the adapters, a bad `--device`). Without an adapter the GPU tests print
 //! `skipped: <reason>` (a failure under `CONVLM_REQUIRE_GPU=1`); the error tests run anyway.
 
@@ -203,6 +204,31 @@ fn a_device_past_the_adapters_or_not_a_device_is_named() {
     fails(1, &args, &["gpu:99 does not exist", "gpu:0 "]);
     assert!(!run.join("model.safetensors").exists());
     let _ = shared_arg;
+}
+
+#[test]
+fn a_gpu_bench_reports_the_device_pool_beside_the_cpu_one() {
+    if !available(Device::Gpu) {
+        return;
+    }
+    let bench = |steps: &str| -> serde_json::Value {
+        let out = succeeds(&["bench", "--workload", "w2", "--steps", steps, "--warmup", "1", "--device", "gpu"]);
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap()
+    };
+    let (two, four) = (bench("2"), bench("4"));
+    let (pool, pool4) = (&two["device_memory"], &four["device_memory"]);
+    assert_eq!(pool["device"], two["device"], "the pool names the adapter the steps ran on: {two}");
+    assert_eq!(two["memory"]["pool"]["device"], "cpu", "beside the CPU's own: {two}");
+    assert!(pool["kept_bytes"].as_u64().unwrap() > 0 && pool["budget_bytes"].as_u64() == Some(u64::MAX), "{pool}");
+    // The first step makes every buffer; each later step takes the same number, all from
+    // the pool: two more steps, twice the hits and no new buffer.
+    let counts = |p: &serde_json::Value| (p["tape"]["hits"].as_u64().unwrap(), p["tape"]["misses"].as_u64().unwrap());
+    let ((hits, misses), (hits4, misses4)) = (counts(pool), counts(pool4));
+    assert!(hits > 0 && misses > 0, "{pool}");
+    assert_eq!((hits4, misses4), (2 * hits, misses), "{pool} then {pool4}");
+    // A CPU bench has no device pool.
+    let cpu = succeeds(&["bench", "--workload", "w2", "--steps", "1", "--warmup", "0"]);
+    assert!(!stdout(&cpu).contains("device_memory"), "{}", stdout(&cpu));
 }
 
 /// The last good checkpoint of a run: (step, parameter values by name).

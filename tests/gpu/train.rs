@@ -5,7 +5,7 @@
 
 #[cfg(feature = "gpu")]
 mod on_gpu {
-    use crate::common::gpu::available;
+    use crate::common::gpu::{alone, available};
     use convlm::data::Batch;
     use convlm::models::{Model, ModelConfig};
     use convlm::optim::{Optimizer, OptimizerConfig, OptimizerKind};
@@ -39,21 +39,13 @@ mod on_gpu {
         (run.traffic().since(&before), model.params().params().iter().map(|p| p.value.data().len()).sum())
     }
 
-    /// Set in the process that measures: the device's counters are the process's, so the
-    /// test runs alone in a child process (the other tests of this binary share the device).
-    const ALONE: &str = "CONVLM_TEST_TRAFFIC_ALONE";
-
+    /// The device's counters are the process's, so the test runs [`alone`].
     #[test]
     fn a_step_moves_the_token_ids_up_and_the_status_words_down_whatever_the_model_size() {
         if !available(Device::Gpu) {
             return;
         }
-        if std::env::var_os(ALONE).is_none() {
-            let name = "train::on_gpu::a_step_moves_the_token_ids_up_and_the_status_words_down_whatever_the_model_size";
-            let exe = std::env::current_exe().unwrap();
-            let out = std::process::Command::new(exe).args(["--exact", name, "--test-threads=1", "--nocapture"]).env(ALONE, "1").output().unwrap();
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success() && text.contains("1 passed"), "the measuring process failed:\n{text}");
+        if !alone("train::on_gpu::a_step_moves_the_token_ids_up_and_the_status_words_down_whatever_the_model_size") {
             return;
         }
         let d = GpuDevice::open(Device::Gpu).unwrap();

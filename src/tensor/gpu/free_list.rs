@@ -1,8 +1,11 @@
 //! The free lists of a GPU's buffer pool ([`Pool`]): idle buffers by capacity, and those
-//! waiting for the next submission. [`capacity`] rounds a request to one of eight sizes per
-//! power of two (at most 12.5% unused), so buffers of nearby sizes are interchangeable.
+//! waiting for the next submission, with the counters of its [`PoolReport`]. [`capacity`]
+//! rounds a request to one of eight sizes per power of two (at most 12.5% unused), so
+//! buffers of nearby sizes are interchangeable.
 
 use std::collections::HashMap;
+
+use crate::tensor::memory::{Counts, PoolReport, Usage};
 
 /// Smallest buffer handed out, in bytes.
 const MIN_BYTES: u64 = 256;
@@ -26,21 +29,29 @@ pub(crate) struct Pool {
     pending: Vec<(u64, wgpu::Buffer)>,
     /// Bytes held by free and pending buffers.
     cached: u64,
+    /// The most bytes cached at once.
+    cached_peak: u64,
     /// Bytes of buffers in use.
     live: u64,
+    /// Requests served, per [`Usage::index`].
+    counts: [Counts; 2],
 }
 
 impl Pool {
-    pub(crate) fn take(&mut self, capacity: u64) -> Option<wgpu::Buffer> {
+    /// A free buffer of `capacity` bytes for `usage`, counted as a hit; `None` (the caller
+    /// makes one and counts it with [`Pool::add_new`]) when there is none.
+    pub(crate) fn take(&mut self, capacity: u64, usage: Usage) -> Option<wgpu::Buffer> {
         let b = self.free.get_mut(&capacity)?.pop()?;
         self.cached -= capacity;
         self.live += capacity;
+        self.counts[usage.index()].hits += 1;
         Some(b)
     }
 
     pub(crate) fn give_back(&mut self, capacity: u64, buffer: wgpu::Buffer) {
         self.live = self.live.saturating_sub(capacity);
         self.cached += capacity;
+        self.cached_peak = self.cached_peak.max(self.cached);
         self.pending.push((capacity, buffer));
     }
 
@@ -58,14 +69,28 @@ impl Pool {
         self.cached = pending;
     }
 
-    /// Counts a new buffer of `capacity` bytes as in use.
-    pub(crate) fn add_live(&mut self, capacity: u64) {
+    /// Counts a new buffer of `capacity` bytes for `usage` as in use (a miss).
+    pub(crate) fn add_new(&mut self, capacity: u64, usage: Usage) {
         self.live += capacity;
+        let counts = &mut self.counts[usage.index()];
+        counts.misses += 1;
+        counts.fresh_bytes += capacity;
     }
 
-    /// (bytes in use, bytes cached).
-    pub(crate) fn usage(&self) -> (u64, u64) {
-        (self.live, self.cached)
+    /// What the pool keeps and has done, for the device `device`. It sets no budget: what it
+    /// is given stays until [`Pool::trim`], so nothing is ever evicted.
+    pub(crate) fn report(&self, device: String) -> PoolReport {
+        let kept_buffers = self.free.values().map(Vec::len).sum::<usize>() + self.pending.len();
+        PoolReport {
+            device,
+            budget_bytes: u64::MAX,
+            kept_bytes: self.cached,
+            kept_peak_bytes: self.cached_peak,
+            kept_buffers: kept_buffers as u64,
+            evicted_bytes: 0,
+            tape: self.counts[Usage::Tape.index()],
+            scratch: self.counts[Usage::Scratch.index()],
+        }
     }
 }
 

@@ -25,6 +25,6 @@ pub fn with_gemm_variant<T>(direct: bool, f: impl FnOnce() -> T) -> T {
     launch::gemm::with_variant(direct, f)
 }
 pub use graph::GpuGraph;
-pub use pool::{pool_usage, trim_pool};
+pub use pool::DeviceBuffer;
 pub use runtime::{GpuDevice, Traffic};
 pub use tensor::{GpuIndex, GpuTensor};

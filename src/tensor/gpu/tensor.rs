@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::tensor::gpu::pool::DeviceBuffer;
 use crate::tensor::gpu::runtime::GpuDevice;
+use crate::tensor::memory::{Fill, Usage};
 use crate::tensor::Tensor;
 
 /// A row-major f32 tensor on a GPU. Cloning shares the buffer (a view, not a copy).
@@ -24,16 +25,30 @@ impl GpuTensor {
     /// A tensor of `shape` whose values are unspecified (for a kernel that writes all of them);
     /// `what` names it if the device cannot hold it.
     pub fn empty(device: &GpuDevice, shape: &[usize], what: &str) -> Result<Self> {
-        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::device(format!("{what}: shape {shape:?} is too large")))?;
-        let buf = device.alloc(bytes_of(numel, what)?, what)?;
-        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
+        Self::taken(device, shape, Fill::Stale, what)
     }
 
     /// A tensor of zeros.
     pub fn zeros(device: &GpuDevice, shape: &[usize], what: &str) -> Result<Self> {
-        let t = Self::empty(device, shape, what)?;
-        device.clear(t.raw(), t.bytes());
-        Ok(t)
+        Self::taken(device, shape, Fill::Zeros, what)
+    }
+
+    /// A tensor of `shape` over `buf`, a buffer from its device's pool
+    /// ([`BufferPool::take`](crate::tensor::memory::BufferPool::take)) that must hold its
+    /// values.
+    pub fn from_buffer(buf: DeviceBuffer, shape: &[usize]) -> Result<Self> {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match numel.and_then(|n| (n as u64).checked_mul(4)) {
+            Some(bytes) if bytes <= buf.bytes() => Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() }),
+            _ => Err(Error::shape("from_buffer", format!("shape {shape:?} does not fit a buffer of {} bytes", buf.bytes()))),
+        }
+    }
+
+    /// A tensor of `shape` in a buffer from the device's pool, its values as `fill` says.
+    fn taken(device: &GpuDevice, shape: &[usize], fill: Fill, what: &str) -> Result<Self> {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::device(format!("{what}: shape {shape:?} is too large")))?;
+        let buf = device.take_named(numel, fill, Usage::Tape, what)?;
+        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
     }
 
     /// `shape` filled with `data` from the host.
@@ -116,7 +131,7 @@ pub struct GpuIndex {
 impl GpuIndex {
     /// `data` sent to `device`.
     pub fn upload(device: &GpuDevice, data: &[u32]) -> Result<Self> {
-        let buf = device.alloc(bytes_of(data.len(), "an index upload")?, "an index upload")?;
+        let buf = device.alloc(bytes_of(data.len(), "an index upload")?, "an index upload", Usage::Tape)?;
         device.write_fresh(buf.raw(), 0, bytemuck::cast_slice(data));
         Ok(GpuIndex { buf: Arc::new(buf), len: data.len() })
     }

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::budget::Budget;
 use super::system::bypassing;
 use super::{BufferPool, Counts, Fill, PoolReport, Usage};
+use crate::error::Result;
 
 /// Buffers with fewer values are not kept: `malloc` and a fill cost about as little.
 pub(super) const MIN_KEPT: usize = 1 << 10;
@@ -31,7 +32,7 @@ struct Kept {
     bytes: usize,
     peak: usize,
     evicted: u64,
-    /// Per [`Usage`], in the order of [`usage_index`].
+    /// Per [`Usage`], in the order of [`Usage::index`].
     counts: [Counts; 2],
 }
 
@@ -39,13 +40,6 @@ struct Kept {
 pub struct HostPool {
     kept: Mutex<Kept>,
     budget: &'static Budget,
-}
-
-fn usage_index(usage: Usage) -> usize {
-    match usage {
-        Usage::Tape => 0,
-        Usage::Scratch => 1,
-    }
 }
 
 fn bytes_of(capacity: usize) -> usize {
@@ -93,7 +87,7 @@ impl HostPool {
         let mut kept = self.lock();
         let most = len + len / 4;
         let found = kept.by_size.range((len, 0)..=(most, u64::MAX)).next().map(|(&key, _)| key);
-        let counts = &mut kept.counts[usage_index(usage)];
+        let counts = &mut kept.counts[usage.index()];
         let Some(key) = found else {
             counts.misses += 1;
             counts.fresh_bytes += bytes_of(len) as u64;
@@ -167,10 +161,9 @@ pub(super) fn copy_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-impl BufferPool for HostPool {
-    type Buffer = Vec<f32>;
-
-    fn take(&self, len: usize, fill: Fill, usage: Usage) -> Vec<f32> {
+impl HostPool {
+    /// [`BufferPool::take`] without the `Result`: the CPU's take never fails.
+    pub fn take_vec(&self, len: usize, fill: Fill, usage: Usage) -> Vec<f32> {
         if len < MIN_KEPT {
             return fresh(len, fill);
         }
@@ -184,6 +177,14 @@ impl BufferPool for HostPool {
             fill_zeros(&mut v);
         }
         v
+    }
+}
+
+impl BufferPool for HostPool {
+    type Buffer = Vec<f32>;
+
+    fn take(&self, len: usize, fill: Fill, usage: Usage) -> Result<Vec<f32>> {
+        Ok(self.take_vec(len, fill, usage))
     }
 
     fn give(&self, buf: Vec<f32>) {
@@ -231,8 +232,8 @@ impl BufferPool for HostPool {
             kept_peak_bytes: kept.peak as u64,
             kept_buffers: kept.by_size.len() as u64,
             evicted_bytes: kept.evicted,
-            tape: kept.counts[usage_index(Usage::Tape)],
-            scratch: kept.counts[usage_index(Usage::Scratch)],
+            tape: kept.counts[Usage::Tape.index()],
+            scratch: kept.counts[Usage::Scratch.index()],
         }
     }
 

@@ -5,7 +5,8 @@
 //! `len` f32 values (zeros, or stale values the caller overwrites), [`give`](BufferPool::give)
 //! it back when done, [`report`](BufferPool::report) what the pool keeps and has done. The
 //! CPU's pool ([`HostPool`], one per process: [`host_pool`]) works on `Vec<f32>`; a GPU's is
-//! a sibling over its device buffers. A binary may also install [`CachingAlloc`] (`system`)
+//! a sibling over its device buffers (each `GpuDevice` is one; every `GpuTensor` takes its
+//! buffer from it). A binary may also install [`CachingAlloc`] (`system`)
 //! as its global allocator: it keeps the large blocks the pool never sees (other crates'
 //! temporaries) under the same budget, and asks for huge pages.
 //!
@@ -45,6 +46,8 @@ pub mod system;
 
 use serde::Serialize;
 
+use crate::error::Result;
+
 pub use budget::Budget;
 pub use host::HostPool;
 pub use scratch::Scratch;
@@ -70,6 +73,16 @@ pub enum Usage {
     Scratch,
 }
 
+impl Usage {
+    /// Its place in a pool's per-usage counters: tape 0, scratch 1.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Usage::Tape => 0,
+            Usage::Scratch => 1,
+        }
+    }
+}
+
 /// Requests of one [`Usage`] served by a pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -86,7 +99,8 @@ pub struct Counts {
 pub struct PoolReport {
     /// Where the buffers live: `"cpu"`, or the GPU adapter's name.
     pub device: String,
-    /// The most bytes the pool keeps idle.
+    /// The most bytes the pool keeps idle (`u64::MAX` where it sets no limit: a GPU's pool
+    /// keeps what it is given until [`release`](BufferPool::release)).
     pub budget_bytes: u64,
     /// Bytes kept idle now, waiting for reuse.
     pub kept_bytes: u64,
@@ -103,14 +117,18 @@ pub struct PoolReport {
 }
 
 /// A device's pool of f32 buffers. Implementations are shared by every thread (`&self`),
-/// keep at most their budget in idle buffers, and never hand one buffer out twice.
+/// keep at most their budget in idle buffers, and never hand one buffer out twice: the CPU's
+/// [`HostPool`] over `Vec<f32>`, and each GPU device over its device buffers
+/// (`tensor::gpu::GpuDevice`, where `gpu` is built).
 pub trait BufferPool: Send + Sync {
     /// The buffer handed out: `Vec<f32>` on the CPU, a device buffer on a GPU.
     type Buffer;
 
     /// A buffer of exactly `len` f32 values for `usage`, its values as `fill` says: a kept
-    /// one when the policy finds one, else a new one.
-    fn take(&self, len: usize, fill: Fill, usage: Usage) -> Self::Buffer;
+    /// one when the policy finds one, else a new one. Fails only where the device cannot
+    /// make a new one (a GPU out of memory, or `len` past its largest buffer), naming the
+    /// device; the CPU's never fails (a `Vec` that cannot be allocated aborts, as anywhere).
+    fn take(&self, len: usize, fill: Fill, usage: Usage) -> Result<Self::Buffer>;
 
     /// Takes `buf` back for a later [`take`](BufferPool::take), or frees it (too small to be
     /// worth keeping, or beyond the budget).
@@ -179,13 +197,13 @@ pub fn set_budget(bytes: usize) {
 
 /// A tape buffer of `len` zeros.
 pub(crate) fn zeroed(len: usize) -> Vec<f32> {
-    HOST.take(len, Fill::Zeros, Usage::Tape)
+    HOST.take_vec(len, Fill::Zeros, Usage::Tape)
 }
 
 /// A tape buffer of `len` UNSPECIFIED values: only for a caller that overwrites every value
 /// before reading any.
 pub(crate) fn stale(len: usize) -> Vec<f32> {
-    HOST.take(len, Fill::Stale, Usage::Tape)
+    HOST.take_vec(len, Fill::Stale, Usage::Tape)
 }
 
 /// A copy of `a` in a tape buffer (large ones copied across the thread pool).

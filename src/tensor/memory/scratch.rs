@@ -15,13 +15,13 @@ pub struct Scratch {
 impl Scratch {
     /// `len` values from the pool ([`Usage::Scratch`], [`Fill::Stale`]).
     pub fn new(len: usize) -> Self {
-        Scratch { buf: host_pool().take(len, Fill::Stale, Usage::Scratch) }
+        Scratch { buf: host_pool().take_vec(len, Fill::Stale, Usage::Scratch) }
     }
 
     /// `len` zeros from the pool ([`Usage::Scratch`], [`Fill::Zeros`]), for a kernel that adds
     /// into its temporary.
     pub fn zeroed(len: usize) -> Self {
-        Scratch { buf: host_pool().take(len, Fill::Zeros, Usage::Scratch) }
+        Scratch { buf: host_pool().take_vec(len, Fill::Zeros, Usage::Scratch) }
     }
 }
 

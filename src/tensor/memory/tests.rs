@@ -20,14 +20,14 @@ fn take_finds_the_best_fit_within_a_quarter_and_keeps_stale_values() {
     pool.give(filled(5000, 2.0));
     pool.give(filled(9000, 3.0));
     // 4100 values: 5000 is the smallest that holds them and at most a quarter larger.
-    let v = pool.take(4100, Fill::Stale, Usage::Tape);
+    let v = pool.take_vec(4100, Fill::Stale, Usage::Tape);
     assert_eq!(v.len(), 4100);
     assert!(v.iter().all(|&x| x == 2.0), "a stale take keeps the old values");
     // 3990 values fit 4000 (the 9000 one is more than a quarter larger than asked).
-    let w = pool.take(3990, Fill::Zeros, Usage::Scratch);
+    let w = pool.take_vec(3990, Fill::Zeros, Usage::Scratch);
     assert!(w.len() == 3990 && w.iter().all(|&x| x == 0.0), "a zeros take is zeroed");
     // 6000 values: 9000 is more than a quarter larger, so a new buffer.
-    let fresh = pool.take(6000, Fill::Zeros, Usage::Tape);
+    let fresh = pool.take_vec(6000, Fill::Zeros, Usage::Tape);
     assert!(fresh.len() == 6000 && fresh.iter().all(|&x| x == 0.0));
     let r = pool.report();
     assert_eq!((r.tape.hits, r.tape.misses, r.scratch.hits, r.scratch.misses), (1, 1, 1, 0));
@@ -47,7 +47,7 @@ fn the_most_recently_given_back_of_equal_buffers_is_taken_and_lengths_grow_withi
     new.resize(1500, 2.0);
     let new_at = new.as_ptr() as usize;
     pool.give(new);
-    let v = pool.take(2000, Fill::Stale, Usage::Tape);
+    let v = pool.take_vec(2000, Fill::Stale, Usage::Tape);
     assert_eq!(v.as_ptr() as usize, new_at, "the most recent of two equal buffers");
     assert_eq!(v.len(), 2000);
     assert!(v[..1500].iter().all(|&x| x == 2.0), "the old values stay");
@@ -55,10 +55,22 @@ fn the_most_recently_given_back_of_equal_buffers_is_taken_and_lengths_grow_withi
 }
 
 #[test]
+fn the_trait_take_is_take_vec_and_never_fails_on_the_cpu() {
+    let (pool, _) = pool_with(1 << 30);
+    pool.give(filled(3000, 4.0));
+    let stale = BufferPool::take(&pool, 3000, Fill::Stale, Usage::Scratch).unwrap();
+    assert!(stale.len() == 3000 && stale.iter().all(|&x| x == 4.0), "the kept buffer, as take_vec gives it");
+    let zeros = BufferPool::take(&pool, 5000, Fill::Zeros, Usage::Tape).unwrap();
+    assert!(zeros.len() == 5000 && zeros.iter().all(|&x| x == 0.0));
+    let r = pool.report();
+    assert_eq!((r.scratch.hits, r.tape.misses), (1, 1));
+}
+
+#[test]
 fn small_buffers_are_neither_kept_nor_counted() {
     let (pool, _) = pool_with(1 << 30);
     pool.give(filled(host::MIN_KEPT - 1, 1.0));
-    let v = pool.take(host::MIN_KEPT - 1, Fill::Zeros, Usage::Tape);
+    let v = pool.take_vec(host::MIN_KEPT - 1, Fill::Zeros, Usage::Tape);
     assert!(v.iter().all(|&x| x == 0.0));
     let r = pool.report();
     assert_eq!((r.kept_buffers, r.tape.hits, r.tape.misses), (0, 0, 0));
@@ -73,7 +85,7 @@ fn beyond_the_budget_the_least_recently_given_back_buffers_are_freed_first() {
     }
     let r = pool.report();
     assert_eq!((r.kept_buffers, r.kept_bytes, r.evicted_bytes), (3, 3 * len as u64 * 4, len as u64 * 4));
-    let mut left: Vec<f32> = (0..3).map(|_| pool.take(len, Fill::Stale, Usage::Tape)[0]).collect();
+    let mut left: Vec<f32> = (0..3).map(|_| pool.take_vec(len, Fill::Stale, Usage::Tape)[0]).collect();
     left.sort_by(f32::total_cmp);
     assert_eq!(left, [2.0, 3.0, 4.0], "the first buffer given back left first");
     // A buffer larger than the whole budget is not kept; a smaller budget evicts at once.
@@ -85,7 +97,7 @@ fn beyond_the_budget_the_least_recently_given_back_buffers_are_freed_first() {
     pool.trim();
     let r = pool.report();
     assert_eq!((r.kept_buffers, r.budget_bytes), (1, len as u64 * 4));
-    assert_eq!(pool.take(len, Fill::Stale, Usage::Tape)[0], 2.0);
+    assert_eq!(pool.take_vec(len, Fill::Stale, Usage::Tape)[0], 2.0);
 }
 
 #[test]
@@ -100,7 +112,7 @@ fn the_budget_is_shared_with_what_other_stores_keep() {
     budget.unkeep(2 * len * 4);
     pool.give(filled(len, 3.0));
     assert_eq!((pool.report().kept_buffers, budget.kept(), budget.peak()), (2, 2 * len * 4, 3 * len * 4));
-    assert_eq!(pool.take(len, Fill::Stale, Usage::Tape)[0], 3.0);
+    assert_eq!(pool.take_vec(len, Fill::Stale, Usage::Tape)[0], 3.0);
     assert_eq!(budget.kept(), len * 4, "a taken buffer leaves the budget");
 }
 
@@ -141,7 +153,7 @@ fn the_allocator_keeps_large_blocks_for_the_same_layout() {
 fn release_frees_every_kept_buffer_and_keeps_the_counters() {
     let (pool, _) = pool_with(1 << 30);
     pool.give(filled(5000, 1.0));
-    let _ = pool.take(5000, Fill::Stale, Usage::Scratch);
+    let _ = pool.take_vec(5000, Fill::Stale, Usage::Scratch);
     pool.give(filled(5000, 1.0));
     pool.release();
     let r = pool.report();
