@@ -31,8 +31,6 @@ pub(crate) struct Pool {
     cached: u64,
     /// The most bytes cached at once.
     cached_peak: u64,
-    /// Bytes of buffers in use.
-    live: u64,
     /// Requests served, per [`Usage::index`].
     counts: [Counts; 2],
 }
@@ -43,13 +41,11 @@ impl Pool {
     pub(crate) fn take(&mut self, capacity: u64, usage: Usage) -> Option<wgpu::Buffer> {
         let b = self.free.get_mut(&capacity)?.pop()?;
         self.cached -= capacity;
-        self.live += capacity;
         self.counts[usage.index()].hits += 1;
         Some(b)
     }
 
     pub(crate) fn give_back(&mut self, capacity: u64, buffer: wgpu::Buffer) {
-        self.live = self.live.saturating_sub(capacity);
         self.cached += capacity;
         self.cached_peak = self.cached_peak.max(self.cached);
         self.pending.push((capacity, buffer));
@@ -69,9 +65,8 @@ impl Pool {
         self.cached = pending;
     }
 
-    /// Counts a new buffer of `capacity` bytes for `usage` as in use (a miss).
+    /// Counts a new buffer of `capacity` bytes for `usage` (a miss).
     pub(crate) fn add_new(&mut self, capacity: u64, usage: Usage) {
-        self.live += capacity;
         let counts = &mut self.counts[usage.index()];
         counts.misses += 1;
         counts.fresh_bytes += capacity;

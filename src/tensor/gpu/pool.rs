@@ -16,11 +16,16 @@ use crate::tensor::gpu::free_list::{capacity, Pool};
 use crate::tensor::gpu::runtime::GpuDevice;
 use crate::tensor::memory::{BufferPool, Fill, PoolReport, Usage};
 
+/// Bytes of `numel` f32 values, checked; `what` names them in the error.
+pub(crate) fn bytes_of(numel: usize, what: &str) -> Result<u64> {
+    (numel as u64).checked_mul(4).ok_or_else(|| Error::device(format!("{what}: {numel} values do not fit a buffer")))
+}
+
 impl GpuDevice {
     /// A buffer of `len` f32 values for `usage` from the pool, its values as `fill` says;
     /// `what` names it in the error when the device cannot hold it.
     pub(crate) fn take_named(&self, len: usize, fill: Fill, usage: Usage, what: &str) -> Result<DeviceBuffer> {
-        let bytes = (len as u64).checked_mul(4).ok_or_else(|| Error::device(format!("{what}: {len} values do not fit a buffer")))?;
+        let bytes = bytes_of(len, what)?;
         let buf = self.alloc(bytes, what, usage)?;
         if fill == Fill::Zeros {
             self.clear(buf.raw(), bytes);

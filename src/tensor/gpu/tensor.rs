@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::tensor::gpu::pool::DeviceBuffer;
+use crate::tensor::gpu::pool::{bytes_of, DeviceBuffer};
 use crate::tensor::gpu::runtime::GpuDevice;
 use crate::tensor::memory::{Fill, Usage};
 use crate::tensor::Tensor;
@@ -14,11 +14,6 @@ use crate::tensor::Tensor;
 pub struct GpuTensor {
     buf: Arc<DeviceBuffer>,
     shape: Vec<usize>,
-}
-
-/// Bytes of `numel` f32 values, checked.
-fn bytes_of(numel: usize, what: &str) -> Result<u64> {
-    (numel as u64).checked_mul(4).ok_or_else(|| Error::device(format!("{what}: {numel} values do not fit a buffer")))
 }
 
 impl GpuTensor {
