@@ -191,20 +191,15 @@ impl Family for Hyena {
             let m = &block.mixer;
             let x = b.layernorm(&block.ln1, &h)?; // (B, T, d)
             let x = b.linear(&m.in_proj, &x)?; // (B, T, 3d)
-            let x = b.causal_conv(&m.short_conv, &x)?; // (B, T, 3d)
-            let x0 = b.slice_channels(&x, 0, d)?; // (B, T, d)
-            let x1 = b.slice_channels(&x, d, 2 * d)?; // (B, T, d)
-            let v = b.slice_channels(&x, 2 * d, 3 * d)?; // (B, T, d)
-            let v = b.mul(&v, &x1)?;
+            let x = b.causal_conv(&m.short_conv, &x)?; // (B, T, 3d): channels x0 | x1 | v
+            let v = b.mul_channels(&x, 2 * d, &x, d, d)?; // (B, T, d): v·x1
             let v = b.long_conv(&m.filter, &v)?; // (B, T, d)
-            let y = b.mul(&v, &x0)?;
+            let y = b.mul_channels(&v, 0, &x, 0, d)?; // (B, T, d): v·x0
             let y = b.linear(&m.out_proj, &y)?; // (B, T, d)
             let y = b.dropout(&y, self.cfg.dropout)?;
             h = b.add(&h, &y)?;
             let x = b.layernorm(&block.ln2, &h)?;
-            let x = b.linear(&block.fc1, &x)?; // (B, T, hidden)
-            let x = b.activation(&x, Activation::Gelu)?;
-            let x = b.linear(&block.fc2, &x)?; // (B, T, d)
+            let x = b.mlp(&block.fc1, Activation::Gelu, &block.fc2, &x)?; // (B, T, hidden) → (B, T, d)
             let x = b.dropout(&x, self.cfg.dropout)?;
             h = b.add(&h, &x)?;
         }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::nn::layers::{BatchNorm1d, CausalConv1d, Embedding, Head, LayerNorm, Linear, MaskedConv2d};
 use crate::nn::long_conv::LongConv;
 use crate::nn::{Buffers, ParamId, ParamStore};
-use crate::tensor::{Activation, BatchStats, Graph, Var};
+use crate::tensor::{Activation, BatchStats, Dense, Graph, Var};
 
 /// The operations model forwards are written in. Values are channels-last.
 pub trait Backend {
@@ -43,6 +43,21 @@ pub trait Backend {
     fn glu(&mut self, x: &Self::Value) -> Result<Self::Value>;
     /// Channels `start..end` of every position.
     fn slice_channels(&mut self, x: &Self::Value, start: usize, end: usize) -> Result<Self::Value>;
+    /// `fc2(act(fc1(x)))`, a position-wise MLP. By default two linear layers around an
+    /// activation; a backend with a fused op runs the activation inside the products.
+    fn mlp(&mut self, fc1: &Linear, act: Activation, fc2: &Linear, x: &Self::Value) -> Result<Self::Value> {
+        let z = self.linear(fc1, x)?;
+        let z = self.activation(&z, act)?;
+        self.linear(fc2, &z)
+    }
+    /// `a[..., a_start..a_start+width] * b[..., b_start..b_start+width]`: the product of two
+    /// channel windows (Hyena's gates; `a` and `b` may be one value). By default two slices
+    /// and a `mul`; a backend with a fused op reads the windows in place.
+    fn mul_channels(&mut self, a: &Self::Value, a_start: usize, b: &Self::Value, b_start: usize, width: usize) -> Result<Self::Value> {
+        let a = self.slice_channels(a, a_start, a_start.saturating_add(width))?;
+        let b = self.slice_channels(b, b_start, b_start.saturating_add(width))?;
+        self.mul(&a, &b)
+    }
     /// Hyena's long causal convolution over the whole context, with the layer's implicit
     /// filter generated for the sequence length: (B, T, C) → (B, T, C).
     fn long_conv(&mut self, layer: &LongConv, u: &Self::Value) -> Result<Self::Value>;
@@ -174,6 +189,16 @@ impl Backend for GraphBackend<'_> {
     fn slice_channels(&mut self, x: &Var, start: usize, end: usize) -> Result<Var> {
         let axis = self.graph.shape(*x).len().saturating_sub(1);
         self.graph.slice(*x, axis, start, end)
+    }
+
+    fn mlp(&mut self, fc1: &Linear, act: Activation, fc2: &Linear, x: &Var) -> Result<Var> {
+        let mut dense = |layer: &Linear| Dense { weight: self.param(layer.weight), bias: self.opt_param(layer.bias) };
+        let (fc1, fc2) = (dense(fc1), dense(fc2));
+        self.graph.mlp(*x, fc1, act, fc2)
+    }
+
+    fn mul_channels(&mut self, a: &Var, a_start: usize, b: &Var, b_start: usize, width: usize) -> Result<Var> {
+        self.graph.mul_channels(*a, a_start, *b, b_start, width)
     }
 
     fn long_conv(&mut self, layer: &LongConv, u: &Var) -> Result<Var> {

@@ -30,6 +30,7 @@ pub use kernels::softmax::exp_nonpos;
 pub use ops::activation::{sigmoid, Activation};
 pub(crate) use ops::linear::add_bias_rows;
 pub use ops::loss::{log_softmax_row, IGNORE_INDEX};
+pub use ops::mlp::Dense;
 pub(crate) use ops::norm::layernorm_row;
 pub use ops::norm::BatchStats;
 pub use precision::Precision;

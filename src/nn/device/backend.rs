@@ -157,6 +157,16 @@ impl Backend for GpuBackend<'_> {
         self.graph.slice_channels(*x, start, end)
     }
 
+    /// Slices only the windows that are not a whole value (the second gate's `v`).
+    fn mul_channels(&mut self, a: &Var, a_start: usize, b: &Var, b_start: usize, width: usize) -> Result<Var> {
+        let mut window = |x: Var, start: usize| match start == 0 && self.graph.shape(x).last() == Some(&width) {
+            true => Ok(x),
+            false => self.graph.slice_channels(x, start, start.saturating_add(width)),
+        };
+        let (a, b) = (window(*a, a_start)?, window(*b, b_start)?);
+        self.graph.mul(a, b)
+    }
+
     fn long_conv(&mut self, layer: &LongConv, u: &Var) -> Result<Var> {
         let len = *self.graph.shape(*u).get(1).ok_or_else(|| Error::shape("long_conv", "input must be (B, T, C)"))?;
         let (graph, params, bound) = (&mut *self.graph, self.params, &mut self.bound);

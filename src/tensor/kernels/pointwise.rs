@@ -67,6 +67,15 @@ fn gelu_backward_portable<const ADD: bool>(gx: &mut [f32], g: &[f32], x: &[f32])
     }
 }
 
+#[inline(always)]
+fn gelu_grad_in_place_portable(g: &mut [f32], x: &[f32]) {
+    let n = g.len().min(x.len());
+    let (g, x) = (&mut g[..n], &x[..n]);
+    for i in 0..n {
+        g[i] *= gelu_derivative(x[i]);
+    }
+}
+
 /// `out[i] = gelu(x[i])` (the AVX2 or AVX-512 build where the CPU has it, same bits).
 pub fn gelu_slice(out: &mut [f32], x: &[f32]) {
     gelu_built(avx2_fma(), out, x)
@@ -80,6 +89,17 @@ pub fn gelu_backward_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
 /// `gx[i] = g[i] · gelu'(x[i])` (overwrites).
 pub fn gelu_grad_slice(gx: &mut [f32], g: &[f32], x: &[f32]) {
     gelu_grad_built(avx2_fma(), gx, g, x)
+}
+
+/// `g[i] = g[i] · gelu'(x[i])`: the same bits as [`gelu_grad_slice`], written over `g`.
+pub fn gelu_grad_in_place(g: &mut [f32], x: &[f32]) {
+    gelu_grad_in_place_built(avx2_fma(), g, x)
+}
+
+simd_fn! {
+    fn gelu_grad_in_place_built(simd: Option<Avx2Fma>, g: &mut [f32], x: &[f32]) {
+        gelu_grad_in_place_portable(g, x)
+    }
 }
 
 simd_fn! {
@@ -135,10 +155,13 @@ mod tests {
         gelu_backward_slice(&mut gx, &g, &x);
         let mut put = vec![f32::NAN; x.len()];
         gelu_grad_slice(&mut put, &g, &x);
+        let mut in_place = g.clone();
+        gelu_grad_in_place(&mut in_place, &x);
         for i in 0..x.len() {
             assert_eq!(out[i].to_bits(), gelu(x[i]).to_bits(), "gelu({})", x[i]);
             assert_eq!(gx[i].to_bits(), (1.0 + g[i] * gelu_derivative(x[i])).to_bits(), "gelu'({})", x[i]);
             assert_eq!(put[i].to_bits(), (g[i] * gelu_derivative(x[i])).to_bits(), "gelu'({})", x[i]);
+            assert_eq!(in_place[i].to_bits(), put[i].to_bits(), "gelu'({}) in place", x[i]);
         }
     }
 }

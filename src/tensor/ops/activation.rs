@@ -1,9 +1,9 @@
 //! Elementwise ops: add, mul, scale, tanh, relu, gelu, sigmoid, and GLU over the last axis.
 
-use super::{copy_of, map_into, map_slices, put_zip, zip3_slices, zip_map};
+use super::{copy_of, map_slices, put_zip, zip3_slices, zip_map};
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
-use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_grad_slice, gelu_slice};
+use crate::tensor::kernels::pointwise::{gelu, gelu_backward_slice, gelu_derivative, gelu_grad_in_place, gelu_grad_slice, gelu_slice};
 use crate::tensor::Tensor;
 
 /// Which pointwise activation.
@@ -26,6 +26,28 @@ impl Activation {
             Activation::Relu => x.max(0.0),
             Activation::Gelu => gelu(x),
             Activation::Sigmoid => sigmoid(x),
+        }
+    }
+
+    /// `out[i] = act(x[i])` over one slice: one monomorphized (vectorizable) loop per
+    /// activation, not a match per value.
+    pub(crate) fn apply_slice(self, out: &mut [f32], x: &[f32]) {
+        match self {
+            Activation::Tanh => tanh_slice(out, x),
+            Activation::Relu => out.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
+            Activation::Gelu => gelu_slice(out, x),
+            Activation::Sigmoid => out.iter_mut().zip(x).for_each(|(o, &v)| *o = sigmoid(v)),
+        }
+    }
+
+    /// `g[i] = g[i] · act'(x[i])` over one slice, given the inputs `x` and outputs `y`: the
+    /// same bits as the activation's own backward rule writing a fresh gradient.
+    pub(crate) fn grad_in_place(self, g: &mut [f32], x: &[f32], y: &[f32]) {
+        match self {
+            Activation::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+            Activation::Relu => g.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),
+            Activation::Gelu => gelu_grad_in_place(g, x),
+            Activation::Sigmoid => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= self.derivative(0.0, y)),
         }
     }
 
@@ -198,13 +220,7 @@ impl Graph {
     pub fn activation(&mut self, x: Var, act: Activation) -> Var {
         let xv = self.value(x);
         let mut out = Tensor::stale(xv.shape().to_vec()); // every value written below
-                                                          // One monomorphized (vectorizable) loop per activation, not a match per value.
-        match act {
-            Activation::Tanh => map_slices(out.data_mut(), xv.data(), tanh_slice),
-            Activation::Relu => map_into(out.data_mut(), xv.data(), |v| v.max(0.0)),
-            Activation::Gelu => map_slices(out.data_mut(), xv.data(), gelu_slice),
-            _ => map_into(out.data_mut(), xv.data(), |v| act.apply(v)),
-        }
+        map_slices(out.data_mut(), xv.data(), |o, x| act.apply_slice(o, x));
         self.record(out, &[x], ActBack { x, act })
     }
 

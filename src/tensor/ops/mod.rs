@@ -3,9 +3,11 @@
 
 pub(crate) mod activation;
 mod conv;
+mod gate;
 pub(crate) mod linear;
 mod long_conv;
 pub(crate) mod loss;
+pub(crate) mod mlp;
 pub(crate) mod norm;
 mod shape;
 
@@ -26,11 +28,6 @@ pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync +
 }
 
 pub(crate) use crate::tensor::memory::copied as copy_of;
-
-/// `out[i] = f(a[i])`, in parallel for large inputs.
-pub(crate) fn map_into(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
-    map_slices(out, a, |o, a| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
-}
 
 /// `f(out_chunk, a_chunk)` over matching chunks of `out` and `a`, in parallel for large
 /// inputs (for kernels that work on a whole slice at a time).
