@@ -220,7 +220,9 @@ impl Graph {
         self.values[v.0].shape()
     }
 
-    /// The gradient of `v` after [`Graph::backward`] (None if it received none).
+    /// The gradient of `v` after [`Graph::backward`]: of a leaf, parameter or constant (None
+    /// if it received none). An op's output gradient is given back to the memory layer as
+    /// soon as the op's rule has used it, so asking for one gives None.
     pub fn grad(&self, v: Var) -> Option<&[f32]> {
         self.grads.get(v.0).and_then(|g| g.as_deref())
     }
@@ -290,7 +292,9 @@ impl Graph {
         if let Some(t0) = started {
             profile::charge(self.names[i], std::time::Duration::ZERO, t0.elapsed());
         }
-        self.grads[i] = Some(grad_out);
+        // Consumed: its buffer serves the next gradient of its size (a training step's
+        // peak memory no longer holds every intermediate gradient at once).
+        give(grad_out);
         result
     }
 
