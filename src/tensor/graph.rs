@@ -359,6 +359,19 @@ mod tests {
     }
 
     #[test]
+    fn backward_keeps_leaf_gradients_and_gives_back_consumed_ones() {
+        let mut g = Graph::new(true);
+        let x = g.leaf(Tensor::new(vec![2048], (0..2048).map(|i| i as f32 * 1e-3).collect()).unwrap());
+        let y = g.mul(x, x).unwrap(); // 4096 bytes and more: a pooled buffer
+        let loss = g.sum(y);
+        g.backward(loss).unwrap();
+        assert_eq!(g.grad(y), None, "an op's output gradient goes back once its rule has run");
+        assert_eq!(g.grad(loss), None);
+        let gx = g.grad(x).expect("a leaf keeps its gradient");
+        assert!(gx.iter().enumerate().all(|(i, &v)| v == 2.0 * (i as f32 * 1e-3)), "d sum(x²) / dx = 2x");
+    }
+
+    #[test]
     fn a_backward_error_reaches_the_caller() {
         let mut g = Graph::new(true);
         let x = g.leaf(Tensor::full(vec![1], 2.0));
