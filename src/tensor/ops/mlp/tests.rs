@@ -105,4 +105,3 @@ fn weights_that_do_not_chain_are_refused_with_their_shapes() {
     let out = g.mlp(x, dense(w1, None), Activation::Relu, dense(w2, None)).unwrap();
     assert_eq!(g.shape(out), [2, 4, 5]);
 }
-
