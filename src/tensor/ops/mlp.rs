@@ -1,9 +1,11 @@
 //! A position-wise MLP, `fc2(act(fc1(x)))`, as one op: its activation runs on each block of
-//! rows as soon as the first product has computed it (`Gemm::matmul_then`, while the rows are
-//! in cache), and backward multiplies by the activation's derivative the same way, in the
-//! epilogue of the product that computes the hidden gradient. Apart, the hidden (N, H)
-//! values were written, read back for the activation, written again; backward wrote the
-//! activation's gradient and read it back once more. The values are the same, bit for bit.
+//! rows as soon as the first product has computed it, while the rows are in cache, and
+//! backward multiplies by the activation's derivative the same way, in the epilogue of the
+//! product that computes the hidden gradient (`Gemm::matmul_then_as_plain`: fused where the
+//! plain product's kernel has an epilogue, so the bits stay the plain product's). Apart, the
+//! hidden (N, H) values were written, read back for the activation, written again; backward
+//! wrote the activation's gradient and read it back once more. The values are the same, bit
+//! for bit.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -55,7 +57,7 @@ impl BackwardOp for MlpBack {
             let at = i * block..i * block + rows.len();
             self.act.grad_in_place(rows, &hidden[at.clone()], &activated[at]);
         };
-        self.gemm.matmul_then(&mut g_hidden, gm, Mat::row_major(w2.data(), n_out, h), Init::Zero, Par::Pool, &derivative);
+        self.gemm.matmul_then_as_plain(&mut g_hidden, gm, Mat::row_major(w2.data(), n_out, h), Init::Zero, Par::Pool, &derivative);
         let ghm = Mat::row_major(&g_hidden, rows, h); // (N, H)
         if let Some(gw1) = ctx.grad(self.fc1.weight) {
             self.gemm.matmul(gw1, d, ghm.t(), Mat::row_major(x.data(), rows, d), true, Par::Pool);
@@ -112,7 +114,7 @@ impl Graph {
             let xm = Mat::row_major(self.value(x).data(), rows, d);
             let w1 = Mat::row_major(self.value(fc1.weight).data(), h, d);
             let init = fc1.bias.map_or(Init::Zero, |b| Init::Rows(self.value(b).data()));
-            gemm.matmul_then(hidden.data_mut(), xm, w1.t(), init, Par::Pool, &activate);
+            gemm.matmul_then_as_plain(hidden.data_mut(), xm, w1.t(), init, Par::Pool, &activate);
             // (N, H)
         }
         let mut out_shape = xs;

@@ -43,6 +43,22 @@ impl Gemm {
         }
     }
 
+    /// [`Gemm::matmul_then`] whose product is [`Gemm::matmul_init`]'s to the bit: fused where
+    /// the plain product's kernel has an epilogue (the crate's sgemm; zgemm in bf16), the
+    /// whole product first where it has none (fp32 on CPUs whose plain products are the
+    /// `gemm` crate's, where `matmul_then` would switch to zgemm). For ops that replace a
+    /// product and a pass over its output and must keep their bits.
+    pub fn matmul_then_as_plain(self, dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.fused_kernel(a.cols), Fused::Zgemm(super::zgemm::Words::F32(_))) {
+            let n = b.cols;
+            self.matmul_init(dst, n, a, b, init, par);
+            run_epilogues(&mut dst[..a.rows * n], n, par, epilogue);
+            return;
+        }
+        self.matmul_then(dst, a, b, init, par, epilogue)
+    }
+
     /// [`matmul_then`] computed as this product says.
     pub fn matmul_then(self, dst: &mut [f32], a: Mat, b: Mat, init: Init, par: Par, epilogue: &(dyn Fn(usize, &mut [f32]) + Sync)) {
         assert_eq!(a.cols, b.rows, "matmul inner dimensions");
