@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::PAR_THRESHOLD;
 use crate::error::{Error, Result};
 use crate::tensor::graph::{BackwardOp, GradCtx, Graph, Var};
 use crate::tensor::memory::stale;
@@ -12,8 +13,6 @@ use crate::tensor::Tensor;
 
 /// Values per parallel task (whole rows).
 const VALUES_PER_TASK: usize = 8192;
-/// Element count above which the loops are split across the rayon pool.
-const PAR_VALUES: usize = 1 << 15;
 
 /// A window of `width` channels from `start` in a (rows, channels) buffer.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +34,7 @@ fn over_rows(dst: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sy
         return;
     }
     let per_task = (VALUES_PER_TASK / row_len).max(1); // rows per task
-    if dst.len() >= PAR_VALUES {
+    if dst.len() >= PAR_THRESHOLD {
         dst.par_chunks_mut(per_task * row_len).enumerate().for_each(|(i, d)| f(i * per_task, d));
     } else {
         f(0, dst);
